@@ -1,0 +1,1 @@
+"""Subcommands of the ``dialer`` command, one module each (see :mod:`dialer.cli`)."""

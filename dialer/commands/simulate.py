@@ -1,0 +1,101 @@
+"""``dialer simulate``: simulate a campaign and report occupancy and abandonment with confidence intervals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from dialer.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a campaign (the embedded default scenario when no file is given)",
+        description="Simulate an outbound campaign and print occupancy, abandonment and throughput, pooled over "
+        "replications with 95%% confidence intervals. Without SCENARIO.toml, runs the embedded default scenario "
+        "(see --print-default).",
+    )
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO.toml", help="scenario file (default: embedded)")
+    p.add_argument("--policy", help="pacing policy (progressive, power, vicidial-adaptive, predictive, ...)")
+    p.add_argument("--agents", type=int, help="number of agents")
+    p.add_argument("--hours", type=float, help="shift length in hours")
+    p.add_argument("--days", type=int, help="campaign days per replication")
+    p.add_argument("--replications", type=int, help="independent replications")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same numbers)")
+    p.add_argument("--target", type=float, dest="target_abandon_rate", help="target abandonment rate (0.03 = 3%%)")
+    p.add_argument("--ratio", type=float, help="lines per agent for the power policy")
+    p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--plot", metavar="FILE.png", help="also write a plot of occupancy and abandonment")
+    p.add_argument("--print-default", action="store_true", help="print the embedded default scenario and exit")
+    p.set_defaults(func=run)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from dialer.progress import ProgressBar
+    from sim import scenario as scenarios
+    from sim.runner import simulate
+
+    if args.print_default:
+        sys.stdout.write(scenarios.default_text())
+        return 0
+    base = scenarios.load(args.scenario) if args.scenario else scenarios.default()
+    overrides = {
+        "policy": args.policy,
+        "agents": args.agents,
+        "hours": args.hours,
+        "days": args.days,
+        "replications": args.replications,
+        "seed": args.seed,
+        "target_abandon_rate": args.target_abandon_rate,
+        "ratio": args.ratio,
+    }
+    try:
+        scenario = base.replace(**overrides)
+    except ConfigError as exc:
+        option = exc.key.split(".")[-1].replace("_", "-")
+        if option == "target-abandon-rate":
+            option = "target"
+        if overrides.get(exc.key.split(".")[-1]) is not None:
+            raise ConfigError(f"--{option}", exc.message) from None
+        raise
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers", "must be >= 1")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("--plot", "needs matplotlib: pip install 'predictive-dialer[plot]'") from None
+    bar = ProgressBar("simulating", enabled=not args.json)
+    try:
+        report = simulate(scenario, workers=args.workers, progress=bar)
+    finally:
+        bar.close()
+    if args.plot:
+        from sim.report import plot
+
+        plot(report, args.plot)
+    if args.json:
+        json.dump(_json_safe(report.to_json()), sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        from sim.report import format_table
+
+        print(format_table(report))
+        if args.plot:
+            print(f"Plot written to {args.plot}")
+    return 0

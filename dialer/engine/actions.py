@@ -1,0 +1,56 @@
+"""Output actions: what the engine asks its runtime to do.
+
+The runtime carries each action out on its own clock and reports the consequences back as events. Actions that
+concern a call name it by ``call_id``, an integer the engine allocates when it decides to dial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dialer.engine.records import CallRecord
+from dialer.leads import Lead
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Base class of everything the engine asks for."""
+
+
+@dataclass(frozen=True, slots=True)
+class DialLead(Action):
+    """Place a call to ``lead``. ``ring_timeout`` (seconds, or ``None`` for the network's own) bounds ringing."""
+
+    call_id: int
+    lead: Lead
+    ring_timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectCall(Action):
+    """Bridge the answered call to the agent, now: the agent is already marked on the call."""
+
+    call_id: int
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayAbandonMessage(Action):
+    """No agent within the connect limit: play the recorded message and hang up. Already counted as abandoned."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp(Action):
+    """Hang up the call (machine answered, ring timeout reached, or the agent vanished)."""
+
+    call_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCall(Action):
+    """A call is over: persist its record. Emitted exactly once per dialed call, so no outcome is ever lost."""
+
+    record: CallRecord

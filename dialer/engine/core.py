@@ -1,0 +1,499 @@
+"""The engine: agents, calls in flight, pacing and abandonment accounting, as a pure state machine.
+
+Feed it events with :meth:`Engine.handle`; it returns the actions to carry out. It never reads a clock, opens a
+socket or draws a random number, so the SimPy simulator and the live asyncio runtime drive the very same logic,
+and every test can replay an exact sequence of events.
+
+Timers (the connect limit of a waiting person, the ring timeout, a policy's next decision) are the engine's only
+notion of the future: :meth:`Engine.next_timer` says when the runtime should next send ``TimeAdvanced``. Timers
+that are due fire before the event that carries a later time is applied, so a late runtime still gets the
+abandonment it owed.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dialer.engine import events as ev
+from dialer.engine.actions import (
+    Action,
+    ConnectCall,
+    DialLead,
+    HangUp,
+    PlayAbandonMessage,
+    RecordCall,
+)
+from dialer.engine.records import CallRecord, Outcome
+from dialer.engine.snapshot import Snapshot
+from dialer.engine.state import (
+    AgentState,
+    CallState,
+    Key,
+    Trigger,
+    agent_next,
+    call_next,
+)
+from dialer.engine.stats import EngineStats
+from dialer.errors import ConfigError, InvalidTransition
+from dialer.leads import Lead, LeadSource
+from dialer.pacing.base import PacingPolicy
+
+_FAILURE_OUTCOME = {
+    ev.FailureReason.BUSY: Outcome.BUSY,
+    ev.FailureReason.NO_ANSWER: Outcome.NO_ANSWER,
+    ev.FailureReason.REJECTED: Outcome.REJECTED,
+    ev.FailureReason.INVALID_NUMBER: Outcome.INVALID_NUMBER,
+    ev.FailureReason.NETWORK: Outcome.NETWORK,
+}
+
+MIN_RING_TIMEOUT = 15.0  # regulators: ring at least 15 s before giving up
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Campaign-level settings of the core.
+
+    ``connect_limit``: seconds a person may wait for an agent before the call is abandoned (2 s in the US and
+    UK; 0 abandons at once). ``ring_timeout``: give up ringing after this long (never under 15 s), ``None`` to
+    leave it to the network. ``max_in_flight``: trunk capacity, the most calls ringing or answered at once.
+    ``day_offset``: seconds to add to the clock to reach the campaign's local midnight (calendar-day windows).
+    ``recent_window``: seconds of history in ``stats.recent``.
+    """
+
+    connect_limit: float = 2.0
+    ring_timeout: float | None = None
+    max_in_flight: int | None = None
+    day_offset: float = 0.0
+    recent_window: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.connect_limit < 0:
+            raise ConfigError("connect_limit", "must be >= 0")
+        if self.ring_timeout is not None and self.ring_timeout < MIN_RING_TIMEOUT:
+            raise ConfigError("ring_timeout", f"must be at least {MIN_RING_TIMEOUT:g} s (regulators' minimum)")
+        if self.max_in_flight is not None and self.max_in_flight < 0:
+            raise ConfigError("max_in_flight", "must be >= 0")
+        if self.recent_window <= 0:
+            raise ConfigError("recent_window", "must be > 0")
+
+
+class _Agent:
+    __slots__ = ("agent_id", "call_id", "since", "state")
+
+    def __init__(self, agent_id: str, t: float) -> None:
+        self.agent_id = agent_id
+        self.state = AgentState.PAUSED
+        self.since = t
+        self.call_id: int | None = None
+
+
+class _Call:
+    __slots__ = (
+        "agent_id",
+        "answered_at",
+        "call_id",
+        "connected_at",
+        "deadline",
+        "dialed_at",
+        "lead",
+        "message_at",
+        "since",
+        "state",
+        "wait",
+    )
+
+    def __init__(self, call_id: int, lead: Lead, t: float) -> None:
+        self.call_id = call_id
+        self.lead = lead
+        self.state = CallState.DIALING
+        self.since = t
+        self.dialed_at = t
+        self.answered_at: float | None = None
+        self.connected_at: float | None = None
+        self.message_at: float | None = None
+        self.agent_id: str | None = None
+        self.deadline: float | None = None
+        self.wait: float | None = None
+
+
+_AGENT_EVENTS = (ev.AgentReady, ev.AgentPaused, ev.AgentLoggedOut, ev.WrapUpDone)
+_CALL_EVENTS = (
+    ev.CallRinging,
+    ev.CallAnsweredByPerson,
+    ev.CallAnsweredByMachine,
+    ev.CallFailed,
+    ev.CallEnded,
+)
+
+
+class Engine:
+    """One campaign's dialing core.
+
+    >>> from dialer import Engine, ListLeads, Lead, make_policy
+    >>> from dialer.engine import events as ev
+    >>> engine = Engine(make_policy("progressive"), ListLeads([Lead("1", "+15550000001")]))
+    >>> engine.handle(ev.AgentLoggedIn(0.0, "alice"))
+    []
+    >>> [type(a).__name__ for a in engine.handle(ev.AgentReady(1.0, "alice"))]
+    ['DialLead']
+    """
+
+    def __init__(
+        self,
+        policy: PacingPolicy,
+        leads: LeadSource,
+        config: EngineConfig | None = None,
+        *,
+        start: float = 0.0,
+    ) -> None:
+        self.policy = policy
+        self.leads = leads
+        self.config = config or EngineConfig()
+        self.now = start
+        self.stats = EngineStats(recent_window=self.config.recent_window, day_offset=self.config.day_offset)
+        self.agents: dict[str, _Agent] = {}
+        self.calls: dict[int, _Call] = {}
+        self.agent_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
+        self.call_counts: dict[CallState, int] = {s: 0 for s in CallState}
+        self.dialing = True
+        self.stale_events = 0
+        self._ready: dict[str, None] = {}  # insertion order = longest idle first
+        self._queued: dict[int, None] = {}  # insertion order = longest waiting first
+        self._timers: list[tuple[float, int, Trigger, int]] = []
+        self._seq = 0
+        self._next_call_id = 1
+        self._apply: dict[type[ev.Event], Callable[[Any, list[Action]], None]] = {
+            ev.AgentLoggedIn: self._logged_in,
+            ev.AgentReady: self._ready_ev,
+            ev.AgentPaused: self._paused,
+            ev.AgentLoggedOut: self._logged_out,
+            ev.WrapUpDone: self._wrap_done,
+            ev.CallRinging: self._ringing,
+            ev.CallAnsweredByPerson: self._person,
+            ev.CallAnsweredByMachine: self._machine,
+            ev.CallFailed: self._failed,
+            ev.CallEnded: self._ended,
+            ev.TimeAdvanced: lambda e, out: None,
+            ev.DialingStopped: self._stop,
+            ev.DialingResumed: self._resume,
+        }
+
+    # -- public ----------------------------------------------------------------------------------------
+
+    def handle(self, event: ev.Event) -> list[Action]:
+        """Apply one event at its time and return the actions it causes, timers and pacing included.
+
+        Raises :class:`InvalidTransition`, with the engine unchanged, when the event is illegal now. An event made
+        moot by a timer that fired first (an answer arriving after our ring timeout) is ignored and counted in
+        ``stale_events``: the runtime could not have known.
+        """
+        apply = self._apply.get(type(event))
+        if apply is None:
+            raise InvalidTransition(f"unknown event type {type(event).__name__}")
+        if event.t < self.now:
+            raise InvalidTransition(f"{type(event).__name__} at t={event.t} is before the engine's time {self.now}")
+        problem = self._problem(event)
+        if problem is not None:
+            raise InvalidTransition(problem)
+        out: list[Action] = []
+        self._run_timers(event.t, out)
+        self.now = event.t
+        if self._problem(event) is None:
+            apply(event, out)
+        else:
+            self.stale_events += 1
+        self._pace(out)
+        return out
+
+    def next_timer(self) -> float | None:
+        """When the runtime should next send ``TimeAdvanced`` (``None``: only when something happens)."""
+        timers = self._timers
+        while timers and not self._timer_live(timers[0]):
+            heapq.heappop(timers)
+        nxt = timers[0][0] if timers else None
+        if self.dialing:
+            wake = self.policy.next_wakeup(self.now)
+            if wake is not None and (nxt is None or wake < nxt):
+                nxt = max(wake, self.now)
+        return nxt
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls dialed and not yet over, message playing included (what a trunk carries)."""
+        return len(self.calls)
+
+    def agent_state(self, agent_id: str) -> AgentState:
+        agent = self.agents.get(agent_id)
+        return AgentState.LOGGED_OUT if agent is None else agent.state
+
+    def call_state(self, call_id: int) -> CallState:
+        call = self.calls.get(call_id)
+        return CallState.ENDED if call is None else call.state
+
+    # -- validation ------------------------------------------------------------------------------------
+
+    def _problem(self, event: ev.Event) -> str | None:
+        name = type(event).__name__
+        if isinstance(event, ev.AgentLoggedIn):
+            if event.agent_id in self.agents:
+                return f"agent {event.agent_id!r} is already logged in"
+            return None
+        if isinstance(event, _AGENT_EVENTS):
+            agent = self.agents.get(event.agent_id)
+            if agent is None:
+                return f"unknown agent {event.agent_id!r} ({name})"
+            if agent_next(agent.state, type(event)) is None:
+                return f"can't handle {name} for agent {event.agent_id!r} in state {agent.state.value}"
+            return None
+        if isinstance(event, _CALL_EVENTS):
+            call = self.calls.get(event.call_id)
+            if call is None:
+                return f"unknown call {event.call_id} ({name})"
+            if call_next(call.state, type(event)) is None:
+                return f"can't handle {name} for call {event.call_id} in state {call.state.value}"
+            answered_at = event.answered_at if isinstance(event, ev.CallAnsweredByPerson) else None
+            if answered_at is not None and not call.dialed_at <= answered_at <= event.t:
+                return f"answered_at={answered_at} of call {event.call_id} is not between dial and now"
+            return None
+        return None
+
+    # -- transitions -----------------------------------------------------------------------------------
+
+    def _agent_to(self, agent: _Agent, key: Key, state: AgentState | None = None) -> None:
+        new = state if state is not None else agent_next(agent.state, key)
+        assert new is not None, (agent.state, key)
+        old = agent.state
+        elapsed = self.now - agent.since
+        self.stats.agent_seconds[old] += elapsed
+        if old is AgentState.READY:
+            del self._ready[agent.agent_id]
+            if new is AgentState.ON_CALL:
+                self.stats.idle_gaps += 1
+                self.stats.idle_gap_seconds += elapsed
+        self.agent_counts[old] -= 1
+        self.agent_counts[new] += 1
+        agent.state = new
+        agent.since = self.now
+        if new is AgentState.READY:
+            self._ready[agent.agent_id] = None
+        elif new is AgentState.LOGGED_OUT:
+            del self.agents[agent.agent_id]
+
+    def _call_to(self, call: _Call, key: Key) -> CallState:
+        new = call_next(call.state, key)
+        assert new is not None, (call.state, key)
+        self.call_counts[call.state] -= 1
+        if call.state is CallState.QUEUED:
+            del self._queued[call.call_id]
+        self.call_counts[new] += 1
+        call.state = new
+        call.since = self.now
+        if new is CallState.QUEUED:
+            self._queued[call.call_id] = None
+        return new
+
+    def _logged_in(self, e: ev.AgentLoggedIn, out: list[Action]) -> None:
+        self.agents[e.agent_id] = _Agent(e.agent_id, e.t)
+        self.agent_counts[AgentState.PAUSED] += 1
+
+    def _ready_ev(self, e: ev.AgentReady, out: list[Action]) -> None:
+        self._agent_to(self.agents[e.agent_id], ev.AgentReady)
+        self._match(out)
+
+    def _paused(self, e: ev.AgentPaused, out: list[Action]) -> None:
+        self._agent_to(self.agents[e.agent_id], ev.AgentPaused)
+
+    def _wrap_done(self, e: ev.WrapUpDone, out: list[Action]) -> None:
+        agent = self.agents[e.agent_id]
+        self._agent_to(agent, ev.WrapUpDone, AgentState.PAUSED if e.pause else None)
+        self._match(out)
+
+    def _logged_out(self, e: ev.AgentLoggedOut, out: list[Action]) -> None:
+        agent = self.agents[e.agent_id]
+        if agent.state is AgentState.ON_CALL and agent.call_id is not None:
+            call = self.calls[agent.call_id]
+            self._call_to(call, Trigger.AGENT_LOST)
+            out.append(HangUp(call.call_id, "agent_lost"))
+            self._finish(call, Outcome.CONNECTED, out, agent_lost=True)
+        agent.call_id = None
+        self._agent_to(agent, ev.AgentLoggedOut)
+
+    def _ringing(self, e: ev.CallRinging, out: list[Action]) -> None:
+        self._call_to(self.calls[e.call_id], ev.CallRinging)
+
+    def _person(self, e: ev.CallAnsweredByPerson, out: list[Action]) -> None:
+        call = self.calls[e.call_id]
+        answered = e.answered_at if e.answered_at is not None else e.t
+        call.answered_at = answered
+        self.stats.live_answer(answered, call.dialed_at)
+        self._call_to(call, ev.CallAnsweredByPerson)
+        if self._ready:
+            self._connect(call, self.agents[next(iter(self._ready))], out)
+            return
+        deadline = answered + self.config.connect_limit
+        if deadline <= self.now:
+            self._abandon(call, out)
+        else:
+            call.deadline = deadline
+            self._push_timer(deadline, Trigger.CONNECT_LIMIT, call.call_id)
+
+    def _machine(self, e: ev.CallAnsweredByMachine, out: list[Action]) -> None:
+        call = self.calls[e.call_id]
+        call.answered_at = e.t
+        self.stats.machine_answer(e.t, call.dialed_at)
+        self._call_to(call, ev.CallAnsweredByMachine)
+        out.append(HangUp(call.call_id, "machine"))
+        self._finish(call, Outcome.MACHINE, out)
+
+    def _failed(self, e: ev.CallFailed, out: list[Action]) -> None:
+        call = self.calls[e.call_id]
+        self._call_to(call, ev.CallFailed)
+        outcome = _FAILURE_OUTCOME[e.reason]
+        self.stats.failed(outcome)
+        self._finish(call, outcome, out)
+
+    def _ended(self, e: ev.CallEnded, out: list[Action]) -> None:
+        call = self.calls[e.call_id]
+        state = call.state
+        self._call_to(call, ev.CallEnded)
+        if state is CallState.QUEUED:
+            # The person gave up before an agent came: abandoned all the same (fail closed).
+            assert call.answered_at is not None
+            call.wait = self.now - call.answered_at
+            self.stats.abandon(self.now, call.answered_at)
+            self._finish(call, Outcome.ABANDONED, out, customer_hung_up=True)
+        elif state is CallState.CONNECTED:
+            assert call.agent_id is not None
+            agent = self.agents[call.agent_id]
+            agent.call_id = None
+            self._agent_to(agent, ev.CallEnded)
+            self._finish(call, Outcome.CONNECTED, out)
+        else:  # ABANDONING: the message has played
+            self._finish(call, Outcome.ABANDONED, out)
+
+    def _stop(self, e: ev.DialingStopped, out: list[Action]) -> None:
+        self.dialing = False
+
+    def _resume(self, e: ev.DialingResumed, out: list[Action]) -> None:
+        self.dialing = True
+
+    # -- matching, abandonment, records ----------------------------------------------------------------
+
+    def _connect(self, call: _Call, agent: _Agent, out: list[Action]) -> None:
+        assert call.answered_at is not None
+        self._call_to(call, Trigger.CONNECT)
+        self._agent_to(agent, Trigger.CONNECT)
+        call.agent_id = agent.agent_id
+        call.connected_at = self.now
+        call.wait = self.now - call.answered_at
+        call.deadline = None
+        agent.call_id = call.call_id
+        self.stats.totals.connects += 1
+        out.append(ConnectCall(call.call_id, agent.agent_id))
+
+    def _match(self, out: list[Action]) -> None:
+        """Connect the longest-waiting people to the longest-idle agents."""
+        while self._queued and self._ready:
+            call = self.calls[next(iter(self._queued))]
+            self._connect(call, self.agents[next(iter(self._ready))], out)
+
+    def _abandon(self, call: _Call, out: list[Action]) -> None:
+        assert call.answered_at is not None
+        self._call_to(call, Trigger.CONNECT_LIMIT)
+        call.message_at = self.now
+        call.wait = self.now - call.answered_at
+        call.deadline = None
+        self.stats.abandon(self.now, call.answered_at)
+        out.append(PlayAbandonMessage(call.call_id))
+
+    def _finish(
+        self,
+        call: _Call,
+        outcome: Outcome,
+        out: list[Action],
+        *,
+        customer_hung_up: bool = False,
+        agent_lost: bool = False,
+    ) -> None:
+        del self.calls[call.call_id]
+        self.call_counts[CallState.ENDED] -= 1
+        record = CallRecord(
+            call_id=call.call_id,
+            lead=call.lead,
+            outcome=outcome,
+            dialed_at=call.dialed_at,
+            ended_at=self.now,
+            answered_at=call.answered_at,
+            connected_at=call.connected_at,
+            agent_id=call.agent_id,
+            message_at=call.message_at,
+            wait=call.wait,
+            abandoned=outcome is Outcome.ABANDONED,
+            customer_hung_up=customer_hung_up,
+            agent_lost=agent_lost,
+        )
+        out.append(RecordCall(record))
+        self.leads.report(record)
+        self.policy.observe(record)
+
+    # -- timers ----------------------------------------------------------------------------------------
+
+    def _push_timer(self, when: float, trigger: Trigger, call_id: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, trigger, call_id))
+
+    def _timer_live(self, timer: tuple[float, int, Trigger, int]) -> bool:
+        when, _, trigger, call_id = timer
+        call = self.calls.get(call_id)
+        if call is None:
+            return False
+        if trigger is Trigger.CONNECT_LIMIT:
+            return call.state is CallState.QUEUED and call.deadline == when
+        return call.state is CallState.DIALING or call.state is CallState.RINGING
+
+    def _run_timers(self, t: float, out: list[Action]) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= t:
+            timer = heapq.heappop(timers)
+            if not self._timer_live(timer):
+                continue
+            when, _, trigger, call_id = timer
+            self.now = max(self.now, when)
+            call = self.calls[call_id]
+            if trigger is Trigger.CONNECT_LIMIT:
+                self._abandon(call, out)
+            else:
+                self._call_to(call, Trigger.RING_TIMEOUT)
+                out.append(HangUp(call_id, "ring_timeout"))
+                self.stats.failed(Outcome.NO_ANSWER)
+                self._finish(call, Outcome.NO_ANSWER, out)
+
+    # -- pacing ----------------------------------------------------------------------------------------
+
+    def _pace(self, out: list[Action]) -> None:
+        if not self.dialing:
+            return
+        self.stats.expire(self.now)
+        n = self.policy.decide(Snapshot(self))
+        cap = self.config.max_in_flight
+        if cap is not None:
+            n = min(n, cap - len(self.calls))
+        timeout = self.config.ring_timeout
+        for _ in range(n):
+            lead = self.leads.next_lead(self.now)
+            if lead is None:
+                break
+            call_id = self._next_call_id
+            self._next_call_id += 1
+            self.calls[call_id] = _Call(call_id, lead, self.now)
+            self.call_counts[CallState.DIALING] += 1
+            self.stats.dialed(self.now)
+            if timeout is not None:
+                self._push_timer(self.now + timeout, Trigger.RING_TIMEOUT, call_id)
+            out.append(DialLead(call_id, lead, timeout))

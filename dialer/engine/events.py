@@ -1,0 +1,130 @@
+"""Input events: what a runtime tells the engine happened, and when.
+
+Every event carries ``t``, the time in seconds on the runtime's clock (simulated seconds under SimPy, epoch
+seconds live). The engine has no clock of its own: time only moves when an event says so, and it may never move
+backwards. Events are small frozen dataclasses so they can be logged, replayed and compared in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FailureReason(StrEnum):
+    """Why a dial did not reach anybody; each maps to a lead disposition and a retry rule."""
+
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    INVALID_NUMBER = "invalid_number"
+    NETWORK = "network"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class: every event happens at a time ``t`` (seconds)."""
+
+    t: float
+
+
+# --- agents -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoggedIn(Event):
+    """An agent joined the campaign. Agents start paused: they take calls only after :class:`AgentReady`."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReady(Event):
+    """A paused agent is available for calls."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPaused(Event):
+    """A ready agent (or one finishing wrap-up) stops taking calls for a while."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoggedOut(Event):
+    """An agent left, possibly mid-call (a vanished softphone): the call is hung up and still recorded."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpDone(Event):
+    """An agent finished after-call work and is ready again (or paused, if ``pause`` is set)."""
+
+    agent_id: str
+    pause: bool = False
+
+
+# --- calls ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallRinging(Event):
+    """The network reports the far end is alerting (SIP 180/183). Optional: a call may be answered from dialing."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnsweredByPerson(Event):
+    """A live person answered.
+
+    ``answered_at`` is when the connect clock starts (answer, end of greeting, start of speech, depending on the
+    regime); it defaults to ``t``. A runtime that spent time on answering-machine detection passes the earlier
+    answer time so that detection eats into the connect limit, as the regulators count it.
+    """
+
+    call_id: int
+    answered_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnsweredByMachine(Event):
+    """An answering machine or voicemail picked up (after detection)."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed(Event):
+    """The dial ended without an answer."""
+
+    call_id: int
+    reason: FailureReason
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(Event):
+    """The far end or the runtime hung up an answered call (after talk, after the message, or while waiting)."""
+
+    call_id: int
+
+
+# --- campaign and time ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAdvanced(Event):
+    """Nothing happened but time passed: lets the engine fire its timers (connect limit, ring timeout, pacing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DialingStopped(Event):
+    """Stop launching new calls (end of shift, operator pause); calls in flight run to completion."""
+
+
+@dataclass(frozen=True, slots=True)
+class DialingResumed(Event):
+    """Launch calls again after :class:`DialingStopped`."""

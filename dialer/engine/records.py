@@ -1,0 +1,61 @@
+"""What is remembered of a call once it is over.
+
+A :class:`CallRecord` is emitted for every call the engine dialed, whatever happened, so the abandonment ledger
+and the lead history can be rebuilt from records alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dialer.leads import Lead
+
+
+class Outcome(StrEnum):
+    """Final disposition of a dial, from the dialer's point of view (agents add their own dispositions)."""
+
+    CONNECTED = "connected"
+    ABANDONED = "abandoned"
+    MACHINE = "machine"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    INVALID_NUMBER = "invalid_number"
+    NETWORK = "network"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One finished call.
+
+    Times are on the runtime's clock. ``answered_at`` is when the connect clock started; ``wait`` is how long a
+    person waited for an agent (to connect, to the message, or to hanging up). ``abandoned`` is the compliance
+    flag: a live person not connected to an agent within the connect limit, including people who hung up while
+    waiting. ``agent_lost`` marks a connected call cut because its agent vanished.
+    """
+
+    call_id: int
+    lead: Lead
+    outcome: Outcome
+    dialed_at: float
+    ended_at: float
+    answered_at: float | None = None
+    connected_at: float | None = None
+    agent_id: str | None = None
+    message_at: float | None = None
+    wait: float | None = None
+    abandoned: bool = False
+    customer_hung_up: bool = False
+    agent_lost: bool = False
+
+    @property
+    def live_answer(self) -> bool:
+        """A person answered (the denominator of the US and UK abandonment rates)."""
+        return self.outcome in (Outcome.CONNECTED, Outcome.ABANDONED)
+
+    @property
+    def talk_seconds(self) -> float:
+        if self.connected_at is None:
+            return 0.0
+        return self.ended_at - self.connected_at

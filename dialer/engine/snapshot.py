@@ -1,0 +1,116 @@
+"""What a pacing policy sees when it decides how many calls to launch.
+
+A snapshot is a read-only view of the engine at one instant. The counts are kept incrementally by the engine, so
+building a snapshot is O(1); the per-agent and per-call detail (time in state, time ringing) is produced only when
+a policy iterates it, because a thousand-agent floor must decide in well under a millisecond.
+A snapshot is valid only during the ``decide`` call that received it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dialer.engine.state import AgentState, CallState
+from dialer.engine.stats import EngineStats
+
+if TYPE_CHECKING:
+    from dialer.engine.core import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    agent_id: str
+    state: AgentState
+    time_in_state: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallView:
+    call_id: int
+    state: CallState
+    time_since_dial: float
+    time_in_state: float
+
+
+class Snapshot:
+    """Agents by state, calls in flight by state, and the engine's counters, at time ``now``."""
+
+    __slots__ = (
+        "_engine",
+        "abandoning",
+        "connect_limit",
+        "connected",
+        "now",
+        "on_call",
+        "paused",
+        "queued",
+        "ready",
+        "ringing",
+        "stats",
+        "wrap_up",
+    )
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.now: float = engine.now
+        n = engine.agent_counts
+        self.ready: int = n[AgentState.READY]
+        self.paused: int = n[AgentState.PAUSED]
+        self.on_call: int = n[AgentState.ON_CALL]
+        self.wrap_up: int = n[AgentState.WRAP_UP]
+        c = engine.call_counts
+        # Calls launched and not yet answered, whether or not the network has reported ringing.
+        self.ringing: int = c[CallState.DIALING] + c[CallState.RINGING]
+        self.queued: int = c[CallState.QUEUED]
+        self.connected: int = c[CallState.CONNECTED]
+        self.abandoning: int = c[CallState.ABANDONING]
+        self.connect_limit: float = engine.config.connect_limit
+        self.stats: EngineStats = engine.stats
+
+    @property
+    def logged_in(self) -> int:
+        return self.ready + self.paused + self.on_call + self.wrap_up
+
+    @property
+    def non_paused(self) -> int:
+        """Agents counted by ratio dialing: ready or on a call (VICIdial's definition)."""
+        return self.ready + self.on_call
+
+    @property
+    def in_flight(self) -> int:
+        """Calls ringing, waiting for an agent or connected: what ratio dialing subtracts."""
+        return self.ringing + self.queued + self.connected
+
+    @property
+    def day_start(self) -> float:
+        """Clock time at which the current calendar day began."""
+        s = self.stats
+        return s.day_of(self.now) * 86400.0 - s.day_offset
+
+    def agents(self) -> Iterator[AgentView]:
+        """Every logged-in agent with its time in the current state."""
+        now = self.now
+        for agent in self._engine.agents.values():
+            yield AgentView(agent.agent_id, agent.state, now - agent.since)
+
+    def busy_agent_times(self) -> Iterator[tuple[AgentState, float]]:
+        """(state, seconds in it) for agents on a call or in wrap-up: who may come free soon."""
+        now = self.now
+        for agent in self._engine.agents.values():
+            if agent.state is AgentState.ON_CALL or agent.state is AgentState.WRAP_UP:
+                yield agent.state, now - agent.since
+
+    def calls(self) -> Iterator[CallView]:
+        """Every call in flight."""
+        now = self.now
+        for call in self._engine.calls.values():
+            yield CallView(call.call_id, call.state, now - call.dialed_at, now - call.since)
+
+    def ringing_times(self) -> Iterator[float]:
+        """Seconds since dial of each call not yet answered."""
+        now = self.now
+        for call in self._engine.calls.values():
+            if call.state is CallState.DIALING or call.state is CallState.RINGING:
+                yield now - call.dialed_at

@@ -1,0 +1,102 @@
+"""Agent and call states, and every legal transition between them.
+
+Theory of operation (after h11's ``_state.py``): everything that decides whether an event is legal lives in the
+two tables below, and nothing here knows about SIP, SimPy or MQTT. The engine looks the current state and the
+event type up in a table; a missing entry is an :class:`~dialer.errors.InvalidTransition` raised before anything
+changes. Because the moves are data, tests walk every (state, event) pair and docs can draw the diagram.
+
+Some transitions are caused by the engine itself rather than by an input event: connecting a call to an agent,
+the connect limit expiring, the ring timeout. Those appear in the tables under the internal triggers below, so
+the tables are the complete list of moves.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dialer.engine import events as ev
+
+
+class AgentState(StrEnum):
+    LOGGED_OUT = "logged_out"
+    PAUSED = "paused"
+    READY = "ready"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+
+
+class CallState(StrEnum):
+    DIALING = "dialing"  # launched, no news from the network yet
+    RINGING = "ringing"  # far end alerting
+    QUEUED = "queued"  # a person answered and waits for an agent (the connect-limit clock runs)
+    CONNECTED = "connected"  # bridged to an agent
+    ABANDONING = "abandoning"  # the abandonment message plays
+    ENDED = "ended"
+
+
+class Trigger(StrEnum):
+    """Transitions the engine causes itself."""
+
+    CONNECT = "connect"  # an agent and a waiting person were matched
+    CONNECT_LIMIT = "connect_limit"  # nobody free within the limit
+    RING_TIMEOUT = "ring_timeout"  # we gave up ringing
+    AGENT_LOST = "agent_lost"  # the connected agent logged out mid-call
+
+
+Key = type[ev.Event] | Trigger
+
+AGENT_TRANSITIONS: dict[AgentState, dict[Key, AgentState]] = {
+    AgentState.LOGGED_OUT: {ev.AgentLoggedIn: AgentState.PAUSED},
+    AgentState.PAUSED: {
+        ev.AgentReady: AgentState.READY,
+        ev.AgentLoggedOut: AgentState.LOGGED_OUT,
+    },
+    AgentState.READY: {
+        ev.AgentPaused: AgentState.PAUSED,
+        ev.AgentLoggedOut: AgentState.LOGGED_OUT,
+        Trigger.CONNECT: AgentState.ON_CALL,
+    },
+    AgentState.ON_CALL: {
+        ev.CallEnded: AgentState.WRAP_UP,
+        ev.AgentLoggedOut: AgentState.LOGGED_OUT,
+    },
+    AgentState.WRAP_UP: {
+        ev.WrapUpDone: AgentState.READY,  # or PAUSED when the event asks for a pause
+        ev.AgentPaused: AgentState.PAUSED,
+        ev.AgentLoggedOut: AgentState.LOGGED_OUT,
+    },
+}
+
+_UNANSWERED: dict[Key, CallState] = {
+    ev.CallAnsweredByPerson: CallState.QUEUED,  # or straight to CONNECTED / ABANDONING, see the engine
+    ev.CallAnsweredByMachine: CallState.ENDED,
+    ev.CallFailed: CallState.ENDED,
+    Trigger.RING_TIMEOUT: CallState.ENDED,
+}
+
+CALL_TRANSITIONS: dict[CallState, dict[Key, CallState]] = {
+    CallState.DIALING: {ev.CallRinging: CallState.RINGING, **_UNANSWERED},
+    # 180 followed by 183 is ordinary SIP, so a second ringing report is harmless.
+    CallState.RINGING: {ev.CallRinging: CallState.RINGING, **_UNANSWERED},
+    CallState.QUEUED: {
+        Trigger.CONNECT: CallState.CONNECTED,
+        Trigger.CONNECT_LIMIT: CallState.ABANDONING,
+        ev.CallEnded: CallState.ENDED,  # hung up while waiting: still abandoned
+    },
+    CallState.CONNECTED: {
+        ev.CallEnded: CallState.ENDED,
+        Trigger.AGENT_LOST: CallState.ENDED,
+    },
+    CallState.ABANDONING: {ev.CallEnded: CallState.ENDED},
+    CallState.ENDED: {},
+}
+
+
+def agent_next(state: AgentState, key: Key) -> AgentState | None:
+    """The state an agent moves to, or ``None`` if ``key`` is not legal in ``state``."""
+    return AGENT_TRANSITIONS[state].get(key)
+
+
+def call_next(state: CallState, key: Key) -> CallState | None:
+    """The state a call moves to, or ``None`` if ``key`` is not legal in ``state``."""
+    return CALL_TRANSITIONS[state].get(key)

@@ -1,0 +1,39 @@
+"""Pacing policies: how many calls to launch now.
+
+``make_policy(name, **params)`` builds one by name; names are the contract used by scenario files and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dialer.errors import ConfigError
+from dialer.pacing.base import PacingPolicy
+from dialer.pacing.predictive import Predictive
+from dialer.pacing.ratio import Power, Progressive
+from dialer.pacing.vicidial import VicidialAdaptive
+
+POLICIES: dict[str, Callable[..., PacingPolicy]] = {
+    "progressive": Progressive,
+    "power": Power,
+    "vicidial-adaptive": VicidialAdaptive,
+    "vicidial-hard-limit": lambda **kw: VicidialAdaptive("hard_limit", **kw),
+    "vicidial-tapered": lambda **kw: VicidialAdaptive("tapered", **kw),
+    "vicidial-average": lambda **kw: VicidialAdaptive("average", **kw),
+    "predictive": Predictive,
+}
+
+
+def make_policy(name: str, **params: Any) -> PacingPolicy:
+    """Build the policy called ``name``; unknown names and parameters raise :class:`ConfigError`."""
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise ConfigError("policy", f"unknown policy {name!r} (choose from {', '.join(POLICIES)})")
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise ConfigError("policy", f"bad parameters for {name!r}: {exc}") from None
+
+
+__all__ = ["POLICIES", "PacingPolicy", "Power", "Predictive", "Progressive", "VicidialAdaptive", "make_policy"]

@@ -1,0 +1,34 @@
+"""The pacing-policy interface: a snapshot in, a number of calls to launch out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from dialer.engine.records import CallRecord
+    from dialer.engine.snapshot import Snapshot
+
+
+class PacingPolicy(ABC):
+    """Decides how many calls to launch now.
+
+    The engine calls :meth:`decide` after every event it handles, so a policy sees every change as it happens.
+    Policies that act on a cadence (VICIdial dials every 2.5 s) keep their own schedule and ask to be woken with
+    :meth:`next_wakeup`; the runtime then sends a ``TimeAdvanced`` at that time. Policies hold no clock and draw
+    no random numbers: given the same snapshots they make the same decisions, under SimPy or live.
+    """
+
+    name: ClassVar[str] = "policy"
+
+    @abstractmethod
+    def decide(self, snap: Snapshot) -> int:
+        """How many new calls to launch at ``snap.now`` (negative values are treated as 0)."""
+
+    def next_wakeup(self, now: float) -> float | None:
+        """When this policy next wants to decide even if nothing happens (``None``: only on events)."""
+        return None
+
+    def observe(self, record: CallRecord) -> None:
+        """A call finished; estimators learn from it here."""
+        return None

@@ -1,0 +1,141 @@
+"""From raw replication counts to the figures a report shows, with 95% confidence intervals.
+
+Definitions (also in docs/simulation.md):
+
+* ``abandon_rate`` = abandoned / live answers (the US and UK numerator and denominator).
+* ``talk_fraction`` = time on calls / logged-in time; ``agent_occupancy`` = (talk + wrap) / logged-in time.
+* ``idle_between_calls`` = mean seconds an agent waited, ready, for the next call.
+* ``connects_per_agent_hour`` = calls connected to agents / logged-in hours.
+* Abandonment per campaign day, and over rolling windows of 30 days (the whole campaign when shorter: the FTC's
+  rule for campaigns under 30 days), with the worst window and the share of windows over the target.
+
+Pooled figures are the mean over replications with a Student-t 95% interval: each replication is one independent
+campaign, so the spread between replications is the honest measure of uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sim.runtime import ReplicationResult
+
+WINDOW_DAYS = 30
+
+# The figures reported per replication and pooled, in report order.
+FIGURES: tuple[str, ...] = (
+    "agent_occupancy",
+    "talk_fraction",
+    "abandon_rate",
+    "dials",
+    "live_answers",
+    "machine_answers",
+    "abandoned",
+    "connects",
+    "connects_per_agent_hour",
+    "idle_between_calls",
+    "worst_day_abandon_rate",
+    "worst_window_abandon_rate",
+    "agent_hours",
+)
+
+
+def _rate(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def replication_figures(r: ReplicationResult, cap: float) -> dict[str, Any]:
+    """Per-replication figures, as listed in :data:`FIGURES`, plus per-day and per-window detail."""
+    t = r.totals
+    secs = r.agent_seconds
+    logged = sum(secs.values())
+    talk = secs.get("on_call", 0.0)
+    wrap = secs.get("wrap_up", 0.0)
+    days = [{**d, "abandon_rate": _rate(d["abandoned"], d["live_answers"])} for d in r.days]
+    span = min(WINDOW_DAYS, len(days))
+    windows = []
+    for start in range(len(days) - span + 1):
+        chunk = days[start : start + span]
+        ab = sum(d["abandoned"] for d in chunk)
+        live = sum(d["live_answers"] for d in chunk)
+        windows.append(
+            {"first_day": start, "days": span, "abandoned": ab, "live_answers": live, "abandon_rate": _rate(ab, live)}
+        )
+    return {
+        "replication": r.index,
+        "agent_occupancy": _rate(talk + wrap, logged),
+        "talk_fraction": _rate(talk, logged),
+        "abandon_rate": _rate(t["abandoned"], t["live_answers"]),
+        "dials": t["dials"],
+        "live_answers": t["live_answers"],
+        "machine_answers": t["machine_answers"],
+        "busy": t["busy"],
+        "no_answer": t["no_answer"],
+        "abandoned": t["abandoned"],
+        "connects": t["connects"],
+        "connects_per_agent_hour": _rate(t["connects"], logged / 3600.0),
+        "idle_between_calls": _rate(r.idle_gap_seconds, r.idle_gaps),
+        "worst_day_abandon_rate": max((d["abandon_rate"] for d in days), default=0.0),
+        "worst_window_abandon_rate": max((w["abandon_rate"] for w in windows), default=0.0),
+        "days_over_target": sum(d["abandon_rate"] > cap for d in days),
+        "windows_over_target": sum(w["abandon_rate"] > cap for w in windows),
+        "agent_hours": logged / 3600.0,
+        "days": days,
+        "windows": windows,
+    }
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A pooled mean with its 95% confidence interval (``half_width`` is 0 with a single replication)."""
+
+    mean: float
+    low: float
+    high: float
+    half_width: float
+    n: int
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "half_width": self.half_width}
+
+
+def t_quantile(df: int, q: float = 0.975) -> float:
+    from scipy import stats  # heavy: loaded only when intervals are computed
+
+    return float(stats.t.ppf(q, df))
+
+
+def mean_interval(values: Sequence[float]) -> Interval:
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, math.nan, 0)
+    mean = sum(values) / n
+    if n == 1:
+        return Interval(mean, mean, mean, 0.0, 1)
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = t_quantile(n - 1) * math.sqrt(var / n)
+    return Interval(mean, mean - half, mean + half, half, n)
+
+
+def pool(per_rep: Sequence[dict[str, Any]], cap: float) -> dict[str, Any]:
+    """Pooled figures over replications: means with intervals, plus campaign-day and window shares."""
+    pooled: dict[str, Any] = {}
+    intervals: dict[str, Interval] = {}
+    for name in FIGURES:
+        iv = mean_interval([float(r[name]) for r in per_rep])
+        intervals[name] = iv
+        pooled[name] = iv.mean
+    all_days = [d for r in per_rep for d in r["days"]]
+    all_windows = [w for r in per_rep for w in r["windows"]]
+    pooled["campaign_days"] = len(all_days)
+    pooled["share_days_over_target"] = _rate(sum(d["abandon_rate"] > cap for d in all_days), len(all_days))
+    pooled["share_windows_over_target"] = _rate(sum(w["abandon_rate"] > cap for w in all_windows), len(all_windows))
+    pooled["worst_day_abandon_rate"] = max((d["abandon_rate"] for d in all_days), default=0.0)
+    pooled["worst_window_abandon_rate"] = max((w["abandon_rate"] for w in all_windows), default=0.0)
+    total_ab = sum(r["abandoned"] for r in per_rep)
+    total_live = sum(r["live_answers"] for r in per_rep)
+    pooled["abandon_rate_all_calls"] = _rate(total_ab, total_live)
+    pooled["ci95"] = {name: iv.to_dict() for name, iv in intervals.items()}
+    return pooled

@@ -1,0 +1,288 @@
+"""The SimPy runtime: the engine core driven by simulated time.
+
+This layer is deliberately thin (SimPy's ``rt.py`` changes only how time passes; we change only where events come
+from). Each dialed call becomes a *customer* process that rings, answers or not, waits for the engine's decision
+and talks; each agent's after-call work and breaks are an *agent* process; a *shift* process logs agents in and
+out. Every sampled outcome is turned into an engine event, and every engine action back into SimPy events. The
+engine decides everything else: pacing, matching, abandonment.
+
+Random numbers come from one NumPy stream per quantity (outcome, ring, talk, ...), seeded from the scenario seed
+and the replication index, so the same seed gives the same numbers and two policies see the same callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from dialer.engine import events as ev
+from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.core import Engine, EngineConfig
+from dialer.engine.state import AgentState
+from dialer.leads import SyntheticLeads
+from sim.scenario import Scenario
+
+DAY = 86400.0
+SERIES_BIN = 900.0  # seconds per bin of the time series (15 min)
+_LIVE, _MACHINE, _BUSY, _NO_ANSWER = 0, 1, 2, 3
+
+
+@dataclass
+class ReplicationResult:
+    """Raw counts of one replication; :mod:`sim.metrics` turns them into rates and intervals."""
+
+    index: int
+    totals: dict[str, int]
+    agent_seconds: dict[str, float]
+    idle_gaps: int
+    idle_gap_seconds: float
+    days: list[dict[str, int]]
+    series: dict[str, list[float]] = field(default_factory=dict)
+    stale_events: int = 0
+    sim_seconds: float = 0.0
+
+
+class SimulatedCampaign:
+    """One replication of a scenario, run to completion by :meth:`run`."""
+
+    def __init__(self, scenario: Scenario, replication: int = 0) -> None:
+        self.scenario = scenario
+        self.replication = replication
+        streams = np.random.SeedSequence([scenario.seed, replication]).spawn(9)
+        gens = [np.random.default_rng(s) for s in streams]
+        self._outcome_u = _Uniforms(gens[0])
+        self.time_to_answer = scenario.time_to_answer.sampler(gens[1])
+        self.no_answer_after = scenario.no_answer_after.sampler(gens[2])
+        self.busy_after = scenario.busy_after.sampler(gens[3])
+        self.talk_time = scenario.talk_time.sampler(gens[4])
+        self.wrap_time = scenario.wrap_time.sampler(gens[5])
+        self.detection_time = scenario.detection_time.sampler(gens[6])
+        self.message_time = scenario.message_time.sampler(gens[7])
+        self.pause_time = scenario.pause_time.sampler(gens[8])
+        self._pause_u = _Uniforms(np.random.default_rng(np.random.SeedSequence([scenario.seed, replication, 1])))
+        p = scenario
+        self._cum = (
+            p.live_answer_probability,
+            p.live_answer_probability + p.machine_probability,
+            p.live_answer_probability + p.machine_probability + p.busy_probability,
+        )
+        self.env = simpy.Environment()
+        self.engine = Engine(
+            scenario.build_policy(),
+            SyntheticLeads(),
+            EngineConfig(connect_limit=scenario.connect_limit, ring_timeout=scenario.ring_timeout),
+        )
+        self.agent_ids = [f"agent-{i + 1}" for i in range(scenario.agents)]
+        self._decisions: dict[int, simpy.Event] = {}
+        self._cancelled: set[int] = set()
+        self._call_agent: dict[int, str] = {}
+        self._armed: set[float] = set()
+        self._off_shift = False
+        self._drained: simpy.Event | None = None
+        nbins = int(np.ceil(scenario.days * DAY / SERIES_BIN))
+        self._bins = nbins
+        self._occ_busy = np.zeros(nbins)
+        self._occ_talk = np.zeros(nbins)
+        self._occ_n = np.zeros(nbins)
+
+    # -- the bridge between SimPy and the engine -------------------------------------------------------
+
+    def feed(self, event: ev.Event) -> None:
+        """Hand one event to the engine and turn its actions into SimPy happenings."""
+        for action in self.engine.handle(event):
+            self._act(action)
+        self._arm_timer()
+
+    def _act(self, action: Action) -> None:
+        if isinstance(action, DialLead):
+            self.env.process(self.customer(action.call_id))
+        elif isinstance(action, ConnectCall):
+            self._call_agent[action.call_id] = action.agent_id
+            self._decisions.pop(action.call_id).succeed(True)
+        elif isinstance(action, PlayAbandonMessage):
+            self._decisions.pop(action.call_id).succeed(False)
+        elif isinstance(action, HangUp) and action.reason == "ring_timeout":
+            self._cancelled.add(action.call_id)
+        elif isinstance(action, RecordCall) and not self.engine.calls:
+            drained = self._drained
+            if drained is not None and not drained.triggered:
+                drained.succeed()
+
+    def _arm_timer(self) -> None:
+        when = self.engine.next_timer()
+        if when is None or when in self._armed:
+            return
+        self._armed.add(when)
+        timeout = self.env.timeout(max(0.0, when - self.env.now), value=when)
+        timeout.callbacks.append(self._tick)
+
+    def _tick(self, timeout: simpy.Event) -> None:
+        when = float(timeout.value)
+        self._armed.discard(when)
+        nxt = self.engine.next_timer()
+        if nxt is not None and nxt <= self.env.now:
+            self.feed(ev.TimeAdvanced(self.env.now))
+        else:
+            self._arm_timer()
+
+    # -- processes -------------------------------------------------------------------------------------
+
+    def customer(self, call_id: int) -> Generator[simpy.Event, Any, None]:
+        """One dialed number: it rings, then a person, a machine, a busy tone, or nobody."""
+        env = self.env
+        u = self._outcome_u()
+        cum = self._cum
+        kind = _LIVE if u < cum[0] else _MACHINE if u < cum[1] else _BUSY if u < cum[2] else _NO_ANSWER
+        if kind == _BUSY:
+            yield env.timeout(self.busy_after())
+        elif kind == _NO_ANSWER:
+            yield env.timeout(self.no_answer_after())
+        else:
+            yield env.timeout(self.time_to_answer())
+        if call_id in self._cancelled:  # we gave up ringing first
+            self._cancelled.discard(call_id)
+            return
+        if kind == _BUSY:
+            self.feed(ev.CallFailed(env.now, call_id, ev.FailureReason.BUSY))
+            return
+        if kind == _NO_ANSWER:
+            self.feed(ev.CallFailed(env.now, call_id, ev.FailureReason.NO_ANSWER))
+            return
+        answered = env.now
+        detect = self.detection_time()
+        if detect > 0:
+            yield env.timeout(detect)
+            if call_id in self._cancelled:
+                self._cancelled.discard(call_id)
+                return
+        if kind == _MACHINE:
+            self.feed(ev.CallAnsweredByMachine(env.now, call_id))
+            return
+        decision = self._decisions[call_id] = env.event()
+        self.feed(ev.CallAnsweredByPerson(env.now, call_id, answered_at=answered))
+        connected = yield decision
+        if connected:
+            yield env.timeout(self.talk_time())
+            agent_id = self._call_agent.pop(call_id)
+            self.feed(ev.CallEnded(env.now, call_id))
+            env.process(self.after_call(agent_id))
+        else:
+            yield env.timeout(self.message_time())
+            self.feed(ev.CallEnded(env.now, call_id))
+
+    def after_call(self, agent_id: str) -> Generator[simpy.Event, Any, None]:
+        """Wrap-up, then maybe a break, then ready again (or home, once the shift has drained)."""
+        env = self.env
+        yield env.timeout(self.wrap_time())
+        pause = self.scenario.pause_probability > 0 and self._pause_u() < self.scenario.pause_probability
+        if self._shift_done():
+            self.feed(ev.WrapUpDone(env.now, agent_id, pause=True))
+            self.feed(ev.AgentLoggedOut(env.now, agent_id))
+            return
+        self.feed(ev.WrapUpDone(env.now, agent_id, pause=pause))
+        if pause:
+            yield env.timeout(self.pause_time())
+            if self.engine.agent_state(agent_id) is not AgentState.PAUSED:
+                return
+            if self._shift_done():
+                self.feed(ev.AgentLoggedOut(env.now, agent_id))
+            else:
+                self.feed(ev.AgentReady(env.now, agent_id))
+
+    def _shift_done(self) -> bool:
+        return self._off_shift and self._drained is not None and self._drained.triggered
+
+    def shift(self) -> Generator[simpy.Event, Any, None]:
+        """Each day: agents log in and get ready, dial for the shift, stop, let calls drain, log out."""
+        env = self.env
+        for day in range(self.scenario.days):
+            yield env.timeout(day * DAY - env.now)
+            self._off_shift = False
+            self._drained = None
+            if day:
+                self.feed(ev.DialingResumed(env.now))
+            for agent_id in self.agent_ids:
+                self.feed(ev.AgentLoggedIn(env.now, agent_id))
+            for agent_id in self.agent_ids:
+                self.feed(ev.AgentReady(env.now, agent_id))
+            yield env.timeout(self.scenario.shift_seconds)
+            self._off_shift = True
+            self._drained = env.event()
+            self.feed(ev.DialingStopped(env.now))
+            if not self.engine.calls:
+                self._drained.succeed()
+            yield self._drained
+            for agent_id in self.agent_ids:
+                if self.engine.agent_state(agent_id) in (AgentState.READY, AgentState.PAUSED):
+                    self.feed(ev.AgentLoggedOut(env.now, agent_id))
+
+    def monitor(self, interval: float = 60.0) -> Generator[simpy.Event, Any, None]:
+        """Samples the floor every minute for the occupancy time series."""
+        env = self.env
+        counts = self.engine.agent_counts
+        while True:
+            logged = sum(counts.values()) - counts[AgentState.LOGGED_OUT]
+            if logged:
+                b = min(int(env.now // SERIES_BIN), self._bins - 1)
+                self._occ_busy[b] += (counts[AgentState.ON_CALL] + counts[AgentState.WRAP_UP]) / logged
+                self._occ_talk[b] += counts[AgentState.ON_CALL] / logged
+                self._occ_n[b] += 1
+            yield env.timeout(interval)
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def run(self) -> ReplicationResult:
+        env = self.env
+        done = env.process(self.shift())
+        env.process(self.monitor())
+        env.run(until=done)
+        stats = self.engine.stats
+        tot = stats.totals
+        days = [
+            {
+                "day": d,
+                "dials": stats.days[d].dials if d in stats.days else 0,
+                "live_answers": stats.days[d].live_answers if d in stats.days else 0,
+                "machine_answers": stats.days[d].machine_answers if d in stats.days else 0,
+                "abandoned": stats.days[d].abandoned if d in stats.days else 0,
+            }
+            for d in range(self.scenario.days)
+        ]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            occ = np.where(self._occ_n > 0, self._occ_busy / self._occ_n, np.nan)
+            talk = np.where(self._occ_n > 0, self._occ_talk / self._occ_n, np.nan)
+        return ReplicationResult(
+            index=self.replication,
+            totals={k: getattr(tot, k) for k in tot.__dataclass_fields__},
+            agent_seconds={s.value: v for s, v in stats.agent_seconds.items()},
+            idle_gaps=stats.idle_gaps,
+            idle_gap_seconds=stats.idle_gap_seconds,
+            days=days,
+            series={"occupancy": occ.tolist(), "talk": talk.tolist()},
+            stale_events=self.engine.stale_events,
+            sim_seconds=env.now,
+        )
+
+
+class _Uniforms:
+    """Batched U(0,1) draws."""
+
+    __slots__ = ("_buf", "_rng")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._buf: list[float] = []
+
+    def __call__(self) -> float:
+        if not self._buf:
+            self._buf = self._rng.random(4096).tolist()
+        return self._buf.pop()
+
+
+def run_replication(scenario: Scenario, index: int) -> ReplicationResult:
+    """Run replication ``index`` of ``scenario`` (a top-level function, so process pools can pickle it)."""
+    return SimulatedCampaign(scenario, index).run()
