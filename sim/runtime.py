@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import simpy
@@ -120,8 +120,8 @@ class SimulatedCampaign:
         timeout = self.env.timeout(max(0.0, when - self.env.now), value=when)
         timeout.callbacks.append(self._tick)
 
-    def _tick(self, timeout: simpy.Event) -> None:
-        when = float(timeout.value)
+    def _tick(self, timeout: simpy.events.Timeout) -> None:
+        when = cast(float, timeout.value)
         self._armed.discard(when)
         nxt = self.engine.next_timer()
         if nxt is not None and nxt <= self.env.now:
