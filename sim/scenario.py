@@ -19,9 +19,6 @@ from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.pacing import POLICIES, PacingPolicy, make_policy
-from dialer.pacing.predictive import Predictive
-from dialer.pacing.ratio import Power
-from dialer.pacing.vicidial import VicidialAdaptive
 from sim.distributions import Distribution, parse_distribution
 
 
@@ -77,15 +74,14 @@ class Scenario:
 
     def policy_params(self) -> dict[str, Any]:
         """Parameters for :func:`make_policy`: the campaign's knobs mapped onto the policy, then ``[pacing]``."""
-        cls = _policy_class(self.policy)
-        params: dict[str, Any] = {}
-        if cls is Power:
-            params["ratio"] = self.ratio
-        elif cls is VicidialAdaptive:
-            params["drop_limit"] = self.target_abandon_rate
-            params["dialing_day_end"] = self.shift_seconds
-        elif cls is Predictive:
-            params["target_abandon_rate"] = self.target_abandon_rate
+        accepted = inspect.signature(_policy_class(self.policy)).parameters
+        campaign = {
+            "ratio": self.ratio,
+            "target_abandon_rate": self.target_abandon_rate,
+            "drop_limit": self.target_abandon_rate,
+            "dialing_day_end": self.shift_seconds,
+        }
+        params: dict[str, Any] = {k: v for k, v in campaign.items() if k in accepted}
         params.update(dict(self.pacing))
         return params
 
@@ -127,12 +123,11 @@ _DISTRIBUTIONS = {f.name for f in dataclasses.fields(Scenario) if f.type in ("Di
 
 
 def _policy_class(name: str) -> Any:
+    """The class behind a policy name (aliases such as ``vicidial-tapered`` are partials of a class)."""
     factory = POLICIES.get(name)
     if factory is None:
         raise ConfigError("campaign.policy", f"unknown policy {name!r} (choose from {', '.join(POLICIES)})")
-    if name.startswith("vicidial"):
-        return VicidialAdaptive
-    return factory
+    return getattr(factory, "func", factory)
 
 
 def _where(key: str) -> str:

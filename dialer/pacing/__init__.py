@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from dialer.errors import ConfigError
@@ -18,9 +19,9 @@ POLICIES: dict[str, Callable[..., PacingPolicy]] = {
     "progressive": Progressive,
     "power": Power,
     "vicidial-adaptive": VicidialAdaptive,
-    "vicidial-hard-limit": lambda **kw: VicidialAdaptive("hard_limit", **kw),
-    "vicidial-tapered": lambda **kw: VicidialAdaptive("tapered", **kw),
-    "vicidial-average": lambda **kw: VicidialAdaptive("average", **kw),
+    "vicidial-hard-limit": partial(VicidialAdaptive, "hard_limit"),
+    "vicidial-tapered": partial(VicidialAdaptive, "tapered"),
+    "vicidial-average": partial(VicidialAdaptive, "average"),
     "predictive": Predictive,
 }
 
