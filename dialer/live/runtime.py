@@ -40,7 +40,7 @@ log = logging.getLogger("dialer.live")
 
 A = TypeVar("A", bound=Action)
 E = TypeVar("E", bound=ev.Event)
-Handler = Callable[[Any], None | Awaitable[None]]
+Handler = Callable[[Any], Awaitable[None] | None]
 Observer = Callable[[ev.Event, list[Action]], None]
 
 
@@ -67,7 +67,7 @@ class AsyncRuntime:
         """Wall-clock seconds, never earlier than the engine's own time."""
         return max(self._clock(), self.engine.now)
 
-    def on(self, action_type: type[A], handler: Callable[[A], None | Awaitable[None]]) -> None:
+    def on(self, action_type: type[A], handler: Callable[[A], Awaitable[None] | None]) -> None:
         self._handlers.setdefault(action_type, []).append(handler)
 
     def observe(self, callback: Observer) -> None:
