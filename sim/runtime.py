@@ -200,7 +200,8 @@ class SimulatedCampaign:
         """Each day: agents log in and get ready, dial for the shift, stop, let calls drain, log out."""
         env = self.env
         for day in range(self.scenario.days):
-            yield env.timeout(day * DAY - env.now)
+            # A 24-hour shift drains past midnight: the next day then starts as soon as the last one is over.
+            yield env.timeout(max(0.0, day * DAY - env.now))
             self._off_shift = False
             self._drained = None
             if day:
@@ -219,6 +220,10 @@ class SimulatedCampaign:
             for agent_id in self.agent_ids:
                 if self.engine.agent_state(agent_id) in (AgentState.READY, AgentState.PAUSED):
                     self.feed(ev.AgentLoggedOut(env.now, agent_id))
+            # Agents still in after-call work log themselves out when it ends (see after_call). Wait for them, or
+            # their wrap-up time would be missing from the occupancy and the next day's login would be refused.
+            while any(self.engine.agent_state(a) is not AgentState.LOGGED_OUT for a in self.agent_ids):
+                yield env.timeout(1.0)
 
     def monitor(self, interval: float = 60.0) -> Generator[simpy.Event, Any, None]:
         """Samples the floor every minute for the occupancy time series."""

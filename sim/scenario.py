@@ -180,13 +180,15 @@ def _validate(s: Scenario) -> None:
             raise ConfigError(_where(key), "must be a distribution table")
     # Build the policy once so bad [pacing] parameters fail at load time, naming the key.
     cls = _policy_class(s.policy)
-    accepted = set(inspect.signature(cls).parameters) - {"self", "mode"}
-    for key, _ in s.pacing:
+    params = inspect.signature(cls).parameters
+    accepted = set(params) - {"self", "mode"}
+    for key, value in s.pacing:
         if key not in accepted:
             raise ConfigError(
                 f"pacing.{key}",
                 f"unknown parameter for policy {s.policy!r} (accepted: {', '.join(sorted(accepted)) or 'none'})",
             )
+        _check_pacing_value(key, value, params[key])
     try:
         s.build_policy()
     except ConfigError as exc:
@@ -194,6 +196,23 @@ def _validate(s: Scenario) -> None:
         raise ConfigError(key, exc.message) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError("pacing", str(exc)) from None
+
+
+def _check_pacing_value(key: str, value: Any, param: inspect.Parameter) -> None:
+    """Type-check one ``[pacing]`` value against the policy's default, so the error names ``pacing.<key>``.
+
+    Without this a string or NaN reaches the policy's own range checks, which either crash inside a comparison
+    (reported against no particular key) or let NaN through, since every comparison with NaN is false.
+    """
+    default = param.default
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"pacing.{key}", f"must be a string, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"pacing.{key}", f"must be a number, got {value!r}")
+    if param.annotation in ("int", int) and not isinstance(value, int):
+        raise ConfigError(f"pacing.{key}", f"must be an integer, got {value!r}")
 
 
 def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from dialer.errors import ConfigError
@@ -76,19 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", "must be >= 1")
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ConfigError("--plot", "needs matplotlib: pip install 'predictive-dialer[plot]'") from None
+        _check_plot_path(args.plot)
     bar = ProgressBar("simulating", enabled=not args.json)
     try:
         report = simulate(scenario, workers=args.workers, progress=bar)
     finally:
         bar.close()
-    if args.plot:
-        from sim.report import plot
-
-        plot(report, args.plot)
+    # The figures go out first: a plot that fails to write must not cost the user the run.
     if args.json:
         json.dump(_json_safe(report.to_json()), sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
@@ -96,6 +91,28 @@ def run(args: argparse.Namespace) -> int:
         from sim.report import format_table
 
         print(format_table(report))
-        if args.plot:
+    if args.plot:
+        from sim.report import plot
+
+        try:
+            plot(report, args.plot)
+        except (OSError, ValueError) as exc:
+            raise ConfigError("--plot", f"cannot write {args.plot!r}: {exc}") from None
+        if not args.json:
             print(f"Plot written to {args.plot}")
     return 0
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a plot we could not write before spending minutes on the simulation."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        raise ConfigError("--plot", "needs matplotlib: pip install 'predictive-dialer[plot]'") from None
+    target = Path(path)
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError("--plot", f"unsupported image type {target.suffix or '(none)'!r} (use .png)")
+    if not target.parent.is_dir():
+        raise ConfigError("--plot", f"directory {str(target.parent)!r} does not exist")

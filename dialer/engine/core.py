@@ -13,6 +13,7 @@ abandonment it owed.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ _FAILURE_OUTCOME = {
 }
 
 MIN_RING_TIMEOUT = 15.0  # regulators: ring at least 15 s before giving up
+# How many calls the engine hung up itself are remembered, so the network's late news about them is stale, not an
+# error. The runtime learns of our HangUp only after it may already have queued an answer or a BYE.
+HUNG_UP_MEMORY = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +74,17 @@ class EngineConfig:
     recent_window: float = 3600.0
 
     def __post_init__(self) -> None:
-        if self.connect_limit < 0:
-            raise ConfigError("connect_limit", "must be >= 0")
-        if self.ring_timeout is not None and self.ring_timeout < MIN_RING_TIMEOUT:
+        # Written so that NaN fails every check: a NaN connect limit would silently never abandon anybody.
+        if not 0 <= self.connect_limit < math.inf:
+            raise ConfigError("connect_limit", f"must be a finite number >= 0, got {self.connect_limit!r}")
+        if self.ring_timeout is not None and not MIN_RING_TIMEOUT <= self.ring_timeout < math.inf:
             raise ConfigError("ring_timeout", f"must be at least {MIN_RING_TIMEOUT:g} s (regulators' minimum)")
-        if self.max_in_flight is not None and self.max_in_flight < 0:
+        if self.max_in_flight is not None and not self.max_in_flight >= 0:
             raise ConfigError("max_in_flight", "must be >= 0")
-        if self.recent_window <= 0:
-            raise ConfigError("recent_window", "must be > 0")
+        if not 0 < self.recent_window < math.inf:
+            raise ConfigError("recent_window", "must be a finite number > 0")
+        if not math.isfinite(self.day_offset):
+            raise ConfigError("day_offset", "must be finite")
 
 
 class _Agent:
@@ -165,6 +172,7 @@ class Engine:
         self._timers: list[tuple[float, int, Trigger, int]] = []
         self._seq = 0
         self._next_call_id = 1
+        self._hung_up: dict[int, None] = {}  # calls we hung up ourselves, oldest first
         self._apply: dict[type[ev.Event], Callable[[Any, list[Action]], None]] = {
             ev.AgentLoggedIn: self._logged_in,
             ev.AgentReady: self._ready_ev,
@@ -187,16 +195,19 @@ class Engine:
         """Apply one event at its time and return the actions it causes, timers and pacing included.
 
         Raises :class:`InvalidTransition`, with the engine unchanged, when the event is illegal now. An event made
-        moot by a timer that fired first (an answer arriving after our ring timeout) is ignored and counted in
-        ``stale_events``: the runtime could not have known.
+        moot by a timer that fired first (an answer arriving after our ring timeout), or news about a call the engine
+        already hung up itself (ring timeout, machine, lost agent), is ignored and counted in ``stale_events``: the
+        runtime could not have known.
         """
         apply = self._apply.get(type(event))
         if apply is None:
             raise InvalidTransition(f"unknown event type {type(event).__name__}")
-        if event.t < self.now:
-            raise InvalidTransition(f"{type(event).__name__} at t={event.t} is before the engine's time {self.now}")
+        if not self.now <= event.t < math.inf:  # NaN fails this too: it would poison every later comparison
+            if event.t < self.now:
+                raise InvalidTransition(f"{type(event).__name__} at t={event.t} is before the engine's time {self.now}")
+            raise InvalidTransition(f"{type(event).__name__} at t={event.t} is not a finite time")
         problem = self._problem(event)
-        if problem is not None:
+        if problem is not None and not self._late_report(event):
             raise InvalidTransition(problem)
         out: list[Action] = []
         self._run_timers(event.t, out)
@@ -263,6 +274,17 @@ class Engine:
             return None
         return None
 
+    def _late_report(self, event: ev.Event) -> bool:
+        """News from the network about a call we already hung up ourselves: the runtime could not have known."""
+        call_id = getattr(event, "call_id", None)
+        return isinstance(event, _CALL_EVENTS) and call_id in self._hung_up and call_id not in self.calls
+
+    def _hang_up(self, call_id: int, reason: str, out: list[Action]) -> None:
+        out.append(HangUp(call_id, reason))
+        self._hung_up[call_id] = None
+        if len(self._hung_up) > HUNG_UP_MEMORY:
+            del self._hung_up[next(iter(self._hung_up))]
+
     # -- transitions -----------------------------------------------------------------------------------
 
     def _agent_to(self, agent: _Agent, key: Key, state: AgentState | None = None) -> None:
@@ -319,7 +341,7 @@ class Engine:
         if agent.state is AgentState.ON_CALL and agent.call_id is not None:
             call = self.calls[agent.call_id]
             self._call_to(call, Trigger.AGENT_LOST)
-            out.append(HangUp(call.call_id, "agent_lost"))
+            self._hang_up(call.call_id, "agent_lost", out)
             self._finish(call, Outcome.CONNECTED, out, agent_lost=True)
         agent.call_id = None
         self._agent_to(agent, ev.AgentLoggedOut)
@@ -333,10 +355,12 @@ class Engine:
         call.answered_at = answered
         self.stats.live_answer(answered, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByPerson)
-        if self._ready:
+        deadline = answered + self.config.connect_limit
+        # A person whose connect clock already ran out (answering-machine detection ate the limit) is abandoned
+        # even if an agent is free: the regulators count the wait from ``answered_at``, so fail closed.
+        if self._ready and (deadline > self.now or answered == self.now):
             self._connect(call, self.agents[next(iter(self._ready))], out)
             return
-        deadline = answered + self.config.connect_limit
         if deadline <= self.now:
             self._abandon(call, out)
         else:
@@ -348,7 +372,7 @@ class Engine:
         call.answered_at = e.t
         self.stats.machine_answer(e.t, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByMachine)
-        out.append(HangUp(call.call_id, "machine"))
+        self._hang_up(call.call_id, "machine", out)
         self._finish(call, Outcome.MACHINE, out)
 
     def _failed(self, e: ev.CallFailed, out: list[Action]) -> None:
@@ -423,6 +447,10 @@ class Engine:
     ) -> None:
         del self.calls[call.call_id]
         self.call_counts[CallState.ENDED] -= 1
+        if customer_hung_up:
+            self.stats.totals.customer_hung_up += 1
+        if agent_lost:
+            self.stats.totals.agent_lost += 1
         record = CallRecord(
             call_id=call.call_id,
             lead=call.lead,
@@ -470,7 +498,7 @@ class Engine:
                 self._abandon(call, out)
             else:
                 self._call_to(call, Trigger.RING_TIMEOUT)
-                out.append(HangUp(call_id, "ring_timeout"))
+                self._hang_up(call_id, "ring_timeout", out)
                 self.stats.failed(Outcome.NO_ANSWER)
                 self._finish(call, Outcome.NO_ANSWER, out)
 

@@ -35,8 +35,15 @@ from typing import Any, TypeVar
 from dialer.engine import events as ev
 from dialer.engine.actions import Action
 from dialer.engine.core import Engine
+from dialer.errors import DialerError
 
 log = logging.getLogger("dialer.live")
+
+
+class RuntimeClosed(DialerError, RuntimeError):
+    """An event was fed to a runtime after :meth:`AsyncRuntime.close`: the library's own error type, and still a
+    ``RuntimeError`` for drivers that catch that."""
+
 
 A = TypeVar("A", bound=Action)
 E = TypeVar("E", bound=ev.Event)
@@ -80,7 +87,7 @@ class AsyncRuntime:
     def feed(self, event: ev.Event) -> list[Action]:
         """Apply ``event`` (raises :class:`~dialer.errors.InvalidTransition`, with nothing changed, if illegal)."""
         if self._closed:
-            raise RuntimeError("runtime is closed")
+            raise RuntimeClosed("runtime is closed")
         actions = self.engine.handle(event)
         for observer in self._observers:
             try:

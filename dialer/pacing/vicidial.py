@@ -59,8 +59,10 @@ class VicidialAdaptive(PacingPolicy):
             ("update_interval", update_interval),
             ("dial_interval", dial_interval),
         ):
-            if value <= 0:
+            if not value > 0:  # also refuses NaN
                 raise ConfigError(key, "must be > 0")
+        if samples < 1:
+            raise ConfigError("samples", "must be >= 1")
         self.mode: Mode = mode
         self.drop_limit = drop_limit
         self.max_level = max_level
