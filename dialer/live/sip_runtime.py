@@ -1,0 +1,251 @@
+"""Live calls: the engine's actions carried out over SIP, and what the SIP driver reports fed back as events.
+
+:class:`SipRuntime` is the glue between :class:`~dialer.live.runtime.AsyncRuntime` (engine, clock, timers) and
+:class:`~dialer.sip.SipDriver` (worker processes). It adds no dialing logic of its own; it only translates, and
+it copes with the one thing the engine cannot know: SIP news about a call the engine already closed (an answer
+racing our ring timeout, the BYE after a machine hang-up). Such news is dropped, and an answer nobody wants is
+hung up, so no call is left open on the trunk.
+
+Agents are SIP endpoints (softphones) named by URI; the engine's ``ConnectCall`` makes the customer's worker call
+the agent and join both legs in its conference bridge. An agent whose phone does not answer is paused after the
+call rather than offered the next one.
+
+    >>> import asyncio
+    >>> from dialer import Engine, ListLeads, make_policy
+    >>> from dialer.live.runtime import AsyncRuntime
+    >>> from dialer.sip import PoolConfig
+    >>> async def main():
+    ...     runtime = AsyncRuntime(Engine(make_policy("progressive"), ListLeads([])))
+    ...     sip = SipRuntime(runtime, PoolConfig(), agents={})
+    ...     return sip.status()
+    >>> asyncio.run(main())["in_flight"]
+    0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dialer.engine import events as ev
+from dialer.engine.actions import ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.records import CallRecord
+from dialer.engine.state import AgentState, CallState
+from dialer.errors import ConfigError, InvalidTransition
+from dialer.leads import Lead
+from dialer.live.runtime import AsyncRuntime
+from dialer.sip.config import PoolConfig
+from dialer.sip.driver import (
+    Answered,
+    Bridged,
+    BridgeFailed,
+    DriverEvent,
+    Dtmf,
+    Ended,
+    Failed,
+    MessageStarted,
+    Ringing,
+    SipDriver,
+)
+
+log = logging.getLogger("dialer.live.sip")
+
+_UNANSWERED = (CallState.DIALING, CallState.RINGING)
+_ANSWERED = (CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONING)
+
+
+class SipRuntime:
+    """Run ``runtime``'s engine over SIP.
+
+    ``agents`` maps agent ids to SIP URIs. ``wrap_up``: seconds of after-call work before an agent is offered the
+    next call. ``opt_out_digit``: the key that, pressed during the abandonment message, puts the number on the
+    do-not-call list through ``on_opt_out(lead)``. ``on_record`` receives every finished call's record.
+    """
+
+    def __init__(
+        self,
+        runtime: AsyncRuntime,
+        config: PoolConfig,
+        *,
+        agents: Mapping[str, str],
+        wrap_up: float = 0.0,
+        opt_out_digit: str = "9",
+        on_opt_out: Callable[[Lead], None] | None = None,
+        on_record: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        if wrap_up < 0:
+            raise ConfigError("agents.wrap_up", "must be >= 0")
+        for agent_id, uri in agents.items():
+            if not uri.startswith(("sip:", "sips:")):
+                raise ConfigError(f"agents.{agent_id}", f"{uri!r} is not a SIP URI")
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.agents = dict(agents)
+        self.wrap_up = wrap_up
+        self.opt_out_digit = opt_out_digit
+        self._on_opt_out = on_opt_out
+        self._on_record = on_record
+        self.driver = SipDriver(config, self._driver_event, on_capacity=self._capacity)
+        self._configured_cap = self.engine.config.max_in_flight
+        self._leads: dict[int, Lead] = {}
+        self._dialed_at: dict[int, float] = {}
+        self._agent_of: dict[int, str] = {}
+        self._unreachable: set[str] = set()
+        self.message_started: dict[int, float] = {}
+        self.opted_out: list[Lead] = []
+        self.records: list[CallRecord] = []
+        self.bridged: set[int] = set()
+        self.detections: list[tuple[int, str, float]] = []
+        self._idle = asyncio.Event()
+        runtime.on(DialLead, self._dial)
+        runtime.on(ConnectCall, self._connect)
+        runtime.on(PlayAbandonMessage, self._message)
+        runtime.on(HangUp, self._hangup)
+        runtime.on(RecordCall, self._record)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers, then log every agent in and make them ready (which starts dialing)."""
+        await self.driver.start()
+        for agent_id in self.agents:
+            self._submit(ev.AgentLoggedIn, agent_id=agent_id)
+            self._submit(ev.AgentReady, agent_id=agent_id)
+
+    async def drain(self, timeout: float = 60.0) -> bool:
+        """Stop launching calls and wait for those in flight to finish; ``False`` if some were still up."""
+        if self.engine.dialing:
+            self._submit(ev.DialingStopped)
+        try:
+            while self.engine.in_flight or self.driver.active:
+                self._idle.clear()
+                await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Hang up whatever is left (reported like any other outcome) and stop the workers."""
+        await self.driver.close()
+        self.runtime.close()
+
+    def status(self) -> dict[str, Any]:
+        """Figures for a status line."""
+        snap = self.engine.call_counts
+        return {
+            "in_flight": self.engine.in_flight,
+            "ringing": snap[CallState.DIALING] + snap[CallState.RINGING],
+            "queued": snap[CallState.QUEUED],
+            "connected": snap[CallState.CONNECTED],
+            "message": snap[CallState.ABANDONING],
+            "agents_ready": self.engine.agent_counts[AgentState.READY],
+            "capacity": self.driver.capacity,
+            "records": len(self.records),
+            "abandoned": sum(r.abandoned for r in self.records),
+        }
+
+    # -- engine actions -----------------------------------------------------------------------------------
+
+    async def _dial(self, action: DialLead) -> None:
+        self._leads[action.call_id] = action.lead
+        self._dialed_at[action.call_id] = self.runtime.now()
+        await self.driver.dial(action.call_id, action.lead.phone, action.ring_timeout)
+
+    def _connect(self, action: ConnectCall) -> None:
+        self._agent_of[action.call_id] = action.agent_id
+        self.driver.bridge(action.call_id, self.agents[action.agent_id])
+
+    def _message(self, action: PlayAbandonMessage) -> None:
+        self.driver.play_message(action.call_id)
+
+    def _hangup(self, action: HangUp) -> None:
+        self.driver.hangup(action.call_id)
+
+    def _record(self, action: RecordCall) -> None:
+        record = action.record
+        self.records.append(record)
+        self._leads.pop(record.call_id, None)
+        self._dialed_at.pop(record.call_id, None)
+        if self._on_record is not None:
+            self._on_record(record)
+        self._idle.set()
+
+    # -- driver events ------------------------------------------------------------------------------------
+
+    def _driver_event(self, event: DriverEvent) -> None:
+        cid = event.call_id
+        state = self.engine.call_state(cid)
+        if isinstance(event, Ringing):
+            if state in _UNANSWERED:
+                self._submit(ev.CallRinging, call_id=cid)
+        elif isinstance(event, Answered):
+            if state not in _UNANSWERED:
+                self.driver.hangup(cid)  # answered after we gave up: nobody is waiting for this call
+                return
+            if event.verdict != "none":
+                self.detections.append((cid, event.verdict, event.detect_seconds))
+            if event.verdict == "machine":
+                self._submit(ev.CallAnsweredByMachine, call_id=cid)
+            else:  # person, or unsure: fail closed, a maybe-person is treated as a person
+                now = self.runtime.now()
+                answered_at = max(now - event.detect_seconds, self._dialed_at.get(cid, now))
+                self._submit(ev.CallAnsweredByPerson, call_id=cid, answered_at=min(answered_at, now))
+        elif isinstance(event, Failed):
+            if state in _UNANSWERED:
+                self._submit(ev.CallFailed, call_id=cid, reason=event.outcome.reason)
+        elif isinstance(event, Ended):
+            self.bridged.discard(cid)
+            agent_id = self._agent_of.pop(cid, None)
+            if state in _ANSWERED:
+                self._submit(ev.CallEnded, call_id=cid)
+            elif state in _UNANSWERED:  # lost in a worker crash between answer and our news of it
+                self._submit(ev.CallFailed, call_id=cid, reason=ev.FailureReason.NETWORK)
+            if agent_id is not None:
+                self._after_call(agent_id)
+        elif isinstance(event, BridgeFailed):
+            agent_id = self._agent_of.get(cid)
+            if agent_id is not None:
+                log.warning("agent %s did not answer (status %d); pausing them", agent_id, event.status)
+                self._unreachable.add(agent_id)
+        elif isinstance(event, MessageStarted):
+            self.message_started[cid] = self.runtime.now()
+        elif isinstance(event, Dtmf):
+            lead = self._leads.get(cid)
+            if event.digit == self.opt_out_digit and lead is not None and cid in self.message_started:
+                self.opted_out.append(lead)
+                if self._on_opt_out is not None:
+                    self._on_opt_out(lead)
+        elif isinstance(event, Bridged):
+            self.bridged.add(cid)
+        self._idle.set()
+
+    def _after_call(self, agent_id: str) -> None:
+        if agent_id in self._unreachable:
+            self._unreachable.discard(agent_id)
+            if self.engine.agent_state(agent_id) is AgentState.WRAP_UP:
+                self._submit(ev.AgentPaused, agent_id=agent_id)
+            return
+
+        def done() -> None:
+            if self.engine.agent_state(agent_id) is AgentState.WRAP_UP:
+                self._submit(ev.WrapUpDone, agent_id=agent_id)
+
+        asyncio.get_running_loop().call_later(self.wrap_up, done)
+
+    def _capacity(self, capacity: int) -> None:
+        """Pacing follows the driver's real capacity: a lost worker or a congested trunk lowers the cap."""
+        cap = capacity if self._configured_cap is None else min(capacity, self._configured_cap)
+        if cap != self.engine.config.max_in_flight:
+            self.engine.config = dataclasses.replace(self.engine.config, max_in_flight=cap)
+            self._submit(ev.TimeAdvanced)
+
+    def _submit(self, event_type: type[ev.Event], **fields: Any) -> None:
+        try:
+            self.runtime.submit(event_type, **fields)
+        except InvalidTransition as exc:  # news the engine can no longer use; never fatal for a live campaign
+            log.debug("dropped %s: %s", event_type.__name__, exc)
+        except RuntimeError:
+            log.debug("runtime closed; dropped %s", event_type.__name__)

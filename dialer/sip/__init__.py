@@ -1,0 +1,39 @@
+"""Live calls over SIP: a pool of pjsua2 worker processes behind one asyncio driver.
+
+Importing this package does not import pjsua2; only worker processes do.
+"""
+
+from dialer.sip.config import AmdConfig, PoolConfig, TrunkConfig
+from dialer.sip.driver import (
+    Answered,
+    Bridged,
+    BridgeFailed,
+    DriverEvent,
+    Dtmf,
+    Ended,
+    Failed,
+    MessageStarted,
+    Ringing,
+    SipDriver,
+    SipError,
+)
+from dialer.sip.outcomes import SipOutcome, classify
+
+__all__ = [
+    "AmdConfig",
+    "Answered",
+    "BridgeFailed",
+    "Bridged",
+    "DriverEvent",
+    "Dtmf",
+    "Ended",
+    "Failed",
+    "MessageStarted",
+    "PoolConfig",
+    "Ringing",
+    "SipDriver",
+    "SipError",
+    "SipOutcome",
+    "TrunkConfig",
+    "classify",
+]

@@ -1,0 +1,160 @@
+"""Settings of the SIP driver: the trunk, the worker pool, and what each worker is told at start.
+
+Everything here is a plain frozen dataclass, so a :class:`WorkerConfig` crosses the process boundary by pickling
+and the same values can later travel over MQTT to workers on other machines. Validation happens here, once, with
+:class:`~dialer.errors.ConfigError` naming the key, so a worker never starts with a setting it cannot honour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from dialer.engine.core import MIN_RING_TIMEOUT
+from dialer.errors import ConfigError
+
+TRANSPORTS = ("udp", "tcp")
+
+#: ``PJSUA_MAX_CALLS`` of PyPI's ``pjsua2-python`` wheel. Only a default: a worker that hits the real limit
+#: reports it and the pool lowers that worker's capacity, so a different build is detected, not assumed.
+PYPI_WHEEL_MAX_CALLS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """The outbound SIP trunk.
+
+    ``host``/``port``: where INVITEs go (``sip:NUMBER@host:port``). ``register``: send REGISTER to the trunk
+    before dialing (needs ``username``). ``username``/``password``/``realm``: digest credentials, answered for
+    any challenge (``realm`` ``*`` matches all). ``caller_id``: our From user part. ``max_calls``: the trunk's
+    limit on calls at once; ``calls_per_second``: its limit on new INVITEs per second.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5060
+    transport: str = "udp"
+    register: bool = False
+    username: str = ""
+    password: str = ""
+    realm: str = "*"
+    caller_id: str = "dialer"
+    max_calls: int | None = None
+    calls_per_second: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError("trunk.transport", f"must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError("trunk.port", "must be a port number")
+        if self.register and not self.username:
+            raise ConfigError("trunk.username", "is required when trunk.register is set")
+        if self.max_calls is not None and self.max_calls < 1:
+            raise ConfigError("trunk.max_calls", "must be >= 1")
+        if self.calls_per_second is not None and self.calls_per_second <= 0:
+            raise ConfigError("trunk.calls_per_second", "must be > 0")
+        if not self.caller_id or any(c in self.caller_id for c in ' <>@;:"\r\n'):
+            raise ConfigError("trunk.caller_id", "must be a plain SIP user part (digits or a name)")
+
+    def uri(self, number: str) -> str:
+        """The Request-URI for ``number``; rejects characters that would let a lead rewrite the SIP message."""
+        user = number.strip()
+        if not user or any(not (c.isalnum() or c in "+-.*#_") for c in user):
+            raise ConfigError("lead.phone", f"{number!r} is not a dialable number")
+        suffix = ";transport=tcp" if self.transport == "tcp" else ""
+        return f"sip:{user}@{self.host}:{self.port}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class AmdConfig:
+    """Answering-machine detection in the worker; see :mod:`dialer.amd` for the meaning of each threshold."""
+
+    enabled: bool = False
+    budget: float = 2.0  # seconds from answer to a decision; past it the verdict is "unsure" (treated as a person)
+    initial_silence: float = 2.0
+    greeting: float = 1.2
+    after_greeting_silence: float = 0.4
+    max_words: int = 4
+    vad_mode: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """The worker pool.
+
+    ``workers``: processes to run. ``calls_per_worker``: calls each may hold (agent legs included); the PyPI
+    wheel caps it at 4, and a worker that hits a lower real limit says so. ``sip_port``/``rtp_port``: the first
+    worker's ports; worker *i* uses ``sip_port + i`` and ``rtp_port + i * rtp_ports_per_worker``.
+    ``agent_legs``: reserve a second slot per customer call for the agent leg the bridge needs.
+    ``abandon_wav``: the recorded message. ``poll_ms``: how long a busy worker blocks in SIP polling.
+    """
+
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    workers: int = 1
+    calls_per_worker: int = PYPI_WHEEL_MAX_CALLS
+    bind: str = "127.0.0.1"
+    sip_port: int = 0
+    rtp_port: int = 40000
+    rtp_ports_per_worker: int = 200
+    agent_legs: bool = True
+    abandon_wav: str = ""
+    amd: AmdConfig = field(default_factory=AmdConfig)
+    poll_ms: int = 5
+    idle_poll_ms: int = 20
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    pjsip_log_level: int = 0
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError("pool.workers", "must be >= 1")
+        if self.calls_per_worker < 1:
+            raise ConfigError("pool.calls_per_worker", "must be >= 1")
+        if self.agent_legs and self.calls_per_worker < 2:
+            raise ConfigError("pool.calls_per_worker", "must be >= 2 when agent legs are bridged")
+        if self.sip_port and not 0 < self.sip_port + self.workers <= 65536:
+            raise ConfigError("pool.sip_port", "leaves no room for one port per worker")
+        if self.rtp_ports_per_worker < 4 * self.calls_per_worker:
+            raise ConfigError("pool.rtp_ports_per_worker", "needs at least 4 ports per call (RTP and RTCP, reuse)")
+
+    def worker(self, index: int, sip_port: int) -> WorkerConfig:
+        return WorkerConfig(
+            index=index,
+            trunk=self.trunk,
+            bind=self.bind,
+            sip_port=sip_port,
+            rtp_port=self.rtp_port + index * self.rtp_ports_per_worker,
+            rtp_port_range=self.rtp_ports_per_worker,
+            max_calls=self.calls_per_worker,
+            abandon_wav=self.abandon_wav,
+            amd=self.amd,
+            poll_ms=self.poll_ms,
+            idle_poll_ms=self.idle_poll_ms,
+            pjsip_log_level=self.pjsip_log_level,
+        )
+
+    def with_trunk(self, **changes: object) -> PoolConfig:
+        return replace(self, trunk=replace(self.trunk, **changes))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """What one worker process needs to build its endpoint."""
+
+    index: int
+    trunk: TrunkConfig
+    bind: str
+    sip_port: int
+    rtp_port: int
+    rtp_port_range: int
+    max_calls: int
+    abandon_wav: str = ""
+    amd: AmdConfig = field(default_factory=AmdConfig)
+    poll_ms: int = 5
+    idle_poll_ms: int = 20
+    pjsip_log_level: int = 0
+
+
+def check_ring_timeout(ring_timeout: float | None) -> float | None:
+    """Refuse a ring timeout under the regulators' 15 s; ``None`` leaves it to the network."""
+    if ring_timeout is not None and ring_timeout < MIN_RING_TIMEOUT:
+        raise ConfigError("ring_timeout", f"must be at least {MIN_RING_TIMEOUT:g} s")
+    return ring_timeout

@@ -1,0 +1,557 @@
+"""The SIP driver: one asyncio interface over a supervised pool of pjsua2 worker processes.
+
+Why processes: PyPI's pjsua2 wheel holds a few calls per process, allows one endpoint per process and aborts
+the process (no exception) on resource exhaustion. So each worker is a spawned process with its own endpoint,
+SIP port and RTP range (:mod:`dialer.sip.worker`), and this class is the only thing the runtime sees: it places
+calls on the worker with the most free slots, enforces the trunk's limits (calls at once, calls per second,
+back-off after congestion), turns worker messages into :class:`DriverEvent` objects, and restarts a worker that
+dies, reporting each of its calls as failed (``NETWORK``) or ended so no call is ever left without an outcome.
+
+Everything here runs on the event loop thread; pipes and process sentinels are watched with ``add_reader``, so
+there is no polling and no thread in the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from dialer.engine.events import FailureReason
+from dialer.errors import ConfigError, DialerError
+from dialer.sip.config import PoolConfig, WorkerConfig, check_ring_timeout
+from dialer.sip.outcomes import SipOutcome, classify
+
+log = logging.getLogger("dialer.sip")
+
+
+class SipError(DialerError):
+    """The SIP driver could not do what was asked (no worker started, registration refused, pool closed)."""
+
+
+# --- what the driver reports ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DriverEvent:
+    """Something happened to call ``call_id`` (the engine's id)."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing(DriverEvent):
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answered(DriverEvent):
+    """The far end answered. ``verdict`` is ``none`` without detection, else ``person``/``machine``/``unsure``;
+    ``detect_seconds`` is how long detection took after the 200 OK, to back-date the connect clock."""
+
+    verdict: str = "none"
+    detect_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(DriverEvent):
+    """The dial ended without an answer; ``outcome.reason`` is the engine's failure reason."""
+
+    outcome: SipOutcome
+    status: int = 0
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ended(DriverEvent):
+    """An answered call is over. ``by``: ``remote`` (they hung up), ``local`` (we did), ``crash`` (worker died)."""
+
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bridged(DriverEvent):
+    """The agent leg answered and audio flows both ways through the worker's conference bridge."""
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeFailed(DriverEvent):
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStarted(DriverEvent):
+    """The abandonment message began to play (the ledger's message time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf(DriverEvent):
+    digit: str
+
+
+Listener = Callable[[DriverEvent], None]
+
+_NETWORK = SipOutcome(FailureReason.NETWORK)
+
+
+def _worker_entry(conn: Connection, cfg: WorkerConfig) -> None:
+    """Spawn target: imports pjsua2 only in the child."""
+    from dialer.sip import worker
+
+    worker.main(conn, cfg)
+
+
+class _Handle:
+    """The parent's view of one worker process."""
+
+    def __init__(self, index: int, cfg: WorkerConfig) -> None:
+        self.index = index
+        self.cfg = cfg
+        self.slots = cfg.max_calls
+        self.process: BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.ready: asyncio.Future[None] | None = None
+        self.calls: dict[int, bool] = {}  # call id -> answered
+        self.restarts: deque[float] = deque()
+        self.alive = False
+        self.pid = 0
+        self.sip_port = 0
+        self.version = ""
+
+
+@dataclass(slots=True)
+class _Pending:
+    uri: str
+    ring_timeout: float | None
+    amd: bool
+    tries: int = 0
+
+
+class SipDriver:
+    """Place and control calls through a pool of worker processes.
+
+    ``listener`` receives every :class:`DriverEvent` on the loop thread. ``on_capacity`` is told how many
+    customer calls the driver can carry whenever that changes (a worker lost or back, congestion on the trunk),
+    so pacing can follow the real capacity.
+    """
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        listener: Listener,
+        *,
+        on_capacity: Callable[[int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._listener = listener
+        self._on_capacity = on_capacity
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers = [
+            _Handle(i, config.worker(i, config.sip_port + i if config.sip_port else 0)) for i in range(config.workers)
+        ]
+        self._where: dict[int, _Handle] = {}
+        self._pending: dict[int, _Pending] = {}  # waiting for a slot
+        self._sent: dict[int, _Pending] = {}  # handed to a worker, kept to re-place it on "too many calls"
+        self._changed: asyncio.Condition | None = None
+        self._next_setup = 0.0
+        self._backoff = 0.0
+        self._backoff_until = 0.0
+        self._congestion_cap: int | None = None
+        self._last_capacity = -1
+        self._closing = False
+        self._started = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.stats: dict[str, int] = {"dials": 0, "restarts": 0, "toomany": 0, "congestion": 0}
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start every worker and wait until each has its endpoint up (and is registered, if asked)."""
+        self._changed = asyncio.Condition()
+        self._started = True
+        for handle in self._workers:
+            self._spawn(handle)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(h.ready for h in self._workers if h.ready)), timeout)
+        except BaseException:
+            await self.close()
+            raise
+        self._capacity_changed()
+
+    async def __aenter__(self) -> SipDriver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Hang up everything, let workers tear their endpoints down, and make sure no process outlives us."""
+        self._closing = True
+        for handle in self._workers:
+            if handle.conn is not None and handle.alive:
+                self._send(handle, ("stop",))
+        deadline = time.monotonic() + timeout
+        for handle in self._workers:
+            proc = handle.process
+            if proc is None:
+                continue
+            while proc.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.is_alive():
+                log.warning("worker %d did not stop in time; killing it", handle.index)
+                proc.kill()
+                await asyncio.sleep(0.1)
+            self._detach(handle)
+            self._orphan_calls(handle)
+
+    @property
+    def workers(self) -> list[dict[str, Any]]:
+        """Per-worker status: index, pid, alive, SIP port, slots and calls (for status lines and tests)."""
+        return [
+            {
+                "index": h.index,
+                "pid": h.pid,
+                "alive": h.alive,
+                "sip_port": h.sip_port,
+                "slots": h.slots,
+                "calls": len(h.calls),
+                "version": h.version,
+            }
+            for h in self._workers
+        ]
+
+    @property
+    def legs_per_call(self) -> int:
+        return 2 if self.config.agent_legs else 1
+
+    @property
+    def capacity(self) -> int:
+        """Customer calls the driver can hold at once right now."""
+        cap = sum(h.slots // self.legs_per_call for h in self._workers if h.alive)
+        if self.config.trunk.max_calls is not None:
+            cap = min(cap, self.config.trunk.max_calls)
+        if self._congestion_cap is not None:
+            cap = min(cap, self._congestion_cap)
+        return cap
+
+    @property
+    def active(self) -> int:
+        return len(self._where) + len(self._pending)
+
+    # -- commands ----------------------------------------------------------------------------------------
+
+    async def dial(
+        self, call_id: int, number: str, ring_timeout: float | None = None, *, amd: bool | None = None
+    ) -> None:
+        """Place a call; the outcome arrives as events. Waits for a free slot, the trunk's rate and back-off.
+
+        A number that cannot be dialed is reported as ``INVALID_NUMBER`` without touching the network; a dial
+        that finds no capacity within ``ring_timeout`` (or 30 s) is reported as ``NETWORK``: never dropped.
+        """
+        if self._changed is None or self._closing:
+            raise SipError("driver is not running")
+        check_ring_timeout(ring_timeout)
+        try:
+            uri = self.config.trunk.uri(number)
+        except ConfigError as exc:
+            self._emit(Failed(call_id, classify(404), 0, str(exc)))
+            return
+        use_amd = self.config.amd.enabled if amd is None else amd
+        self._pending[call_id] = _Pending(uri, ring_timeout, use_amd)
+        await self._launch(call_id)
+
+    async def _launch(self, call_id: int) -> None:
+        assert self._changed is not None
+        pending = self._pending.get(call_id)
+        if pending is None:
+            return  # hung up while waiting
+        wait_limit = time.monotonic() + (pending.ring_timeout or 30.0)
+        async with self._changed:
+            while True:
+                if call_id not in self._pending:
+                    return
+                handle = self._pick()
+                now = time.monotonic()
+                blocked_until = max(self._next_setup, self._backoff_until)
+                if handle is not None and now >= blocked_until:
+                    break
+                if now > wait_limit or self._closing:
+                    self._pending.pop(call_id, None)
+                    self._emit(Failed(call_id, _NETWORK, 0, "no capacity"))
+                    return
+                timeout = max(0.001, blocked_until - now) if handle is not None else 0.5
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+            cps = self.config.trunk.calls_per_second
+            if cps:
+                self._next_setup = max(now, self._next_setup) + 1.0 / cps
+            del self._pending[call_id]
+            self._where[call_id] = handle
+            handle.calls[call_id] = False
+            self.stats["dials"] += 1
+            self._send(handle, ("dial", call_id, pending.uri, pending.ring_timeout, pending.amd))
+            self._sent[call_id] = pending
+
+    def hangup(self, call_id: int) -> None:
+        """Hang up (or CANCEL) a call; a call still waiting for a slot is reported failed (``NO_ANSWER``)."""
+        if self._pending.pop(call_id, None) is not None:
+            self._emit(Failed(call_id, classify(487), 487, "hung up before dialing"))
+            self._wake()
+            return
+        handle = self._where.get(call_id)
+        if handle is not None:
+            self._send(handle, ("hangup", call_id))
+
+    def play_message(self, call_id: int) -> None:
+        """Play the abandonment message to an answered call, then hang up (the worker hangs up if it cannot play)."""
+        handle = self._where.get(call_id)
+        if handle is not None:
+            self._send(handle, ("play", call_id))
+
+    def bridge(self, call_id: int, agent_uri: str) -> None:
+        """Call the agent from the customer's worker and join the two legs in its conference bridge."""
+        handle = self._where.get(call_id)
+        if handle is not None:
+            self._send(handle, ("bridge", call_id, agent_uri))
+
+    # -- worker management -------------------------------------------------------------------------------
+
+    def _pick(self) -> _Handle | None:
+        if len(self._where) >= self.capacity:
+            return None
+        best: _Handle | None = None
+        best_free = 0
+        for handle in self._workers:
+            if not handle.alive:
+                continue
+            free = handle.slots - len(handle.calls) * self.legs_per_call
+            if free >= self.legs_per_call and free > best_free:
+                best, best_free = handle, free
+        return best
+
+    def _spawn(self, handle: _Handle) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_worker_entry, args=(child, handle.cfg), name=f"sip-worker-{handle.index}", daemon=True
+        )
+        proc.start()
+        child.close()
+        handle.process = proc
+        handle.conn = parent
+        handle.slots = handle.cfg.max_calls
+        loop = asyncio.get_running_loop()
+        handle.ready = loop.create_future()
+        loop.add_reader(parent.fileno(), self._readable, handle)
+        loop.add_reader(proc.sentinel, self._died, handle)
+
+    def _detach(self, handle: _Handle) -> None:
+        loop = asyncio.get_running_loop()
+        if handle.conn is not None:
+            loop.remove_reader(handle.conn.fileno())
+            handle.conn.close()
+            handle.conn = None
+        if handle.process is not None:
+            loop.remove_reader(handle.process.sentinel)
+            handle.process.join(timeout=0)
+        handle.alive = False
+
+    def _send(self, handle: _Handle, msg: tuple[Any, ...]) -> None:
+        if handle.conn is None:
+            return
+        try:
+            handle.conn.send(msg)
+        except OSError:
+            log.warning("worker %d pipe broken", handle.index)
+
+    def _readable(self, handle: _Handle) -> None:
+        conn = handle.conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                self._message(handle, conn.recv())
+        except (EOFError, OSError):
+            self._died(handle)
+
+    def _died(self, handle: _Handle) -> None:
+        if handle.conn is None:
+            return
+        proc = handle.process
+        code = proc.exitcode if proc is not None else None
+        self._detach(handle)
+        if handle.ready is not None and not handle.ready.done():
+            handle.ready.set_exception(SipError(f"worker {handle.index} exited (code {code}) before it was ready"))
+            return
+        lost = self._orphan_calls(handle)
+        self._capacity_changed()
+        if self._closing:
+            return
+        log.error("worker %d (pid %s) died with code %s; %d calls lost", handle.index, handle.pid, code, lost)
+        now = time.monotonic()
+        while handle.restarts and now - handle.restarts[0] > self.config.restart_window:
+            handle.restarts.popleft()
+        if len(handle.restarts) >= self.config.max_restarts:
+            log.error(
+                "worker %d restarted %d times in %.0f s; leaving it down",
+                handle.index,
+                len(handle.restarts),
+                self.config.restart_window,
+            )
+            return
+        handle.restarts.append(now)
+        self.stats["restarts"] += 1
+        self._spawn(handle)
+
+    def _orphan_calls(self, handle: _Handle) -> int:
+        """Report every call of a dead worker so the engine closes it: unanswered fail, answered end."""
+        lost = list(handle.calls.items())
+        handle.calls.clear()
+        for call_id, answered in lost:
+            self._where.pop(call_id, None)
+            self._sent.pop(call_id, None)
+            if answered:
+                self._emit(Ended(call_id, "crash"))
+            else:
+                self._emit(Failed(call_id, _NETWORK, 0, "worker died"))
+        self._wake()
+        return len(lost)
+
+    def _message(self, handle: _Handle, msg: tuple[Any, ...]) -> None:
+        verb, rest = msg[0], msg[1:]
+        if verb == "ready":
+            handle.pid, handle.sip_port, handle.version = rest
+            handle.alive = True
+            if handle.ready is not None and not handle.ready.done():
+                handle.ready.set_result(None)
+            self._capacity_changed()
+            self._wake()
+            return
+        if verb == "fatal":
+            log.error("worker %d: %s", handle.index, rest[0])
+            if handle.ready is not None and not handle.ready.done():
+                handle.ready.set_exception(SipError(f"worker {handle.index}: {rest[0]}"))
+            return
+        call_id = int(rest[0])
+        if verb == "ringing":
+            self._emit(Ringing(call_id, int(rest[1])))
+        elif verb == "answered":
+            handle.calls[call_id] = True
+            self._succeeded()
+            self._emit(Answered(call_id))
+        elif verb == "amd":
+            handle.calls[call_id] = True
+            self._succeeded()
+            self._emit(Answered(call_id, str(rest[1]), float(rest[2])))
+        elif verb == "failed":
+            status, text, local_timeout = int(rest[1]), str(rest[2]), bool(rest[3])
+            self._release(handle, call_id)
+            outcome = classify(status, local_timeout=local_timeout)
+            if outcome.congestion:
+                self._congested()
+            else:
+                self._succeeded()
+            self._emit(Failed(call_id, outcome, status, text))
+        elif verb == "ended":
+            self._release(handle, call_id)
+            self._emit(Ended(call_id, str(rest[1])))
+        elif verb == "toomany":
+            self._too_many(handle, call_id, int(rest[1]))
+        elif verb == "bridged":
+            self._emit(Bridged(call_id))
+        elif verb == "bridge_failed":
+            self._emit(BridgeFailed(call_id, int(rest[1])))
+        elif verb == "message":
+            self._emit(MessageStarted(call_id))
+        elif verb == "dtmf":
+            self._emit(Dtmf(call_id, str(rest[1])))
+        elif verb == "error":
+            log.warning("worker %d call %d: %s", handle.index, call_id, rest[1])
+
+    def _release(self, handle: _Handle, call_id: int) -> None:
+        handle.calls.pop(call_id, None)
+        self._where.pop(call_id, None)
+        self._sent.pop(call_id, None)
+        self._wake()
+
+    def _too_many(self, handle: _Handle, call_id: int, legs: int) -> None:
+        """The worker's real call limit is lower than configured: learn it and place the call elsewhere."""
+        self.stats["toomany"] += 1
+        handle.calls.pop(call_id, None)
+        self._where.pop(call_id, None)
+        pending = self._sent.pop(call_id, None)
+        real = max(legs, self.legs_per_call)
+        if legs >= 1 and real < handle.slots:
+            log.warning(
+                "worker %d holds only %d calls, not %d; lowering its capacity", handle.index, real, handle.slots
+            )
+            handle.slots = real
+            self._capacity_changed()
+        if pending is None or pending.tries >= 3:
+            self._emit(Failed(call_id, _NETWORK, 0, "no call slot"))
+            return
+        pending.tries += 1
+        self._pending[call_id] = pending
+        loop = asyncio.get_running_loop()
+        # A slot freed by a local hang-up stays busy until the BYE completes: retry shortly, not at once.
+        loop.call_later(0.05, self._relaunch, call_id)
+
+    def _relaunch(self, call_id: int) -> None:
+        task = asyncio.ensure_future(self._launch(call_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _congested(self) -> None:
+        """The trunk failed a call: pause new setups (exponential back-off) and cap calls at today's load."""
+        self.stats["congestion"] += 1
+        self._backoff = min(30.0, max(0.5, self._backoff * 2))
+        self._backoff_until = time.monotonic() + self._backoff
+        self._congestion_cap = max(1, min(self.capacity, len(self._where) + 1) - 1)
+        self._capacity_changed()
+
+    def _succeeded(self) -> None:
+        self._backoff = 0.0
+        if self._congestion_cap is not None:
+            self._congestion_cap += 1
+            full = sum(h.slots // self.legs_per_call for h in self._workers if h.alive)
+            if self._congestion_cap >= full:
+                self._congestion_cap = None
+            self._capacity_changed()
+
+    def _capacity_changed(self) -> None:
+        cap = self.capacity
+        if cap != self._last_capacity:
+            self._last_capacity = cap
+            if self._on_capacity is not None and self._started and not self._closing:
+                try:
+                    self._on_capacity(cap)
+                except Exception:
+                    log.exception("capacity callback failed")
+        self._wake()
+
+    def _wake(self) -> None:
+        cond = self._changed
+        if cond is None:
+            return
+
+        async def notify() -> None:
+            async with cond:
+                cond.notify_all()
+
+        task = asyncio.ensure_future(notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _emit(self, event: DriverEvent) -> None:
+        try:
+            self._listener(event)
+        except Exception:
+            log.exception("driver listener failed on %r", event)

@@ -1,0 +1,492 @@
+"""One SIP worker process: its own pjsua2 ``Endpoint``, SIP port and RTP range, driven by its parent over a pipe.
+
+Why a process per worker: the PyPI wheel allows one endpoint per process, caps it at a handful of calls and
+aborts (no exception) when it runs out of sockets, so the only safe unit of scale and of failure is a process.
+This module imports pjsua2 at the top and is only ever imported inside a worker (see
+:func:`dialer.sip.driver._worker_entry`), never by ``import dialer``.
+
+Threads: the endpoint runs with ``threadCnt = 0`` and ``mainThreadOnly``, so every SIP callback runs on this
+process's main thread, between ``libHandleEvents`` polls, where it may write to the pipe. Only two callbacks run
+elsewhere, on pjmedia's clock thread: audio frames (answering-machine detection) and end of a played file. They
+touch no pjsua2 API; they put a tuple on a queue the main loop drains.
+
+Lifetimes (each of these was a crash or a silently lost call when done otherwise): every ``pj.Call`` is
+referenced from ``self.legs`` until its DISCONNECTED callback and dropped there; audio ports are pooled and never
+deleted while the clock runs; everything is released and garbage-collected before ``libDestroy``.
+
+Protocol (tuples, first item the verb). Parent to worker: ``dial(cid, uri, ring_timeout, amd)``,
+``hangup(cid)``, ``play(cid)`` (message, then hang up), ``bridge(cid, agent_uri)``, ``stop()``. Worker to
+parent: ``ready(pid, sip_port, version)``, ``fatal(text)``, ``ringing(cid, code)``, ``answered(cid)``,
+``amd(cid, verdict, seconds_since_answer)``, ``failed(cid, code, reason, local_timeout)``, ``toomany(cid,
+active)``, ``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid)``,
+``dtmf(cid, digit)``, ``error(cid, text)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import queue
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pjsua2 as pj
+
+from dialer.sip.config import WorkerConfig
+
+PJ_ETOOMANY = 70010
+_SILENCE = bytes(320)  # 20 ms of 8 kHz 16-bit silence, for frames that carried no audio
+
+
+class _Leg(pj.Call):
+    """A pjsua2 call that forwards its callbacks to the worker with our call id attached."""
+
+    def __init__(self, worker: Worker, acc: pj.Account, cid: int, agent: bool) -> None:
+        super().__init__(acc)
+        self.worker = worker
+        self.cid = cid
+        self.agent = agent
+
+    def onCallState(self, prm: Any) -> None:
+        self.worker.on_state(self, self.getInfo())
+
+    def onCallMediaState(self, prm: Any) -> None:
+        self.worker.on_media(self)
+
+    def onDtmfDigit(self, prm: Any) -> None:
+        if not self.agent:
+            self.worker.send("dtmf", self.cid, str(prm.digit))
+
+
+class _Account(pj.Account):
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def onRegState(self, prm: Any) -> None:
+        self.worker.on_reg(int(prm.code), str(prm.reason))
+
+    def onIncomingCall(self, prm: Any) -> None:
+        # Nobody calls a dialer's worker; refuse rather than leak an unreferenced call object.
+        call = pj.Call(self, prm.callId)
+        op = pj.CallOpParam()
+        op.statusCode = 403
+        call.hangup(op)
+
+
+class _FramePort(pj.AudioMediaPort):
+    """Receives a call's audio on the clock thread and feeds the detector attached to it, if any."""
+
+    def __init__(self, events: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+        super().__init__()
+        self.events = events
+        self.cid = 0
+        self.detector: Any = None
+
+    def onFrameReceived(self, frame: Any) -> None:
+        detector = self.detector
+        if detector is None:
+            return
+        data = bytes(frame.buf) if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size else _SILENCE
+        verdict = detector.feed(data)
+        if verdict is not None:
+            self.detector = None
+            self.events.put(("amd", self.cid, verdict, detector.elapsed))
+
+
+class _Player(pj.AudioMediaPlayer):
+    def __init__(self, events: queue.SimpleQueue[tuple[Any, ...]], cid: int) -> None:
+        super().__init__()
+        self.events = events
+        self.cid = cid
+
+    def onEof2(self) -> None:
+        self.events.put(("eof", self.cid))
+
+
+class _Customer:
+    """Everything the worker holds for one dialed call."""
+
+    __slots__ = (
+        "agent",
+        "amd",
+        "answered",
+        "answered_mono",
+        "bridged",
+        "call",
+        "cid",
+        "closing",
+        "player",
+        "port",
+        "ring_deadline",
+        "ringing",
+    )
+
+    def __init__(self, cid: int, call: _Leg, amd: bool, ring_deadline: float | None) -> None:
+        self.cid = cid
+        self.call: _Leg | None = call
+        self.agent: _Leg | None = None
+        self.amd = amd
+        self.answered = False
+        self.answered_mono = 0.0
+        self.bridged = False
+        self.closing = False
+        self.ringing: set[int] = set()
+        self.port: _FramePort | None = None
+        self.player: _Player | None = None
+        self.ring_deadline = ring_deadline
+
+
+class Worker:
+    """The endpoint and the calls of one process; :meth:`run` is the process's whole life."""
+
+    def __init__(self, conn: Connection, cfg: WorkerConfig) -> None:
+        self.conn = conn
+        self.cfg = cfg
+        self.ep: pj.Endpoint | None = None
+        self.acc: _Account | None = None
+        self.customers: dict[int, _Customer] = {}
+        self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.ports: list[_FramePort] = []
+        self.stopping = False
+        self.registered = not cfg.trunk.register
+        self.sip_port = 0
+        self.destroyed = False
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def send(self, *msg: Any) -> None:
+        try:
+            self.conn.send(msg)
+        except (BrokenPipeError, OSError):
+            self.stopping = True  # the parent is gone: wind down
+
+    def legs(self) -> int:
+        return sum((c.call is not None) + (c.agent is not None) for c in self.customers.values())
+
+    # -- life -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.cfg
+        ep = pj.Endpoint()
+        ep.libCreate()
+        self.ep = ep
+        epc = pj.EpConfig()
+        epc.uaConfig.threadCnt = 0
+        epc.uaConfig.mainThreadOnly = True
+        epc.uaConfig.maxCalls = cfg.max_calls
+        epc.uaConfig.userAgent = "predictive-dialer"
+        epc.logConfig.level = cfg.pjsip_log_level
+        epc.logConfig.consoleLevel = cfg.pjsip_log_level
+        epc.medConfig.noVad = True
+        ep.libInit(epc)
+        tc = pj.TransportConfig()
+        tc.port = cfg.sip_port
+        tc.boundAddress = cfg.bind
+        kind = pj.PJSIP_TRANSPORT_TCP if cfg.trunk.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
+        tid = ep.transportCreate(kind, tc)
+        self.sip_port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+
+        trunk = cfg.trunk
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{trunk.caller_id}@{cfg.bind}:{self.sip_port}"
+        if trunk.register:
+            acfg.regConfig.registrarUri = f"sip:{trunk.host}:{trunk.port}"
+            acfg.regConfig.registerOnAdd = True
+            acfg.regConfig.timeoutSec = 300
+        if trunk.username:
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", trunk.realm, trunk.username, 0, trunk.password))
+        mt = acfg.mediaConfig.transportConfig
+        mt.port = cfg.rtp_port
+        mt.portRange = cfg.rtp_port_range
+        mt.boundAddress = cfg.bind
+        self.acc = _Account(self)
+        self.acc.create(acfg)
+        if self.registered:
+            self.send("ready", os.getpid(), self.sip_port, ep.libVersion().full)
+
+    def on_reg(self, code: int, reason: str) -> None:
+        if self.registered:
+            return
+        if 200 <= code < 300:
+            self.registered = True
+            assert self.ep is not None
+            self.send("ready", os.getpid(), self.sip_port, self.ep.libVersion().full)
+        elif code >= 300:
+            self.send("fatal", f"registration failed: {code} {reason}")
+            self.stopping = True
+
+    def run(self) -> None:
+        ep = self.ep
+        assert ep is not None
+        cfg = self.cfg
+        while not self.stopping or self.customers:
+            busy = bool(self.customers) or not self.registered
+            ep.libHandleEvents(cfg.poll_ms if busy else cfg.idle_poll_ms)
+            try:
+                while self.conn.poll(0):
+                    self.command(self.conn.recv())
+            except (EOFError, OSError):
+                self.stopping = True
+                for cid in list(self.customers):
+                    self.hangup(cid)
+            self.drain()
+            self.timers()
+            if self.stopping and self.customers and not getattr(self, "_stop_at", None):
+                self._stop_at = time.monotonic() + 5.0
+            if self.stopping and self.customers and time.monotonic() > self._stop_at:
+                break  # the far ends never confirmed our BYEs; give up rather than hang
+
+    def shutdown(self) -> None:
+        """Release every pjsua2 object before ``libDestroy``: one left alive aborts the process at exit."""
+        ep = self.ep
+        if ep is None or self.destroyed:
+            return
+        with contextlib.suppress(pj.Error):
+            ep.hangupAllCalls()
+        for customer in self.customers.values():
+            customer.call = customer.agent = None
+            customer.player = None
+        self.customers.clear()
+        with contextlib.suppress(pj.Error):
+            ep.audDevManager().setNoDev()
+        for port in self.ports:
+            port.detector = None  # ports stay referenced: deleting one that carried audio aborts in pjmedia
+        if self.acc is not None:
+            self.acc.shutdown()
+            self.acc = None
+        gc.collect()
+        ep.libDestroy()
+        # The Endpoint object itself stays referenced: its destructor would walk media ports pjmedia has already
+        # destroyed, and abort. The process ends with os._exit right after this.
+        self.destroyed = True
+
+    # -- commands from the parent -----------------------------------------------------------------------
+
+    def command(self, msg: tuple[Any, ...]) -> None:
+        verb = msg[0]
+        if verb == "dial":
+            self.dial(*msg[1:])
+        elif verb == "hangup":
+            self.hangup(msg[1])
+        elif verb == "play":
+            self.play(msg[1])
+        elif verb == "bridge":
+            self.bridge(msg[1], msg[2])
+        elif verb == "stop":
+            self.stopping = True
+            for cid in list(self.customers):
+                self.hangup(cid)
+
+    def dial(self, cid: int, uri: str, ring_timeout: float | None, amd: bool) -> None:
+        assert self.acc is not None
+        if self.stopping:
+            self.send("failed", cid, 0, "worker stopping", True)
+            return
+        call = _Leg(self, self.acc, cid, agent=False)
+        deadline = None if ring_timeout is None else time.monotonic() + ring_timeout + 5.0
+        customer = _Customer(cid, call, amd and self.cfg.amd.enabled, deadline)
+        self.customers[cid] = customer
+        try:
+            call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            self.customers.pop(cid, None)
+            if exc.status == PJ_ETOOMANY:
+                self.send("toomany", cid, self.legs())
+            else:
+                self.send("failed", cid, 0, f"{exc.title}: {exc.reason}", True)
+
+    def hangup(self, cid: int) -> None:
+        customer = self.customers.get(cid)
+        if customer is None or customer.closing:
+            return
+        customer.closing = True
+        for leg in (customer.agent, customer.call):
+            if leg is not None:
+                with contextlib.suppress(pj.Error):  # already disconnecting
+                    leg.hangup(pj.CallOpParam(True))
+
+    def play(self, cid: int) -> None:
+        """Play the abandonment message to an answered call, then hang up; hang up at once if it cannot play."""
+        customer = self.customers.get(cid)
+        if customer is None or customer.call is None:
+            return
+        try:
+            player = _Player(self.events, cid)
+            player.createPlayer(self.cfg.abandon_wav, pj.PJMEDIA_FILE_NO_LOOP)
+            player.startTransmit(customer.call.getAudioMedia(-1))
+        except pj.Error as exc:
+            self.send("error", cid, f"abandon message: {exc.reason}")
+            self.hangup(cid)
+            return
+        customer.player = player
+        self.send("message", cid)
+
+    def bridge(self, cid: int, agent_uri: str) -> None:
+        assert self.acc is not None
+        customer = self.customers.get(cid)
+        if customer is None or customer.closing:
+            return
+        leg = _Leg(self, self.acc, cid, agent=True)
+        customer.agent = leg
+        try:
+            leg.makeCall(agent_uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            customer.agent = None
+            self.send("bridge_failed", cid, exc.status)
+            self.hangup(cid)
+
+    # -- pjsua2 callbacks (main thread) ----------------------------------------------------------------
+
+    def on_state(self, leg: _Leg, info: Any) -> None:
+        customer = self.customers.get(leg.cid)
+        if customer is None:
+            return
+        state = info.state
+        if leg.agent:
+            if state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                customer.agent = None
+                if not customer.bridged:
+                    self.send("bridge_failed", leg.cid, int(info.lastStatusCode))
+                self.hangup(leg.cid)
+            return
+        if state == pj.PJSIP_INV_STATE_EARLY:
+            code = int(info.lastStatusCode)
+            if code in (180, 183) and code not in customer.ringing and not customer.ringing:
+                self.send("ringing", leg.cid, code)
+            customer.ringing.add(code)
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            customer.answered = True
+            customer.answered_mono = time.monotonic()
+            customer.ring_deadline = None
+            if not customer.amd:
+                self.send("answered", leg.cid)
+            else:
+                self.on_media(leg)  # the 200 OK's SDP usually set the media up before this callback
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.release(customer)
+            customer.call = None
+            if customer.agent is not None:
+                with contextlib.suppress(pj.Error):
+                    customer.agent.hangup(pj.CallOpParam(True))
+                customer.agent = None
+            del self.customers[leg.cid]
+            if customer.answered:
+                self.send("ended", leg.cid, "local" if customer.closing else "remote")
+            else:
+                code = int(info.lastStatusCode)
+                local_timeout = code == 408 and not customer.ringing and not customer.closing
+                self.send("failed", leg.cid, code, str(info.lastReason), local_timeout)
+
+    def on_media(self, leg: _Leg) -> None:
+        customer = self.customers.get(leg.cid)
+        if customer is None or customer.call is None:
+            return
+        try:
+            if leg.agent:
+                if customer.bridged:
+                    return
+                agent_audio = leg.getAudioMedia(-1)
+                customer_audio = customer.call.getAudioMedia(-1)
+                customer_audio.startTransmit(agent_audio)
+                agent_audio.startTransmit(customer_audio)
+                customer.bridged = True
+                self.send("bridged", leg.cid)
+            elif customer.amd and customer.answered and customer.port is None and leg.hasMedia():
+                self.attach_detector(customer)
+        except pj.Error as exc:
+            self.send("error", leg.cid, f"media: {exc.reason}")
+            self.hangup(leg.cid)
+
+    def attach_detector(self, customer: _Customer) -> None:
+        from dialer.amd import Detector
+
+        assert customer.call is not None
+        port = self.ports.pop() if self.ports else self.new_port()
+        port.cid = customer.cid
+        port.detector = Detector.from_config(self.cfg.amd)
+        customer.port = port
+        customer.call.getAudioMedia(-1).startTransmit(port)
+
+    def new_port(self) -> _FramePort:
+        port = _FramePort(self.events)
+        fmt = pj.MediaFormatAudio()
+        fmt.type = pj.PJMEDIA_TYPE_AUDIO
+        fmt.clockRate = 8000
+        fmt.channelCount = 1
+        fmt.bitsPerSample = 16
+        fmt.frameTimeUsec = 20000
+        port.createPort(f"amd{id(port)}", fmt)
+        return port
+
+    def release(self, customer: _Customer) -> None:
+        """Return pooled resources when a call ends; ports are reused, never deleted mid-run."""
+        port = customer.port
+        if port is not None:
+            port.detector = None
+            customer.port = None
+            self.ports.append(port)
+        customer.player = None
+
+    # -- clock-thread events and timers ------------------------------------------------------------------
+
+    def drain(self) -> None:
+        while True:
+            try:
+                item = self.events.get_nowait()
+            except queue.Empty:
+                return
+            kind, cid = item[0], item[1]
+            customer = self.customers.get(cid)
+            if customer is None:
+                continue
+            if kind == "amd":
+                self.amd_done(customer, item[2], item[3])
+            elif kind == "eof":
+                self.hangup(cid)
+
+    def amd_done(self, customer: _Customer, verdict: str, seconds: float) -> None:
+        if not customer.amd:
+            return
+        customer.amd = False
+        port = customer.port
+        if port is not None and customer.call is not None:
+            with contextlib.suppress(pj.Error):
+                customer.call.getAudioMedia(-1).stopTransmit(port)
+        self.send("amd", customer.cid, verdict, seconds)
+
+    def timers(self) -> None:
+        now = time.monotonic()
+        for customer in list(self.customers.values()):
+            if customer.ring_deadline is not None and now > customer.ring_deadline and not customer.closing:
+                self.hangup(customer.cid)  # the parent's ring timeout never came: do not ring forever
+            if customer.amd and customer.answered and now - customer.answered_mono > self.cfg.amd.budget + 0.5:
+                # no decision in time (no RTP at all, or media never came up): fail closed as "unsure"
+                if customer.port is not None:
+                    customer.port.detector = None
+                self.amd_done(customer, "unsure", now - customer.answered_mono)
+
+
+def main(conn: Connection, cfg: WorkerConfig) -> None:
+    """Process entry point: build the endpoint, serve the pipe until told to stop or orphaned, tear down."""
+    worker = Worker(conn, cfg)
+    try:
+        try:
+            worker.start()
+        except pj.Error as exc:
+            worker.send("fatal", f"endpoint setup failed: {exc.title}: {exc.reason}")
+            return
+        worker.run()
+    finally:
+        worker.shutdown()
+        conn.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # SWIG keeps a hidden reference to a media port that has carried audio, so Python would delete it after
+        # libDestroy() and pjmedia would abort at exit. Everything is already released: leave without finalizers.
+        os._exit(0)

@@ -1,0 +1,58 @@
+"""Shared helpers of the SIP tests: a driver against a SIPp customer UAS, and waiting for events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from sipp_peers import free_rtp_base
+
+from dialer.sip import DriverEvent, PoolConfig, SipDriver, TrunkConfig
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run a test coroutine with a hard bound, so a hung SIP exchange fails instead of stalling CI."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class Recorder:
+    """Collects driver events and lets a test wait for one that matches."""
+
+    def __init__(self) -> None:
+        self.events: list[DriverEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: DriverEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    def of(self, call_id: int) -> list[DriverEvent]:
+        return [e for e in self.events if e.call_id == call_id]
+
+    async def wait(self, pred: Callable[[DriverEvent], bool], timeout: float = 10.0) -> DriverEvent:
+        async def find() -> DriverEvent:
+            while True:
+                for e in self.events:
+                    if pred(e):
+                        return e
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+
+def pool(port: int, **changes: Any) -> PoolConfig:
+    trunk_changes = {k[6:]: changes.pop(k) for k in list(changes) if k.startswith("trunk_")}
+    workers = int(changes.get("workers", 1))
+    span = int(changes.get("rtp_ports_per_worker", 200))
+    changes.setdefault("agent_legs", False)
+    return PoolConfig(trunk=TrunkConfig(port=port, **trunk_changes), rtp_port=free_rtp_base(workers * span), **changes)
+
+
+async def started(config: PoolConfig, recorder: Recorder, **kw: Any) -> SipDriver:
+    driver = SipDriver(config, recorder, **kw)
+    await driver.start()
+    return driver
