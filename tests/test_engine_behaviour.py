@@ -461,3 +461,24 @@ def test_random_walk_records_every_dial_exactly_once(seed: int) -> None:
     assert totals.abandoned == sum(r.abandoned for r in source.records)
     assert totals.live_answers == sum(r.live_answer for r in source.records)
     assert totals.connects == sum(r.connected_at is not None for r in source.records)
+
+
+def test_capacity_changed_bounds_new_dials_and_rejects_nonsense() -> None:
+    from dialer.errors import InvalidTransition
+
+    engine, policy, _ = make_engine()
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    engine.handle(ev.AgentReady(0.0, "a"))
+    engine.handle(ev.CapacityChanged(1.0, 2))
+    policy.pending = 5
+    dials = [a for a in engine.handle(ev.TimeAdvanced(2.0)) if isinstance(a, DialLead)]
+    assert len(dials) == 2  # the trunk carries two
+    before = observe(engine)
+    with pytest.raises(InvalidTransition):
+        engine.handle(ev.CapacityChanged(3.0, -1))
+    assert observe(engine) == before
+    engine.handle(ev.CapacityChanged(3.0, None))
+    policy.pending = 3
+    dials = [a for a in engine.handle(ev.TimeAdvanced(4.0)) if isinstance(a, DialLead)]
+    assert len(dials) == 3  # limit lifted; calls in flight were not touched
+    assert len(engine.calls) == 5

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dialer.engine import events as ev
@@ -187,6 +187,7 @@ class Engine:
             ev.TimeAdvanced: lambda e, out: None,
             ev.DialingStopped: self._stop,
             ev.DialingResumed: self._resume,
+            ev.CapacityChanged: self._capacity,
         }
 
     # -- public ----------------------------------------------------------------------------------------
@@ -251,6 +252,11 @@ class Engine:
 
     def _problem(self, event: ev.Event) -> str | None:
         name = type(event).__name__
+        if isinstance(event, ev.CapacityChanged):
+            cap = event.max_in_flight
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+                return f"max_in_flight must be a non-negative integer or None, got {cap!r}"
+            return None
         if isinstance(event, ev.AgentLoggedIn):
             if event.agent_id in self.agents:
                 return f"agent {event.agent_id!r} is already logged in"
@@ -406,6 +412,9 @@ class Engine:
 
     def _resume(self, e: ev.DialingResumed, out: list[Action]) -> None:
         self.dialing = True
+
+    def _capacity(self, e: ev.CapacityChanged, out: list[Action]) -> None:
+        self.config = replace(self.config, max_in_flight=e.max_in_flight)
 
     # -- matching, abandonment, records ----------------------------------------------------------------
 

@@ -126,5 +126,16 @@ class DialingStopped(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CapacityChanged(Event):
+    """The trunk can carry at most ``max_in_flight`` calls now (``None``: no limit).
+
+    Runtimes send this when a SIP trunk signals congestion (503s, timeouts) or recovers, so pacing never launches
+    calls the network cannot carry. Calls already in flight are not touched.
+    """
+
+    max_in_flight: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DialingResumed(Event):
     """Launch calls again after :class:`DialingStopped`."""
