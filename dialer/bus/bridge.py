@@ -1,0 +1,383 @@
+"""The campaign on the bus: engine events out, validated commands in, through the asyncio runtime.
+
+:class:`CampaignBus` is a thin adapter between an :class:`~dialer.live.runtime.AsyncRuntime` and an
+:class:`~dialer.bus.client.MqttBus`. It watches the runtime with ``observe`` and publishes what happened (call
+lifecycle, agent states, pacing decisions, records), publishes retained campaign statistics and abandonment
+status on a timer, and turns commands into engine events fed with ``runtime.feed``.
+
+Commands are handled all-or-nothing: a command is decoded and validated, mapped to an event, and only then fed;
+anything wrong at any step (bad JSON, unknown type, a field out of range, an event illegal in the engine's current
+state, a lead source that cannot take callbacks) produces an error reply on ``reply/<source>`` and leaves the
+campaign exactly as it was, because the engine itself rejects illegal events before changing anything. Every
+command gets a reply, so a backend can wait for it. A command redelivered by MQTT (same ``id``) is not applied
+twice; the first reply is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from dialer.bus.client import MqttBus
+from dialer.bus.schema import COMMANDS, Message, SchemaError, decode, make
+from dialer.bus.topics import check_ident
+from dialer.engine import events as ev
+from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.records import CallRecord
+from dialer.engine.state import AgentState
+from dialer.errors import DialerError, InvalidTransition
+from dialer.live.runtime import AsyncRuntime
+
+log = logging.getLogger("dialer.bus")
+
+
+@runtime_checkable
+class CallbackLeads(Protocol):
+    """A lead source that takes callbacks scheduled by agents or the backend."""
+
+    def schedule_callback(self, lead_id: str, phone: str, at: float, agent_id: str | None) -> None: ...
+
+
+@runtime_checkable
+class OptOutLeads(Protocol):
+    """A lead source that records do-not-call opt-outs (must apply at once and persist)."""
+
+    def opt_out(self, phone: str, lead_id: str | None, reason: str | None) -> None: ...
+
+
+class CommandRejected(DialerError):
+    """A command that is well formed but cannot be carried out; ``code`` goes into the error reply."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+# Which policy attribute each pacing.target field sets, by policy class name. Kept here, not by reflection over
+# the policy, so a command can only touch the targets listed (and documented).
+PACING_TARGETS: dict[str, dict[str, str]] = {
+    "abandon_rate": {"Predictive": "target", "VicidialAdaptive": "drop_limit"},
+    "ratio": {"Power": "ratio"},
+    "max_level": {"VicidialAdaptive": "max_level"},
+}
+
+
+def record_data(record: CallRecord) -> dict[str, Any]:
+    return {
+        "call_id": record.call_id,
+        "lead_id": record.lead.lead_id,
+        "outcome": record.outcome.value,
+        "dialed_at": record.dialed_at,
+        "ended_at": record.ended_at,
+        "answered_at": record.answered_at,
+        "connected_at": record.connected_at,
+        "agent_id": record.agent_id,
+        "message_at": record.message_at,
+        "wait": record.wait,
+        "abandoned": record.abandoned,
+        "customer_hung_up": record.customer_hung_up,
+        "agent_lost": record.agent_lost,
+    }
+
+
+class CampaignBus:
+    """Publish ``runtime``'s campaign on ``bus`` and take its commands.
+
+    ``abandon_cap`` is the regulator's cap the abandonment status is reported against, and the highest
+    abandonment target a ``pacing.target`` command may set (fail closed: a typo cannot raise the cap).
+    ``stats_interval`` is how often retained statistics are refreshed (seconds).
+    """
+
+    def __init__(
+        self,
+        runtime: AsyncRuntime,
+        bus: MqttBus,
+        *,
+        abandon_cap: float = 0.03,
+        stats_interval: float = 5.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.bus = bus
+        self.engine = runtime.engine
+        self.abandon_cap = abandon_cap
+        self.stats_interval = stats_interval
+        self.state = "running" if self.engine.dialing else "paused"
+        self._clock = clock or runtime.now
+        self._agent_states: dict[str, AgentState] = {}
+        self._replies: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._stats_task: asyncio.Task[None] | None = None
+        self.commands_ok = 0
+        self.commands_failed = 0
+        runtime.observe(self._observe)
+        bus.subscribe(bus.topics.commands, self._on_command)
+
+    def start(self) -> None:
+        """Begin the periodic statistics (the observer and command subscription are live from construction)."""
+        if self._stats_task is None:
+            self._stats_task = asyncio.create_task(self._stats_loop())
+
+    async def stop(self) -> None:
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats_task
+            self._stats_task = None
+        self.publish_stats()
+
+    # -- out ---------------------------------------------------------------------------------------------
+
+    def _observe(self, event: ev.Event, actions: list[Action]) -> None:
+        pub = self.bus.publish
+        agents: list[str] = []
+        if isinstance(event, ev.CallRinging):
+            pub("call.ringing", call_id=event.call_id)
+        elif isinstance(event, ev.CallAnsweredByPerson):
+            pub("call.answered", call_id=event.call_id, by="person", answered_at=event.answered_at)
+        elif isinstance(event, ev.CallAnsweredByMachine):
+            pub("call.answered", call_id=event.call_id, by="machine", answered_at=None)
+        elif isinstance(event, ev.CallFailed):
+            pub("call.failed", call_id=event.call_id, reason=event.reason.value)
+        elif isinstance(event, ev.CallEnded):
+            pub("call.ended", call_id=event.call_id)
+        agent_id = getattr(event, "agent_id", None)
+        if isinstance(agent_id, str):
+            agents.append(agent_id)
+        dials = 0
+        for action in actions:
+            if isinstance(action, DialLead):
+                dials += 1
+                pub(
+                    "call.dialed", call_id=action.call_id, lead_id=action.lead.lead_id, ring_timeout=action.ring_timeout
+                )
+            elif isinstance(action, ConnectCall):
+                pub("call.connected", call_id=action.call_id, agent_id=action.agent_id)
+                agents.append(action.agent_id)
+            elif isinstance(action, PlayAbandonMessage):
+                pub("call.abandoned", call_id=action.call_id)
+            elif isinstance(action, HangUp):
+                pub("call.hangup", call_id=action.call_id, reason=action.reason)
+            elif isinstance(action, RecordCall):
+                pub("call.record", **record_data(action.record))
+                if action.record.agent_id is not None:
+                    agents.append(action.record.agent_id)
+        for agent in agents:
+            self._agent_changed(agent)
+        if dials:
+            self._pacing(dials)
+
+    def _agent_changed(self, agent_id: str) -> None:
+        state = self.engine.agent_state(agent_id)
+        if self._agent_states.get(agent_id, AgentState.LOGGED_OUT) is state:
+            return
+        if state is AgentState.LOGGED_OUT:
+            self._agent_states.pop(agent_id, None)
+        else:
+            self._agent_states[agent_id] = state
+        agent = self.engine.agents.get(agent_id)
+        call_id = agent.call_id if agent is not None and state is AgentState.ON_CALL else None
+        self.bus.publish("agent.state", agent_id=agent_id, state=state.value, call_id=call_id)
+
+    def _pacing(self, launched: int) -> None:
+        snap = self.engine.snapshot()
+        policy = self.engine.policy
+        estimates: dict[str, Any] = {}
+        for name in ("target", "scale", "level", "ratio", "drop_limit"):
+            value = getattr(policy, name, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                estimates[name] = value
+        for name in ("answer_rate", "time_to_answer", "handle_time"):
+            value = getattr(getattr(policy, name, None), "value", None)
+            if isinstance(value, int | float):
+                estimates[name] = value
+        self.bus.publish(
+            "pacing.decision",
+            policy=policy.name,
+            launched=launched,
+            ready=snap.ready,
+            ringing=snap.ringing,
+            queued=snap.queued,
+            connected=snap.connected,
+            in_flight=snap.in_flight,
+            estimates=estimates,
+        )
+
+    def publish_stats(self) -> None:
+        """Publish the retained statistics and abandonment status now."""
+        engine = self.engine
+        stats = engine.stats
+        totals = dataclasses.asdict(stats.totals)
+        self.bus.publish(
+            "campaign.stats",
+            retain=True,
+            replace=True,
+            dialing=engine.dialing,
+            state=self.state,
+            agents={s.value: n for s, n in engine.agent_counts.items() if s is not AgentState.LOGGED_OUT},
+            calls={s.value: n for s, n in engine.call_counts.items()},
+            totals=totals,
+        )
+        now = engine.now
+        day = stats.day_of(now)
+        counts = stats.day(now)
+        day_rate = counts.abandoned / counts.live_answers if counts.live_answers else 0.0
+        total_rate = stats.totals.abandoned / stats.totals.live_answers if stats.totals.live_answers else 0.0
+        self.bus.publish(
+            "campaign.abandonment",
+            retain=True,
+            replace=True,
+            cap=self.abandon_cap,
+            day=day,
+            day_abandoned=counts.abandoned,
+            day_live_answers=counts.live_answers,
+            day_rate=day_rate,
+            total_abandoned=stats.totals.abandoned,
+            total_live_answers=stats.totals.live_answers,
+            total_rate=total_rate,
+            over_cap=day_rate > self.abandon_cap or total_rate > self.abandon_cap,
+        )
+
+    async def _stats_loop(self) -> None:
+        while True:
+            try:
+                self.publish_stats()
+            except DialerError:
+                log.exception("could not queue campaign statistics")
+            await asyncio.sleep(self.stats_interval)
+
+    # -- in ----------------------------------------------------------------------------------------------
+
+    def _on_command(self, topic: str, payload: bytes, properties: Any) -> None:
+        topic_type = self.bus.topics.command_type(topic)
+        try:
+            message = decode(payload, expect=COMMANDS)
+        except SchemaError as exc:
+            self._reply_undecodable(payload, topic_type, exc)
+            return
+        cached = self._replies.get(message.id)
+        if cached is not None:  # MQTT redelivered it: never apply twice, answer the same
+            self._send_reply(message, *cached)
+            return
+        try:
+            if topic_type != message.type:
+                raise CommandRejected("topic_mismatch", f"{message.type!r} sent on the topic for {topic_type!r}")
+            if message.campaign != self.bus.campaign:
+                raise CommandRejected("wrong_campaign", f"command for campaign {message.campaign!r}")
+            self._apply(message)
+        except (SchemaError, CommandRejected) as exc:
+            self._fail(message, getattr(exc, "code", "invalid"), str(exc))
+        except InvalidTransition as exc:
+            self._fail(message, "invalid_transition", str(exc))
+        except DialerError as exc:
+            self._fail(message, "rejected", str(exc))
+        else:
+            self.commands_ok += 1
+            self._remember(message, {"ok": True, "code": None, "error": None})
+
+    def _fail(self, message: Message, code: str, error: str) -> None:
+        self.commands_failed += 1
+        log.info("command %s from %s refused: %s", message.type, message.source, error)
+        self._remember(message, {"ok": False, "code": code, "error": error})
+
+    def _remember(self, message: Message, result: dict[str, Any]) -> None:
+        topic = self.bus.topics.reply(message.source)
+        self._replies[message.id] = (topic, result)
+        if len(self._replies) > 10_000:
+            self._replies.popitem(last=False)
+        self._send_reply(message, topic, result)
+
+    def _send_reply(self, message: Message, topic: str, result: dict[str, Any]) -> None:
+        reply = make(
+            "reply", self.bus.campaign, self.bus.source, command_id=message.id, command_type=message.type, **result
+        )
+        self.bus.send(reply, topic)
+
+    def _reply_undecodable(self, payload: bytes, topic_type: str | None, exc: SchemaError) -> None:
+        """Reply to a command we could not validate, if we can tell who sent it; otherwise only log it."""
+        self.commands_failed += 1
+        try:
+            doc = json.loads(payload)
+            command_id = check_ident(doc["id"], "id")
+            topic = self.bus.topics.reply(doc["source"])
+            reply = make(
+                "reply",
+                self.bus.campaign,
+                self.bus.source,
+                command_id=command_id,
+                command_type=str(doc.get("type", topic_type))[:128],
+                ok=False,
+                code=exc.code,
+                error=str(exc),
+            )
+        except Exception:
+            log.warning("dropped an unreadable command on %s: %s", topic_type, exc)
+            return
+        log.info("command on %s refused: %s", topic_type, exc)
+        self.bus.send(reply, topic)
+
+    def _apply(self, m: Message) -> None:
+        d = m.data
+        t = self.runtime.now()
+        feed = self.runtime.feed
+        if m.type == "agent.login":
+            feed(ev.AgentLoggedIn(t, d["agent_id"]))
+        elif m.type == "agent.ready":
+            feed(ev.AgentReady(t, d["agent_id"]))
+        elif m.type == "agent.pause":
+            feed(ev.AgentPaused(t, d["agent_id"]))
+        elif m.type == "agent.logout":
+            feed(ev.AgentLoggedOut(t, d["agent_id"]))
+        elif m.type == "agent.disposition":
+            if self.engine.agent_state(d["agent_id"]) is not AgentState.WRAP_UP:
+                raise CommandRejected("invalid_transition", f"agent {d['agent_id']!r} is not in wrap-up")
+            feed(ev.WrapUpDone(t, d["agent_id"], pause=bool(d.get("pause", False))))
+            self.bus.publish(
+                "call.disposition", agent_id=d["agent_id"], call_id=d.get("call_id"), disposition=d["disposition"]
+            )
+        elif m.type == "campaign.start":
+            if not self.engine.dialing:
+                feed(ev.DialingResumed(t))
+            self.state = "running"
+            self.publish_stats()
+        elif m.type in ("campaign.pause", "campaign.stop"):
+            if self.engine.dialing:
+                feed(ev.DialingStopped(t))
+            self.state = "paused" if m.type == "campaign.pause" else "stopped"
+            self.publish_stats()
+        elif m.type == "pacing.target":
+            self._retarget(dict(d))
+        elif m.type == "lead.callback":
+            leads = self.engine.leads
+            if not isinstance(leads, CallbackLeads):
+                raise CommandRejected("unsupported", "this campaign's lead source does not take callbacks")
+            leads.schedule_callback(d["lead_id"], d["phone"], float(d["at"]), d.get("agent_id"))
+        elif m.type == "lead.opt_out":
+            leads = self.engine.leads
+            if not isinstance(leads, OptOutLeads):
+                # Fail closed and loud: the sender learns the opt-out was NOT recorded here.
+                raise CommandRejected("unsupported", "this campaign's lead source cannot record opt-outs")
+            leads.opt_out(d["phone"], d.get("lead_id"), d.get("reason"))
+        else:  # pragma: no cover - COMMANDS and this switch are kept in step by the tests
+            raise CommandRejected("unknown_type", f"no handler for {m.type!r}")
+
+    def _retarget(self, changes: dict[str, float]) -> None:
+        if not changes:
+            raise CommandRejected("invalid", "pacing.target needs at least one of " + ", ".join(PACING_TARGETS))
+        policy = self.engine.policy
+        kind = type(policy).__name__
+        plan: list[tuple[str, float]] = []
+        for field_name, value in changes.items():
+            attr = PACING_TARGETS[field_name].get(kind)
+            if attr is None:
+                raise CommandRejected("unsupported", f"policy {policy.name!r} has no {field_name} target")
+            if field_name == "abandon_rate" and not 0 < value <= self.abandon_cap:
+                raise CommandRejected("over_cap", f"abandon_rate must be in (0, {self.abandon_cap:g}]")
+            plan.append((attr, float(value)))
+        for attr, value in plan:  # validated all first: all or nothing
+            setattr(policy, attr, value)
