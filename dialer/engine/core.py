@@ -211,9 +211,10 @@ class Engine:
         if problem is not None and not self._late_report(event):
             raise InvalidTransition(problem)
         out: list[Action] = []
-        self._run_timers(event.t, out)
+        fired = self._run_timers(event.t, out)
         self.now = event.t
-        if self._problem(event) is None:
+        # Only a timer that fired (or news the engine already acted on) can have made a checked event moot.
+        if (problem is None and not fired) or self._problem(event) is None:
             apply(event, out)
         else:
             self.stale_events += 1
@@ -494,12 +495,15 @@ class Engine:
             return call.state is CallState.QUEUED and call.deadline == when
         return call.state is CallState.DIALING or call.state is CallState.RINGING
 
-    def _run_timers(self, t: float, out: list[Action]) -> None:
+    def _run_timers(self, t: float, out: list[Action]) -> bool:
+        """Fire every live timer due by ``t``; True if any fired."""
         timers = self._timers
+        fired = False
         while timers and timers[0][0] <= t:
             timer = heapq.heappop(timers)
             if not self._timer_live(timer):
                 continue
+            fired = True
             when, _, trigger, call_id = timer
             self.now = max(self.now, when)
             call = self.calls[call_id]
@@ -510,6 +514,7 @@ class Engine:
                 self._hang_up(call_id, "ring_timeout", out)
                 self.stats.failed(Outcome.NO_ANSWER)
                 self._finish(call, Outcome.NO_ANSWER, out)
+        return fired
 
     # -- pacing ----------------------------------------------------------------------------------------
 
