@@ -1,0 +1,290 @@
+"""The campaign's lead source: the store's leads, with every compliance gate applied at dial time.
+
+:class:`CampaignLeads` implements the engine's :class:`~dialer.leads.LeadSource`. For each lead it considers, in
+dialing order (due callbacks, then priority, then list order), it asks, in this order: attempts left? on a
+do-not-call list? inside the calling window in every candidate zone? Only a lead that passes all three is
+*claimed* — its attempt is committed to the store — and only then handed to the engine. So:
+
+* a crash after the claim leaves an open attempt, closed as ``interrupted`` at the next start and never dialed
+  again under that attempt number (and, since its outcome is unknown, the abandonment lockout applies);
+* a crash before the claim dials nothing.
+
+Engine time is float seconds. Live, that is epoch seconds; under the simulator pass ``epoch_offset`` (the epoch of
+simulated time 0) so that windows and lockouts are judged on a real calendar, identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from dialer.campaign.lifecycle import Disposition, RetryPolicy, after_attempt, capped, recyclable
+from dialer.compliance.dnc import DoNotCall
+from dialer.compliance.numbers import time_zones_of
+from dialer.compliance.windows import CallingWindows
+from dialer.errors import DialerError
+from dialer.leads import Lead
+from dialer.store import Store, StoredLead
+
+if TYPE_CHECKING:
+    from dialer.engine.records import CallRecord
+
+PAGE = 200
+RETRY_GATE = 300.0  # seconds before re-asking a gate that could not decide (e.g. a stale registry)
+
+
+class CampaignError(DialerError):
+    """A campaign operation that cannot be done (unknown lead, ambiguous callback time, cap reached, ...)."""
+
+
+def _key(lead: StoredLead) -> tuple[int, int, int]:
+    return (int(lead.callback_at is None), -lead.priority, lead.seq)
+
+
+class CampaignLeads:
+    """A :class:`~dialer.leads.LeadSource` over one campaign in a :class:`~dialer.store.Store`.
+
+    One instance per campaign at a time: starting one closes the campaign's open attempts as interrupted.
+    ``held`` counts leads held back at dial time, by reason (``do-not-call``, ``outside calling hours``,
+    ``unknown time zone``, ...). ``scan_limit`` bounds the leads examined per :meth:`next_lead` call, so one call
+    never stalls the engine on a list that is entirely outside its window.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        campaign_id: str,
+        *,
+        dnc: DoNotCall,
+        windows: CallingWindows | None = None,
+        policy: RetryPolicy | None = None,
+        epoch_offset: float = 0.0,
+        scan_limit: int = 2000,
+    ) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self.dnc = dnc
+        self.windows = windows or CallingWindows()
+        self.policy = policy or RetryPolicy()
+        self.epoch_offset = epoch_offset
+        self.scan_limit = scan_limit
+        self.held: dict[str, int] = {}
+        self.dialed = 0
+        self._open: dict[str, int] = {}
+        store.ensure_campaign(campaign_id)
+        dnc.add_internal(store.opt_outs())
+        self.recovered = self._recover()
+
+    # -- the LeadSource protocol -----------------------------------------------------------------------
+
+    def next_lead(self, now: float) -> Lead | None:
+        epoch = now + self.epoch_offset
+        after: tuple[int, ...] = ()
+        scanned = 0
+        parked: list[tuple[str, float]] = []
+        try:
+            while scanned < self.scan_limit:
+                page = self.store.due_leads(self.campaign_id, epoch, min(PAGE, self.scan_limit - scanned), after)
+                if not page:
+                    return None
+                for lead in page:
+                    scanned += 1
+                    after = _key(lead)
+                    wait = self._gate(lead, epoch)
+                    if wait is None:
+                        attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch)
+                        self._open[lead.lead_id] = attempt
+                        self.dialed += 1
+                        return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, dict(lead.fields))
+                    if wait > epoch:
+                        parked.append((lead.lead_id, wait))
+            return None
+        finally:
+            if parked:
+                with self.store.transaction():
+                    for lead_id, until in parked:
+                        self.store.update_lead(self.campaign_id, lead_id, next_at=until)
+
+    def report(self, record: CallRecord) -> None:
+        lead_id = record.lead.lead_id
+        attempt = self._open.pop(lead_id, None)
+        if attempt is None:  # not in memory: the store's open attempt is the truth
+            opened = [a for a in self.store.open_attempts(self.campaign_id) if a.lead_id == lead_id]
+            if len(opened) != 1:
+                raise CampaignError(f"a record for lead {lead_id!r}, which has no open attempt")
+            attempt = opened[0].attempt_no
+        off = self.epoch_offset
+
+        def epoch(t: float | None) -> float | None:
+            return None if t is None else t + off
+
+        ended = record.ended_at + off
+        result = {
+            "call_id": record.call_id,
+            "outcome": record.outcome.value,
+            "ended_at": ended,
+            "answered_at": epoch(record.answered_at),
+            "connected_at": epoch(record.connected_at),
+            "message_at": epoch(record.message_at),
+            "wait": record.wait,
+            "agent_id": record.agent_id,
+            "abandoned": record.abandoned,
+            "customer_hung_up": record.customer_hung_up,
+        }
+        lead = self.store.lead(self.campaign_id, lead_id)
+        self.store.complete(
+            self.campaign_id, lead_id, attempt, result, after_attempt(lead, record.outcome.value, ended, self.policy)
+        )
+
+    # -- gates -----------------------------------------------------------------------------------------
+
+    def _hold(self, reason: str) -> None:
+        self.held[reason] = self.held.get(reason, 0) + 1
+
+    def _gate(self, lead: StoredLead, epoch: float) -> float | None:
+        """``None`` if the lead may be dialed now; else the epoch to look at it again (``inf``: never)."""
+        if capped(lead, self.policy):
+            self._hold("attempts exhausted")
+            self.store.update_lead(self.campaign_id, lead.lead_id, status="done", disposition=Disposition.MAX_ATTEMPTS)
+            return float("inf")
+        reason = self.dnc.check(lead.phone)
+        if reason is not None:
+            if reason in ("internal list", "national registry"):
+                self._hold("do-not-call")
+                self.store.update_lead(
+                    self.campaign_id, lead.lead_id, status="done", disposition=Disposition.DO_NOT_CALL
+                )
+                return float("inf")
+            self._hold("no usable do-not-call registry")
+            return epoch + RETRY_GATE  # no or stale registry: wait for a fresh one, never dial meanwhile
+        state = lead.fields.get("state", "")
+        reason = self.windows.check(lead.phone, epoch, time_zone=lead.time_zone, state=state)
+        if reason is None:
+            return None
+        self._hold(reason.split(":", 1)[0])
+        opens = self.windows.next_open(lead.phone, epoch, time_zone=lead.time_zone, state=state)
+        return opens if opens is not None else epoch + 24 * 3600.0
+
+    # -- recovery --------------------------------------------------------------------------------------
+
+    def _recover(self) -> int:
+        """Close attempts left open by a crash as interrupted; their leads follow the interrupted retry rule."""
+        opened = self.store.open_attempts(self.campaign_id)
+        for attempt in opened:
+            with self.store.transaction():
+                lead = self.store.lead(self.campaign_id, attempt.lead_id)
+                changes = after_attempt(lead, Disposition.INTERRUPTED, attempt.dialed_at, self.policy)
+                self.store.complete(
+                    self.campaign_id,
+                    attempt.lead_id,
+                    attempt.attempt_no,
+                    {"outcome": Disposition.INTERRUPTED.value},
+                    changes,
+                    state="interrupted",
+                )
+        return len(opened)
+
+    # -- agents and operators --------------------------------------------------------------------------
+
+    def disposition(self, lead_id: str, disposition: str, *, callback_at: float | None = None) -> None:
+        """The agent's disposition of the lead's last (connected) call.
+
+        ``callback`` needs ``callback_at`` (epoch; see :meth:`schedule_callback` for local times); ``dnc_request``
+        puts the number on the do-not-call list at once (persisted first); ``machine`` (an answering machine the
+        detector missed) follows the machine retry rule and counts in the UK machine adjustment.
+        """
+        last = self.store.last_attempt(self.campaign_id, lead_id)
+        if last is None or last.state != "done":
+            raise CampaignError(f"lead {lead_id!r} has no finished call to disposition")
+        lead = self.store.lead(self.campaign_id, lead_id)
+        with self.store.transaction():
+            self.store.set_attempt_disposition(self.campaign_id, lead_id, last.attempt_no, disposition)
+            if disposition == Disposition.DNC_REQUEST:
+                self.opt_out(lead.phone, source="agent")
+            if disposition == Disposition.CALLBACK:
+                if callback_at is None:
+                    raise CampaignError("a callback needs a time")
+                self._callback(lead, callback_at)
+                return
+            base = lead.outcome_counts.get(last.outcome or "", 0)
+            undo = dict(lead.outcome_counts)
+            if last.outcome and base:
+                undo[last.outcome] = base - 1  # the outcome is re-judged, not counted twice
+            changes = after_attempt(
+                dataclasses.replace(lead, outcome_counts=undo),
+                disposition,
+                last.ended_at or last.dialed_at,
+                self.policy,
+            )
+            self.store.update_lead(self.campaign_id, lead_id, **changes)
+
+    def schedule_callback(self, lead_id: str, local: dt.datetime, *, zone: str | None = None) -> float:
+        """Schedule a callback at a wall-clock time *of the lead* (what the agent agreed with the person).
+
+        A naive ``local`` is read in ``zone``, else the lead's stated zone, else the number's zone when it has
+        exactly one; otherwise the time is ambiguous and :class:`CampaignError` asks for a zone. The callback is
+        still subject to every gate when it comes due (a callback agreed for 22:00 waits for the window).
+        Returns the callback's epoch.
+        """
+        lead = self.store.lead(self.campaign_id, lead_id)
+        if local.tzinfo is None:
+            name = zone or lead.time_zone
+            if not name:
+                zones = time_zones_of(lead.phone)
+                if len(zones) != 1:
+                    raise CampaignError(
+                        f"lead {lead_id!r}'s number spans {len(zones)} time zones: say which one the callback is in"
+                    )
+                name = zones[0]
+            from zoneinfo import ZoneInfo
+
+            local = local.replace(tzinfo=ZoneInfo(name))
+        at = local.timestamp()
+        with self.store.transaction():
+            self._callback(self.store.lead(self.campaign_id, lead_id), at)
+        return at
+
+    def _callback(self, lead: StoredLead, at: float) -> None:
+        if lead.disposition in (Disposition.DNC_REQUEST, Disposition.DO_NOT_CALL, Disposition.WRONG_NUMBER):
+            raise CampaignError(f"lead {lead.lead_id!r} is finished as {lead.disposition}: no callback")
+        if capped(lead, self.policy):
+            raise CampaignError(f"lead {lead.lead_id!r} has no attempts left for a callback")
+        if lead.status == "dialing":
+            raise CampaignError(f"lead {lead.lead_id!r} is being dialed")
+        self.store.update_lead(
+            self.campaign_id,
+            lead.lead_id,
+            status="ready",
+            disposition=Disposition.CALLBACK,
+            callback_at=at,
+            next_at=at,
+        )
+
+    def opt_out(self, phone: str, *, source: str = "call") -> None:
+        """A do-not-call request: persisted, then effective at once for this and every campaign in the store."""
+        self.dnc.opt_out(
+            phone, persist=lambda p: self.store.add_opt_out(p, campaign_id=self.campaign_id, source=source)
+        )
+
+    def recycle(self, dispositions: Iterable[str], epoch: float | None = None) -> int:
+        """Start a new pass over leads finished with one of ``dispositions`` (attempt counters of the pass reset;
+        lockouts, total caps and do-not-call outcomes untouched). Returns how many came back."""
+        chosen = recyclable(dispositions)
+        n = 0
+        with self.store.transaction():
+            for lead in self.store.leads(self.campaign_id, status="done"):
+                if lead.disposition not in chosen or lead.attempts >= self.policy.max_total_attempts:
+                    continue
+                self.store.update_lead(
+                    self.campaign_id,
+                    lead.lead_id,
+                    status="ready",
+                    pass_attempts=0,
+                    outcome_counts={},
+                    list_pass=lead.list_pass + 1,
+                    next_at=max(lead.next_at, epoch or 0.0),
+                )
+                n += 1
+        return n

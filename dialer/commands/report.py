@@ -1,0 +1,68 @@
+"""``dialer report compliance``: the abandonment ledger of a campaign, as CSV and as a readable summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dialer.errors import ConfigError
+
+REGIMES = ("us", "uk", "ca")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("report", help="reports from a campaign store", description="Reports from a campaign store.")
+    kinds = p.add_subparsers(dest="report", metavar="REPORT")
+    kinds.required = True
+    c = kinds.add_parser(
+        "compliance",
+        help="abandonment on each regulator's windows",
+        description="Abandonment per regulator window (US 30-day/campaign, UK calendar day with Ofcom's machine "
+        "adjustment, Canada calendar month), from the campaign's durable ledger. Exits with status 1 when a window is "
+        "over its cap, so a scheduled job can alert on it.",
+    )
+    c.add_argument("store", metavar="STORE.sqlite", help="the campaign store")
+    c.add_argument("--campaign", help="campaign id (default: the only campaign in the store)")
+    c.add_argument(
+        "--regime", choices=(*REGIMES, "all"), default="all", help="which regulator's windows (default: all)"
+    )
+    c.add_argument("--csv", metavar="FILE", help="write the windows as CSV to FILE ('-' for standard output)")
+    c.add_argument("--calls", metavar="FILE", help="also write every call of the ledger as CSV to FILE")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dialer.compliance import ledger
+    from dialer.store import Store
+
+    if not Path(args.store).is_file():
+        raise ConfigError("STORE", f"{args.store}: no such file")
+    with Store(args.store) as store:
+        campaigns = store.campaigns()
+        campaign = args.campaign
+        if campaign is None:
+            if len(campaigns) != 1:
+                raise ConfigError("--campaign", f"the store holds {len(campaigns)} campaigns: {campaigns}")
+            campaign = campaigns[0]
+        elif campaign not in campaigns:
+            raise ConfigError("--campaign", f"no campaign {campaign!r} in {args.store} (has {campaigns})")
+        attempts = store.attempts(campaign)
+    regimes = REGIMES if args.regime == "all" else (args.regime,)
+    by_regime = {r: ledger.windows(attempts, r) for r in regimes}
+    if args.csv:
+        rows = [w for r in regimes for w in by_regime[r]]
+        if args.csv == "-":
+            ledger.write_windows_csv(rows, sys.stdout)
+        else:
+            with open(args.csv, "w", newline="", encoding="utf-8") as fh:
+                ledger.write_windows_csv(rows, fh)
+    if args.calls:
+        with open(args.calls, "w", newline="", encoding="utf-8") as fh:
+            ledger.write_calls_csv(attempts, fh)
+    if args.csv != "-":
+        print(ledger.summary(campaign, by_regime))
+    over = any(w.over_cap for rows in by_regime.values() for w in rows)
+    return 1 if over else 0

@@ -1,0 +1,508 @@
+"""Do-not-call lists: the US national registry at full size, the company's own list, and opt-outs taken on calls.
+
+The national registry holds about 250 million NANP numbers. Every one is ten digits (area code + seven), so the
+whole numbering space is 10^10 numbers and a *bitmap* of it is 1.25 GB: membership is one memory read, exact, with
+no hashing and no search. The prepared on-disk form is that bitmap as a plain (sparse) file plus ``meta.json``;
+opening it is an ``mmap`` (milliseconds), pages come in as lookups touch them, and the resident size can never
+exceed the file's 1.25 GB. A sorted ``uint64`` array of 250 M numbers would need 2 GB and ~28 dependent memory reads
+per lookup; a Python set, over 20 GB.
+
+Registry data comes as full lists and change lists of ``area code,number`` lines. A change list line may carry a
+third field, ``A`` (add) or ``D`` (delete); whole files can also be given as additions or deletions. Parsing is
+strict: a line that is not a number is a :class:`DncFormatError` naming file and line, and nothing of that file is
+applied (a half-loaded registry would let listed numbers through).
+
+The registry remembers the date its data was downloaded (``as_of``); data older than 31 days may not be used to
+scrub (FTC rule), and :class:`DoNotCall` then blocks every US number rather than dial on stale data.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dialer.compliance.numbers import NumberError, normalize
+from dialer.errors import DialerError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+NANP_SPACE = 10**10
+BITMAP_BYTES = NANP_SPACE // 8
+BITMAP_FILE = "nanp.bits"
+META_FILE = "meta.json"
+FORMAT = 1
+MAX_AGE_DAYS = 31.0
+_CHUNK = 1 << 24  # bytes of registry text parsed at a time
+
+
+class DncError(DialerError):
+    """A do-not-call list cannot be used (missing, damaged, interrupted while changing)."""
+
+
+class DncFormatError(DncError, ValueError):
+    """A line of a do-not-call file is not a number; ``source`` and ``line`` say which."""
+
+    def __init__(self, source: str, line: int, reason: str) -> None:
+        self.source = source
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{source}, line {line}: {reason}")
+
+
+# -- parsing ---------------------------------------------------------------------------------------------------
+
+
+def _np() -> Any:
+    import numpy
+
+    return numpy
+
+
+def _parse_line(text: str) -> tuple[int, str]:
+    """One ``area code,number[,A|D]`` line: the ten-digit number and the change kind ('' for plain lists)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3):
+        raise ValueError(f"expected 'area code,number' but got {len(parts)} field(s)")
+    area, number = parts[0], parts[1]
+    if not (len(area) == 3 and area.isascii() and area.isdigit()):
+        raise ValueError(f"area code {area!r} is not three digits")
+    if not (len(number) == 7 and number.isascii() and number.isdigit()):
+        raise ValueError(f"number {number!r} is not seven digits")
+    kind = ""
+    if len(parts) == 3:
+        kind = parts[2].upper()
+        if kind in ("ADD", "ADDITION"):
+            kind = "A"
+        elif kind in ("DEL", "DELETE", "DELETION"):
+            kind = "D"
+        if kind not in ("A", "D"):
+            raise ValueError(f"change type {parts[2]!r} is neither A (add) nor D (delete)")
+    return int(area + number), kind
+
+
+def _fast_chunk(buf: bytes) -> npt.NDArray[np.uint64] | None:
+    """Vectorised parse of a chunk made only of ``DDD,DDDDDDD\\n`` lines; ``None`` if it is anything else."""
+    np = _np()
+    if not buf or len(buf) % 12:
+        return None
+    a = np.frombuffer(buf, dtype=np.uint8).reshape(-1, 12)
+    if not ((a[:, 3] == 44).all() and (a[:, 11] == 10).all()):
+        return None
+    digits = np.concatenate([a[:, 0:3], a[:, 4:11]], axis=1) - 48
+    if (digits > 9).any():  # uint8 wraps below '0', so this also catches bytes under '0'
+        return None
+    weights = (10 ** np.arange(9, -1, -1, dtype=np.uint64)).astype(np.uint64)
+    return (digits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+
+
+def iter_registry_file(path: str | Path, *, changes: bool = False) -> Iterator[tuple[npt.NDArray[np.uint64], str]]:
+    """Yield ``(numbers, kind)`` batches of a registry file; ``kind`` is ``''`` for plain lists, else ``A``/``D``.
+
+    A first line without digits is taken as a header; blank lines are skipped. Anything else that is not a number
+    raises :class:`DncFormatError` with its line number.
+    """
+    np = _np()
+    source = str(path)
+    line_no = 0
+    with open(path, "rb") as fh:
+        rest = b""
+        while True:
+            block = fh.read(_CHUNK)
+            data = rest + block
+            if not block:
+                cut = len(data)
+            else:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    rest = data
+                    continue
+            chunk, rest = data[:cut], data[cut:]
+            if not chunk:
+                break
+            if line_no == 0:
+                first, _, tail = chunk.partition(b"\n")
+                if not any(48 <= c <= 57 for c in first) and first.strip():
+                    line_no, chunk = 1, tail  # a header line
+            fast = None if changes else _fast_chunk(chunk)
+            if fast is not None:
+                line_no += len(fast)
+                yield fast, ""
+                continue
+            out: dict[str, list[int]] = {"": [], "A": [], "D": []}
+            for raw in chunk.splitlines():
+                line_no += 1
+                try:
+                    text = raw.decode("ascii").strip()
+                except UnicodeDecodeError:
+                    raise DncFormatError(source, line_no, "not ASCII text") from None
+                if not text:
+                    continue
+                try:
+                    number, kind = _parse_line(text)
+                except ValueError as exc:
+                    raise DncFormatError(source, line_no, str(exc)) from None
+                if kind and not changes:
+                    raise DncFormatError(source, line_no, "a change type in a full list")
+                out[kind].append(number)
+            for kind, numbers in out.items():
+                if numbers:
+                    yield np.asarray(numbers, dtype=np.uint64), kind
+            if not block:
+                break
+
+
+# -- the registry ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryMeta:
+    count: int
+    as_of: float
+    sources: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "count": self.count, "as_of": self.as_of, "sources": list(self.sources)}
+
+
+class NationalRegistry:
+    """The US national do-not-call registry as a memory-mapped bitmap over all ten-digit NANP numbers.
+
+    Build it once with :meth:`prepare` (from registry files) or :meth:`from_numbers`, then :meth:`open` it in each
+    process. Lookups take ten-digit numbers (``2025550123``) as NumPy arrays (:meth:`contains_batch`) or E.164
+    strings (:meth:`contains`). Thread-safe for lookups; changes need the writable handle from :meth:`open`.
+    """
+
+    def __init__(self, directory: Path, mm: mmap.mmap, meta: RegistryMeta, writable: bool) -> None:
+        self.directory = directory
+        self._mm = mm
+        self._bits = _np().frombuffer(mm, dtype=_np().uint8)
+        self.meta = meta
+        self.writable = writable
+        self._lock = threading.Lock()
+
+    # -- building --------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str | Path, *, as_of: float | None = None) -> NationalRegistry:
+        """An empty registry (a sparse 1.25 GB file that takes almost no disk until numbers are added)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = RegistryMeta(0, time.time() if as_of is None else as_of)
+        _write_meta(d, meta, applying=True)
+        with open(d / BITMAP_FILE, "wb") as fh:
+            fh.truncate(BITMAP_BYTES)
+        _write_meta(d, meta)
+        return cls.open(d, writable=True)
+
+    @classmethod
+    def build(
+        cls,
+        directory: str | Path,
+        batches: Iterable[npt.NDArray[np.uint64]],
+        *,
+        as_of: float | None = None,
+        sources: Iterable[str] = (),
+    ) -> NationalRegistry:
+        """Build the on-disk form from batches of ten-digit numbers, in memory, then written out in one go.
+
+        Setting bits in anonymous memory and writing the file sequentially is many times faster than faulting
+        in pages of a fresh file at random. The file appears under its final name only when complete.
+        """
+        np = _np()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        bits = np.zeros(BITMAP_BYTES, dtype=np.uint8)
+        for numbers in batches:
+            n = _check_range(np.asarray(numbers, dtype=np.uint64))
+            idx = (n >> np.uint64(3)).astype(np.int64)
+            bit = (n & np.uint64(7)).astype(np.uint8)
+            for b in range(8):
+                bits[idx[bit == b]] |= np.uint8(1 << b)
+        count = _popcount(bits)
+        meta = RegistryMeta(count, time.time() if as_of is None else as_of, tuple(sources))
+        _write_meta(d, meta, applying=True)
+        tmp = d / (BITMAP_FILE + ".tmp")
+        with open(tmp, "wb") as fh:
+            step = 1 << 20
+            for i in range(0, BITMAP_BYTES, step):
+                block = bits[i : i + step]
+                if block.any():
+                    fh.seek(i)
+                    fh.write(memoryview(block))
+            fh.truncate(BITMAP_BYTES)  # all-zero stretches stay holes: a small list takes little disk
+            fh.flush()
+            os.fsync(fh.fileno())
+        del bits
+        os.replace(tmp, d / BITMAP_FILE)
+        _write_meta(d, meta)
+        return cls.open(d, writable=True)
+
+    @classmethod
+    def from_numbers(
+        cls, directory: str | Path, numbers: npt.NDArray[np.uint64], *, as_of: float | None = None
+    ) -> NationalRegistry:
+        return cls.build(directory, [numbers], as_of=as_of)
+
+    @classmethod
+    def prepare(
+        cls, directory: str | Path, full_lists: Iterable[str | Path], *, as_of: float | None = None
+    ) -> NationalRegistry:
+        """Build the on-disk form from full registry lists (``area code,number`` lines).
+
+        Every file is parsed to its end before the registry is written, so a bad line leaves no registry at all
+        (and any previous one in ``directory`` untouched).
+        """
+        sources = [str(p) for p in full_lists]
+        batches = [numbers for path in sources for numbers, _ in iter_registry_file(path)]
+        return cls.build(directory, batches, as_of=as_of, sources=sources)
+
+    @classmethod
+    def open(cls, directory: str | Path, *, writable: bool = False) -> NationalRegistry:
+        d = Path(directory)
+        try:
+            raw = json.loads((d / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DncError(f"{d}: no usable registry metadata ({exc})") from None
+        if raw.get("format") != FORMAT:
+            raise DncError(f"{d}: registry format {raw.get('format')!r}, this dialer reads {FORMAT}")
+        if raw.get("applying"):
+            raise DncError(f"{d}: a change to the registry was interrupted; prepare it again from the full lists")
+        meta = RegistryMeta(int(raw["count"]), float(raw["as_of"]), tuple(raw.get("sources", ())))
+        path = d / BITMAP_FILE
+        try:
+            fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        except OSError as exc:
+            raise DncError(f"{path}: {exc.strerror}") from None
+        try:
+            if os.fstat(fd).st_size != BITMAP_BYTES:
+                raise DncError(f"{path}: size {os.fstat(fd).st_size}, expected {BITMAP_BYTES}: damaged")
+            mm = mmap.mmap(fd, BITMAP_BYTES, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        return cls(d, mm, meta, writable)
+
+    def warm(self) -> None:
+        """Ask the kernel to read the whole bitmap in now, so the first lookups do not wait on the disk."""
+        if hasattr(mmap, "MADV_WILLNEED"):
+            self._mm.madvise(mmap.MADV_WILLNEED)
+
+    def close(self) -> None:
+        del self._bits
+        self._mm.close()
+
+    # -- changes ---------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        *,
+        additions: npt.NDArray[np.uint64] | None = None,
+        deletions: npt.NDArray[np.uint64] | None = None,
+        as_of: float | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Add and delete ten-digit numbers. Marked in ``meta.json`` while in progress, so a crash is detected."""
+        if not self.writable:
+            raise DncError("the registry was opened read-only")
+        np = _np()
+        with self._lock:
+            _write_meta(self.directory, self.meta, applying=True)
+            count = self.meta.count
+            for numbers, on in ((additions, True), (deletions, False)):
+                if numbers is None or len(numbers) == 0:
+                    continue
+                n = _check_range(np.asarray(numbers, dtype=np.uint64))
+                was = self.contains_batch(n)
+                changed = np.unique(n[~was] if on else n[was])
+                count += len(changed) if on else -len(changed)
+                idx = (changed >> np.uint64(3)).astype(np.int64)
+                bit = (changed & np.uint64(7)).astype(np.uint8)
+                for b in range(8):
+                    sel = idx[bit == b]
+                    if on:
+                        self._bits[sel] |= np.uint8(1 << b)
+                    else:
+                        self._bits[sel] &= np.uint8(0xFF ^ (1 << b))
+            self._mm.flush()
+            sources = self.meta.sources + ((source,) if source else ())
+            self.meta = RegistryMeta(count, self.meta.as_of if as_of is None else as_of, sources)
+            _write_meta(self.directory, self.meta)
+
+    def apply_change_file(self, path: str | Path, *, kind: str = "", as_of: float | None = None) -> tuple[int, int]:
+        """Apply a change list. ``kind`` ``A``/``D`` treats every line as an addition/deletion; ``''`` reads the
+        third field of each line. Returns (additions, deletions) read."""
+        np = _np()
+        adds: list[Any] = []
+        dels: list[Any] = []
+        for numbers, line_kind in iter_registry_file(path, changes=not kind):
+            k = kind or line_kind
+            if k not in ("A", "D"):
+                raise DncFormatError(str(path), 0, "a change list line without A or D")
+            (adds if k == "A" else dels).append(numbers)
+        a = np.concatenate(adds) if adds else np.zeros(0, np.uint64)
+        d = np.concatenate(dels) if dels else np.zeros(0, np.uint64)
+        self.apply(additions=a, deletions=d, as_of=as_of, source=str(path))
+        return len(a), len(d)
+
+    # -- lookups ---------------------------------------------------------------------------------------
+
+    def contains_batch(self, numbers: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Membership of each ten-digit number; numbers outside the NANP space are not members."""
+        np = _np()
+        n = np.asarray(numbers, dtype=np.uint64)
+        ok = n < np.uint64(NANP_SPACE)
+        safe = np.where(ok, n, np.uint64(0))
+        byte = self._bits[(safe >> np.uint64(3)).astype(np.int64)]
+        hit = (byte >> (safe & np.uint64(7)).astype(np.uint8)) & np.uint8(1)
+        return hit.astype(bool) & ok
+
+    def contains(self, e164: str) -> bool:
+        ten = nanp_digits(e164)
+        if ten is None:
+            return False
+        return bool(self._bits[ten >> 3] >> (ten & 7) & 1)
+
+    def __len__(self) -> int:
+        return self.meta.count
+
+    def age_days(self, now: float | None = None) -> float:
+        return ((time.time() if now is None else now) - self.meta.as_of) / 86400.0
+
+
+def _popcount(bits: npt.NDArray[np.uint8]) -> int:
+    """Set bits, counted 64 MB at a time so the count does not double the builder's memory."""
+    np = _np()
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    step = 1 << 26
+    total = 0
+    for i in range(0, len(bits), step):
+        block = bits[i : i + step]
+        counts = np.bitwise_count(block) if hasattr(np, "bitwise_count") else table[block]
+        total += int(counts.sum(dtype=np.int64))
+    return total
+
+
+def _check_range(n: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    if len(n) and int(n.max()) >= NANP_SPACE:
+        raise DncError(f"{int(n.max())} is not a ten-digit NANP number")
+    return n
+
+
+def _write_meta(d: Path, meta: RegistryMeta, *, applying: bool = False) -> None:
+    body = meta.to_json()
+    if applying:
+        body["applying"] = True
+    tmp = d / (META_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(body, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, d / META_FILE)
+
+
+def nanp_digits(e164: str) -> int | None:
+    """The ten digits after ``+1`` of a NANP number, or ``None`` for any other string."""
+    if len(e164) == 12 and e164.startswith("+1") and e164[2:].isascii() and e164[2:].isdigit():
+        return int(e164[2:])
+    return None
+
+
+# -- everything together ---------------------------------------------------------------------------------------
+
+
+class DoNotCall:
+    """Every do-not-call source a campaign must honour, asked as one: :meth:`check` says why a number is blocked.
+
+    ``registry`` covers US numbers; with ``require_registry`` (the default) a US number cannot be cleared without a
+    registry fresher than ``max_age_days``: fail closed. ``internal`` is the company's own list (E.164 strings).
+    Opt-outs taken on calls go through :meth:`opt_out`, which persists them (via ``persist``) before the in-memory
+    list changes, so an opt-out acknowledged to the caller survives a crash.
+    """
+
+    def __init__(
+        self,
+        registry: NationalRegistry | None = None,
+        internal: Iterable[str] = (),
+        *,
+        require_registry: bool = True,
+        max_age_days: float = MAX_AGE_DAYS,
+        registry_regions: Iterable[str] = ("US",),
+        clock: Any = time.time,
+    ) -> None:
+        self.registry = registry
+        self.require_registry = require_registry
+        self.max_age_days = max_age_days
+        self.registry_regions = frozenset(registry_regions)
+        self._clock = clock
+        self._internal: set[str] = set(internal)
+        self._lock = threading.Lock()
+
+    def add_internal(self, numbers: Iterable[str]) -> None:
+        with self._lock:
+            self._internal.update(numbers)
+
+    def opt_out(self, e164: str, persist: Any = None) -> None:
+        """Block ``e164`` at once. ``persist(e164)`` (for example a store's ``add_opt_out``) runs first."""
+        if persist is not None:
+            persist(e164)
+        with self._lock:
+            self._internal.add(e164)
+
+    def check(self, e164: str) -> str | None:
+        """Why ``e164`` must not be dialed, or ``None`` if it may be."""
+        if e164 in self._internal:
+            return "internal list"
+        from dialer.compliance.numbers import region_of
+
+        if region_of(e164) in self.registry_regions:
+            if self.registry is None:
+                return "no national registry loaded" if self.require_registry else None
+            if self.registry.age_days(self._clock()) > self.max_age_days:
+                return f"national registry older than {self.max_age_days:g} days"
+            if self.registry.contains(e164):
+                return "national registry"
+        return None
+
+    def blocked(self, e164: str) -> bool:
+        return self.check(e164) is not None
+
+    def __call__(self, e164: str) -> bool:
+        return self.blocked(e164)
+
+
+def load_internal_list(path: str | Path, *, default_region: str = "US") -> list[str]:
+    """A company do-not-call file: one number per line (any format ``phonenumbers`` reads; ``#`` comments).
+
+    Every line must be a number: a line that is not raises :class:`DncFormatError`, since a silently skipped
+    entry is a person called against their wish.
+    """
+    out: list[str] = []
+    source = str(path)
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8").split("#", 1)[0].strip()
+            except UnicodeDecodeError:
+                raise DncFormatError(source, line_no, "not UTF-8 text") from None
+            if not text:
+                continue
+            if "," in text:  # registry-style 'area code,number'
+                try:
+                    number, _ = _parse_line(text)
+                except ValueError as exc:
+                    raise DncFormatError(source, line_no, str(exc)) from None
+                out.append(f"+1{number:010d}")
+                continue
+            try:
+                out.append(normalize(text, default_region))
+            except NumberError as exc:
+                raise DncFormatError(source, line_no, str(exc)) from None
+    return out

@@ -1,0 +1,312 @@
+"""The abandonment ledger: each regime's abandonment rate on its own window, from the stored attempts.
+
+The store keeps one row per attempt with everything the regulators count (answer, connect, abandonment, message
+time); this module only classifies and adds up, so the figures can always be recomputed from the records:
+
+* **US** (FTC TSR / FCC TCPA): abandoned ÷ live answers, over the whole campaign if it ran under 30 days, else
+  over each successive 30-day period from its first dial. Cap 3%.
+* **UK** (Ofcom, 2015 formula): per calendar day in the campaign's zone, with the answering-machine adjustment
+  ``d' = d - d·AM/(H+AM)`` and rate ``d'/(H + d')`` — ``H`` live calls handled by agents, ``AM`` machines that
+  reached an agent (calls an agent dispositioned as ``machine``). Cap 3%.
+* **Canada** (CRTC): abandoned ÷ calls placed, per calendar month. Cap 5% (verify).
+
+Attempts whose outcome was lost in a crash (``interrupted``) cannot be classified. They are counted apart, and
+``worst_rate`` counts each as an abandoned live answer: an auditor sees both the measured rate and its bound.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from dialer.errors import ConfigError
+from dialer.store import AttemptRow
+
+DAY = 86400.0
+PERIOD = 30 * DAY
+CAPS = {"us": 0.03, "uk": 0.03, "ca": 0.05}
+ZONES = {"us": "America/New_York", "uk": "Europe/London", "ca": "America/Toronto"}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One regime window's counts and rate (``rate`` is ``None`` when its denominator is 0)."""
+
+    regime: str
+    start: float
+    end: float
+    placed: int
+    live: int
+    handled: int
+    machine: int
+    agent_machine: int
+    abandoned: int
+    message_played: int
+    interrupted: int
+    rate: float | None
+    worst_rate: float | None
+    cap: float
+
+    @property
+    def over_cap(self) -> bool:
+        return self.rate is not None and self.rate > self.cap
+
+    @property
+    def label(self) -> str:
+        zone = ZoneInfo(ZONES[self.regime])
+        a = dt.datetime.fromtimestamp(self.start, zone)
+        b = dt.datetime.fromtimestamp(self.end, zone)
+        if self.regime == "uk":
+            return f"{a:%Y-%m-%d}"
+        if self.regime == "ca":
+            return f"{a:%Y-%m}"
+        return f"{a:%Y-%m-%d} .. {b:%Y-%m-%d}"
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+class _Counts:
+    __slots__ = ("abandoned", "agent_machine", "handled", "interrupted", "live", "machine", "message", "placed")
+
+    def __init__(self) -> None:
+        self.placed = self.live = self.handled = self.machine = self.agent_machine = 0
+        self.abandoned = self.message = self.interrupted = 0
+
+    def add(self, a: AttemptRow) -> None:
+        self.placed += 1
+        if a.state == "interrupted":
+            self.interrupted += 1
+        elif a.outcome == "machine":
+            self.machine += 1
+        elif a.outcome in ("connected", "abandoned"):
+            if a.outcome == "connected" and a.disposition == "machine":
+                self.agent_machine += 1  # a machine the detector missed, handled by an agent
+                return
+            self.live += 1
+            if a.abandoned:
+                self.abandoned += 1
+                if a.message_at is not None:
+                    self.message += 1
+            else:
+                self.handled += 1
+
+    def window(self, regime: str, start: float, end: float) -> Window:
+        d, h, am, i = self.abandoned, self.handled, self.agent_machine, self.interrupted
+        if regime == "uk":
+            adj = d - (d * am / (h + am) if h + am else 0.0)
+            rate = _ratio(adj, h + adj)
+            wd = d + i
+            wadj = wd - (wd * am / (h + am) if h + am else 0.0)
+            worst = _ratio(wadj, h + wadj)
+        elif regime == "ca":
+            rate = _ratio(d, self.placed)
+            worst = _ratio(d + i, self.placed)
+        else:
+            rate = _ratio(d, self.live)
+            worst = _ratio(d + i, self.live + i)
+        return Window(
+            regime,
+            start,
+            end,
+            self.placed,
+            self.live,
+            h,
+            self.machine,
+            am,
+            d,
+            self.message,
+            i,
+            rate,
+            worst,
+            CAPS[regime],
+        )
+
+
+def _closed(attempts: Iterable[AttemptRow]) -> list[AttemptRow]:
+    return sorted((a for a in attempts if a.state != "dialing"), key=lambda a: a.dialed_at)
+
+
+def us_windows(attempts: Iterable[AttemptRow]) -> list[Window]:
+    """The whole campaign if it spans under 30 days, else successive 30-day periods from the first dial."""
+    rows = _closed(attempts)
+    if not rows:
+        return []
+    first, last = rows[0].dialed_at, rows[-1].dialed_at
+    if last - first < PERIOD:
+        c = _Counts()
+        for a in rows:
+            c.add(a)
+        return [c.window("us", first, last)]
+    out: list[Window] = []
+    bucket: dict[int, _Counts] = {}
+    for a in rows:
+        bucket.setdefault(int((a.dialed_at - first) // PERIOD), _Counts()).add(a)
+    for k in sorted(bucket):
+        out.append(bucket[k].window("us", first + k * PERIOD, first + (k + 1) * PERIOD))
+    return out
+
+
+def _calendar(attempts: Iterable[AttemptRow], regime: str, zone: str, monthly: bool) -> list[Window]:
+    tz = ZoneInfo(zone)
+    buckets: dict[dt.date, _Counts] = {}
+    for a in _closed(attempts):
+        day = dt.datetime.fromtimestamp(a.dialed_at, tz).date()
+        key = day.replace(day=1) if monthly else day
+        buckets.setdefault(key, _Counts()).add(a)
+    out = []
+    for key in sorted(buckets):
+        nxt = (key.replace(day=28) + dt.timedelta(days=4)).replace(day=1) if monthly else key + dt.timedelta(days=1)
+        start = dt.datetime(key.year, key.month, key.day, tzinfo=tz).timestamp()
+        end = dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp()
+        out.append(buckets[key].window(regime, start, end))
+    return out
+
+
+def uk_windows(attempts: Iterable[AttemptRow], zone: str = ZONES["uk"]) -> list[Window]:
+    """Per calendar day (midnight to midnight in ``zone``), Ofcom's 2015 formula with the machine adjustment."""
+    return _calendar(attempts, "uk", zone, monthly=False)
+
+
+def ca_windows(attempts: Iterable[AttemptRow], zone: str = ZONES["ca"]) -> list[Window]:
+    """Per calendar month in ``zone``, abandoned over calls placed."""
+    return _calendar(attempts, "ca", zone, monthly=True)
+
+
+def windows(attempts: Sequence[AttemptRow], regime: str) -> list[Window]:
+    if regime == "us":
+        return us_windows(attempts)
+    if regime == "uk":
+        return uk_windows(attempts)
+    if regime == "ca":
+        return ca_windows(attempts)
+    raise ConfigError("regime", f"{regime!r} is not one of us, uk, ca")
+
+
+WINDOW_COLUMNS = (
+    "regime",
+    "window",
+    "start_utc",
+    "end_utc",
+    "placed",
+    "live_answers",
+    "agent_handled",
+    "machine_answers",
+    "agent_handled_machines",
+    "abandoned",
+    "message_played",
+    "interrupted",
+    "rate",
+    "worst_rate",
+    "cap",
+    "over_cap",
+)
+
+
+def _iso(t: float | None) -> str:
+    return "" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def write_windows_csv(rows: Iterable[Window], out: TextIO) -> None:
+    w = csv.writer(out)
+    w.writerow(WINDOW_COLUMNS)
+    for r in rows:
+        w.writerow(
+            [
+                r.regime,
+                r.label,
+                _iso(r.start),
+                _iso(r.end),
+                r.placed,
+                r.live,
+                r.handled,
+                r.machine,
+                r.agent_machine,
+                r.abandoned,
+                r.message_played,
+                r.interrupted,
+                _fmt(r.rate),
+                _fmt(r.worst_rate),
+                r.cap,
+                int(r.over_cap),
+            ]
+        )
+
+
+CALL_COLUMNS = (
+    "lead_id",
+    "attempt",
+    "phone",
+    "state",
+    "outcome",
+    "disposition",
+    "dialed_utc",
+    "answered_utc",
+    "connected_utc",
+    "time_to_connect_s",
+    "abandoned",
+    "message_played",
+    "message_utc",
+    "ended_utc",
+)
+
+
+def write_calls_csv(attempts: Iterable[AttemptRow], out: TextIO) -> None:
+    """Every call, with what an auditor asks for: time to connect, whether and when the message played."""
+    w = csv.writer(out)
+    w.writerow(CALL_COLUMNS)
+    for a in sorted(attempts, key=lambda a: (a.dialed_at, a.lead_id, a.attempt_no)):
+        w.writerow(
+            [
+                a.lead_id,
+                a.attempt_no,
+                a.phone,
+                a.state,
+                a.outcome or "",
+                a.disposition or "",
+                _iso(a.dialed_at),
+                _iso(a.answered_at),
+                _iso(a.connected_at),
+                "" if a.wait is None else f"{a.wait:.3f}",
+                int(a.abandoned),
+                int(a.message_at is not None),
+                _iso(a.message_at),
+                _iso(a.ended_at),
+            ]
+        )
+
+
+def summary(campaign_id: str, by_regime: dict[str, list[Window]]) -> str:
+    """A readable account: per regime, the worst window and every window over the cap."""
+    lines = [f"Abandonment ledger for campaign {campaign_id!r}"]
+    for regime, rows in by_regime.items():
+        name = {"us": "US (FTC/FCC, 30-day)", "uk": "UK (Ofcom, per day)", "ca": "Canada (CRTC, per month)"}[regime]
+        lines.append("")
+        lines.append(f"{name}: cap {CAPS[regime]:.0%}, {len(rows)} window(s)")
+        if not rows:
+            lines.append("  no calls")
+            continue
+        rated = [r for r in rows if r.rate is not None]
+        over = [r for r in rows if r.over_cap]
+        if rated:
+            worst = max(rated, key=lambda r: r.rate or 0.0)
+            lines.append(f"  worst window {worst.label}: {worst.rate:.2%} ({worst.abandoned} abandoned)")
+        for r in rows:
+            flag = "  OVER CAP" if r.over_cap else ""
+            rate = "n/a" if r.rate is None else f"{r.rate:.2%}"
+            extra = f", {r.interrupted} interrupted (worst case {r.worst_rate:.2%})" if r.interrupted else ""
+            lines.append(
+                f"  {r.label}: {r.placed} placed, {r.live} live, {r.machine} machine, {r.abandoned} abandoned "
+                f"({r.message_played} with message): {rate}{extra}{flag}"
+            )
+        lines.append(f"  windows over the cap: {len(over)}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The store's schema, as an ordered list of migrations.
+
+The schema version lives in SQLite's ``PRAGMA user_version``. Opening a database applies every migration above its
+version, each in its own transaction together with the version bump, so a crash mid-upgrade leaves the old schema
+intact. A database *newer* than this code is refused rather than guessed at: an older dialer writing rows it does
+not fully understand could drop a compliance fact (a lockout, an opt-out) on the floor.
+
+Never edit a migration that has shipped; append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: campaigns, leads, attempts (which double as the abandonment ledger), opt-outs.
+    """
+    CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE leads (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(campaign_id),
+        lead_id TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        time_zone TEXT NOT NULL DEFAULT '',
+        fields TEXT NOT NULL DEFAULT '{}',
+        priority INTEGER NOT NULL DEFAULT 0,
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'ready' CHECK (status IN ('ready', 'dialing', 'done')),
+        disposition TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        pass_attempts INTEGER NOT NULL DEFAULT 0,
+        list_pass INTEGER NOT NULL DEFAULT 0,
+        outcome_counts TEXT NOT NULL DEFAULT '{}',
+        next_at REAL NOT NULL DEFAULT 0,
+        lockout_until REAL NOT NULL DEFAULT 0,
+        callback_at REAL,
+        source_line INTEGER,
+        PRIMARY KEY (campaign_id, lead_id),
+        UNIQUE (campaign_id, phone)
+    );
+    CREATE INDEX leads_due ON leads (campaign_id, status, (callback_at IS NULL), (-priority), seq);
+    CREATE TABLE attempts (
+        campaign_id TEXT NOT NULL,
+        lead_id TEXT NOT NULL,
+        attempt_no INTEGER NOT NULL,
+        phone TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('dialing', 'done', 'interrupted')),
+        dialed_at REAL NOT NULL,
+        call_id INTEGER,
+        outcome TEXT,
+        disposition TEXT,
+        ended_at REAL,
+        answered_at REAL,
+        connected_at REAL,
+        message_at REAL,
+        wait REAL,
+        agent_id TEXT,
+        abandoned INTEGER NOT NULL DEFAULT 0,
+        customer_hung_up INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign_id, lead_id, attempt_no),
+        FOREIGN KEY (campaign_id, lead_id) REFERENCES leads(campaign_id, lead_id)
+    );
+    CREATE INDEX attempts_time ON attempts (campaign_id, dialed_at);
+    CREATE INDEX attempts_open ON attempts (campaign_id, state);
+    CREATE TABLE opt_outs (
+        phone TEXT PRIMARY KEY,
+        campaign_id TEXT NOT NULL DEFAULT '',
+        t REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,454 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Why SQLite: a campaign's durable facts (who was dialed, for which attempt, what happened, who opted out) must
+survive a crash of the dialer process, and SQLite's WAL journal gives atomic, durable transactions with no server
+to run. ``synchronous=FULL`` (the default here) also survives power loss; ``NORMAL`` survives a killed process
+but may lose the last transactions on power loss, and is offered for tests and simulations.
+
+The crash-safety contract the campaign layer builds on:
+
+* :meth:`Store.claim` marks a lead as being dialed and inserts the attempt row in one committed transaction,
+  *before* the dial is handed to the engine. After a crash the open attempt is found by :meth:`Store.open_attempts`
+  and closed as interrupted: it is never dialed again under the same attempt number.
+* :meth:`Store.complete` writes the call's outcome and the lead's next state in one transaction, so a record is
+  either fully stored or (if the process died first) the attempt is still open and is recovered as above.
+
+The store is used from one thread (the engine's): ``sqlite3`` connections are not shared across threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialer.errors import DialerError
+from dialer.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+class StoreError(DialerError):
+    """The store cannot do what was asked (unknown campaign or lead, a database from a newer dialer, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLead:
+    """A lead as the store keeps it, with its dialing history summarised.
+
+    ``attempts`` counts every attempt ever; ``pass_attempts`` those since the list was last recycled (what the
+    attempt caps apply to). ``outcome_counts`` counts attempts per disposition, for per-outcome caps.
+    ``next_at`` is the earliest epoch second at which the lead may be dialed again; ``lockout_until`` is the end of
+    a legal lockout (after an abandoned call) that no recycling or callback may shorten.
+    """
+
+    campaign_id: str
+    lead_id: str
+    phone: str
+    name: str = ""
+    time_zone: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0
+    seq: int = 0
+    status: str = "ready"
+    disposition: str = ""
+    attempts: int = 0
+    pass_attempts: int = 0
+    list_pass: int = 0
+    outcome_counts: Mapping[str, int] = field(default_factory=dict)
+    next_at: float = 0.0
+    lockout_until: float = 0.0
+    callback_at: float | None = None
+    source_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One dial of one lead; the abandonment ledger is computed from these rows."""
+
+    campaign_id: str
+    lead_id: str
+    attempt_no: int
+    phone: str
+    state: str
+    dialed_at: float
+    call_id: int | None = None
+    outcome: str | None = None
+    disposition: str | None = None
+    ended_at: float | None = None
+    answered_at: float | None = None
+    connected_at: float | None = None
+    message_at: float | None = None
+    wait: float | None = None
+    agent_id: str | None = None
+    abandoned: bool = False
+    customer_hung_up: bool = False
+
+
+_LEAD_COLUMNS = (
+    "campaign_id, lead_id, phone, name, time_zone, fields, priority, seq, status, disposition, attempts, "
+    "pass_attempts, list_pass, outcome_counts, next_at, lockout_until, callback_at, source_line"
+)
+_ATTEMPT_COLUMNS = (
+    "campaign_id, lead_id, attempt_no, phone, state, dialed_at, call_id, outcome, disposition, ended_at, "
+    "answered_at, connected_at, message_at, wait, agent_id, abandoned, customer_hung_up"
+)
+_UPDATABLE = frozenset(
+    {
+        "name",
+        "time_zone",
+        "fields",
+        "priority",
+        "status",
+        "disposition",
+        "pass_attempts",
+        "list_pass",
+        "outcome_counts",
+        "next_at",
+        "lockout_until",
+        "callback_at",
+    }
+)
+_ATTEMPT_RESULT = frozenset(
+    {
+        "call_id",
+        "outcome",
+        "disposition",
+        "ended_at",
+        "answered_at",
+        "connected_at",
+        "message_at",
+        "wait",
+        "agent_id",
+        "abandoned",
+        "customer_hung_up",
+    }
+)
+
+
+def _lead(row: sqlite3.Row) -> StoredLead:
+    d = dict(row)
+    d["fields"] = json.loads(d["fields"])
+    d["outcome_counts"] = json.loads(d["outcome_counts"])
+    return StoredLead(**d)
+
+
+def _attempt(row: sqlite3.Row) -> AttemptRow:
+    d = dict(row)
+    d["abandoned"] = bool(d["abandoned"])
+    d["customer_hung_up"] = bool(d["customer_hung_up"])
+    return AttemptRow(**d)
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in ("fields", "outcome_counts"):
+        return json.dumps(dict(value), sort_keys=True)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class Store:
+    """Campaigns, leads, attempts and opt-outs in one SQLite database.
+
+    >>> store = Store(":memory:")
+    >>> store.ensure_campaign("spring")
+    >>> store.schema_version
+    1
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+        self._depth = 0
+        try:
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if self.path != ":memory:" and str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: could not switch to WAL journal (got {mode})")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a usable dialer store: {exc}") from exc
+        except StoreError:
+            self._db.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this dialer's {SCHEMA_VERSION}: upgrade the "
+                "dialer rather than risk writing records it does not understand"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript() commits first, so run the statements one by one inside our own transaction.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several calls into one atomic, durable transaction (nesting joins the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
+
+    # -- campaigns ---------------------------------------------------------------------------------------
+
+    def ensure_campaign(self, campaign_id: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Create the campaign if it does not exist; ``settings`` (JSON-able) replace the stored ones if given."""
+        if not campaign_id:
+            raise StoreError("campaign id must not be empty")
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO campaigns (campaign_id, created_at, settings) VALUES (?, ?, ?)",
+                (campaign_id, time.time(), json.dumps(dict(settings or {}), sort_keys=True)),
+            )
+            if settings is not None:
+                self._db.execute(
+                    "UPDATE campaigns SET settings = ? WHERE campaign_id = ?",
+                    (json.dumps(dict(settings), sort_keys=True), campaign_id),
+                )
+
+    def campaigns(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT campaign_id FROM campaigns ORDER BY campaign_id")]
+
+    def campaign_settings(self, campaign_id: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT settings FROM campaigns WHERE campaign_id = ?", (campaign_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown campaign {campaign_id!r}")
+        return dict(json.loads(row[0]))
+
+    # -- leads -------------------------------------------------------------------------------------------
+
+    def insert_lead(self, lead: StoredLead) -> StoredLead:
+        """Add a new lead at the end of the campaign's order (``seq`` is assigned here)."""
+        with self.transaction():
+            seq = self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM leads WHERE campaign_id = ?", (lead.campaign_id,)
+            ).fetchone()[0]
+            values = [
+                _encode(c, seq if c == "seq" else getattr(lead, c)) for c in _LEAD_COLUMNS.replace(" ", "").split(",")
+            ]
+            try:
+                self._db.execute(
+                    f"INSERT INTO leads ({_LEAD_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+                    values,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"lead {lead.lead_id!r} ({lead.phone}) conflicts with a stored lead: {exc}") from exc
+        return self.lead(lead.campaign_id, lead.lead_id)
+
+    def lead(self, campaign_id: str, lead_id: str) -> StoredLead:
+        row = self._db.execute(
+            f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND lead_id = ?", (campaign_id, lead_id)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+        return _lead(row)
+
+    def find_lead(self, campaign_id: str, *, lead_id: str | None = None, phone: str | None = None) -> StoredLead | None:
+        if (lead_id is None) == (phone is None):
+            raise StoreError("find_lead needs exactly one of lead_id or phone")
+        column, value = ("lead_id", lead_id) if lead_id is not None else ("phone", phone)
+        row = self._db.execute(
+            f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND {column} = ?", (campaign_id, value)
+        ).fetchone()
+        return None if row is None else _lead(row)
+
+    def update_lead(self, campaign_id: str, lead_id: str, **changes: Any) -> None:
+        """Change some of a lead's columns (its identity, phone and counters of dials are not changeable here)."""
+        bad = set(changes) - _UPDATABLE
+        if bad:
+            raise StoreError(f"cannot update lead column(s) {sorted(bad)}")
+        if not changes:
+            return
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        with self.transaction():
+            cur = self._db.execute(
+                f"UPDATE leads SET {sets} WHERE campaign_id = ? AND lead_id = ?",
+                [*(_encode(c, v) for c, v in changes.items()), campaign_id, lead_id],
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+
+    def leads(self, campaign_id: str, *, status: str | None = None) -> list[StoredLead]:
+        sql = f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ?"
+        args: list[Any] = [campaign_id]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return [_lead(r) for r in self._db.execute(sql + " ORDER BY seq", args)]
+
+    def count_leads(self, campaign_id: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT status, COUNT(*) FROM leads WHERE campaign_id = ? GROUP BY status", (campaign_id,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def due_leads(self, campaign_id: str, epoch: float, limit: int, after: tuple[int, ...] = ()) -> list[StoredLead]:
+        """Ready leads whose time has come, in dialing order: due callbacks first, then priority, then list order.
+
+        ``after`` is the ordering key of the last lead of the previous page (see :func:`order_key`).
+        """
+        order = "(callback_at IS NULL), (-priority), seq"  # matches the leads_due index: no sort per call
+        sql = (
+            f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND status = 'ready' "
+            "AND next_at <= ? AND lockout_until <= ?"
+        )
+        args: list[Any] = [campaign_id, epoch, epoch]
+        if after:
+            sql += " AND ((callback_at IS NULL), (-priority), seq) > (?, ?, ?)"
+            args.extend(after)
+        rows = self._db.execute(f"{sql} ORDER BY {order} LIMIT ?", [*args, limit])
+        return [_lead(r) for r in rows]
+
+    # -- attempts ----------------------------------------------------------------------------------------
+
+    def claim(self, campaign_id: str, lead_id: str, epoch: float) -> int:
+        """Mark a ready lead as being dialed and open its next attempt, durably, before anything is dialed.
+
+        Returns the attempt number. Raises :class:`StoreError` if the lead is not ready (already claimed, done),
+        so two claimers can never dial one lead for one attempt.
+        """
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT status, attempts, phone FROM leads WHERE campaign_id = ? AND lead_id = ?",
+                (campaign_id, lead_id),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+            if row["status"] != "ready":
+                raise StoreError(f"lead {lead_id!r} is {row['status']}, not ready")
+            attempt_no = int(row["attempts"]) + 1
+            self._db.execute(
+                "UPDATE leads SET status = 'dialing', attempts = ?, pass_attempts = pass_attempts + 1, "
+                "callback_at = NULL WHERE campaign_id = ? AND lead_id = ?",
+                (attempt_no, campaign_id, lead_id),
+            )
+            self._db.execute(
+                "INSERT INTO attempts (campaign_id, lead_id, attempt_no, phone, state, dialed_at) "
+                "VALUES (?, ?, ?, ?, 'dialing', ?)",
+                (campaign_id, lead_id, attempt_no, row["phone"], epoch),
+            )
+        return attempt_no
+
+    def complete(
+        self,
+        campaign_id: str,
+        lead_id: str,
+        attempt_no: int,
+        result: Mapping[str, Any],
+        lead_changes: Mapping[str, Any],
+        *,
+        state: str = "done",
+    ) -> None:
+        """Close an open attempt with its result and move the lead on, in one transaction."""
+        bad = set(result) - _ATTEMPT_RESULT
+        if bad:
+            raise StoreError(f"unknown attempt column(s) {sorted(bad)}")
+        if state not in ("done", "interrupted"):
+            raise StoreError(f"an attempt closes as done or interrupted, not {state!r}")
+        with self.transaction():
+            sets = ", ".join(["state = ?", *(f"{c} = ?" for c in result)])
+            cur = self._db.execute(
+                f"UPDATE attempts SET {sets} WHERE campaign_id = ? AND lead_id = ? AND attempt_no = ? "
+                "AND state = 'dialing'",
+                [state, *(_encode(c, v) for c, v in result.items()), campaign_id, lead_id, attempt_no],
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"attempt {attempt_no} of lead {lead_id!r} is not open")
+            self.update_lead(campaign_id, lead_id, **lead_changes)
+
+    def set_attempt_disposition(self, campaign_id: str, lead_id: str, attempt_no: int, disposition: str) -> None:
+        """Record the agent's disposition of a finished attempt (kept for the ledger's machine adjustment)."""
+        with self.transaction():
+            cur = self._db.execute(
+                "UPDATE attempts SET disposition = ? WHERE campaign_id = ? AND lead_id = ? AND attempt_no = ?",
+                (disposition, campaign_id, lead_id, attempt_no),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"no attempt {attempt_no} of lead {lead_id!r}")
+
+    def open_attempts(self, campaign_id: str) -> list[AttemptRow]:
+        rows = self._db.execute(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = ? AND state = 'dialing' ORDER BY dialed_at",
+            (campaign_id,),
+        )
+        return [_attempt(r) for r in rows]
+
+    def attempts(self, campaign_id: str, *, lead_id: str | None = None) -> list[AttemptRow]:
+        sql = f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = ?"
+        args: list[Any] = [campaign_id]
+        if lead_id is not None:
+            sql += " AND lead_id = ?"
+            args.append(lead_id)
+        return [_attempt(r) for r in self._db.execute(sql + " ORDER BY dialed_at, lead_id, attempt_no", args)]
+
+    def last_attempt(self, campaign_id: str, lead_id: str) -> AttemptRow | None:
+        row = self._db.execute(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = ? AND lead_id = ? "
+            "ORDER BY attempt_no DESC LIMIT 1",
+            (campaign_id, lead_id),
+        ).fetchone()
+        return None if row is None else _attempt(row)
+
+    # -- opt-outs ----------------------------------------------------------------------------------------
+
+    def add_opt_out(self, phone: str, *, campaign_id: str = "", t: float | None = None, source: str = "") -> None:
+        """Persist a do-not-call request at once (committed before returning)."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO opt_outs (phone, campaign_id, t, source) VALUES (?, ?, ?, ?)",
+                (phone, campaign_id, time.time() if t is None else t, source),
+            )
+
+    def opt_outs(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT phone FROM opt_outs ORDER BY phone")]
