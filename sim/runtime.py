@@ -23,7 +23,7 @@ from dialer.engine import events as ev
 from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.core import Engine, EngineConfig
 from dialer.engine.state import AgentState
-from dialer.leads import SyntheticLeads
+from dialer.leads import LeadSource, SyntheticLeads
 from sim.scenario import Scenario
 
 DAY = 86400.0
@@ -49,7 +49,10 @@ class ReplicationResult:
 class SimulatedCampaign:
     """One replication of a scenario, run to completion by :meth:`run`."""
 
-    def __init__(self, scenario: Scenario, replication: int = 0) -> None:
+    def __init__(self, scenario: Scenario, replication: int = 0, *, leads: LeadSource | None = None) -> None:
+        """``leads`` replaces the endless synthetic list, e.g. with a :class:`dialer.campaign.CampaignLeads` over a
+        real list, so the compliance gates (do-not-call, calling windows, retries, lockouts) run in simulation
+        exactly as they run live. Engine time 0 is then the lead source's ``epoch_offset``."""
         self.scenario = scenario
         self.replication = replication
         streams = np.random.SeedSequence([scenario.seed, replication]).spawn(9)
@@ -73,7 +76,7 @@ class SimulatedCampaign:
         self.env = simpy.Environment()
         self.engine = Engine(
             scenario.build_policy(),
-            SyntheticLeads(),
+            leads if leads is not None else SyntheticLeads(),
             EngineConfig(connect_limit=scenario.connect_limit, ring_timeout=scenario.ring_timeout),
         )
         self.agent_ids = [f"agent-{i + 1}" for i in range(scenario.agents)]

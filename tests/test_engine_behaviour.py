@@ -17,6 +17,7 @@ from dialer.engine.core import Engine, EngineConfig
 from dialer.engine.records import Outcome
 from dialer.engine.state import AgentState, CallState
 from dialer.errors import ConfigError, InvalidTransition
+from dialer.leads import Lead
 from dialer.pacing import make_policy
 
 # --- the connect limit and abandonment --------------------------------------------------------------------------
@@ -482,3 +483,37 @@ def test_capacity_changed_bounds_new_dials_and_rejects_nonsense() -> None:
     dials = [a for a in engine.handle(ev.TimeAdvanced(4.0)) if isinstance(a, DialLead)]
     assert len(dials) == 3  # limit lifted; calls in flight were not touched
     assert len(engine.calls) == 5
+
+
+def test_engine_asks_an_empty_lead_source_again_after_lead_retry() -> None:
+    """A campaign that starts before its calling window opens must still start when it opens."""
+
+    class OpensAt:
+        def __init__(self, at: float) -> None:
+            self.at = at
+            self.asked: list[float] = []
+
+        def next_lead(self, now: float) -> Lead | None:
+            self.asked.append(now)
+            return Lead("1", "+15550000001") if now >= self.at else None
+
+        def report(self, record: object) -> None:
+            pass
+
+    source = OpensAt(40.0)
+    engine = Engine(make_policy("progressive"), source, EngineConfig(lead_retry=15.0))
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    assert engine.handle(ev.AgentReady(0.0, "a")) == []
+    t = engine.next_timer()
+    assert t == 15.0
+    while not any(isinstance(a, DialLead) for a in engine.handle(ev.TimeAdvanced(t))):
+        t = engine.next_timer()
+        assert t is not None and t <= 45.0
+    assert engine.now == 45.0 and source.asked[-1] == 45.0
+    engine.handle(ev.DialingStopped(46.0))
+    assert engine.next_timer() is None  # nothing to wait for once dialing stops
+
+
+def test_lead_retry_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="lead_retry"):
+        EngineConfig(lead_retry=0.0)

@@ -64,7 +64,9 @@ class EngineConfig:
     UK; 0 abandons at once). ``ring_timeout``: give up ringing after this long (never under 15 s), ``None`` to
     leave it to the network. ``max_in_flight``: trunk capacity, the most calls ringing or answered at once.
     ``day_offset``: seconds to add to the clock to reach the campaign's local midnight (calendar-day windows).
-    ``recent_window``: seconds of history in ``stats.recent``.
+    ``recent_window``: seconds of history in ``stats.recent``. ``lead_retry``: when pacing wants calls but the
+    lead source has nothing dialable (outside calling hours, retries not yet due), ask it again after this long
+    even if nothing else happens, so a campaign that starts before its window opens still starts.
     """
 
     connect_limit: float = 2.0
@@ -72,6 +74,7 @@ class EngineConfig:
     max_in_flight: int | None = None
     day_offset: float = 0.0
     recent_window: float = 3600.0
+    lead_retry: float = 15.0
 
     def __post_init__(self) -> None:
         # Written so that NaN fails every check: a NaN connect limit would silently never abandon anybody.
@@ -83,6 +86,8 @@ class EngineConfig:
             raise ConfigError("max_in_flight", "must be >= 0")
         if not 0 < self.recent_window < math.inf:
             raise ConfigError("recent_window", "must be a finite number > 0")
+        if not 0 < self.lead_retry < math.inf:
+            raise ConfigError("lead_retry", "must be a finite number > 0")
         if not math.isfinite(self.day_offset):
             raise ConfigError("day_offset", "must be finite")
 
@@ -167,6 +172,7 @@ class Engine:
         self.call_counts: dict[CallState, int] = {s: 0 for s in CallState}
         self.dialing = True
         self.stale_events = 0
+        self._starved_until: float | None = None
         self._ready: dict[str, None] = {}  # insertion order = longest idle first
         self._queued: dict[int, None] = {}  # insertion order = longest waiting first
         self._timers: list[tuple[float, int, Trigger, int]] = []
@@ -227,6 +233,8 @@ class Engine:
         while timers and not self._timer_live(timers[0]):
             heapq.heappop(timers)
         nxt = timers[0][0] if timers else None
+        if self.dialing and self._starved_until is not None and (nxt is None or self._starved_until < nxt):
+            nxt = self._starved_until
         if self.dialing:
             wake = self.policy.next_wakeup(self.now)
             if wake is not None and (nxt is None or wake < nxt):
@@ -527,9 +535,11 @@ class Engine:
         if cap is not None:
             n = min(n, cap - len(self.calls))
         timeout = self.config.ring_timeout
+        self._starved_until = None
         for _ in range(n):
             lead = self.leads.next_lead(self.now)
             if lead is None:
+                self._starved_until = self.now + self.config.lead_retry
                 break
             call_id = self._next_call_id
             self._next_call_id += 1
