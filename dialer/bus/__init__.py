@@ -16,6 +16,7 @@ from dialer.bus.topics import Topics
 if TYPE_CHECKING:
     from dialer.bus.bridge import CampaignBus
     from dialer.bus.client import BusConfig, BusError, MqttBus, TlsConfig
+    from dialer.bus.sip_placer import SipPlacer
     from dialer.bus.worker import Dispatcher, StandInPlacer, Worker
 
 _LAZY = {
@@ -25,6 +26,7 @@ _LAZY = {
     "TlsConfig": "dialer.bus.client",
     "CampaignBus": "dialer.bus.bridge",
     "Dispatcher": "dialer.bus.worker",
+    "SipPlacer": "dialer.bus.sip_placer",
     "StandInPlacer": "dialer.bus.worker",
     "Worker": "dialer.bus.worker",
 }
@@ -51,6 +53,7 @@ __all__ = [
     "Outbox",
     "OutboxError",
     "SchemaError",
+    "SipPlacer",
     "StandInPlacer",
     "TlsConfig",
     "Topics",

@@ -144,6 +144,7 @@ class MqttBus:
         self._inflight: set[asyncio.Task[None]] = set()
         self._send_error: BaseException | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
         self._lost_at: float | None = None
         self.replayed = 0  # acknowledged messages sent again after lost connections
 
@@ -237,20 +238,25 @@ class MqttBus:
     async def stop(self, flush_timeout: float = 5.0) -> None:
         """Send what is queued (up to ``flush_timeout`` seconds), say we are offline, and disconnect.
 
-        Messages still unsent stay in the outbox file and go out on the next start.
+        Messages still unsent stay in the outbox file and go out on the next start. A stop that arrives while
+        the connection is still being set up waits for it, so the "online" status just published is always
+        followed by "offline" (a clean disconnect sends no last will, and a stale "online" would advertise a
+        worker that is gone).
         """
-        if self._task is None:
+        task = self._task
+        if task is None:
             return
         if self.connected.is_set():
             await self.flush(flush_timeout)
         self._stopping = True
-        client = self._client
-        if client is not None and self.connected.is_set():
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await client.publish(self.topics.status(self.source), self._status(False), 1, True, timeout=2.0)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stop.set()
+        await asyncio.wait({task}, timeout=flush_timeout + 12.0)  # the connect timeout is 10 s
+        while not task.done():
+            # Cancel as a last resort, repeatedly: Python 3.11's wait_for can swallow a cancellation.
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bus connection task failed", exc_info=task.exception())
         self._task = None
         self._flush_acks()
 
@@ -315,20 +321,26 @@ class MqttBus:
                 self._client = None
             if self._stopping:
                 return
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)  # a stop ends the wait at once
             delay = min(delay * 2, self.config.reconnect_max)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         sender = asyncio.create_task(self._send_loop(client))
         reader = asyncio.create_task(self._read_loop(client))
+        stopper = asyncio.create_task(self._stop.wait())
         try:
-            done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({sender, reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    await client.publish(self.topics.status(self.source), self._status(False), 1, True, timeout=2.0)
+                return
             for task in done:
                 task.result()  # re-raise the MqttError that ended the connection
         finally:
-            for task in (sender, reader):
+            for task in (sender, reader, stopper):
                 task.cancel()
-            await asyncio.gather(sender, reader, return_exceptions=True)
+            await asyncio.gather(sender, reader, stopper, return_exceptions=True)
 
     # -- sending ----------------------------------------------------------------------------------------
 

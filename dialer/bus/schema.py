@@ -81,6 +81,8 @@ WORK_KINDS = (
     "answered_machine",
     "failed",
     "ended",
+    "message",
+    "dtmf",
 )
 
 _CALL = {"call_id": F("int", lo=1)}
@@ -237,7 +239,11 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
         "Dispatcher to any worker (shared subscription): place this call, unless ``deadline`` has passed.",
     ),
     "work.hangup": ("work", {**_CALL, "reason": F("str")}, "Dispatcher to the owning worker: hang up."),
-    "work.connect": ("work", {**_CALL, **_AGENT}, "Dispatcher to the owning worker: bridge the call to the agent."),
+    "work.connect": (
+        "work",
+        {**_CALL, **_AGENT, "agent_uri": _opt("str")},
+        "Dispatcher to the owning worker: bridge the call to the agent (at ``agent_uri``, or the worker's own map).",
+    ),
     "work.play_message": ("work", dict(_CALL), "Dispatcher to the owning worker: play the abandonment message."),
     "work.event": (
         "work",
@@ -247,7 +253,7 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "reason": _opt("str"),
             "answered_at": _opt("num"),
         },
-        "Worker to dispatcher: what happened to a call it holds.",
+        "Worker to dispatcher: what happened to a call it holds (``reason``: why it failed, or the ``dtmf`` digit).",
     ),
 }
 

@@ -7,42 +7,44 @@ counted per campaign; placing calls is what needs more machines. So:
   ``work/dial``, which workers take through the MQTT 5 shared subscription ``$share/<group>/…/work/dial`` (the
   broker gives each message to one member of the group). It routes hang-up, bridge and message actions to the
   worker that accepted the call, feeds the workers' reports back into the engine as events, and tracks every
-  worker's announced capacity from its retained status.
-* A :class:`Worker` accepts dials up to its capacity, hands them to a :class:`CallPlacer` (the SIP driver), and
-  reports what happens as ``work.event`` messages.
+  worker's free capacity from its retained status. Pacing follows it: the engine's ``max_in_flight`` is kept at
+  what the online workers can carry (fed as ``CapacityChanged``), so the engine never launches calls nobody can
+  place, and launches none at all while no worker is online.
+* A :class:`Worker` accepts dials up to its capacity, hands them to a :class:`CallPlacer`, and reports what
+  happens as ``work.event`` messages. The real placer is :class:`~dialer.bus.sip_placer.SipPlacer` (the SIP
+  driver); ``dialer worker`` runs one (:mod:`dialer.commands.worker`).
 
 Failure accounting: a worker that dies is announced by its MQTT last will (``dialer.status`` online false). The
-dispatcher then closes each of its calls in the engine: not yet answered -> ``CallFailed(NETWORK)``, answered ->
-``CallEnded``. Either way the engine emits the call's record and reports it to the lead source, so no lead is
-lost: the source decides about the retry. A dial no worker accepts within ``accept_timeout`` is offered again, and
-fails as ``NETWORK`` after ``max_attempts``. Dial requests carry a ``deadline`` and a broker expiry, so a request
-that waited out an outage is never placed after the engine has given up on it; a late acceptance of a call the
-engine already closed is answered with a hang-up.
+dispatcher first lowers the engine's capacity, then closes each of the worker's calls in the engine: not yet
+answered -> ``CallFailed(NETWORK)``, answered -> ``CallEnded``. Either way the engine emits the call's record and
+reports it to the lead source, so no lead is lost: the source decides about the retry. A dial no worker accepts
+within ``accept_timeout`` is offered again, and fails as ``NETWORK`` after ``max_attempts``; a worker turning a
+dial down because it is full does not count as an attempt, and the dial goes next straight to the worker with the
+most room. Dial requests carry a ``deadline`` and a broker expiry, so a request that waited out an outage is never
+placed after the engine has given up on it; a call the engine already closed that a worker still reports as
+up (a late acceptance, a worker declared dead that was only cut off) is hung up.
 
-:class:`StandInPlacer` is a stand-in for the SIP side only, for tests and demos: it "places" a call by reporting
-the outcome named in the lead's ``outcome`` field. It is not a dialer; the SIP driver replaces it.
+:class:`StandInPlacer` is a stand-in for the SIP side, for tests and demos of the bus only: it "places" a call by
+reporting the outcome named in the lead's ``outcome`` field. It makes no calls.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dialer.bus.client import BusConfig, MqttBus
+from dialer.bus.client import MqttBus
 from dialer.bus.schema import SchemaError, decode
 from dialer.engine import events as ev
 from dialer.engine.actions import ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.state import CallState
-from dialer.errors import InvalidTransition
-from dialer.live.runtime import AsyncRuntime
+from dialer.errors import ConfigError, InvalidTransition
+from dialer.live.runtime import AsyncRuntime, RuntimeClosed
 
 log = logging.getLogger("dialer.bus.worker")
 
@@ -61,37 +63,73 @@ class DialRequest:
 
 
 class CallPlacer(Protocol):
-    """The SIP side of a worker: what the SIP driver implements to be driven over the bus.
+    """The SIP side of a worker: what a call placer implements to be driven over the bus.
 
     ``place`` starts a call and reports through ``report`` (``ringing``, ``answered_person``, ``answered_machine``,
-    ``failed`` with a reason, ``ended``); the other methods act on a call it placed.
+    ``failed`` with a reason, ``ended``; ``message`` and ``dtmf`` with the digit as ``reason``). Every placed call
+    must end with exactly one ``failed`` or ``ended`` report, also after ``hangup``: that report is what frees the
+    worker's slot, because a hung-up call holds its line until the far end confirms. ``connect`` bridges the call
+    to an agent (``agent_uri`` when the dispatcher knows it); the other methods act on a call it placed.
     """
 
     async def place(self, dial: DialRequest, report: Report) -> None: ...
 
     async def hangup(self, call_id: int, reason: str) -> None: ...
 
-    async def connect(self, call_id: int, agent_id: str) -> None: ...
+    async def connect(self, call_id: int, agent_id: str, agent_uri: str | None) -> None: ...
 
     async def play_message(self, call_id: int) -> None: ...
 
 
 class Worker:
-    """Take dial requests from the shared subscription and run them on ``placer``, at most ``capacity`` at once."""
+    """Take dial requests from the shared subscription and run them on ``placer``, at most ``capacity`` at once.
 
-    def __init__(self, bus: MqttBus, placer: CallPlacer, capacity: int, *, group: str = "workers") -> None:
+    ``capacity`` may change while running (:meth:`set_capacity`: the SIP driver lost a process or the trunk is
+    congested); the worker announces its free capacity in its retained status after every change, which is what
+    the dispatcher paces on. ``hangup_grace``: seconds after a hang-up after which the slot is freed even if the
+    placer never confirmed the call's end (a placer bug must not shrink the pool for good).
+    """
+
+    def __init__(
+        self,
+        bus: MqttBus,
+        placer: CallPlacer,
+        capacity: int,
+        *,
+        group: str = "workers",
+        hangup_grace: float = 10.0,
+    ) -> None:
+        if capacity < 0:
+            raise ConfigError("worker.capacity", "must be >= 0")
         self.bus = bus
         self.placer = placer
         self.capacity = capacity
+        self.hangup_grace = hangup_grace
         self.worker_id = bus.source
         self.active: set[int] = set()
         self.accepted = 0
         self.rejected = 0
+        self.closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
         bus.role = "worker"
         bus.capacity = capacity
         bus.subscribe(bus.topics.worker_cmd(self.worker_id), self._on_command)
         bus.subscribe(bus.topics.dial_shared(group), self._on_dial)
+
+    @property
+    def free(self) -> int:
+        return 0 if self.closing else max(0, self.capacity - len(self.active))
+
+    def set_capacity(self, capacity: int) -> None:
+        """The placer can now hold ``capacity`` calls at once (in-flight calls are not touched)."""
+        self.capacity = max(0, capacity)
+        self._announce()
+
+    def _announce(self) -> None:
+        if self.free != self.bus.capacity:
+            self.bus.set_capacity(self.free)
 
     def report(self, kind: str, call_id: int, *, reason: str | None = None, answered_at: float | None = None) -> None:
         self.bus.publish(
@@ -102,13 +140,20 @@ class Worker:
             reason=reason,
             answered_at=answered_at,
         )
-        if kind in ("failed", "ended", "rejected"):
+        if kind in ("failed", "ended"):
             self._release(call_id)
 
     def _release(self, call_id: int) -> None:
         if call_id in self.active:
             self.active.discard(call_id)
-            self.bus.set_capacity(self.capacity - len(self.active))
+            self._announce()
+            if not self.active:
+                self._idle.set()
+
+    def _reject(self, call_id: int, reason: str) -> None:
+        self.rejected += 1
+        self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id,
+                         kind="rejected", reason=reason)  # fmt: skip
 
     def _on_dial(self, topic: str, payload: bytes, properties: Any) -> None:
         try:
@@ -119,19 +164,19 @@ class Worker:
         d = m.data
         call_id = d["call_id"]
         if d["deadline"] < time.time():
-            self.rejected += 1
-            self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id,
-                             kind="rejected", reason="expired")  # fmt: skip
+            self._reject(call_id, "expired")
+            return
+        if self.closing:
+            self._reject(call_id, "closing")
             return
         if len(self.active) >= self.capacity or call_id in self.active:
-            self.rejected += 1
-            self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id,
-                             kind="rejected", reason="full")  # fmt: skip
+            self._reject(call_id, "full")
             return
         self.active.add(call_id)
+        self._idle.clear()
         self.accepted += 1
         self.report("accepted", call_id)
-        self.bus.set_capacity(self.capacity - len(self.active))
+        self._announce()
         dial = DialRequest(call_id, d["lead_id"], d["phone"], d.get("ring_timeout"), d["deadline"], d.get("fields", {}))
         self._spawn(self._place(dial))
 
@@ -146,18 +191,48 @@ class Worker:
 
     def _on_command(self, topic: str, payload: bytes, properties: Any) -> None:
         try:
-            m = decode(payload, expect=frozenset({"work.hangup", "work.connect", "work.play_message"}))
+            m = decode(payload, expect=frozenset({"work.dial", "work.hangup", "work.connect", "work.play_message"}))
         except SchemaError as exc:
             log.warning("dropped a bad worker command: %s", exc)
             return
+        if m.type == "work.dial":  # offered to this worker by name, after another one was full
+            self._on_dial(topic, payload, properties)
+            return
         call_id = m.data["call_id"]
         if m.type == "work.hangup":
-            self._spawn(self.placer.hangup(call_id, m.data["reason"]))
-            self._release(call_id)
+            self._hangup(call_id, m.data["reason"])
         elif m.type == "work.connect":
-            self._spawn(self.placer.connect(call_id, m.data["agent_id"]))
+            self._spawn(self.placer.connect(call_id, m.data["agent_id"], m.data.get("agent_uri")))
         else:
             self._spawn(self.placer.play_message(call_id))
+
+    def _hangup(self, call_id: int, reason: str) -> None:
+        self._spawn(self.placer.hangup(call_id, reason))
+        if call_id in self.active:
+            asyncio.get_running_loop().call_later(self.hangup_grace, self._hangup_overdue, call_id)
+
+    def _hangup_overdue(self, call_id: int) -> None:
+        if call_id in self.active:
+            log.warning("call %d: no end reported %.0f s after hang-up; freeing its slot", call_id, self.hangup_grace)
+            self.report("failed", call_id, reason="network")
+
+    async def close(self, timeout: float = 10.0) -> bool:
+        """Take no more dials, hang up the calls in progress and wait (up to ``timeout``) until each has ended.
+
+        Each call's end is reported like any other, so the dispatcher closes it at once instead of waiting for
+        this worker's last will. ``False`` if some call had not ended in time.
+        """
+        self.closing = True
+        self._announce()
+        for call_id in sorted(self.active):
+            self._hangup(call_id, "shutdown")
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            for call_id in sorted(self.active):
+                self.report("failed", call_id, reason="network")
+            return False
+        return True
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -170,54 +245,74 @@ class StandInPlacer:
 
     Outcomes: a failure reason (``busy``, ``no_answer``, …) fails after ringing; ``person`` answers and ends after
     ``talk`` seconds; ``machine`` answers as a machine; ``hold`` answers and stays up until hung up; ``ring``
-    rings until hung up.
+    rings until hung up. A hang-up ends the call with the report a real line would give: ``ended`` once
+    answered, ``failed`` (``no_answer``, our CANCEL) before.
     """
 
     def __init__(self, ring: float = 0.02) -> None:
         self.ring = ring
         self._calls: dict[int, asyncio.Task[None]] = {}
+        self._answered: set[int] = set()
+        self._reports: dict[int, Report] = {}
 
     async def place(self, dial: DialRequest, report: Report) -> None:
         task = asyncio.ensure_future(self._play(dial, report))
         self._calls[dial.call_id] = task
+        self._reports[dial.call_id] = report
         with contextlib.suppress(asyncio.CancelledError):
             await task
         self._calls.pop(dial.call_id, None)
 
     async def _play(self, dial: DialRequest, report: Report) -> None:
         outcome = str(dial.fields.get("outcome", "busy"))
+        call_id = dial.call_id
         await asyncio.sleep(self.ring)
-        report("ringing", dial.call_id)
+        report("ringing", call_id)
         await asyncio.sleep(self.ring)
         if outcome in ("person", "hold"):
-            report("answered_person", dial.call_id, answered_at=time.time())
+            self._answered.add(call_id)
+            report("answered_person", call_id, answered_at=time.time())
             if outcome == "hold":
                 await asyncio.Event().wait()
             await asyncio.sleep(float(dial.fields.get("talk", 0.05)))
-            report("ended", dial.call_id)
+            self._final(call_id, "ended")
         elif outcome == "machine":
-            report("answered_machine", dial.call_id)
+            self._answered.add(call_id)
+            report("answered_machine", call_id)
             await asyncio.Event().wait()
         elif outcome == "ring":
             await asyncio.Event().wait()
         else:
-            report("failed", dial.call_id, reason=outcome)
+            self._final(call_id, "failed", outcome)
+
+    def _final(self, call_id: int, kind: str, reason: str | None = None) -> None:
+        report = self._reports.pop(call_id, None)
+        self._answered.discard(call_id)
+        if report is not None:
+            report(kind, call_id, reason=reason)
 
     async def hangup(self, call_id: int, reason: str) -> None:
         task = self._calls.get(call_id)
-        if task is not None:
-            task.cancel()
+        if task is None or task.done():
+            return
+        task.cancel()
+        if call_id in self._answered:
+            self._final(call_id, "ended")
+        else:
+            self._final(call_id, "failed", "no_answer")
 
-    async def connect(self, call_id: int, agent_id: str) -> None:
+    async def connect(self, call_id: int, agent_id: str, agent_uri: str | None) -> None:
         return None
 
     async def play_message(self, call_id: int) -> None:
-        return None
+        report = self._reports.get(call_id)
+        if report is not None:
+            report("message", call_id)
 
 
 @dataclass(slots=True)
 class _WorkerInfo:
-    capacity: int = 0
+    capacity: int = 0  # free slots, as last announced (and adjusted for reports not yet followed by a status)
     online: bool = False
     calls: set[int] = field(default_factory=set)
     accepted: int = 0
@@ -231,10 +326,23 @@ class _Pending:
     attempts: int = 0
     timer: asyncio.TimerHandle | None = None
     closed: bool = False
+    offered: bool = False  # a work.dial is out and nobody has taken it yet
+    message: bool = False  # the abandonment message has started: an opt-out digit counts from here
 
 
 class Dispatcher:
-    """The campaign side of scale-out (see the module docstring): dials out to workers, their reports in."""
+    """The campaign side of scale-out (see the module docstring): dials out to workers, their reports in.
+
+    Pacing follows the workers: the engine's ``max_in_flight`` is kept at what the online workers can carry
+    (the calls they hold for us plus their free slots, capped by the engine's own configured limit), fed as
+    :class:`~dialer.engine.events.CapacityChanged` whenever a worker joins, dies or announces new capacity.
+    With no worker online it is 0, so no lead is dialed into the void.
+
+    ``agents`` maps agent ids to SIP URIs sent with each bridge request (workers may also have their own map).
+    ``opt_out_digit``: a key pressed during the abandonment message that records a do-not-call opt-out through
+    the lead source (``opt_out(phone, lead_id, reason)``); if the source cannot record it, that is logged as an
+    error for every such call, never silently dropped.
+    """
 
     def __init__(
         self,
@@ -244,16 +352,24 @@ class Dispatcher:
         accept_timeout: float = 5.0,
         max_attempts: int = 3,
         dial_ttl: int = 10,
+        agents: Mapping[str, str] | None = None,
+        opt_out_digit: str = "9",
     ) -> None:
         self.runtime = runtime
         self.bus = bus
         self.accept_timeout = accept_timeout
         self.max_attempts = max_attempts
         self.dial_ttl = dial_ttl
+        self.agents = dict(agents or {})
+        self.opt_out_digit = opt_out_digit
         self.workers: dict[str, _WorkerInfo] = {}
         self.calls: dict[int, _Pending] = {}
         self._waiting: list[int] = []  # dials held until some worker has room
+        self._configured_cap = runtime.engine.config.max_in_flight
+        self._capacity_due = False
         self.lost_worker_calls = 0
+        self.capacity_changes: list[int | None] = []  # every cap fed to the engine, in order (tests, status lines)
+        self.opt_outs: list[str] = []  # lead ids opted out by DTMF during the message
         runtime.on(DialLead, self._dial)
         runtime.on(HangUp, self._hangup)
         runtime.on(ConnectCall, self._connect)
@@ -261,13 +377,37 @@ class Dispatcher:
         runtime.on(RecordCall, self._recorded)
         bus.subscribe(bus.topics.worker_events, self._on_event)
         bus.subscribe(bus.topics.statuses, self._on_status)
+        self._update_capacity()
 
     @property
     def free_capacity(self) -> int:
         """Calls the online workers can still take, minus dials offered and not yet accepted."""
         free = sum(max(0, w.capacity) for w in self.workers.values() if w.online)
-        unassigned = sum(1 for c in self.calls.values() if c.worker is None and c.attempts > 0 and not c.closed)
+        unassigned = sum(1 for c in self.calls.values() if c.offered and c.worker is None and not c.closed)
         return max(0, free - unassigned)
+
+    @property
+    def capacity(self) -> int:
+        """Calls the online workers can carry for this campaign: those they hold for us plus their free slots."""
+        cap = sum(max(0, w.capacity) + len(w.calls) for w in self.workers.values() if w.online)
+        return cap if self._configured_cap is None else min(cap, self._configured_cap)
+
+    # -- pacing capacity -------------------------------------------------------------------------------
+
+    def _capacity_changed(self) -> None:
+        """Schedule one capacity update after the current message (reports come in bursts; feed the engine once)."""
+        if not self._capacity_due:
+            self._capacity_due = True
+            asyncio.get_running_loop().call_soon(self._update_capacity)
+
+    def _update_capacity(self) -> None:
+        self._capacity_due = False
+        cap = self.capacity
+        if cap == self.runtime.engine.config.max_in_flight:
+            return
+        if self._feed(ev.CapacityChanged(self.runtime.now(), cap)):
+            self.capacity_changes.append(cap)
+            log.info("workers can carry %d calls", cap)
 
     # -- engine actions -> workers ---------------------------------------------------------------------
 
@@ -276,19 +416,31 @@ class Dispatcher:
         self._offer(action.call_id)
 
     def _offer(self, call_id: int) -> None:
+        """Offer a dial: first to the whole group (the broker picks a worker), then, after a worker turned it
+        down for being full, straight to the worker with the most room (round-robin would keep hitting full
+        workers). With no room anywhere the dial waits until a worker announces some."""
         call = self.calls.get(call_id)
         if call is None or call.closed:
             return
+        if call.timer is not None:
+            call.timer.cancel()
+        call.offered = False  # deciding again: free_capacity must not hold a slot for it meanwhile
         if self.free_capacity <= 0:
             if call_id not in self._waiting:
                 self._waiting.append(call_id)
             return
+        topic = self.bus.topics.dial
+        if call.attempts > 0:
+            online = [(info.capacity, wid) for wid, info in self.workers.items() if info.online and info.capacity > 0]
+            if online:
+                topic = self.bus.topics.worker_cmd(max(online)[1])
         call.attempts += 1
+        call.offered = True
         lead = call.dial.lead
         fields = {k: v for k, v in lead.fields.items() if isinstance(v, str | int | float | bool)}
         self.bus.publish(
             "work.dial",
-            topic=self.bus.topics.dial,
+            topic=topic,
             expiry=self.dial_ttl,
             call_id=call_id,
             lead_id=lead.lead_id,
@@ -324,31 +476,41 @@ class Dispatcher:
         self._to_worker(action.call_id, "work.hangup", reason=action.reason)
 
     def _connect(self, action: ConnectCall) -> None:
-        self._to_worker(action.call_id, "work.connect", agent_id=action.agent_id)
+        uri = self.agents.get(action.agent_id)
+        self._to_worker(action.call_id, "work.connect", agent_id=action.agent_id, agent_uri=uri)
 
     def _message(self, action: PlayAbandonMessage) -> None:
         self._to_worker(action.call_id, "work.play_message")
 
     def _recorded(self, action: RecordCall) -> None:
-        call = self.calls.pop(action.record.call_id, None)
+        call_id = action.record.call_id
+        call = self.calls.pop(call_id, None)
         if call is None:
             return
         call.closed = True
         if call.timer is not None:
             call.timer.cancel()
+        if call_id in self._waiting:
+            self._waiting.remove(call_id)
         if call.worker is not None:
             info = self.workers.get(call.worker)
-            if info is not None:
-                info.calls.discard(action.record.call_id)
+            if info is not None and call_id in info.calls:
+                info.calls.discard(call_id)
+                self._capacity_changed()  # the worker still holds the line until it reports the end
 
     # -- workers -> engine -----------------------------------------------------------------------------
 
-    def _feed(self, event: ev.Event) -> None:
+    def _feed(self, event: ev.Event) -> bool:
         try:
             self.runtime.feed(event)
         except InvalidTransition as exc:
             # A report overtaken by the engine (ring timeout fired first, call already closed): harmless.
             log.debug("stale worker report: %s", exc)
+            return False
+        except RuntimeClosed:
+            log.debug("runtime closed; dropped %s", type(event).__name__)
+            return False
+        return True
 
     def _on_event(self, topic: str, payload: bytes, properties: Any) -> None:
         try:
@@ -359,29 +521,43 @@ class Dispatcher:
         worker_id = m.source
         d = m.data
         call_id, kind = d["call_id"], d["kind"]
+        info = self.workers.setdefault(worker_id, _WorkerInfo())
         call = self.calls.get(call_id)
         if call is None or call.closed:
-            if kind == "accepted":  # accepted after we gave up on it: make sure it does not ring on
+            if kind in ("accepted", "ringing", "answered_person", "answered_machine"):
+                # A call the engine already closed (or a worker we declared dead) is still up: hang it up.
+                if kind == "accepted":
+                    info.capacity -= 1
                 self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id,
                                  reason="cancelled")  # fmt: skip
+            elif kind in ("failed", "ended"):
+                info.capacity += 1  # its slot is free again; the worker's status follows
+                self._capacity_changed()
+                self._drain_waiting()
             return
         if kind == "accepted":
             if call.worker is not None and call.worker != worker_id:
+                info.capacity -= 1
                 self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id,
                                  reason="duplicate")  # fmt: skip
                 return
             call.worker = worker_id
+            call.offered = False
             if call.timer is not None:
                 call.timer.cancel()
-            info = self.workers.setdefault(worker_id, _WorkerInfo())
             info.calls.add(call_id)
+            info.capacity -= 1  # as the status that follows will say: the cap stays put meanwhile
             info.accepted += 1
             return
         if call.worker is not None and call.worker != worker_id:
             return  # not the owner: ignore
         if kind == "rejected":
             if call.worker is None:
-                self._retry(call_id, f"rejected by {worker_id} ({d.get('reason')})")
+                reason = d.get("reason")
+                if reason in ("full", "closing"):  # no fault of the call: try elsewhere without counting it
+                    info.capacity = 0
+                    call.attempts -= 1
+                self._retry(call_id, f"rejected by {worker_id} ({reason})")
             return
         now = self.runtime.now()
         if kind == "ringing":
@@ -392,15 +568,35 @@ class Dispatcher:
             self._feed(ev.CallAnsweredByPerson(now, call_id, answered_at))
         elif kind == "answered_machine":
             self._feed(ev.CallAnsweredByMachine(now, call_id))
-        elif kind == "failed":
-            reason = d.get("reason") or "network"
-            try:
-                failure = ev.FailureReason(reason)
-            except ValueError:
-                failure = ev.FailureReason.NETWORK
-            self._feed(ev.CallFailed(now, call_id, failure))
-        elif kind == "ended":
-            self._feed(ev.CallEnded(now, call_id))
+        elif kind in ("failed", "ended"):
+            if call_id in info.calls:
+                info.calls.discard(call_id)
+                info.capacity += 1
+                self._drain_waiting()
+            if kind == "failed":
+                reason = d.get("reason") or "network"
+                try:
+                    failure = ev.FailureReason(reason)
+                except ValueError:
+                    failure = ev.FailureReason.NETWORK
+                self._feed(ev.CallFailed(now, call_id, failure))
+            else:
+                self._feed(ev.CallEnded(now, call_id))
+        elif kind == "message":
+            call.message = True
+        elif kind == "dtmf":
+            self._dtmf(call, str(d.get("reason") or ""))
+
+    def _dtmf(self, call: _Pending, digit: str) -> None:
+        if digit != self.opt_out_digit or not call.message:
+            return
+        lead = call.dial.lead
+        self.opt_outs.append(lead.lead_id)
+        opt_out = getattr(self.runtime.engine.leads, "opt_out", None)
+        if opt_out is None:
+            log.error("lead %s opted out by keypress, but the lead source cannot record opt-outs", lead.lead_id)
+            return
+        opt_out(lead.phone, lead.lead_id, "keypress during the abandonment message")
 
     def _on_status(self, topic: str, payload: bytes, properties: Any) -> None:
         try:
@@ -414,9 +610,11 @@ class Dispatcher:
         if m.data["online"]:
             info.online = True
             info.capacity = int(m.data.get("capacity") or 0)
+            self._capacity_changed()
             self._drain_waiting()
             return
         was_online, info.online, info.capacity = info.online, False, 0
+        self._update_capacity()  # first: closing its calls must not make room for dials nobody can carry
         self._worker_gone(m.source, info)
         if was_online:
             log.warning("worker %s went offline; its calls were closed", m.source)
@@ -437,40 +635,3 @@ class Dispatcher:
         waiting, self._waiting = self._waiting, []
         for call_id in waiting:
             self._offer(call_id)
-
-
-# -- worker process ------------------------------------------------------------------------------------------
-
-
-async def run_worker(config: BusConfig, campaign: str, capacity: int, group: str = "workers") -> None:
-    """Run a stand-in worker until SIGTERM/SIGINT (the SIP driver's worker will use the same :class:`Worker`)."""
-    bus = MqttBus(config, campaign, role="worker", capacity=capacity)
-    Worker(bus, StandInPlacer(), capacity, group=group)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with bus:
-        await stop.wait()
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m dialer.bus.worker", description="A dial worker on the MQTT bus.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--campaign", required=True)
-    p.add_argument("--worker-id", required=True)
-    p.add_argument("--capacity", type=int, default=10)
-    p.add_argument("--group", default="workers")
-    p.add_argument("--username")
-    p.add_argument("--password-env", help="name of an environment variable holding the password (not the password)")
-    p.add_argument("--stand-in", action="store_true", required=True, help="use the stand-in placer (no SIP yet)")
-    args = p.parse_args(argv)
-    password = os.environ.get(args.password_env) if args.password_env else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = BusConfig(args.host, args.port, args.worker_id, username=args.username, password=password)
-    asyncio.run(run_worker(config, args.campaign, args.capacity, args.group))
-
-
-if __name__ == "__main__":
-    main()

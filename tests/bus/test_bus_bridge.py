@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiomqtt
-from conftest import Broker
+from mqtt_broker import Broker
 
 from dialer import Engine, Lead, ListLeads, make_policy
 from dialer.bus import BusConfig, CampaignBus, MqttBus, Topics
@@ -113,6 +113,8 @@ def test_a_call_from_login_to_disposition_on_the_bus(broker: Broker) -> None:
             await backend.wait(
                 lambda: backend.retained.get("campaign.stats", {}).get("totals", {}).get("connects") == 1
             )
+            # Published right after the statistics, on its own topic: it may arrive a moment later.
+            await backend.wait(lambda: backend.retained.get("campaign.abandonment", {}).get("total_live_answers") == 1)
             await backend.wait(lambda: sum(e["type"] == "call.dialed" for e in backend.events) == 2)
             return_types = backend.types()
             states = [e["data"]["state"] for e in backend.events if e["type"] == "agent.state"]

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import aiomqtt
-from conftest import Broker
+from mqtt_broker import Broker
 
 from dialer import Engine, Lead, ListLeads, make_policy
 from dialer.bus import BusConfig, CampaignBus, Deduplicator, Message, MqttBus, Topics

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from conftest import Broker
+from mqtt_broker import Broker
 
 from dialer.bus import BusConfig, MqttBus, Outbox, Topics
 from dialer.bus.schema import decode

@@ -16,17 +16,44 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import aiomqtt
 import pytest
-from conftest import Broker
+from mqtt_broker import Broker
 
 from dialer import Engine, Lead, ListLeads, make_policy
-from dialer.bus import BusConfig, CampaignBus, Dispatcher, MqttBus
+from dialer.bus import BusConfig, CampaignBus, Dispatcher, MqttBus, StandInPlacer, Topics, Worker, decode
 from dialer.engine import events as ev
-from dialer.engine.actions import RecordCall
+from dialer.engine.actions import DialLead, RecordCall
 from dialer.engine.records import Outcome
 from dialer.live.runtime import AsyncRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_workers(broker: Broker, ids: list[str], capacity: int, tmp_path: Path) -> dict[str, subprocess.Popen[bytes]]:
+    """Stand-in worker processes through the real ``dialer worker`` command."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for wid in ids:
+        log = open(tmp_path / f"{wid}.log", "wb")  # noqa: SIM115
+        procs[wid] = subprocess.Popen(
+            [sys.executable, "-m", "dialer.cli", "worker", "--broker-port", str(broker.port), "--campaign", "c1",
+             "--worker-id", wid, "--capacity", str(capacity), "--stand-in"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    return procs
+
+
+def stop_workers(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
 
 @contextmanager
@@ -34,26 +61,11 @@ def workers(
     broker: Broker, ids: list[str], capacity: int, tmp_path: Path
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
-        for wid in ids:
-            log = open(tmp_path / f"{wid}.log", "wb")  # noqa: SIM115
-            procs[wid] = subprocess.Popen(
-                [sys.executable, "-m", "dialer.bus.worker", "--port", str(broker.port), "--campaign", "c1",
-                 "--worker-id", wid, "--capacity", str(capacity), "--stand-in"],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
+        procs.update(start_workers(broker, ids, capacity, tmp_path))
         yield procs
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_workers(procs)
 
 
 @asynccontextmanager
@@ -156,10 +168,119 @@ def test_a_killed_worker_has_its_calls_closed_and_no_lead_is_lost(broker: Broker
         asyncio.run(main(procs))
 
 
-def test_worker_entry_point_refuses_to_run_without_a_placer() -> None:
-    proc = subprocess.run([sys.executable, "-m", "dialer.bus.worker", "--campaign", "c1", "--worker-id", "w"],
+def test_pacing_follows_the_workers_free_capacity(broker: Broker, tmp_path: Path) -> None:
+    """The engine's max_in_flight tracks what the live workers can carry: 0 without workers, up as they join or
+    grow, down when one dies; and pacing never has more calls in flight than that."""
+    leads = [Lead(f"L{i}", f"+1555{i:07d}", fields={"outcome": "hold"}) for i in range(40)]
+
+    async def main(procs: dict[str, subprocess.Popen[bytes]]) -> Dispatcher:
+        async with dialer(broker, leads) as (runtime, dispatcher):
+            engine = runtime.engine
+            over: list[tuple[int, int | None]] = []
+
+            def check(event: ev.Event, actions: list[object]) -> None:
+                cap = engine.config.max_in_flight
+                if any(isinstance(a, DialLead) for a in actions) and (cap is None or engine.in_flight > cap):
+                    over.append((engine.in_flight, cap))
+
+            runtime.observe(check)
+            for i in range(10):  # ten ready agents: progressive pacing wants ten calls
+                runtime.submit(ev.AgentLoggedIn, agent_id=f"a{i}")
+                runtime.submit(ev.AgentReady, agent_id=f"a{i}")
+            assert engine.config.max_in_flight == 0 and engine.in_flight == 0  # no worker yet: nothing dialed
+
+            def settled(cap: int) -> bool:  # at the cap, and every call taken by a worker
+                held = sum(len(w.calls) for w in dispatcher.workers.values() if w.online)
+                return engine.config.max_in_flight == cap and engine.in_flight == cap and held == cap
+
+            procs.update(start_workers(broker, ["p1", "p2"], 2, tmp_path))
+            await until(lambda: settled(4))
+            victim = next(w for w, info in dispatcher.workers.items() if info.calls)
+            procs[victim].send_signal(signal.SIGKILL)
+            await until(lambda: settled(2))
+            assert engine.in_flight == 2
+
+            bus3 = MqttBus(BusConfig(port=broker.port, client_id="p3"), "c1")
+            local = Worker(bus3, StandInPlacer(), 3)
+            async with bus3:
+                await until(lambda: settled(5))
+                local.set_capacity(5)  # e.g. the SIP pool got a process back
+                await until(lambda: settled(7))
+                local.set_capacity(4)  # below its load: no call is touched; once one ends, it holds at most 4
+                call_id = min(local.active)
+                agent = engine.calls[call_id].agent_id
+                assert agent is not None
+                runtime.submit(ev.AgentLoggedOut, agent_id=agent)  # the engine hangs that call up
+                await until(lambda: engine.config.max_in_flight == 6 and call_id not in local.active)
+                assert len(local.active) == 4 and sum(len(w.calls) for w in dispatcher.workers.values()) == 6
+                assert dispatcher.lost_worker_calls == 2  # the killed worker's
+                runtime.close()
+            assert not over, over
+            return dispatcher
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        dispatcher = asyncio.run(main(procs))
+    finally:
+        stop_workers(procs)
+    changes = dispatcher.capacity_changes
+    assert changes[0] == 0 and changes[-1] == 6 and 7 in changes
+    assert 2 in changes[changes.index(4) :]  # down after the kill
+
+
+def test_worker_command_refuses_to_run_without_a_trunk() -> None:
+    proc = subprocess.run([sys.executable, "-m", "dialer.cli", "worker", "--campaign", "c1", "--worker-id", "w"],
                           capture_output=True, cwd=ROOT)  # fmt: skip
-    assert proc.returncode == 2 and b"--stand-in" in proc.stderr
+    assert proc.returncode == 2 and b"--trunk-host" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "dialer.cli", "worker", "--campaign", "c1", "--worker-id", "w",
+                           "--trunk-host", "127.0.0.1", "--agent", "alice=http://x"],
+                          capture_output=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2 and b"--agent" in proc.stderr
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def test_worker_command_takes_the_password_from_the_environment_and_never_logs_it(
+    make_broker: type[Broker], tmp_path: Path
+) -> None:
+    secret = "w0rker-S3cret"
+    pwfile = tmp_path / "passwd"
+    pwfile.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(pwfile), "worker", secret], check=True)
+    pwfile.chmod(0o600)
+    b = make_broker(f"password_file {pwfile}\n")
+    b.config.write_text(b.config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    b.start()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKER_PW": secret}
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dialer.cli", "worker", "-v", "--broker-port", str(b.port), "--campaign", "c1",
+             "--worker-id", "pw1", "--username", "worker", "--password-env", "WORKER_PW", "--stand-in"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+    async def status(online: bool) -> bool:
+        topic = Topics("c1").status("pw1")
+        async with aiomqtt.Client("127.0.0.1", b.port, username="worker", password=secret) as client:
+            await client.subscribe(topic, qos=1)
+            async for message in client.messages:
+                if decode(bytes(message.payload)).data["online"] is online:  # type: ignore[arg-type]
+                    return True
+        return False
+
+    try:
+        assert asyncio.run(asyncio.wait_for(status(True), 15))
+    finally:
+        proc.send_signal(signal.SIGTERM)  # at once, maybe while it is still subscribing: it must still say goodbye
+        assert proc.wait(10) == 0  # a clean stop
+    assert asyncio.run(asyncio.wait_for(status(False), 5))  # the retained status says offline, not a phantom
+    text = log.read_text()
+    assert "serving campaign c1" in text and secret not in text
+    missing = subprocess.run(
+        [sys.executable, "-m", "dialer.cli", "worker", "--campaign", "c1", "--worker-id", "pw2", "--username", "u",
+         "--password-env", "NO_SUCH_VARIABLE_SET", "--stand-in"],
+        capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert missing.returncode == 2 and b"NO_SUCH_VARIABLE_SET" in missing.stderr
