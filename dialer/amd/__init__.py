@@ -127,6 +127,50 @@ class Detector:
         return None
 
 
+READY = "ready"
+TIMED_OUT = "timeout"
+
+
+class GreetingEnd:
+    """Waits for a machine's greeting (and its beep) to finish, so a message we leave is recorded whole.
+
+    Fed the same 20-ms frames as :class:`Detector` after a ``machine`` verdict. Returns ``ready`` once ``silence``
+    seconds pass without voice (webrtcvad counts the beep as voice, so the wait also covers it), or ``timeout``
+    at ``max_wait``: a greeting that never ends (music, a noisy line) still gets the message rather than an open
+    line forever.
+    """
+
+    def __init__(self, *, silence: float = 0.8, max_wait: float = 20.0, vad_mode: int = 3) -> None:
+        if silence <= 0 or max_wait <= 0:
+            raise ConfigError("voicemail", "silence and max_wait must be > 0")
+        if not 0 <= vad_mode <= 3:
+            raise ConfigError("amd.vad_mode", "must be 0, 1, 2 or 3")
+        import webrtcvad
+
+        self._vad: Any = webrtcvad.Vad(vad_mode)
+        self.silence = silence
+        self.max_wait = max_wait
+        self.elapsed = 0.0
+        self._quiet = 0.0
+        self.verdict: str | None = None
+
+    def feed(self, frame: bytes) -> str | None:
+        if self.verdict is not None:
+            return None
+        if len(frame) != FRAME_BYTES:
+            frame = frame[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
+        self.elapsed += FRAME_SECONDS
+        if self._vad.is_speech(frame, SAMPLE_RATE):
+            self._quiet = 0.0
+        else:
+            self._quiet += FRAME_SECONDS
+        if self._quiet >= self.silence - 1e-9:
+            self.verdict = READY
+        elif self.elapsed >= self.max_wait - 1e-9:
+            self.verdict = TIMED_OUT
+        return self.verdict
+
+
 def classify_pcm(pcm: bytes, **params: Any) -> tuple[str, float]:
     """Run a detector over a whole recording (then silence, as a waiting person gives): verdict and seconds."""
     detector = Detector(**params)
@@ -141,4 +185,4 @@ def classify_pcm(pcm: bytes, **params: Any) -> tuple[str, float]:
             return verdict, detector.elapsed
 
 
-__all__ = ["MACHINE", "PERSON", "UNSURE", "Detector", "classify_pcm"]
+__all__ = ["MACHINE", "PERSON", "READY", "TIMED_OUT", "UNSURE", "Detector", "GreetingEnd", "classify_pcm"]

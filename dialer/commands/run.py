@@ -10,13 +10,15 @@ The campaign file names everything the run needs (example in ``docs/sip.md``)::
     connect_limit = 2.0
     ring_timeout = 20.0
     ledger = "ledger.csv"        # optional: one row per call, written as calls end
+    machine = "hangup"           # or "message": leave machine_message on answering machines ([amd] enabled)
+    machine_message = "vm.wav"   # played once the machine's greeting is over, then the call hangs up
 
     [window]                     # optional calling window, local time of this machine
     start = "09:00"
     end = "21:00"
 
     [trunk]  host, port, transport, register, username, password, caller_id, max_calls, calls_per_second
-    [pool]   workers, calls_per_worker, sip_port, rtp_port
+    [pool]   workers, calls_per_worker, setups_per_worker, sip_port, rtp_port
     [amd]    enabled, budget
     [agents] alice = "sip:alice@10.0.0.5:5060"
 
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from dialer.errors import ConfigError
+
+MACHINE_ACTIONS = ("hangup", "message")  # the same as dialer.live.sip_runtime's, kept here so loading stays light
 
 _TOP_KEYS = {"campaign", "window", "trunk", "pool", "amd", "agents", "policy"}
 
@@ -209,7 +213,18 @@ def load(path: Path) -> dict[str, Any]:
 
     trunk = build(TrunkConfig, "trunk")
     amd = build(AmdConfig, "amd")
-    pool = build(PoolConfig, "pool", trunk=trunk, amd=amd, abandon_wav=str(message))
+    machine = camp.get("machine", "hangup")
+    if machine not in MACHINE_ACTIONS:
+        raise ConfigError("campaign.machine", f"must be one of {', '.join(MACHINE_ACTIONS)}, not {machine!r}")
+    voicemail = ""
+    if machine == "message":
+        if not amd.enabled:
+            raise ConfigError("amd.enabled", "must be true to leave messages on machines (campaign.machine)")
+        vm_path = _path(base, camp.get("machine_message", ""), "campaign.machine_message")
+        if not vm_path.is_file():
+            raise ConfigError("campaign.machine_message", f"{vm_path} does not exist")
+        voicemail = str(vm_path)
+    pool = build(PoolConfig, "pool", trunk=trunk, amd=amd, abandon_wav=str(message), voicemail_wav=voicemail)
     try:
         connect_limit = float(camp.get("connect_limit", 2.0))
         ring = camp.get("ring_timeout")
@@ -229,6 +244,7 @@ def load(path: Path) -> dict[str, Any]:
         "wrap_up": wrap_up,
         "opt_out_digit": str(camp.get("opt_out_digit", "9")),
         "ledger": ledger,
+        "machine": machine,
     }
 
 
@@ -287,6 +303,7 @@ async def _run(cfg: dict[str, Any], status_every: float, quiet: bool) -> dict[st
         opt_out_digit=cfg["opt_out_digit"],
         on_opt_out=lambda lead: cfg["dnc"].add(lead.phone),
         on_record=on_record,
+        machine=cfg["machine"],
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,9 +49,13 @@ from dialer.sip.driver import (
     MessageStarted,
     Ringing,
     SipDriver,
+    VoicemailStarted,
 )
 
 log = logging.getLogger("dialer.live.sip")
+
+#: What the campaign does when an answering machine picks up.
+MACHINE_ACTIONS = ("hangup", "message")
 
 _UNANSWERED = (CallState.DIALING, CallState.RINGING)
 _ANSWERED = (CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONING)
@@ -63,6 +67,9 @@ class SipRuntime:
     ``agents`` maps agent ids to SIP URIs. ``wrap_up``: seconds of after-call work before an agent is offered the
     next call. ``opt_out_digit``: the key that, pressed during the abandonment message, puts the number on the
     do-not-call list through ``on_opt_out(lead)``. ``on_record`` receives every finished call's record.
+    ``machine``: what to do when detection says an answering machine took the call: ``hangup``, or ``message``
+    to leave the pool's ``voicemail_wav`` once the greeting is over (the record says ``MACHINE`` either way; the
+    moment the message started is kept in ``voicemail_started``).
     """
 
     def __init__(
@@ -75,9 +82,14 @@ class SipRuntime:
         opt_out_digit: str = "9",
         on_opt_out: Callable[[Lead], None] | None = None,
         on_record: Callable[[CallRecord], None] | None = None,
+        machine: str = "hangup",
     ) -> None:
         if wrap_up < 0:
             raise ConfigError("agents.wrap_up", "must be >= 0")
+        if machine not in MACHINE_ACTIONS:
+            raise ConfigError("campaign.machine", f"must be one of {', '.join(MACHINE_ACTIONS)}, not {machine!r}")
+        if machine == "message" and not config.voicemail_wav:
+            raise ConfigError("campaign.machine_message", "is required to leave a message on machines")
         for agent_id, uri in agents.items():
             if not uri.startswith(("sip:", "sips:")):
                 raise ConfigError(f"agents.{agent_id}", f"{uri!r} is not a SIP URI")
@@ -85,6 +97,7 @@ class SipRuntime:
         self.engine = runtime.engine
         self.agents = dict(agents)
         self.wrap_up = wrap_up
+        self.machine = machine
         self.opt_out_digit = opt_out_digit
         self._on_opt_out = on_opt_out
         self._on_record = on_record
@@ -95,6 +108,7 @@ class SipRuntime:
         self._agent_of: dict[int, str] = {}
         self._unreachable: set[str] = set()
         self.message_started: dict[int, float] = {}
+        self.voicemail_started: dict[int, float] = {}
         self.opted_out: list[Lead] = []
         self.records: list[CallRecord] = []
         self.bridged: set[int] = set()
@@ -162,7 +176,10 @@ class SipRuntime:
         self.driver.play_message(action.call_id)
 
     def _hangup(self, action: HangUp) -> None:
-        self.driver.hangup(action.call_id)
+        if action.reason == "machine" and self.machine == "message":
+            self.driver.leave_message(action.call_id)  # the worker hangs up after the message
+        else:
+            self.driver.hangup(action.call_id)
 
     def _record(self, action: RecordCall) -> None:
         record = action.record
@@ -212,6 +229,8 @@ class SipRuntime:
                 self._unreachable.add(agent_id)
         elif isinstance(event, MessageStarted):
             self.message_started[cid] = self.runtime.now()
+        elif isinstance(event, VoicemailStarted):
+            self.voicemail_started[cid] = self.runtime.now()
         elif isinstance(event, Dtmf):
             lead = self._leads.get(cid)
             if event.digit == self.opt_out_digit and lead is not None and cid in self.message_started:

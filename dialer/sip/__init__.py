@@ -16,6 +16,7 @@ from dialer.sip.driver import (
     Ringing,
     SipDriver,
     SipError,
+    VoicemailStarted,
 )
 from dialer.sip.outcomes import SipOutcome, classify
 
@@ -35,5 +36,6 @@ __all__ = [
     "SipError",
     "SipOutcome",
     "TrunkConfig",
+    "VoicemailStarted",
     "classify",
 ]

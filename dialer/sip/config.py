@@ -14,6 +14,11 @@ from dialer.errors import ConfigError
 
 TRANSPORTS = ("udp", "tcp")
 
+#: Call setups per second one worker may start. PyPI's wheel polls 64 sockets with select(); each call holds two
+#: and a closed one is only reused 500 ms later, so a process aborts (no exception) near 60 setups/s. 40/s leaves
+#: room for the SIP sockets and for agent legs, which count as setups too.
+DEFAULT_SETUPS_PER_WORKER = 40.0
+
 #: ``PJSUA_MAX_CALLS`` of PyPI's ``pjsua2-python`` wheel. Only a default: a worker that hits the real limit
 #: reports it and the pool lowers that worker's capacity, so a different build is detected, not assumed.
 PYPI_WHEEL_MAX_CALLS = 4
@@ -83,19 +88,27 @@ class PoolConfig:
     ``workers``: processes to run. ``calls_per_worker``: calls each may hold (agent legs included); the PyPI
     wheel caps it at 4, and a worker that hits a lower real limit says so. ``sip_port``/``rtp_port``: the first
     worker's ports; worker *i* uses ``sip_port + i`` and ``rtp_port + i * rtp_ports_per_worker``.
-    ``agent_legs``: reserve a second slot per customer call for the agent leg the bridge needs.
-    ``abandon_wav``: the recorded message. ``poll_ms``: how long a busy worker blocks in SIP polling.
+    ``setups_per_worker``: the most calls (customer and agent legs) one worker starts per second; raise it only
+    for a pjproject build with an epoll I/O queue. ``agent_legs``: reserve a second slot per customer call for
+    the agent leg the bridge needs.
+    ``abandon_wav``: the recorded message. ``voicemail_wav``: the message left on answering machines (when the
+    campaign leaves one), played once ``voicemail_silence`` seconds of quiet follow the greeting or after
+    ``voicemail_max_wait`` seconds at most. ``poll_ms``: how long a busy worker blocks in SIP polling.
     """
 
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     workers: int = 1
     calls_per_worker: int = PYPI_WHEEL_MAX_CALLS
+    setups_per_worker: float = DEFAULT_SETUPS_PER_WORKER
     bind: str = "127.0.0.1"
     sip_port: int = 0
     rtp_port: int = 40000
     rtp_ports_per_worker: int = 200
     agent_legs: bool = True
     abandon_wav: str = ""
+    voicemail_wav: str = ""
+    voicemail_silence: float = 0.8
+    voicemail_max_wait: float = 20.0
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20
@@ -108,6 +121,10 @@ class PoolConfig:
             raise ConfigError("pool.workers", "must be >= 1")
         if self.calls_per_worker < 1:
             raise ConfigError("pool.calls_per_worker", "must be >= 1")
+        if not self.setups_per_worker > 0:  # also refuses NaN
+            raise ConfigError("pool.setups_per_worker", "must be > 0")
+        if not (self.voicemail_silence > 0 and self.voicemail_max_wait > 0):
+            raise ConfigError("pool.voicemail_silence", "voicemail_silence and voicemail_max_wait must be > 0")
         if self.agent_legs and self.calls_per_worker < 2:
             raise ConfigError("pool.calls_per_worker", "must be >= 2 when agent legs are bridged")
         if self.sip_port and not 0 < self.sip_port + self.workers <= 65536:
@@ -124,7 +141,11 @@ class PoolConfig:
             rtp_port=self.rtp_port + index * self.rtp_ports_per_worker,
             rtp_port_range=self.rtp_ports_per_worker,
             max_calls=self.calls_per_worker,
+            setups_per_second=self.setups_per_worker,
             abandon_wav=self.abandon_wav,
+            voicemail_wav=self.voicemail_wav,
+            voicemail_silence=self.voicemail_silence,
+            voicemail_max_wait=self.voicemail_max_wait,
             amd=self.amd,
             poll_ms=self.poll_ms,
             idle_poll_ms=self.idle_poll_ms,
@@ -146,7 +167,11 @@ class WorkerConfig:
     rtp_port: int
     rtp_port_range: int
     max_calls: int
+    setups_per_second: float = DEFAULT_SETUPS_PER_WORKER
     abandon_wav: str = ""
+    voicemail_wav: str = ""
+    voicemail_silence: float = 0.8
+    voicemail_max_wait: float = 20.0
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20

@@ -93,6 +93,11 @@ class MessageStarted(DriverEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class VoicemailStarted(DriverEvent):
+    """A machine's greeting is over and our voicemail message began to play; the call hangs up after it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Dtmf(DriverEvent):
     digit: str
 
@@ -125,6 +130,7 @@ class _Handle:
         self.pid = 0
         self.sip_port = 0
         self.version = ""
+        self.next_setup = 0.0  # earliest time this worker may start another call (its setup-rate cap)
 
 
 @dataclass(slots=True)
@@ -162,6 +168,7 @@ class SipDriver:
         self._sent: dict[int, _Pending] = {}  # handed to a worker, kept to re-place it on "too many calls"
         self._changed: asyncio.Condition | None = None
         self._next_setup = 0.0
+        self._setup_interval = 1.0 / config.setups_per_worker
         self._backoff = 0.0
         self._backoff_until = 0.0
         self._congestion_cap: int | None = None
@@ -279,9 +286,9 @@ class SipDriver:
             while True:
                 if call_id not in self._pending:
                     return
-                handle = self._pick()
                 now = time.monotonic()
-                blocked_until = max(self._next_setup, self._backoff_until)
+                handle, handle_at = self._pick(now)
+                blocked_until = max(self._next_setup, self._backoff_until, handle_at)
                 if handle is not None and now >= blocked_until:
                     break
                 if now > wait_limit or self._closing:
@@ -296,6 +303,7 @@ class SipDriver:
                 self._next_setup = max(now, self._next_setup) + 1.0 / cps
             del self._pending[call_id]
             self._where[call_id] = handle
+            handle.next_setup = max(now, handle.next_setup) + self._setup_interval
             handle.calls[call_id] = False
             self.stats["dials"] += 1
             self._send(handle, ("dial", call_id, pending.uri, pending.ring_timeout, pending.amd))
@@ -317,6 +325,12 @@ class SipDriver:
         if handle is not None:
             self._send(handle, ("play", call_id))
 
+    def leave_message(self, call_id: int) -> None:
+        """On a machine: wait for its greeting to end, play ``voicemail_wav``, hang up (at once without a WAV)."""
+        handle = self._where.get(call_id)
+        if handle is not None:
+            self._send(handle, ("voicemail", call_id))
+
     def bridge(self, call_id: int, agent_uri: str) -> None:
         """Call the agent from the customer's worker and join the two legs in its conference bridge."""
         handle = self._where.get(call_id)
@@ -325,18 +339,25 @@ class SipDriver:
 
     # -- worker management -------------------------------------------------------------------------------
 
-    def _pick(self) -> _Handle | None:
+    def _pick(self, now: float) -> tuple[_Handle | None, float]:
+        """The worker for the next call and when it may start it (its per-worker setup rate); ``None`` if full.
+
+        Among workers free now, the one with the most free slots; otherwise the one whose rate frees first.
+        """
         if len(self._where) >= self.capacity:
-            return None
+            return None, now
         best: _Handle | None = None
-        best_free = 0
+        best_key = (0.0, 0)
         for handle in self._workers:
             if not handle.alive:
                 continue
             free = handle.slots - len(handle.calls) * self.legs_per_call
-            if free >= self.legs_per_call and free > best_free:
-                best, best_free = handle, free
-        return best
+            if free < self.legs_per_call:
+                continue
+            key = (-max(now, handle.next_setup), free)  # ready soonest, then most free slots
+            if best is None or key > best_key:
+                best, best_key = handle, key
+        return best, (now if best is None else max(now, best.next_setup))
 
     def _spawn(self, handle: _Handle) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -471,6 +492,8 @@ class SipDriver:
             self._emit(BridgeFailed(call_id, int(rest[1])))
         elif verb == "message":
             self._emit(MessageStarted(call_id))
+        elif verb == "voicemail":
+            self._emit(VoicemailStarted(call_id))
         elif verb == "dtmf":
             self._emit(Dtmf(call_id, str(rest[1])))
         elif verb == "error":

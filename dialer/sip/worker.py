@@ -15,10 +15,11 @@ referenced from ``self.legs`` until its DISCONNECTED callback and dropped there;
 deleted while the clock runs; everything is released and garbage-collected before ``libDestroy``.
 
 Protocol (tuples, first item the verb). Parent to worker: ``dial(cid, uri, ring_timeout, amd)``,
-``hangup(cid)``, ``play(cid)`` (message, then hang up), ``bridge(cid, agent_uri)``, ``stop()``. Worker to
+``hangup(cid)``, ``play(cid)`` (message, then hang up), ``voicemail(cid)`` (wait for the greeting to end, leave
+the voicemail message, hang up), ``bridge(cid, agent_uri)``, ``stop()``. Worker to
 parent: ``ready(pid, sip_port, version)``, ``fatal(text)``, ``ringing(cid, code)``, ``answered(cid)``,
 ``amd(cid, verdict, seconds_since_answer)``, ``failed(cid, code, reason, local_timeout)``, ``toomany(cid,
-active)``, ``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid)``,
+active)``, ``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid)``, ``voicemail(cid)``,
 ``dtmf(cid, digit)``, ``error(cid, text)``.
 """
 
@@ -38,6 +39,9 @@ import pjsua2 as pj
 from dialer.sip.config import WorkerConfig
 
 PJ_ETOOMANY = 70010
+#: How long a dial or agent leg refused with PJ_ETOOMANY below the worker's proven capacity is retried: a slot freed
+#: by a hang-up stays busy until its BYE transaction completes, which takes longer on a loaded machine.
+SLOT_RETRY_SECONDS = 5.0
 _SILENCE = bytes(320)  # 20 ms of 8 kHz 16-bit silence, for frames that carried no audio
 
 
@@ -84,6 +88,7 @@ class _FramePort(pj.AudioMediaPort):
         super().__init__()
         self.events = events
         self.cid = 0
+        self.kind = "amd"  # or "vm": waiting for a machine's greeting to end
         self.detector: Any = None
 
     def onFrameReceived(self, frame: Any) -> None:
@@ -94,7 +99,7 @@ class _FramePort(pj.AudioMediaPort):
         verdict = detector.feed(data)
         if verdict is not None:
             self.detector = None
-            self.events.put(("amd", self.cid, verdict, detector.elapsed))
+            self.events.put((self.kind, self.cid, verdict, detector.elapsed))
 
 
 class _Player(pj.AudioMediaPlayer):
@@ -123,6 +128,7 @@ class _Customer:
         "port",
         "ring_deadline",
         "ringing",
+        "vm_since",
     )
 
     def __init__(self, cid: int, call: _Leg, amd: bool, ring_deadline: float | None) -> None:
@@ -138,6 +144,7 @@ class _Customer:
         self.port: _FramePort | None = None
         self.player: _Player | None = None
         self.ring_deadline = ring_deadline
+        self.vm_since: float | None = None  # waiting for the end of a machine's greeting since then
 
 
 class Worker:
@@ -155,6 +162,14 @@ class Worker:
         self.registered = not cfg.trunk.register
         self.sip_port = 0
         self.destroyed = False
+        # Most legs this endpoint has held at once: a PJ_ETOOMANY below it is a slot still in teardown (retry),
+        # at or above it is the build's real limit (tell the parent, which learns it).
+        self.peak = 0
+        self.deferred: dict[int, tuple[str, float | None, bool, float]] = {}  # cid -> dial waiting for a slot
+        self.deferred_bridges: dict[int, tuple[str, float]] = {}  # cid -> agent leg waiting for a slot
+        # The rate cap is enforced here too, not only by the parent: it is this process that aborts when exceeded.
+        self.setup_interval = 1.0 / cfg.setups_per_second
+        self.next_setup = 0.0
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -226,17 +241,19 @@ class Worker:
         assert ep is not None
         cfg = self.cfg
         while not self.stopping or self.customers:
-            busy = bool(self.customers) or not self.registered
+            busy = bool(self.customers) or not self.registered or bool(self.deferred) or bool(self.deferred_bridges)
             ep.libHandleEvents(cfg.poll_ms if busy else cfg.idle_poll_ms)
             try:
                 while self.conn.poll(0):
                     self.command(self.conn.recv())
             except (EOFError, OSError):
                 self.stopping = True
+                self.deferred.clear()
                 for cid in list(self.customers):
                     self.hangup(cid)
             self.drain()
             self.timers()
+            self.retry_deferred()
             if self.stopping and self.customers and not getattr(self, "_stop_at", None):
                 self._stop_at = time.monotonic() + 5.0
             if self.stopping and self.customers and time.monotonic() > self._stop_at:
@@ -276,18 +293,31 @@ class Worker:
             self.hangup(msg[1])
         elif verb == "play":
             self.play(msg[1])
+        elif verb == "voicemail":
+            self.voicemail(msg[1])
         elif verb == "bridge":
             self.bridge(msg[1], msg[2])
         elif verb == "stop":
             self.stopping = True
+            for cid in list(self.deferred):
+                del self.deferred[cid]
+                self.send("failed", cid, 0, "worker stopping", True)
             for cid in list(self.customers):
                 self.hangup(cid)
 
     def dial(self, cid: int, uri: str, ring_timeout: float | None, amd: bool) -> None:
-        assert self.acc is not None
         if self.stopping:
             self.send("failed", cid, 0, "worker stopping", True)
             return
+        if self.deferred or time.monotonic() < self.next_setup:  # keep the order; keep under the setup rate
+            self.deferred[cid] = (uri, ring_timeout, amd, time.monotonic() + SLOT_RETRY_SECONDS)
+            return
+        if self.place(cid, uri, ring_timeout, amd) == "retry":
+            self.deferred[cid] = (uri, ring_timeout, amd, time.monotonic() + SLOT_RETRY_SECONDS)
+
+    def place(self, cid: int, uri: str, ring_timeout: float | None, amd: bool) -> str:
+        """Send the INVITE; ``retry`` when refused for a slot that is only still being torn down."""
+        assert self.acc is not None
         call = _Leg(self, self.acc, cid, agent=False)
         deadline = None if ring_timeout is None else time.monotonic() + ring_timeout + 5.0
         customer = _Customer(cid, call, amd and self.cfg.amd.enabled, deadline)
@@ -296,12 +326,49 @@ class Worker:
             call.makeCall(uri, pj.CallOpParam(True))
         except pj.Error as exc:
             self.customers.pop(cid, None)
-            if exc.status == PJ_ETOOMANY:
-                self.send("toomany", cid, self.legs())
-            else:
+            if exc.status != PJ_ETOOMANY:
                 self.send("failed", cid, 0, f"{exc.title}: {exc.reason}", True)
+                return "failed"
+            if self.legs() < self.peak:
+                return "retry"
+            self.send("toomany", cid, self.legs())
+            return "failed"
+        self.started_setup()
+        return "placed"
+
+    def started_setup(self) -> None:
+        self.peak = max(self.peak, self.legs())
+        self.next_setup = max(time.monotonic(), self.next_setup) + self.setup_interval
+
+    def retry_deferred(self) -> None:
+        """Start legs that waited for a slot or for the setup rate, agent legs first (a customer is waiting on
+        them), each queue in order; give up on a leg refused for a slot for too long."""
+        now = time.monotonic()
+        for cid, (agent_uri, until) in list(self.deferred_bridges.items()):
+            if now < self.next_setup:
+                return
+            del self.deferred_bridges[cid]
+            if self.call_agent(cid, agent_uri) == "retry":
+                if now < until:
+                    self.deferred_bridges = {cid: (agent_uri, until), **self.deferred_bridges}
+                    return
+                self.send("bridge_failed", cid, 503)
+                self.hangup(cid)
+        for cid, (uri, ring_timeout, amd, until) in list(self.deferred.items()):
+            if now < self.next_setup:
+                return
+            del self.deferred[cid]
+            if self.place(cid, uri, ring_timeout, amd) == "retry":
+                if now < until:
+                    self.deferred = {cid: (uri, ring_timeout, amd, until), **self.deferred}
+                    return
+                self.send("toomany", cid, self.legs())
 
     def hangup(self, cid: int) -> None:
+        if self.deferred.pop(cid, None) is not None:
+            self.send("failed", cid, 487, "hung up before dialing", False)
+            return
+        self.deferred_bridges.pop(cid, None)
         customer = self.customers.get(cid)
         if customer is None or customer.closing:
             return
@@ -311,35 +378,82 @@ class Worker:
                 with contextlib.suppress(pj.Error):  # already disconnecting
                     leg.hangup(pj.CallOpParam(True))
 
-    def play(self, cid: int) -> None:
-        """Play the abandonment message to an answered call, then hang up; hang up at once if it cannot play."""
+    def play(self, cid: int, wav: str | None = None, verb: str = "message") -> None:
+        """Play a message to an answered call, then hang up; hang up at once if it cannot play.
+
+        The abandonment message by default; the voicemail message when leaving one on a machine.
+        """
         customer = self.customers.get(cid)
-        if customer is None or customer.call is None:
+        if customer is None or customer.call is None or customer.player is not None:
             return
         try:
             player = _Player(self.events, cid)
-            player.createPlayer(self.cfg.abandon_wav, pj.PJMEDIA_FILE_NO_LOOP)
+            player.createPlayer(self.cfg.abandon_wav if wav is None else wav, pj.PJMEDIA_FILE_NO_LOOP)
             player.startTransmit(customer.call.getAudioMedia(-1))
         except pj.Error as exc:
-            self.send("error", cid, f"abandon message: {exc.reason}")
+            self.send("error", cid, f"{verb}: {exc.reason}")
             self.hangup(cid)
             return
         customer.player = player
-        self.send("message", cid)
+        self.send(verb, cid)
+
+    def voicemail(self, cid: int) -> None:
+        """Leave the campaign's message on a machine: listen until its greeting ends, then play and hang up."""
+        customer = self.customers.get(cid)
+        if customer is None or customer.call is None or customer.closing:
+            return
+        if not self.cfg.voicemail_wav or not customer.answered:
+            self.hangup(cid)
+            return
+        from dialer.amd import GreetingEnd
+
+        customer.amd = False
+        port = customer.port or (self.ports.pop() if self.ports else self.new_port())
+        port.cid = cid
+        port.kind = "vm"
+        port.detector = GreetingEnd(
+            silence=self.cfg.voicemail_silence, max_wait=self.cfg.voicemail_max_wait, vad_mode=self.cfg.amd.vad_mode
+        )
+        customer.port = port
+        customer.vm_since = time.monotonic()
+        try:
+            customer.call.getAudioMedia(-1).startTransmit(port)
+        except pj.Error as exc:
+            self.send("error", cid, f"voicemail: {exc.reason}")
+            self.hangup(cid)
+
+    def greeting_over(self, customer: _Customer) -> None:
+        customer.vm_since = None
+        port = customer.port
+        if port is not None:
+            port.detector = None
+            if customer.call is not None:
+                with contextlib.suppress(pj.Error):
+                    customer.call.getAudioMedia(-1).stopTransmit(port)
+        self.play(customer.cid, self.cfg.voicemail_wav, "voicemail")
 
     def bridge(self, cid: int, agent_uri: str) -> None:
+        if self.deferred_bridges or time.monotonic() < self.next_setup or self.call_agent(cid, agent_uri) == "retry":
+            self.deferred_bridges[cid] = (agent_uri, time.monotonic() + SLOT_RETRY_SECONDS)
+
+    def call_agent(self, cid: int, agent_uri: str) -> str:
         assert self.acc is not None
         customer = self.customers.get(cid)
-        if customer is None or customer.closing:
-            return
+        if customer is None or customer.closing or customer.agent is not None:
+            return "failed"
         leg = _Leg(self, self.acc, cid, agent=True)
         customer.agent = leg
         try:
             leg.makeCall(agent_uri, pj.CallOpParam(True))
         except pj.Error as exc:
             customer.agent = None
+            if exc.status == PJ_ETOOMANY and self.legs() < self.peak:
+                return "retry"
             self.send("bridge_failed", cid, exc.status)
             self.hangup(cid)
+            return "failed"
+        self.started_setup()
+        return "placed"
 
     # -- pjsua2 callbacks (main thread) ----------------------------------------------------------------
 
@@ -447,6 +561,8 @@ class Worker:
                 continue
             if kind == "amd":
                 self.amd_done(customer, item[2], item[3])
+            elif kind == "vm" and customer.vm_since is not None:
+                self.greeting_over(customer)
             elif kind == "eof":
                 self.hangup(cid)
 
@@ -470,6 +586,8 @@ class Worker:
                 if customer.port is not None:
                     customer.port.detector = None
                 self.amd_done(customer, "unsure", now - customer.answered_mono)
+            if customer.vm_since is not None and now - customer.vm_since > self.cfg.voicemail_max_wait + 1.0:
+                self.greeting_over(customer)  # no frames at all (media gone): leave the message anyway
 
 
 def main(conn: Connection, cfg: WorkerConfig) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sipp_peers import Sipp
+from sipp_peers import PjPeer, Sipp
 
 
 @pytest.fixture
@@ -21,3 +21,20 @@ def sipp_factory(tmp_path: Path) -> Iterator[type[Sipp]]:
     yield _Factory
     for s in started:
         s.stop()
+    aborted = [line for s in started for line in s.aborted()]
+    if aborted:  # every test, whatever it asserts, must leave each SIPp peer with no call it had to abort
+        pytest.fail(f"SIPp aborted calls: {aborted[:3]}")
+
+
+@pytest.fixture
+def pj_peer(tmp_path: Path) -> Iterator[type[PjPeer]]:
+    started: list[PjPeer] = []
+
+    class _Factory(PjPeer):
+        def __init__(self, **kw: object) -> None:
+            super().__init__(tmp_path, **kw)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield _Factory
+    for p in started:
+        p.stop()

@@ -7,10 +7,12 @@ import asyncio
 import os
 import signal
 
+import pytest
 from sip_helpers import Recorder, pool, run, started
 
 from dialer.engine.events import FailureReason
-from dialer.sip import Answered, Ended, Failed
+from dialer.errors import ConfigError
+from dialer.sip import Answered, Ended, Failed, PoolConfig
 
 
 def test_crashed_worker_is_restarted_and_its_calls_reported(sipp_factory: type) -> None:
@@ -86,3 +88,35 @@ def test_real_call_limit_is_detected(sipp_factory: type) -> None:
 
     rec = run(scenario())
     assert [type(e).__name__ for e in rec.of(5)] == ["Ringing", "Answered", "Ended"]
+
+
+def test_setup_rate_is_capped_per_worker(sipp_factory: type) -> None:
+    """The wheel aborts a process near 60 setups/s: each worker starts at most ``setups_per_worker`` per second,
+    however fast calls are offered (and the cap is not 'a wait before each call': the first goes out at once)."""
+    sipp = sipp_factory("customers.xml")
+
+    async def scenario() -> tuple[float, float, Recorder]:
+        rec = Recorder()
+        driver = await started(pool(sipp.port, setups_per_worker=5.0), rec)
+        loop = asyncio.get_running_loop()
+        try:
+            t0 = loop.time()
+            for cid in range(1, 6):
+                await driver.dial(cid, f"486000{cid}", 20)  # busy at once: slots never run short
+            for cid in range(1, 6):
+                await rec.wait(lambda e, c=cid: isinstance(e, Failed) and e.call_id == c)
+            spread = loop.time() - t0
+        finally:
+            await driver.close()
+        return spread, driver.config.setups_per_worker, rec
+
+    spread, cap, rec = run(scenario())
+    assert spread >= 4 / cap  # five setups at 5/s: the last INVITE leaves 0.8 s after the first, at the earliest
+    assert all(e.outcome.reason is FailureReason.BUSY for e in rec.events if isinstance(e, Failed))
+
+
+def test_setup_rate_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match=r"pool\.setups_per_worker"):
+        PoolConfig(setups_per_worker=0)
+    with pytest.raises(ConfigError, match=r"pool\.setups_per_worker"):
+        PoolConfig(setups_per_worker=float("nan"))

@@ -69,6 +69,13 @@ def test_run_campaign(sipp_factory: type, tmp_path: Path, capsys: pytest.Capture
         (lambda t: t.replace('alice = "sip:', 'alice = "tel:'), "agents.alice"),
         (lambda t: t + "\n[bogus]\n", "bogus: unknown section"),
         (lambda t: t.replace("[campaign]", "[campaign"), "not valid TOML"),
+        (lambda t: t.replace("[campaign]", "[campaign]\nmachine = 'shout'"), "campaign.machine: must be one of"),
+        (lambda t: t.replace("[campaign]", "[campaign]\nmachine = 'message'"), "amd.enabled: must be true"),
+        (
+            lambda t: t.replace("[campaign]", "[campaign]\nmachine = 'message'") + "\n[amd]\nenabled = true\n",
+            "campaign.machine_message",
+        ),
+        (lambda t: t.replace("[pool]", "[pool]\nsetups_per_worker = 0"), "pool.setups_per_worker"),
     ],
 )
 def test_bad_campaign_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: object, message: str) -> None:
