@@ -11,9 +11,11 @@ from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.pacing.base import PacingPolicy
+from dialer.pacing.issabel import Issabel
 from dialer.pacing.predictive import Predictive
 from dialer.pacing.ratio import Power, Progressive
 from dialer.pacing.vicidial import VicidialAdaptive
+from dialer.pacing.webitel import Webitel
 
 POLICIES: dict[str, Callable[..., PacingPolicy]] = {
     "progressive": Progressive,
@@ -23,6 +25,9 @@ POLICIES: dict[str, Callable[..., PacingPolicy]] = {
     "vicidial-tapered": partial(VicidialAdaptive, "tapered"),
     "vicidial-average": partial(VicidialAdaptive, "average"),
     "predictive": Predictive,
+    "issabel": Issabel,
+    "issabel-no-overcommit": partial(Issabel, overcommit=False),
+    "webitel": Webitel,
 }
 
 
@@ -37,4 +42,14 @@ def make_policy(name: str, **params: Any) -> PacingPolicy:
         raise ConfigError("policy", f"bad parameters for {name!r}: {exc}") from None
 
 
-__all__ = ["POLICIES", "PacingPolicy", "Power", "Predictive", "Progressive", "VicidialAdaptive", "make_policy"]
+__all__ = [
+    "POLICIES",
+    "Issabel",
+    "PacingPolicy",
+    "Power",
+    "Predictive",
+    "Progressive",
+    "VicidialAdaptive",
+    "Webitel",
+    "make_policy",
+]

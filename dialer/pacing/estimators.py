@@ -1,0 +1,356 @@
+"""Online estimators of a campaign's call flow, each with its uncertainty, for predictive pacing.
+
+A predictive dialer is only as good as its forecast of two streams over the next few seconds: people answering
+the calls now ringing, and agents coming free. Both depend on *how long* things have lasted already (a call that
+has rung 20 s is much less likely to be answered than a fresh one; an agent 10 minutes into a call is more likely
+to be near the end than one who just started, or not, depending on the talk-time distribution), so the estimators
+keep whole distributions, not means.
+
+Design choices, and why:
+
+* **Warm start from priors.** A new campaign has seen nothing; a prior (the operator's guess, or last week's
+  figures) stands in as pseudo-observations worth ``prior_weight`` samples, so the first decisions are sane and
+  the data takes over smoothly as it arrives.
+* **Following drift.** Lists get worked and answer rates fall through the day. Outcome counts decay exponentially
+  (a half-life in observations); duration samples live in a sliding window. Both bound the effective sample size,
+  so the uncertainty never collapses to zero and the estimates keep moving.
+* **Uncertainty.** Outcome probabilities are the mean of a Dirichlet posterior (its standard deviation and Beta
+  marginal intervals come with it). A duration CDF is the posterior mean of a Dirichlet process whose base
+  measure is the prior distribution: ``F = (w F_prior + n F_emp) / (w + n)``, with pointwise variance
+  ``F (1 - F) / (w + n + 1)``. That is the textbook nonparametric Bayesian estimator, and it keeps the prior's
+  tail beyond the largest observation, which matters for conditional probabilities late in a call.
+* **Tables, not per-call maths.** Pacing runs after every event on floors of a thousand agents, so the
+  conditional probabilities are tabulated on a time grid when the estimates change and looked up with
+  ``numpy.interp`` at decision time.
+
+NumPy is imported here; SciPy (priors and intervals) only when first needed, so ``import dialer`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dialer.errors import ConfigError
+
+FloatArray = npt.NDArray[np.float64]
+
+OUTCOMES: tuple[str, ...] = ("live", "machine", "busy", "no_answer")
+LIVE, MACHINE, BUSY, NO_ANSWER = range(4)
+
+
+class OutcomeEstimator:
+    """How dials end (live person, machine, busy, no answer): a Dirichlet posterior with forgetting.
+
+    ``prior`` gives the four probabilities (missing ones share what is left), worth ``prior_weight`` dials. Data
+    counts decay by half every ``half_life`` dials; the prior does not decay, so a long campaign still cannot
+    become certain of an estimate it can no longer check.
+    """
+
+    def __init__(
+        self,
+        prior: Mapping[str, float] | None = None,
+        *,
+        prior_weight: float = 50.0,
+        half_life: float = 2000.0,
+    ) -> None:
+        if prior_weight <= 0:
+            raise ConfigError("prior_weight", "must be > 0")
+        if half_life <= 0:
+            raise ConfigError("half_life", "must be > 0")
+        probs = _prior_probabilities(prior or {"live": 0.3})
+        self.prior_counts: FloatArray = probs * prior_weight
+        self.counts: FloatArray = np.zeros(len(OUTCOMES))
+        self.decay = 0.5 ** (1.0 / half_life)
+        self.seen = 0
+
+    def add(self, outcome: int | str) -> None:
+        """Count one finished dial (an index into :data:`OUTCOMES` or its name)."""
+        i = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
+        self.counts *= self.decay
+        self.counts[i] += 1.0
+        self.seen += 1
+
+    @property
+    def alpha(self) -> FloatArray:
+        """Dirichlet posterior parameters."""
+        return self.prior_counts + self.counts
+
+    @property
+    def effective_n(self) -> float:
+        """Data dials still carrying weight (at most about ``1.44 x half_life``)."""
+        return float(self.counts.sum())
+
+    def probabilities(self) -> FloatArray:
+        a = self.alpha
+        return a / a.sum()
+
+    def std(self) -> FloatArray:
+        """Posterior standard deviation of each probability."""
+        a = self.alpha
+        a0 = a.sum()
+        p = a / a0
+        return np.sqrt(p * (1.0 - p) / (a0 + 1.0))
+
+    def interval(self, outcome: int | str, level: float = 0.95) -> tuple[float, float]:
+        """Equal-tailed credible interval of one probability (its Beta marginal)."""
+        from scipy import stats
+
+        i = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
+        a = self.alpha
+        lo, hi = stats.beta.interval(level, a[i], a.sum() - a[i])
+        return float(lo), float(hi)
+
+
+def _prior_probabilities(prior: Mapping[str, float]) -> FloatArray:
+    unknown = set(prior) - set(OUTCOMES)
+    if unknown:
+        raise ConfigError("prior", f"unknown outcome {sorted(unknown)[0]!r} (choose from {', '.join(OUTCOMES)})")
+    given = {k: float(v) for k, v in prior.items()}
+    for k, v in given.items():
+        if not 0.0 <= v <= 1.0 or math.isnan(v):
+            raise ConfigError(f"prior.{k}", f"must be a probability, got {v}")
+    total = sum(given.values())
+    if total > 1.0 + 1e-9:
+        raise ConfigError("prior", f"probabilities sum to {total:g}, more than 1")
+    missing = [k for k in OUTCOMES if k not in given]
+    out = np.array([given.get(k, 0.0) for k in OUTCOMES])
+    if missing:
+        share = (1.0 - total) / len(missing)
+        for k in missing:
+            out[OUTCOMES.index(k)] = share
+    # Every outcome stays possible a priori: a zero pseudo-count would make it unlearnable.
+    out = np.maximum(out, 1e-3)
+    return out / out.sum()
+
+
+def prior_distribution(spec: Any) -> Any:
+    """A frozen SciPy distribution from a prior spec: a number (exponential mean) or a frozen distribution.
+
+    Exponential is the default shape because it is the maximum-entropy guess given only a mean: it claims nothing
+    about when a call ends beyond its average.
+    """
+    from scipy import stats
+
+    if hasattr(spec, "cdf"):
+        return spec
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if not spec >= 0 or math.isinf(spec):
+            raise ConfigError("prior", f"a mean duration must be >= 0, got {spec}")
+        return stats.expon(scale=max(float(spec), 1e-6))
+    raise ConfigError("prior", f"expected a mean in seconds or a scipy.stats distribution, got {spec!r}")
+
+
+class DurationEstimator:
+    """A duration distribution (time to answer, talk time...): Dirichlet-process posterior mean over a window.
+
+    ``prior`` is a mean in seconds (exponential shape) or a frozen ``scipy.stats`` distribution, worth
+    ``prior_weight`` samples; the last ``window`` samples are the data. Negative or non-finite samples are
+    ignored (counted in ``rejected``) rather than poisoning the estimate.
+    """
+
+    def __init__(self, prior: Any, *, prior_weight: float = 20.0, window: int = 1000) -> None:
+        if prior_weight <= 0:
+            raise ConfigError("prior_weight", "must be > 0")
+        if window < 1:
+            raise ConfigError("window", "must be >= 1")
+        self.prior = prior_distribution(prior)
+        # The prior CDF tabulated once: SciPy's generic cdf costs tens of microseconds a call, and tables are
+        # rebuilt often. Beyond the 99.999% point the prior is taken as complete.
+        top = float(self.prior.ppf(0.99999))
+        self._prior_t = np.linspace(0.0, top, 4001) if top > 0 else np.array([0.0, 1e-9])
+        self._prior_f = np.asarray(self.prior.cdf(self._prior_t), dtype=float)
+        self._prior_mean = float(self.prior.mean())
+        self.prior_weight = prior_weight
+        self.samples: deque[float] = deque(maxlen=window)
+        self.rejected = 0
+        self.seen = 0
+        self._sorted: FloatArray | None = None
+
+    def add(self, x: float) -> None:
+        if not math.isfinite(x) or x < 0:
+            self.rejected += 1
+            return
+        self.samples.append(float(x))
+        self.seen += 1
+        self._sorted = None
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    def _data(self) -> FloatArray:
+        if self._sorted is None:
+            self._sorted = np.sort(np.fromiter(self.samples, float, len(self.samples)))
+        return self._sorted
+
+    def cdf(self, t: npt.ArrayLike) -> FloatArray:
+        """Posterior mean of ``P(T <= t)``."""
+        t = np.asarray(t, dtype=float)
+        w, n = self.prior_weight, self.n
+        prior = np.interp(t, self._prior_t, self._prior_f, left=0.0, right=1.0)
+        if n == 0:
+            return prior
+        emp = np.searchsorted(self._data(), t, side="right") / n
+        return np.asarray((w * prior + n * emp) / (w + n), dtype=float)
+
+    def sf(self, t: npt.ArrayLike) -> FloatArray:
+        return 1.0 - self.cdf(t)
+
+    def cdf_std(self, t: npt.ArrayLike) -> FloatArray:
+        """Posterior standard deviation of ``P(T <= t)``: how sure we are of the CDF at ``t``."""
+        f = self.cdf(t)
+        return np.sqrt(f * (1.0 - f) / (self.prior_weight + self.n + 1.0))
+
+    @property
+    def mean(self) -> float:
+        w, n = self.prior_weight, self.n
+        m0 = self._prior_mean
+        if n == 0:
+            return m0
+        return (w * m0 + n * float(self._data().mean())) / (w + n)
+
+    def quantile(self, q: float) -> float:
+        """Smallest tabulated ``t`` with ``cdf(t) >= q`` (searched on a grid up to the prior's 99.99% point)."""
+        top = max(float(self._prior_t[-1]), float(self._data()[-1]) if self.n else 0.0, 1.0)
+        grid = np.linspace(0.0, top, 2001)
+        f = self.cdf(grid)
+        i = int(np.searchsorted(f, q, side="left"))
+        return float(grid[min(i, len(grid) - 1)])
+
+    def done_within(self, elapsed: npt.ArrayLike, tau: float, shift: float = 0.0) -> FloatArray:
+        """``P(T + shift <= elapsed + tau | T > elapsed)``: the chance something that lasted ``elapsed`` ends soon.
+
+        ``shift`` adds a fixed delay after ``T`` (a fixed wrap-up after talk). Where the survival is negligible
+        (beyond everything seen and the prior), the thing is taken to end at once, the prior's verdict in the limit.
+        """
+        e = np.asarray(elapsed, dtype=float)
+        s0 = self.sf(e)
+        f1 = self.cdf(e + tau - shift)
+        f0 = 1.0 - s0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(s0 > 1e-12, (f1 - f0) / s0, 1.0 if tau >= shift else 0.0)
+        return np.asarray(np.clip(p, 0.0, 1.0), dtype=float)
+
+
+class RingModel:
+    """When and how ringing calls end: outcome probabilities and a ring-time distribution per outcome.
+
+    The question it answers is the one pacing asks of every call still ringing: given that it has rung ``a``
+    seconds, how likely is a live person on the line within the next ``tau`` seconds? Bayes' rule over the outcome
+    classes does it: ``P(class | still ringing at a)`` is proportional to ``p_class x P(T_class > a)``.
+    """
+
+    def __init__(
+        self,
+        outcomes: OutcomeEstimator,
+        times: Sequence[DurationEstimator],
+    ) -> None:
+        if len(times) != len(OUTCOMES):
+            raise ConfigError("times", f"need one duration estimator per outcome ({len(OUTCOMES)})")
+        self.outcomes = outcomes
+        self.times = list(times)
+
+    def live_within(self, ages: npt.ArrayLike, tau: float, p: FloatArray | None = None) -> FloatArray:
+        """``P(live answer in (a, a + tau] | still ringing at a)`` for each age ``a``; ``p`` overrides the outcome
+        probabilities (pacing passes a pessimistic upper bound of the live-answer rate)."""
+        a = np.asarray(ages, dtype=float)
+        probs = self.outcomes.probabilities() if p is None else p
+        alive = np.zeros_like(a)
+        for i, est in enumerate(self.times):
+            alive += probs[i] * est.sf(a)
+        live = self.times[LIVE]
+        gain = probs[LIVE] * (live.cdf(a + tau) - live.cdf(a))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(alive > 1e-12, gain / alive, 0.0)
+        return np.asarray(np.clip(out, 0.0, 1.0), dtype=float)
+
+
+class AgentModel:
+    """When busy agents come free: the talk-time distribution plus the wrap-up that follows it.
+
+    Wrap-up durations are not in call records, so the mean wrap is estimated by Little's law from the floor
+    itself: on average, (agents in wrap-up) / (agents on calls) = mean wrap / mean talk. The time-averaged counts
+    are exponentially weighted over ``wrap_memory`` seconds. Wrap-up is modelled as a fixed delay at that mean,
+    which is how most dialers implement it (an after-call-work timer).
+
+    Agents also take breaks after a call; an agent the model expects back who pauses instead is a person left
+    waiting. The chance of a pause after wrap-up is learnt from the floor counts too (a wrap-up ending with one
+    more paused agent), as a Beta posterior forgetting with a half-life of ``pause_half_life`` wrap-ups.
+    """
+
+    def __init__(
+        self,
+        talk: DurationEstimator,
+        *,
+        prior_wrap: float = 0.0,
+        wrap_memory: float = 1800.0,
+        prior_pause: float = 0.02,
+        pause_half_life: float = 500.0,
+    ) -> None:
+        if prior_wrap < 0 or not math.isfinite(prior_wrap):
+            raise ConfigError("prior_wrap", "must be >= 0")
+        if wrap_memory <= 0:
+            raise ConfigError("wrap_memory", "must be > 0")
+        self.talk = talk
+        self.prior_wrap = prior_wrap
+        self.wrap_memory = wrap_memory
+        self._on_call_area = 0.0
+        self._wrap_area = 0.0
+        self._last: float | None = None
+        self._last_counts = (0, 0, 0)
+        if not 0.0 <= prior_pause < 1.0:
+            raise ConfigError("prior_pause", "must be in [0, 1)")
+        self._pause_prior = (prior_pause * 20.0, (1.0 - prior_pause) * 20.0)
+        self._pauses = 0.0
+        self._exits = 0.0
+        self._pause_decay = 0.5 ** (1.0 / pause_half_life)
+
+    def sample_floor(self, now: float, on_call: int, wrap_up: int, paused: int = 0) -> None:
+        """Integrate the counts seen since the previous sample (piecewise constant), with forgetting, and count
+        wrap-ups ending in a pause. Call it on every decision, so each change is seen on its own."""
+        if self._last is not None:
+            on0, wr0, pa0 = self._last_counts
+            if now > self._last:
+                dt = now - self._last
+                keep = math.exp(-dt / self.wrap_memory)
+                self._on_call_area = self._on_call_area * keep + on0 * dt
+                self._wrap_area = self._wrap_area * keep + wr0 * dt
+            left = wr0 - wrap_up
+            if left > 0:
+                paused_now = min(left, max(0, paused - pa0))
+                self._exits = self._exits * self._pause_decay**left + left
+                self._pauses = self._pauses * self._pause_decay**left + paused_now
+        self._last = now
+        self._last_counts = (on_call, wrap_up, paused)
+
+    @property
+    def pause_probability(self) -> float:
+        """Posterior mean chance that an agent finishing wrap-up takes a break instead of taking calls."""
+        a, b = self._pause_prior
+        return (a + self._pauses) / (a + b + self._exits)
+
+    @property
+    def wrap_mean(self) -> float:
+        """Little's-law estimate, blended with the prior until a few calls' worth of on-call time is seen."""
+        area = self._on_call_area
+        if area <= 0:
+            return self.prior_wrap
+        est = self.talk.mean * self._wrap_area / area
+        w = 5.0 * max(self.talk.mean, 1.0)  # the prior is worth five calls' worth of agent-seconds
+        return (self.prior_wrap * w + est * area) / (w + area)
+
+    def free_within(self, on_call_elapsed: npt.ArrayLike, tau: float) -> FloatArray:
+        """``P(free within tau)`` for agents that have talked ``elapsed`` seconds (wrap-up still to come)."""
+        stay = 1.0 - self.pause_probability
+        return self.talk.done_within(on_call_elapsed, tau, shift=self.wrap_mean) * stay
+
+    def wrap_free_within(self, wrap_elapsed: npt.ArrayLike, tau: float) -> FloatArray:
+        """``P(free within tau)`` for agents ``elapsed`` seconds into wrap-up (fixed wrap at its mean)."""
+        e = np.asarray(wrap_elapsed, dtype=float)
+        return np.asarray((e + tau >= self.wrap_mean).astype(float), dtype=float)

@@ -1,0 +1,149 @@
+"""The online estimators behind predictive pacing: warm start, learning, drift, uncertainty, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dialer.errors import ConfigError
+from dialer.pacing.estimators import (
+    AgentModel,
+    DurationEstimator,
+    OutcomeEstimator,
+    RingModel,
+)
+
+
+def test_outcomes_start_at_the_prior_and_learn_the_data() -> None:
+    est = OutcomeEstimator({"live": 0.3, "machine": 0.1, "busy": 0.05}, prior_weight=50)
+    assert est.probabilities() == pytest.approx([0.3, 0.1, 0.05, 0.55], abs=1e-3)
+    sd0 = est.std()[0]
+    rng = np.random.default_rng(1)
+    for k in rng.choice(4, size=3000, p=[0.2, 0.15, 0.05, 0.6]):
+        est.add(int(k))
+    p = est.probabilities()
+    assert p == pytest.approx([0.2, 0.15, 0.05, 0.6], abs=0.03)
+    assert est.std()[0] < sd0 / 3
+    lo, hi = est.interval("live")
+    assert lo < 0.2 < hi
+    assert hi - lo < 0.1
+
+
+def test_outcomes_follow_drift_within_a_few_half_lives() -> None:
+    est = OutcomeEstimator({"live": 0.3}, half_life=300)
+    rng = np.random.default_rng(2)
+    for live in rng.random(3000) < 0.3:
+        est.add("live" if live else "no_answer")
+    assert est.probabilities()[0] == pytest.approx(0.3, abs=0.05)
+    for live in rng.random(1500) < 0.1:
+        est.add("live" if live else "no_answer")
+    assert est.probabilities()[0] == pytest.approx(0.1, abs=0.04)
+    # Forgetting bounds the evidence, so the estimate stays uncertain enough to keep moving.
+    assert est.effective_n < 300 / math.log(2) + 1
+
+
+@pytest.mark.parametrize(
+    ("prior", "key"),
+    [({"live": 1.5}, "prior.live"), ({"live": 0.7, "busy": 0.5}, "prior"), ({"human": 0.3}, "prior")],
+)
+def test_outcome_priors_are_validated(prior: dict[str, float], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        OutcomeEstimator(prior)
+    assert err.value.key == key
+
+
+def test_duration_cdf_converges_to_the_truth_and_keeps_its_uncertainty() -> None:
+    truth = stats.lognorm(s=0.6, scale=120 * math.exp(-0.18))
+    est = DurationEstimator(100.0, prior_weight=20, window=2000)
+    t = np.array([30.0, 90.0, 150.0, 300.0])
+    far = np.abs(est.cdf(t) - truth.cdf(t)).max()
+    for x in truth.rvs(size=2000, random_state=3):
+        est.add(float(x))
+    near = np.abs(est.cdf(t) - truth.cdf(t)).max()
+    assert near < 0.04 < far
+    assert est.mean == pytest.approx(120, rel=0.06)
+    assert np.all(est.cdf_std(t) < 0.015)
+    assert est.cdf_std(np.array([120.0]))[0] > 0.0
+
+
+def test_duration_rejects_bad_samples_without_losing_good_ones() -> None:
+    est = DurationEstimator(10.0)
+    for x in (5.0, -1.0, math.nan, math.inf, 7.0):
+        est.add(x)
+    assert est.n == 2
+    assert est.rejected == 3
+    with pytest.raises(ConfigError):
+        DurationEstimator("ten")
+    with pytest.raises(ConfigError):
+        DurationEstimator(10.0, window=0)
+
+
+def test_duration_window_follows_a_shift_in_talk_time() -> None:
+    est = DurationEstimator(120.0, window=300)
+    rng = np.random.default_rng(4)
+    for x in rng.exponential(120, 1000):
+        est.add(float(x))
+    for x in rng.exponential(60, 600):
+        est.add(float(x))
+    assert est.mean == pytest.approx(60, rel=0.15)
+
+
+def test_conditional_end_probability_knows_how_long_it_lasted() -> None:
+    # Memoryless: the chance of ending within 10 s does not depend on time already spent.
+    expo = DurationEstimator(stats.expon(scale=60), prior_weight=1e9)
+    p = expo.done_within(np.array([0.0, 60.0, 200.0]), 10.0)
+    assert p == pytest.approx(np.full(3, 1 - math.exp(-10 / 60)), abs=1e-3)
+    # Uniform 4..16: a call at 15 s ends within 1 s for sure; at 0 s it cannot end within 2 s.
+    uni = DurationEstimator(stats.uniform(4, 12), prior_weight=1e9)
+    p = uni.done_within(np.array([15.0, 0.0]), 1.0)
+    assert p[0] == pytest.approx(1.0, abs=1e-3)
+    assert uni.done_within(np.array([0.0]), 2.0)[0] == pytest.approx(0.0, abs=1e-3)
+    # A fixed delay after the end (wrap-up) pushes the end out.
+    assert uni.done_within(np.array([15.0]), 1.0, shift=5.0)[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_ring_model_answers_ringing_calls_by_age() -> None:
+    outcomes = OutcomeEstimator({"live": 0.3, "machine": 0.0, "busy": 0.0}, prior_weight=1e9)
+    live = DurationEstimator(stats.uniform(4, 12), prior_weight=1e9)
+    none = DurationEstimator(stats.uniform(24.9, 0.2), prior_weight=1e9)
+    model = RingModel(outcomes, [live, live, DurationEstimator(3.0), none])
+    fresh = model.live_within(np.array([0.0]), 16.0)[0]
+    assert fresh == pytest.approx(0.3, abs=0.01)
+    # A call that has rung 17 s without an answer will not be answered by a person (they answer by 16 s).
+    assert model.live_within(np.array([17.0]), 5.0)[0] == pytest.approx(0.0, abs=1e-3)
+    # Halfway through the answer window the odds of a person are higher than 30% x half.
+    mid = model.live_within(np.array([10.0]), 6.0)[0]
+    assert mid > 0.3 * 0.5
+    with pytest.raises(ConfigError):
+        RingModel(outcomes, [live])
+
+
+def test_agent_model_estimates_wrap_by_littles_law_and_pauses_from_the_floor() -> None:
+    talk = DurationEstimator(120.0, prior_weight=1e9)
+    agents = AgentModel(talk, prior_wrap=0.0, prior_pause=0.0)
+    t = 0.0
+    # A floor with, on average, 12 agents talking and 3 wrapping: wrap = 120 * 3 / 12 = 30 s.
+    for _ in range(2000):
+        agents.sample_floor(t, 12, 3, 0)
+        t += 1.0
+    assert agents.wrap_mean == pytest.approx(30.0, rel=0.05)
+    # One wrap-up in five ends in a break.
+    paused = 0
+    for i in range(500):
+        agents.sample_floor(t, 12, 3, paused)
+        t += 0.5
+        if i % 5 == 0:
+            paused += 1
+        agents.sample_floor(t, 12, 2, paused)
+        t += 0.5
+    assert agents.pause_probability == pytest.approx(0.2, abs=0.03)
+    # Within 10 s nobody is free: the wrap-up alone lasts longer. Within a minute some are, minus the breaks.
+    assert agents.free_within(np.array([0.0, 600.0]), 10.0) == pytest.approx([0.0, 0.0])
+    free = agents.free_within(np.array([0.0]), 60.0)[0]
+    expected = (1 - math.exp(-(60 - agents.wrap_mean) / 120)) * (1 - agents.pause_probability)
+    assert free == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ConfigError):
+        AgentModel(talk, prior_wrap=-1.0)
