@@ -1,0 +1,791 @@
+"""A campaign run live: the campaign file, the store, the compliance gates and the SIP runtime, wired together.
+
+Three layers, each usable from Python:
+
+* :func:`load_campaign` reads and checks a campaign TOML file into a :class:`CampaignConfig` (every key is
+  known and typed; an error names the key; nothing is opened or dialed);
+* :meth:`LiveCampaign.open` builds what the engine dials from: the SQLite store, the do-not-call lists (national
+  registry, company lists, the store's opt-outs), the calling windows, the CSV import (rejects file), and a
+  :class:`~dialer.campaign.CampaignLeads` that applies every gate at dial time;
+* :class:`LiveRun` drives the engine over SIP until nothing is left to dial now (or until stopped), then drains.
+
+Why the store rather than files: the store's attempt rows are the abandonment ledger that ``dialer report
+compliance`` reads, the attempt of each dial is committed before the call is placed (so a crash never dials a lead
+twice for one attempt), and an opt-out pressed on a call is committed before it takes effect, for this campaign and
+every later one on the same store. The gates fail closed: a required national registry that is missing or stale
+refuses the start instead of dialing unscrubbed numbers.
+
+The file format is documented in ``docs/sip.md`` (section "dialer run").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dialer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dialer.campaign import CampaignLeads, ColumnMapping, ImportReport, RetryPolicy
+    from dialer.compliance import CallingWindows, DoNotCall, NationalRegistry, RegionRules
+    from dialer.engine.core import Engine, EngineConfig
+    from dialer.engine.records import CallRecord
+    from dialer.leads import Lead
+    from dialer.live.runtime import AsyncRuntime
+    from dialer.live.sip_runtime import SipRuntime
+    from dialer.sip.config import PoolConfig
+    from dialer.store import Store
+
+log = logging.getLogger("dialer.live.campaign")
+
+MACHINE_ACTIONS = ("hangup", "message")  # dialer.live.sip_runtime's, repeated so loading a file stays light
+DAYS = ("weekday", "saturday", "sunday")
+
+SECTIONS = ("campaign", "leads", "dnc", "hours", "retry", "policy", "trunk", "pool", "amd", "agents")
+
+#: Keys of the first file format (a CSV ledger, a DNC text file, one window in this machine's time), with where
+#: their job went. An old file gets one line saying what to write instead.
+RENAMED = {
+    "campaign.leads": "moved to leads.file",
+    "campaign.dnc": "moved to dnc.internal (opt-outs taken on calls now go to the store)",
+    "campaign.ledger": "the ledger is now the store (campaign.store); export it with "
+    "'dialer report compliance STORE --calls FILE'",
+    "window": "replaced by [hours.REGION] (calling hours in the called party's local time)",
+}
+
+#: Column names used without a [leads.columns] table when the CSV header has them.
+DEFAULT_COLUMNS = ("lead_id", "name", "time_zone", "priority", "state")
+
+
+# -- reading tables ------------------------------------------------------------------------------------------
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the key on error, and a check that no key is unknown."""
+
+    def __init__(self, data: Any, key: str, base: Path) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(key, "must be a table")
+        self.data: dict[str, Any] = data
+        self.key = key
+        self.base = base
+        self.used: set[str] = set()
+
+    def k(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str) -> Any:
+        self.used.add(name)
+        return self.data.get(name)
+
+    def string(self, name: str, default: str | None = None) -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(self.k(name), "is required")
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(self.k(name), f"must be a string, not {value!r}")
+        return value
+
+    def number(self, name: str, default: float | None = None, *, minimum: float = -math.inf) -> float:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(self.k(name), "is required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(self.k(name), f"must be a number, not {value!r}")
+        if value < minimum:
+            raise ConfigError(self.k(name), f"must be >= {minimum:g}")
+        return float(value)
+
+    def optional_number(self, name: str) -> float | None:
+        return self.number(name) if self.has(name) else self.raw(name)
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(self.k(name), "is required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.k(name), f"must be an integer, not {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(self.k(name), f"must be >= {minimum}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self.k(name), f"must be true or false, not {value!r}")
+        return value
+
+    def path(self, name: str, *, must_exist: bool = False) -> Path | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(self.k(name), "must be a file path")
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else self.base / path
+        if must_exist and not path.exists():
+            raise ConfigError(self.k(name), f"{path} does not exist")
+        return path
+
+    def paths(self, name: str) -> tuple[Path, ...]:
+        value = self.data.get(name)
+        if isinstance(value, list):
+            self.used.add(name)
+            out = []
+            for i, item in enumerate(value):
+                sub = _Table({"p": item}, self.k(f"{name}[{i}]"), self.base)
+                path = sub.path("p", must_exist=True)
+                assert path is not None
+                out.append(path)
+            return tuple(out)
+        path = self.path(name, must_exist=True)
+        return () if path is None else (path,)
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(self.k(name), "must be a list of strings")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table:
+        value = self.raw(name)
+        return _Table({} if value is None else value, self.k(name), self.base)
+
+    def finish(self, accepted: set[str] | None = None) -> None:
+        for name in self.data:
+            if name in self.used:
+                continue
+            moved = RENAMED.get(self.k(name))
+            if moved:
+                raise ConfigError(self.k(name), moved)
+            expected = ", ".join(sorted(self.used if accepted is None else accepted)) or "none"
+            raise ConfigError(self.k(name), f"unknown key (this table takes: {expected})")
+
+
+_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+
+def _dataclass_args(table: _Table, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keys of ``table`` as keyword arguments of the dataclass ``cls``, each type-checked by its field type
+    (so a typo or a string where a number belongs names the key instead of failing deep inside)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not table.has(f.name):
+            continue
+        kind = _TYPES.get(str(f.type).replace(" | None", ""))
+        if kind == "string":
+            out[f.name] = table.string(f.name)
+        elif kind == "integer":
+            out[f.name] = table.integer(f.name)
+        elif kind == "number":
+            out[f.name] = table.number(f.name)
+        elif kind == "boolean":
+            out[f.name] = table.boolean(f.name, False)
+    table.finish({f.name for f in dataclasses.fields(cls) if f.name not in skip})
+    return out
+
+
+def _day_hours(table: _Table, name: str) -> tuple[int, int] | str | None:
+    """``"09:00-20:00"`` as minutes, ``"closed"`` as ``None``; ``"unset"`` when the key is absent."""
+    from dialer.compliance import hours
+
+    if not table.has(name):
+        return "unset"
+    text = table.string(name).strip()
+    if text.lower() == "closed":
+        return None
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ConfigError(table.k(name), f"{text!r} is not 'HH:MM-HH:MM' or 'closed'")
+    try:
+        return hours(start.strip(), end.strip())
+    except ConfigError as exc:
+        raise ConfigError(table.k(name), exc.message) from None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignHours:
+    """A campaign's calling hours for one region (``None``: closed that day; absent: the built-in rules').
+
+    For a region with built-in rules (US, GB, CA, AU) these hours apply *as well*: a campaign can shorten the legal
+    window, never widen it. For any other region they are the rules, and a day not given is closed.
+    """
+
+    weekday: tuple[int, int] | str | None = "unset"
+    saturday: tuple[int, int] | str | None = "unset"
+    sunday: tuple[int, int] | str | None = "unset"
+    holidays: tuple[Path, ...] = ()
+
+
+def _intersect(a: tuple[int, int] | None, b: tuple[int, int] | str | None) -> tuple[int, int] | None:
+    if b == "unset":
+        return a
+    if a is None or b is None or isinstance(b, str):
+        return None
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    return (lo, hi) if lo < hi else None
+
+
+def region_rules(hours: Mapping[str, CampaignHours]) -> dict[str, RegionRules]:
+    """The calling rules of a campaign: the built-in ones, narrowed or extended by the campaign's hours."""
+    from dialer.compliance import DEFAULT_RULES, RegionRules, RuleSet
+    from dialer.compliance.windows import load_holidays
+
+    rules = dict(DEFAULT_RULES)
+    for region, h in hours.items():
+        dates: set[Any] = set()
+        for path in h.holidays:
+            dates |= load_holidays(path)
+        builtin = rules.get(region)
+        if builtin is None:
+            days = [h.weekday] * 5 + [h.saturday, h.sunday]
+            week = tuple(None if isinstance(d, str) else d for d in days)
+            rules[region] = RegionRules(RuleSet(f"{region} (campaign)", week, frozenset(dates)))  # type: ignore[arg-type]
+            continue
+        base = builtin.base
+        mine = [h.weekday] * 5 + [h.saturday, h.sunday]
+        week = tuple(_intersect(a, b) for a, b in zip(base.days, mine, strict=True))
+        narrowed = RuleSet(f"{base.name} + campaign", week, base.holidays | frozenset(dates))  # type: ignore[arg-type]
+        rules[region] = RegionRules(narrowed, builtin.overrides)
+    return rules
+
+
+# -- the campaign file ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """A checked campaign file. Paths are absolute. Build one with :func:`load_campaign` or by hand."""
+
+    campaign_id: str
+    store: Path
+    leads_file: Path
+    rejects_file: Path
+    abandon_message: Path
+    agents: Mapping[str, str]
+    pool: PoolConfig
+    columns: Mapping[str, Any] | None = None  # ColumnMapping keyword arguments; None: phone + DEFAULT_COLUMNS found
+    default_region: str = "US"
+    delimiter: str = ","
+    dnc_registry: Path | None = None
+    registry_required: bool = True
+    registry_max_age_days: float = 31.0
+    registry_regions: tuple[str, ...] = ("US",)
+    dnc_internal: tuple[Path, ...] = ()
+    hours: Mapping[str, CampaignHours] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    policy: str = "progressive"
+    policy_params: Mapping[str, Any] = field(default_factory=dict)
+    connect_limit: float = 2.0
+    ring_timeout: float | None = None
+    wrap_up: float = 0.0
+    opt_out_digit: str = "9"
+    machine: str = "hangup"
+
+    def engine_config(self) -> EngineConfig:
+        from dialer.engine.core import EngineConfig
+
+        try:
+            return EngineConfig(connect_limit=self.connect_limit, ring_timeout=self.ring_timeout)
+        except ConfigError as exc:
+            raise ConfigError(f"campaign.{exc.key}", exc.message) from None
+
+    def windows(self) -> CallingWindows:
+        from dialer.compliance import CallingWindows
+
+        return CallingWindows(region_rules(self.hours))
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    """Read and check a campaign file. Raises :class:`ConfigError` naming the key; opens and dials nothing."""
+    from dialer.pacing import make_policy
+    from dialer.sip.config import AmdConfig, PoolConfig, TrunkConfig
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    base = path.resolve().parent
+    for name in doc:
+        if name in RENAMED:
+            raise ConfigError(name, RENAMED[name])
+        if name not in SECTIONS:
+            raise ConfigError(name, f"unknown section (expected {', '.join(SECTIONS)})")
+    top = _Table(doc, "", base)
+
+    camp = top.table("campaign")
+    campaign_id = camp.string("id", path.stem)
+    if not campaign_id.strip():
+        raise ConfigError("campaign.id", "must not be empty")
+    store = camp.path("store") or base / f"{path.stem}.sqlite"
+    message = camp.path("abandon_message")
+    if message is None:
+        raise ConfigError("campaign.abandon_message", "is required (the WAV played when no agent is free in time)")
+    if not message.is_file():
+        raise ConfigError("campaign.abandon_message", f"{message} does not exist")
+    policy = camp.string("policy", "progressive")
+    connect_limit = camp.number("connect_limit", 2.0, minimum=0.0)
+    ring_timeout = camp.optional_number("ring_timeout")
+    wrap_up = camp.number("wrap_up", 0.0, minimum=0.0)
+    digit = camp.string("opt_out_digit", "9")
+    if len(digit) != 1 or digit not in "0123456789*#":
+        raise ConfigError("campaign.opt_out_digit", f"must be one DTMF key (0-9, * or #), not {digit!r}")
+    machine = camp.string("machine", "hangup")
+    if machine not in MACHINE_ACTIONS:
+        raise ConfigError("campaign.machine", f"must be one of {', '.join(MACHINE_ACTIONS)}, not {machine!r}")
+    voicemail = camp.path("machine_message")
+    camp.finish()
+
+    leads = top.table("leads")
+    leads_file = leads.path("file")
+    if leads_file is None:
+        raise ConfigError("leads.file", "is required (the CSV call list)")
+    if not leads_file.is_file():
+        raise ConfigError("leads.file", f"cannot read {leads_file}: no such file")
+    rejects = leads.path("rejects") or leads_file.with_name(leads_file.stem + ".rejects.csv")
+    region = leads.string("default_region", "US").upper()
+    delimiter = leads.string("delimiter", ",")
+    if len(delimiter) != 1:
+        raise ConfigError("leads.delimiter", "must be one character")
+    columns: dict[str, Any] | None = None
+    if leads.has("columns"):
+        cols = leads.table("columns")
+        columns = {"phone": cols.string("phone", "phone")}
+        for name in DEFAULT_COLUMNS:
+            if cols.has(name):
+                columns[name] = cols.string(name)
+        if cols.has("fields"):
+            columns["fields"] = cols.strings("fields", ())
+        cols.finish()
+    leads.finish()
+    _check_region(region, "leads.default_region")
+
+    dnc = top.table("dnc")
+    registry = dnc.path("registry")
+    required = dnc.boolean("registry_required", True)
+    max_age = dnc.number("max_age_days", 31.0, minimum=0.0)
+    regions = tuple(r.upper() for r in dnc.strings("regions", ("US",)))
+    for r in regions:
+        _check_region(r, "dnc.regions")
+    internal = dnc.paths("internal")
+    dnc.finish()
+
+    hours_table = top.table("hours")
+    hours: dict[str, CampaignHours] = {}
+    from dialer.compliance import DEFAULT_RULES
+
+    for reg in list(hours_table.data):
+        _check_region(reg, f"hours.{reg}")
+        t = hours_table.table(reg)
+        h = CampaignHours(
+            _day_hours(t, "weekday"), _day_hours(t, "saturday"), _day_hours(t, "sunday"), t.paths("holidays")
+        )
+        if reg not in DEFAULT_RULES and h.weekday == "unset":
+            raise ConfigError(f"hours.{reg}.weekday", "is required for a region without built-in calling rules")
+        t.finish()
+        hours[reg] = h
+    hours_table.finish()
+
+    retry = _retry(top.table("retry"))
+
+    params_table = top.table("policy")
+    params = dict(params_table.data)
+    params_table.used.update(params)
+    try:
+        make_policy(policy, **params)  # checked now: a bad parameter is an error before anything starts
+    except ConfigError as exc:
+        if exc.key != "policy":
+            raise ConfigError(f"policy.{exc.key}", exc.message) from None
+        raise ConfigError("campaign.policy" if "unknown policy" in exc.message else "policy", exc.message) from None
+
+    trunk = TrunkConfig(**_dataclass_args(top.table("trunk"), TrunkConfig))
+    amd = AmdConfig(**_dataclass_args(top.table("amd"), AmdConfig))
+    voicemail_wav = ""
+    if machine == "message":
+        if not amd.enabled:
+            raise ConfigError("amd.enabled", "must be true to leave messages on machines (campaign.machine)")
+        if voicemail is None or not voicemail.is_file():
+            raise ConfigError("campaign.machine_message", f"{voicemail or 'a WAV file'} is required and must exist")
+        voicemail_wav = str(voicemail)
+    pool_args = _dataclass_args(top.table("pool"), PoolConfig, skip=("trunk", "amd", "abandon_wav", "voicemail_wav"))
+    pool = PoolConfig(trunk=trunk, amd=amd, abandon_wav=str(message), voicemail_wav=voicemail_wav, **pool_args)
+
+    agents_table = top.table("agents")
+    agents: dict[str, str] = {}
+    for name in list(agents_table.data):
+        uri = agents_table.raw(name)
+        if not isinstance(uri, str) or not uri.startswith(("sip:", "sips:")):
+            raise ConfigError(f"agents.{name}", "must be a SIP URI like sip:alice@10.0.0.5:5060")
+        agents[name] = uri
+    if not agents:
+        raise ConfigError("agents", "at least one agent (name = SIP URI) is required")
+    top.finish()
+
+    config = CampaignConfig(
+        campaign_id=campaign_id,
+        store=store,
+        leads_file=leads_file,
+        rejects_file=rejects,
+        abandon_message=message,
+        agents=agents,
+        pool=pool,
+        columns=columns,
+        default_region=region,
+        delimiter=delimiter,
+        dnc_registry=registry,
+        registry_required=required,
+        registry_max_age_days=max_age,
+        registry_regions=regions,
+        dnc_internal=internal,
+        hours=hours,
+        retry=retry,
+        policy=policy,
+        policy_params=params,
+        connect_limit=connect_limit,
+        ring_timeout=ring_timeout,
+        wrap_up=wrap_up,
+        opt_out_digit=digit,
+        machine=machine,
+    )
+    config.engine_config()  # ring_timeout under 15 s and the like, named now
+    try:
+        config.windows()  # holiday files read and checked now
+    except OSError as exc:
+        raise ConfigError("hours", f"cannot read a holiday calendar: {exc}") from None
+    return config
+
+
+def _check_region(region: str, key: str) -> None:
+    import phonenumbers
+
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(key, f"{region!r} is not a region code (US, GB, CA, AU, JP, ...)")
+
+
+def _retry(table: _Table) -> RetryPolicy:
+    from dialer.campaign import Disposition, RetryPolicy, RetryRule
+
+    policy = RetryPolicy()
+    lockout = table.number("abandon_lockout_hours", policy.abandon_lockout / 3600.0, minimum=0.0)
+    max_attempts = table.integer("max_attempts", policy.max_attempts, minimum=1)
+    max_total = table.integer("max_total_attempts", policy.max_total_attempts, minimum=1)
+    rules = dict(policy.rules)
+    outcomes = {d.value for d in Disposition}
+    for name in [n for n in table.data if n not in ("abandon_lockout_hours", "max_attempts", "max_total_attempts")]:
+        if name not in outcomes:
+            raise ConfigError(f"retry.{name}", f"unknown outcome (one of {', '.join(sorted(outcomes))})")
+        t = table.table(name)
+        old = policy.rule(name)
+        cap = t.integer("max_attempts", 0, minimum=1) if t.has("max_attempts") else old.max_attempts
+        rules[name] = RetryRule(t.number("delay", old.delay, minimum=0.0), cap, t.boolean("final", old.final))
+        t.finish()
+    table.finish()
+    return RetryPolicy(rules, max_attempts, max_total, lockout * 3600.0, policy.max_call_seconds)
+
+
+# -- the campaign, opened ------------------------------------------------------------------------------------
+
+
+def _mapping(config: CampaignConfig) -> ColumnMapping:
+    """The configured columns, or ``phone`` plus those of :data:`DEFAULT_COLUMNS` the file's header has."""
+    import csv
+
+    from dialer.campaign import ColumnMapping
+
+    if config.columns is not None:
+        return ColumnMapping(**config.columns)
+    try:
+        with open(config.leads_file, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            header = next(csv.reader(fh, delimiter=config.delimiter), [])
+    except OSError as exc:
+        raise ConfigError("leads.file", f"cannot read {config.leads_file}: {exc.strerror}") from None
+    present = {h.strip() for h in header}
+    return ColumnMapping(phone="phone", **{c: c for c in DEFAULT_COLUMNS if c in present})
+
+
+class LiveCampaign:
+    """The store, gates and lead source of one campaign, opened from a :class:`CampaignConfig`.
+
+    ``imported`` is the report of this start's CSV import (re-importing merges: a lead already in the store keeps
+    its history). :meth:`opt_out` and :meth:`record` are the hooks the SIP runtime calls.
+    """
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        store: Store,
+        dnc: DoNotCall,
+        leads: CampaignLeads,
+        imported: ImportReport,
+        registry: NationalRegistry | None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.dnc = dnc
+        self.leads = leads
+        self.imported = imported
+        self.registry = registry
+        self.opted_out: list[str] = []
+        self._pending_dnc: set[str] = set()
+
+    @classmethod
+    def open(cls, config: CampaignConfig, *, now: float | None = None) -> LiveCampaign:
+        """Open the registry (required ones must be there and fresh), the store, import the list, build the gates."""
+        from dialer.campaign import CampaignLeads, LeadImportError, import_csv
+        from dialer.compliance import DncError, DoNotCall, NationalRegistry, load_internal_list
+        from dialer.store import Store, StoreError
+
+        now = time.time() if now is None else now
+        registry = None
+        if config.dnc_registry is not None:
+            try:
+                registry = NationalRegistry.open(config.dnc_registry)
+            except DncError as exc:
+                raise ConfigError("dnc.registry", str(exc)) from None
+            age = registry.age_days(now)
+            if config.registry_required and age > config.registry_max_age_days:
+                registry.close()
+                raise ConfigError(
+                    "dnc.registry",
+                    f"its data is {age:.0f} days old, more than dnc.max_age_days ({config.registry_max_age_days:g}):"
+                    " download and prepare a fresh copy",
+                )
+        elif config.registry_required:
+            raise ConfigError(
+                "dnc.registry",
+                "is required (dnc.registry_required = true) but not given: name the prepared national registry "
+                "directory, or set dnc.registry_required = false if the campaign may skip it",
+            )
+        internal: list[str] = []
+        for path in config.dnc_internal:
+            try:
+                internal += load_internal_list(path, default_region=config.default_region)
+            except OSError as exc:
+                raise ConfigError("dnc.internal", f"cannot read {path}: {exc.strerror}") from None
+            except DncError as exc:
+                raise ConfigError("dnc.internal", str(exc)) from None
+        dnc = DoNotCall(
+            registry,
+            internal,
+            require_registry=config.registry_required,
+            max_age_days=config.registry_max_age_days,
+            registry_regions=config.registry_regions,
+        )
+        try:
+            store = Store(config.store)
+        except StoreError as exc:
+            raise ConfigError("campaign.store", str(exc)) from None
+        try:
+            dnc.add_internal(store.opt_outs())  # before the import: a number that opted out is scrubbed there too
+            mapping = _mapping(config)
+            try:
+                imported = import_csv(
+                    config.leads_file,
+                    store,
+                    config.campaign_id,
+                    mapping,
+                    default_region=config.default_region,
+                    dnc=dnc,
+                    rejects=config.rejects_file,
+                    delimiter=config.delimiter,
+                )
+            except LeadImportError as exc:
+                raise ConfigError("leads.file", f"{config.leads_file}: {exc}") from None
+            except OSError as exc:
+                raise ConfigError("leads.file", f"cannot read {config.leads_file}: {exc.strerror}") from None
+            leads = CampaignLeads(store, config.campaign_id, dnc=dnc, windows=config.windows(), policy=config.retry)
+        except BaseException:
+            store.close()
+            if registry is not None:
+                registry.close()
+            raise
+        return cls(config, store, dnc, leads, imported, registry)
+
+    # -- hooks of the SIP runtime ------------------------------------------------------------------------
+
+    def opt_out(self, lead: Lead) -> None:
+        """The person pressed the opt-out key: committed to the store's opt-outs, then blocked at once."""
+        if lead.phone in self.opted_out:
+            return  # the key pressed twice: one request
+        self.leads.opt_out(lead.phone, source="call")
+        self.opted_out.append(lead.phone)
+        self._pending_dnc.add(lead.lead_id)
+
+    def record(self, record: CallRecord) -> None:
+        """A call's record, already stored by the lead source: an opted-out lead is closed as ``dnc_request``."""
+        from dialer.campaign import CampaignError, Disposition
+
+        lead_id = record.lead.lead_id
+        if lead_id in self._pending_dnc:
+            self._pending_dnc.discard(lead_id)
+            try:
+                self.leads.disposition(lead_id, Disposition.DNC_REQUEST)
+            except CampaignError as exc:  # the opt-out itself is stored and in force either way
+                log.warning("could not mark lead %s as a do-not-call request: %s", lead_id, exc)
+
+    # -- questions of the run ----------------------------------------------------------------------------
+
+    def due(self, now: float) -> bool:
+        """Whether some lead may be due now (the gates still decide at dial time)."""
+        return bool(self.store.due_leads(self.config.campaign_id, now, 1))
+
+    def next_due(self) -> float | None:
+        """The earliest epoch at which a waiting lead comes due (retries, windows, lockouts), or ``None``."""
+        waiting = self.store.leads(self.config.campaign_id, status="ready")
+        return min((max(lead.next_at, lead.lockout_until) for lead in waiting), default=None)
+
+    def lead_counts(self) -> dict[str, int]:
+        return self.store.count_leads(self.config.campaign_id)
+
+    def close(self) -> None:
+        self.store.close()
+        if self.registry is not None:
+            self.registry.close()
+
+
+# -- running ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What a live run did. ``reason`` says why it stopped."""
+
+    records: list[CallRecord]
+    reason: str
+    interrupted: bool
+    drained: bool
+    opted_out: list[str]
+    held: dict[str, int]
+    leads: dict[str, int]
+    next_due: float | None
+
+
+class LiveRun:
+    """The engine of one :class:`LiveCampaign` over SIP. Construct it inside the running event loop.
+
+    :meth:`run` returns when no lead is due now and no call is up (``keep_going`` waits for later leads instead),
+    or when ``stop`` is set; the calls in flight are then drained, and setting ``stop`` again hangs them up.
+    """
+
+    def __init__(self, campaign: LiveCampaign, *, clock: Callable[[], float] = time.time) -> None:
+        from dialer.engine.core import Engine
+        from dialer.live.runtime import AsyncRuntime
+        from dialer.live.sip_runtime import SipRuntime
+        from dialer.pacing import make_policy
+
+        cfg = campaign.config
+        self.campaign = campaign
+        self.engine: Engine = Engine(make_policy(cfg.policy, **cfg.policy_params), campaign.leads, cfg.engine_config())
+        self.runtime: AsyncRuntime = AsyncRuntime(self.engine, clock=clock)
+        self.sip: SipRuntime = SipRuntime(
+            self.runtime,
+            cfg.pool,
+            agents=cfg.agents,
+            wrap_up=cfg.wrap_up,
+            opt_out_digit=cfg.opt_out_digit,
+            on_opt_out=campaign.opt_out,
+            on_record=campaign.record,
+            machine=cfg.machine,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return self.sip.status()
+
+    def finished(self) -> str | None:
+        """Why the run is over, or ``None`` while calls are up or leads are due."""
+        from dialer.engine.state import AgentState
+
+        if self.engine.in_flight or self.sip.driver.active:
+            return None
+        if not self.campaign.due(self.runtime.now()):
+            return "no lead is due now"
+        counts = self.engine.agent_counts
+        if counts[AgentState.READY] + counts[AgentState.ON_CALL] + counts[AgentState.WRAP_UP] == 0:
+            return "no agent can take calls (every agent paused or logged out)"
+        return None
+
+    async def run(
+        self,
+        stop: asyncio.Event | None = None,
+        *,
+        status: Callable[[dict[str, Any]], None] | None = None,
+        status_every: float = 1.0,
+        keep_going: bool = False,
+        drain_timeout: float = 60.0,
+    ) -> RunResult:
+        stop = stop or asyncio.Event()
+        interrupted = False
+        drained = True
+        reason = ""
+        try:
+            await self.sip.start()
+            while True:
+                if stop.is_set():
+                    interrupted, reason = True, "interrupted"
+                    break
+                why = self.finished()
+                if why is not None and not keep_going:
+                    reason = why
+                    break
+                if status is not None:
+                    status(self.status())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), status_every)
+            stop.clear()
+            drain = asyncio.ensure_future(self.sip.drain(drain_timeout))
+            again = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({drain, again}, return_when=asyncio.FIRST_COMPLETED)
+            again.cancel()
+            if not drain.done():
+                drain.cancel()
+                drained = False
+            else:
+                drained = drain.result()
+        finally:
+            await self.sip.close()  # hangs up whatever is left; each call still gets its record
+        return RunResult(
+            records=list(self.sip.records),
+            reason=reason,
+            interrupted=interrupted,
+            drained=drained,
+            opted_out=list(self.campaign.opted_out),
+            held=dict(self.campaign.leads.held),
+            leads=self.campaign.lead_counts(),
+            next_due=self.campaign.next_due(),
+        )
+
+
+__all__ = [
+    "CampaignConfig",
+    "CampaignHours",
+    "LiveCampaign",
+    "LiveRun",
+    "RunResult",
+    "load_campaign",
+    "region_rules",
+]
