@@ -6,6 +6,7 @@
 from dialer.engine import (
     Action,
     AgentState,
+    Alert,
     CallRecord,
     CallState,
     ConnectCall,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "AgentState",
+    "Alert",
     "CallRecord",
     "CallState",
     "ConfigError",

@@ -517,3 +517,53 @@ def test_engine_asks_an_empty_lead_source_again_after_lead_retry() -> None:
 def test_lead_retry_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="lead_retry"):
         EngineConfig(lead_retry=0.0)
+
+
+class _Broken:
+    """A lead source whose store fails: on report, or on next_lead once ``fail_next`` is set."""
+
+    def __init__(self) -> None:
+        self.inner = leads(5)
+        self.fail_next = False
+
+    def next_lead(self, now: float) -> Lead | None:
+        if self.fail_next:
+            raise OSError("disk full")
+        return self.inner.next_lead(now)
+
+    def report(self, record: object) -> None:
+        raise OSError("disk full")
+
+
+def test_a_failing_lead_source_stops_dialing_and_loses_no_record() -> None:
+    from dialer.engine.actions import Alert
+
+    source = _Broken()
+    engine = Engine(make_policy("progressive"), source)
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    (dial_action,) = engine.handle(ev.AgentReady(0.0, "a"))
+    assert isinstance(dial_action, DialLead)
+    out = engine.handle(ev.CallFailed(5.0, dial_action.call_id, ev.FailureReason.BUSY))
+    kinds = [type(a).__name__ for a in out]
+    assert kinds == ["RecordCall", "Alert"]  # the record is still handed to the runtime, and nothing is redialed
+    assert isinstance(out[1], Alert) and out[1].kind == "fault" and "disk full" in out[1].message
+    assert not engine.dialing and len(engine.faults) == 1
+    assert [r.call_id for r in engine.unreported] == [dial_action.call_id]
+    # An operator resumes; now the source fails while handing out a lead: fail closed again, no exception.
+    source.fail_next = True
+    out = engine.handle(ev.DialingResumed(6.0))
+    assert [type(a).__name__ for a in out] == ["Alert"] and not engine.dialing and not engine.calls
+
+
+def test_a_failing_policy_stops_dialing() -> None:
+    from dialer.pacing.base import PacingPolicy
+
+    class Exploding(PacingPolicy):
+        def decide(self, snap: object) -> int:  # type: ignore[override]
+            raise ZeroDivisionError("bad estimate")
+
+    engine = Engine(Exploding(), leads(3))
+    out = engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    assert [type(a).__name__ for a in out] == ["Alert"] and not engine.dialing
+    assert engine.agent_state("a") is AgentState.PAUSED  # the event itself was applied
+    assert engine.handle(ev.AgentReady(1.0, "a")) == []  # and nothing is dialed until an operator resumes

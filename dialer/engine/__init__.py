@@ -1,6 +1,6 @@
 """The sans-I/O engine core: events in, actions out, no clock or socket inside."""
 
-from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.actions import Action, Alert, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.core import Engine, EngineConfig
 from dialer.engine.records import CallRecord, Outcome
 from dialer.engine.snapshot import Snapshot
@@ -11,6 +11,7 @@ __all__ = [
     "CALL_TRANSITIONS",
     "Action",
     "AgentState",
+    "Alert",
     "CallRecord",
     "CallState",
     "ConnectCall",

@@ -50,6 +50,16 @@ class HangUp(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class Alert(Action):
+    """Something an operator must know. ``kind="fault"``: a part the engine relies on (the lead source, the
+    policy) failed; the engine has stopped dialing (fail closed) until a ``DialingResumed`` event, and kept every
+    record it could not hand over in ``engine.unreported``."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordCall(Action):
     """A call is over: persist its record. Emitted exactly once per dialed call, so no outcome is ever lost."""
 

@@ -21,6 +21,7 @@ from typing import Any
 from dialer.engine import events as ev
 from dialer.engine.actions import (
     Action,
+    Alert,
     ConnectCall,
     DialLead,
     HangUp,
@@ -173,6 +174,8 @@ class Engine:
         self.dialing = True
         self.stale_events = 0
         self._starved_until: float | None = None
+        self.faults: list[tuple[float, str]] = []  # (time, what broke): each stopped dialing
+        self.unreported: list[CallRecord] = []  # records the lead source failed to take; kept, never dropped
         self._ready: dict[str, None] = {}  # insertion order = longest idle first
         self._queued: dict[int, None] = {}  # insertion order = longest waiting first
         self._timers: list[tuple[float, int, Trigger, int]] = []
@@ -485,8 +488,21 @@ class Engine:
             agent_lost=agent_lost,
         )
         out.append(RecordCall(record))
-        self.leads.report(record)
-        self.policy.observe(record)
+        try:
+            self.leads.report(record)
+        except Exception as exc:  # the store behind the lead source failed: keep the record, stop dialing
+            self.unreported.append(record)
+            self._fault(f"lead source could not take the record of call {record.call_id}: {exc!r}", out)
+        try:
+            self.policy.observe(record)
+        except Exception as exc:
+            self._fault(f"pacing policy failed on the record of call {record.call_id}: {exc!r}", out)
+
+    def _fault(self, message: str, out: list[Action]) -> None:
+        """Fail closed: a part the engine relies on broke, so no new calls until an operator resumes dialing."""
+        self.dialing = False
+        self.faults.append((self.now, message))
+        out.append(Alert("fault", message))
 
     # -- timers ----------------------------------------------------------------------------------------
 
@@ -530,14 +546,22 @@ class Engine:
         if not self.dialing:
             return
         self.stats.expire(self.now)
-        n = self.policy.decide(Snapshot(self))
+        try:
+            n = self.policy.decide(Snapshot(self))
+        except Exception as exc:
+            self._fault(f"pacing policy failed: {exc!r}", out)
+            return
         cap = self.config.max_in_flight
         if cap is not None:
             n = min(n, cap - len(self.calls))
         timeout = self.config.ring_timeout
         self._starved_until = None
         for _ in range(n):
-            lead = self.leads.next_lead(self.now)
+            try:
+                lead = self.leads.next_lead(self.now)
+            except Exception as exc:
+                self._fault(f"lead source failed: {exc!r}", out)
+                break
             if lead is None:
                 self._starved_until = self.now + self.config.lead_retry
                 break

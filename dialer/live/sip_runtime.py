@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dialer.engine import events as ev
-from dialer.engine.actions import ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.actions import Alert, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.records import CallRecord
 from dialer.engine.state import AgentState, CallState
 from dialer.errors import ConfigError, InvalidTransition
@@ -108,6 +108,7 @@ class SipRuntime:
         self._agent_of: dict[int, str] = {}
         self._unreachable: set[str] = set()
         self.message_started: dict[int, float] = {}
+        self._message_ordered: set[int] = set()
         self.voicemail_started: dict[int, float] = {}
         self.opted_out: list[Lead] = []
         self.records: list[CallRecord] = []
@@ -117,6 +118,7 @@ class SipRuntime:
         runtime.on(DialLead, self._dial)
         runtime.on(ConnectCall, self._connect)
         runtime.on(PlayAbandonMessage, self._message)
+        runtime.on(Alert, self._alert)
         runtime.on(HangUp, self._hangup)
         runtime.on(RecordCall, self._record)
 
@@ -173,7 +175,13 @@ class SipRuntime:
         self.driver.bridge(action.call_id, self.agents[action.agent_id])
 
     def _message(self, action: PlayAbandonMessage) -> None:
+        # The opt-out key counts from the moment we order the message: a person who presses it while the
+        # worker is still starting the player has asked not to be called, and in doubt we do not call.
+        self._message_ordered.add(action.call_id)
         self.driver.play_message(action.call_id)
+
+    def _alert(self, action: Alert) -> None:
+        log.error("engine %s: %s (dialing stopped)", action.kind, action.message)
 
     def _hangup(self, action: HangUp) -> None:
         if action.reason == "machine" and self.machine == "message":
@@ -185,6 +193,7 @@ class SipRuntime:
         record = action.record
         self.records.append(record)
         self._leads.pop(record.call_id, None)
+        self._message_ordered.discard(record.call_id)
         self._dialed_at.pop(record.call_id, None)
         if self._on_record is not None:
             self._on_record(record)
@@ -233,7 +242,7 @@ class SipRuntime:
             self.voicemail_started[cid] = self.runtime.now()
         elif isinstance(event, Dtmf):
             lead = self._leads.get(cid)
-            if event.digit == self.opt_out_digit and lead is not None and cid in self.message_started:
+            if event.digit == self.opt_out_digit and lead is not None and cid in self._message_ordered:
                 self.opted_out.append(lead)
                 if self._on_opt_out is not None:
                     self._on_opt_out(lead)
