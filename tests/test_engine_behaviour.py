@@ -567,3 +567,39 @@ def test_a_failing_policy_stops_dialing() -> None:
     assert [type(a).__name__ for a in out] == ["Alert"] and not engine.dialing
     assert engine.agent_state("a") is AgentState.PAUSED  # the event itself was applied
     assert engine.handle(ev.AgentReady(1.0, "a")) == []  # and nothing is dialed until an operator resumes
+
+
+def test_policy_hears_how_many_calls_were_placed_and_how_long_wrap_ups_took() -> None:
+    from dialer.pacing.base import PacingPolicy
+
+    class Listening(PacingPolicy):
+        def __init__(self) -> None:
+            self.want = 0
+            self.launches: list[tuple[float, int, int]] = []
+            self.wraps: list[tuple[float, float, bool]] = []
+
+        def decide(self, snap: object) -> int:  # type: ignore[override]
+            n, self.want = self.want, 0
+            return n
+
+        def launched(self, now: float, requested: int, placed: int) -> None:
+            self.launches.append((now, requested, placed))
+
+        def observe_wrap_up(self, now: float, seconds: float, paused: bool) -> None:
+            self.wraps.append((now, seconds, paused))
+
+    policy = Listening()
+    engine = Engine(policy, leads(2), EngineConfig(max_in_flight=5))
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    engine.handle(ev.AgentLoggedIn(0.0, "b"))
+    policy.want = 4
+    engine.handle(ev.AgentReady(1.0, "a"))
+    assert policy.launches == [(1.0, 4, 2)]  # only two leads exist
+    engine.handle(ev.AgentReady(2.0, "b"))
+    engine.handle(ev.CallAnsweredByPerson(3.0, 1))
+    engine.handle(ev.CallAnsweredByPerson(3.0, 2))
+    engine.handle(ev.CallEnded(10.0, 1))
+    engine.handle(ev.CallEnded(10.0, 2))
+    engine.handle(ev.WrapUpDone(14.0, "a"))
+    engine.handle(ev.AgentPaused(17.5, "b"))
+    assert policy.wraps == [(14.0, 4.0, False), (17.5, 7.5, True)]

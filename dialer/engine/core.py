@@ -347,12 +347,25 @@ class Engine:
         self._match(out)
 
     def _paused(self, e: ev.AgentPaused, out: list[Action]) -> None:
-        self._agent_to(self.agents[e.agent_id], ev.AgentPaused)
+        agent = self.agents[e.agent_id]
+        was_wrapping = agent.state is AgentState.WRAP_UP
+        wrapped = self.now - agent.since
+        self._agent_to(agent, ev.AgentPaused)
+        if was_wrapping:
+            self._wrap_observed(wrapped, True, out)
 
     def _wrap_done(self, e: ev.WrapUpDone, out: list[Action]) -> None:
         agent = self.agents[e.agent_id]
+        wrapped = self.now - agent.since
         self._agent_to(agent, ev.WrapUpDone, AgentState.PAUSED if e.pause else None)
+        self._wrap_observed(wrapped, e.pause, out)
         self._match(out)
+
+    def _wrap_observed(self, seconds: float, paused: bool, out: list[Action]) -> None:
+        try:
+            self.policy.observe_wrap_up(self.now, seconds, paused)
+        except Exception as exc:
+            self._fault(f"pacing policy failed on a wrap-up: {exc!r}", out)
 
     def _logged_out(self, e: ev.AgentLoggedOut, out: list[Action]) -> None:
         agent = self.agents[e.agent_id]
@@ -551,11 +564,13 @@ class Engine:
         except Exception as exc:
             self._fault(f"pacing policy failed: {exc!r}", out)
             return
+        requested = n
         cap = self.config.max_in_flight
         if cap is not None:
             n = min(n, cap - len(self.calls))
         timeout = self.config.ring_timeout
         self._starved_until = None
+        placed = 0
         for _ in range(n):
             try:
                 lead = self.leads.next_lead(self.now)
@@ -573,3 +588,9 @@ class Engine:
             if timeout is not None:
                 self._push_timer(self.now + timeout, Trigger.RING_TIMEOUT, call_id)
             out.append(DialLead(call_id, lead, timeout))
+            placed += 1
+        if requested > 0:
+            try:
+                self.policy.launched(self.now, requested, placed)
+            except Exception as exc:
+                self._fault(f"pacing policy failed on launch feedback: {exc!r}", out)

@@ -32,3 +32,13 @@ class PacingPolicy(ABC):
     def observe(self, record: CallRecord) -> None:
         """A call finished; estimators learn from it here."""
         return None
+
+    def launched(self, now: float, requested: int, placed: int) -> None:
+        """After :meth:`decide` asked for ``requested`` calls, the engine placed ``placed`` (fewer when the lead
+        source had nothing dialable or the trunk was full): a policy that tracks its own launches corrects here."""
+        return None
+
+    def observe_wrap_up(self, now: float, seconds: float, paused: bool) -> None:
+        """An agent finished ``seconds`` of after-call work and went on a break (``paused``) or back to ready.
+        Call records cannot tell wrap-up times, so estimators of when agents come free learn them here."""
+        return None
