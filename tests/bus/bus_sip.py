@@ -9,90 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import sipp_runner
+from sipp_runner import free_port, free_rtp_ranges
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_udp_port() -> int:
-    """A port free for UDP and TCP on loopback (SIPp listens on one, pjsua may use either)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
+free_udp_port = free_port
 
 
-def free_rtp_ranges(count: int, span: int = 200) -> list[int]:
-    """``count`` disjoint even base ports, each with ``span`` ports after it that look free (sampled)."""
-    bases: list[int] = []
-    while len(bases) < count:
-        base = free_udp_port() & ~1
-        if base + span >= 65000 or any(abs(base - b) < span for b in bases):
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + span, 23):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        bases.append(base)
-    return bases
+class Sipp(sipp_runner.Sipp):
+    """A SIPp peer playing one of the bus tests' own scenario copies."""
 
-
-class Sipp:
-    """One SIPp UAS playing ``scenario`` on 127.0.0.1 on a free UDP port."""
-
-    def __init__(self, scenario: str, workdir: Path, *extra: str) -> None:
-        exe = shutil.which("sipp")
-        assert exe is not None, "sipp is not installed (apt-get install sip-tester); CI installs it"
-        self.port = free_udp_port()
-        self.workdir = workdir
-        for name in ("person.ulaw", "machine.ulaw"):  # SIPp loads every rtp_stream file at start
-            if not (workdir / name).exists():
-                (workdir / name).write_bytes(b"\xff" * 8000)  # 1 s of mu-law silence
-        self.log = workdir / f"sipp-{scenario}-{self.port}.log"
-        cmd = [exe, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
-               "-mp", str(free_udp_port()), "-t", "u1", "-nostdin", *extra]  # fmt: skip
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"sipp exited: {self.log.read_text(errors='replace')[-2000:]}"
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                try:
-                    s.bind(("127.0.0.1", self.port))
-                except OSError:
-                    return  # taken: SIPp is listening
-            time.sleep(0.05)
-        raise AssertionError("sipp did not start listening")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+    scenarios = SCENARIOS
 
 
 class SipWorkers:
