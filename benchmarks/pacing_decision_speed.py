@@ -122,8 +122,11 @@ def main() -> int:
         cache, tables = policy._cache, policy._tables
         snap = engine.snapshot()
         t0 = perf()
-        launched.append(policy.decide(snap))
+        n = policy.decide(snap)
         pred.append(perf() - t0)
+        launched.append(n)
+        if n > 0:
+            policy.launched(engine.now, n, 0)  # as the engine reports it: nothing is really placed here
         walks += policy._cache is not cache
         rebuilds += policy._tables is not tables
     walk: list[float] = []

@@ -147,3 +147,19 @@ def test_agent_model_estimates_wrap_by_littles_law_and_pauses_from_the_floor() -
     assert free == pytest.approx(expected, rel=1e-3)
     with pytest.raises(ConfigError):
         AgentModel(talk, prior_wrap=-1.0)
+
+
+def test_reported_wrap_ups_replace_the_floor_inference() -> None:
+    """Once the engine reports wrap-ups, their exact lengths and breaks win over Little's law and floor counts,
+    which would say otherwise here; a bad length is ignored but its break still counts."""
+    agents = AgentModel(DurationEstimator(120.0), prior_wrap=0.0)
+    rng = np.random.default_rng(3)
+    for k in range(2000):
+        t = float(k)
+        agents.sample_floor(t, 12, 6, 0)  # the floor alone would say wrap = 120 x 6 / 12 = 60 s, no breaks
+        agents.observe_wrap(float(rng.uniform(10.0, 20.0)), bool(rng.random() < 0.2))
+    assert agents.wrap_mean == pytest.approx(15.0, rel=0.05)
+    assert agents.pause_probability == pytest.approx(0.2, abs=0.04)
+    agents.observe_wrap(float("nan"), True)
+    assert agents.wrap_mean == pytest.approx(15.0, rel=0.05)
+    assert agents.wrap_reports == 2001

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -175,3 +177,88 @@ def test_big_floor_cache_decides_like_a_fresh_walk() -> None:
         cached._cache.launched.clear()  # nothing was really launched: keep both floors identical
     assert cached._cache.decisions > 0
     assert max(seen) > 0  # a real decision was compared, not two zeros
+
+
+class _Recorder(Predictive):
+    """Predictive that remembers what the engine reported after each decision."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.reports: list[tuple[int, int]] = []
+
+    def launched(self, now: float, requested: int, placed: int) -> None:
+        self.reports.append((requested, placed))
+        super().launched(now, requested, placed)
+
+
+def test_launch_cache_counts_only_the_calls_really_placed() -> None:
+    """Leads run out: the engine places fewer calls than asked. The cached floor must hold the calls really
+    ringing, not the ones asked for, or phantom calls would hold back real launches until the next walk."""
+    from dialer.leads import Lead, ListLeads
+
+    policy = _Recorder(0.03, warmup_answers=0, walk_threshold=1, walk_every=10**6, walk_seconds=1e9)
+    engine = Engine(policy, ListLeads(Lead(f"l{i}", f"+1555000{i:04d}") for i in range(4)))
+    for i in range(10):
+        engine.handle(ev.AgentLoggedIn(0.0, f"a{i}"))
+    for i in range(10):
+        engine.handle(ev.AgentReady(1.0, f"a{i}"))
+    assert any(placed < requested for requested, placed in policy.reports)  # the situation under test arose
+    cache = policy._cache
+    assert cache is not None and cache.decisions > 0  # decisions were made from the cache, not fresh walks
+    snap = engine.snapshot()
+    cached_ringing = float(cache.ring_count.sum()) + sum(n for _, n in cache.launched)
+    assert snap.ringing == 4
+    assert cached_ringing == snap.ringing
+
+
+def test_wrap_ups_reported_by_the_engine_teach_wrap_time_and_breaks() -> None:
+    policy = Predictive(0.03, prior_wrap_time=0.0)
+    engine = Engine(policy, SyntheticLeads())
+    engine.handle(ev.AgentLoggedIn(0.0, "a0"))
+    engine.handle(ev.AgentReady(0.0, "a0"))
+    (call_id,) = list(engine.calls)
+    engine.handle(ev.CallAnsweredByPerson(5.0, call_id))
+    engine.handle(ev.CallEnded(65.0, call_id))
+    before = policy.agents.pause_probability
+    engine.handle(ev.WrapUpDone(80.0, "a0", pause=True))
+    assert policy.agents.wrap_reports == 1
+    assert policy.agents.wrap_mean == pytest.approx(15.0 / 6.0)  # one 15-s wrap against a 0-s prior worth five
+    assert policy.agents.pause_probability > before
+
+
+def test_window_counts_an_abandonment_when_it_happens_not_when_the_call_ends() -> None:
+    """Nobody free: the person answering is abandoned at the 2-s limit; the window must know at once, not after
+    the recorded message ends and the call's record arrives."""
+    policy = Predictive(0.03)
+    engine = Engine(policy, SyntheticLeads())
+    engine.handle(ev.AgentLoggedIn(0.0, "a0"))
+    engine.handle(ev.AgentReady(0.0, "a0"))
+    first = next(iter(engine.calls))
+    engine.handle(ev.CallAnsweredByPerson(3.0, first))  # a0 takes it
+    engine.handle(ev.CallEnded(4.0, first))  # a0 now in wrap-up: nobody free
+    engine.handle(ev.WrapUpDone(4.0, "a0", pause=True))
+    engine.handle(ev.AgentReady(5.0, "a0"))
+    second = next(c for c in engine.calls)
+    engine.handle(ev.AgentPaused(5.5, "a0"))
+    engine.handle(ev.CallAnsweredByPerson(6.0, second))
+    engine.handle(ev.TimeAdvanced(8.5))  # the connect limit fired: abandoned, message playing
+    assert engine.snapshot().abandoning == 1
+    assert (policy.ledger.live, policy.ledger.abandoned) == (2, 1)
+    engine.handle(ev.CallEnded(16.0, second))  # the record arrives: not counted twice
+    assert (policy.ledger.live, policy.ledger.abandoned) == (2, 1)
+
+
+def test_caution_grows_on_small_windows_only() -> None:
+    def caution(answers_in_15_min: int) -> float:
+        policy = Predictive(0.03, caution=1.0, caution_answers=3000.0)
+        engine = Engine(policy, SyntheticLeads())
+        engine.handle(ev.AgentLoggedIn(0.0, "a0"))
+        engine.handle(ev.TimeAdvanced(1.0))  # the policy starts its event-time feed on a decision
+        for k in range(answers_in_15_min):
+            policy._count(1.0 + 899.0 * k / answers_in_15_min, 1, 0)
+        return policy.effective_caution(900.0)
+
+    # 8-h day: 100 answers per 15 min is 3,200 a day (20 agents), 25 is 800 (5 agents).
+    assert caution(100) == pytest.approx(1.0)
+    assert caution(25) == pytest.approx(math.sqrt(3000.0 / 800.0), rel=0.01)
+    assert caution(1) == 4.0  # bounded

@@ -171,6 +171,7 @@ class DurationEstimator:
         self.rejected = 0
         self.seen = 0
         self._sorted: FloatArray | None = None
+        self._quantiles: dict[float, float] = {}  # pacing asks the same few quantiles at every table rebuild
 
     def add(self, x: float) -> None:
         if not math.isfinite(x) or x < 0:
@@ -179,6 +180,7 @@ class DurationEstimator:
         self.samples.append(float(x))
         self.seen += 1
         self._sorted = None
+        self._quantiles.clear()
 
     @property
     def n(self) -> int:
@@ -217,24 +219,32 @@ class DurationEstimator:
 
     def quantile(self, q: float) -> float:
         """Smallest tabulated ``t`` with ``cdf(t) >= q`` (searched on a grid up to the prior's 99.99% point)."""
+        hit = self._quantiles.get(q)
+        if hit is not None:
+            return hit
         top = max(float(self._prior_t[-1]), float(self._data()[-1]) if self.n else 0.0, 1.0)
         grid = np.linspace(0.0, top, 2001)
         f = self.cdf(grid)
         i = int(np.searchsorted(f, q, side="left"))
-        return float(grid[min(i, len(grid) - 1)])
+        out = self._quantiles[q] = float(grid[min(i, len(grid) - 1)])
+        return out
 
-    def done_within(self, elapsed: npt.ArrayLike, tau: float, shift: float = 0.0) -> FloatArray:
+    def done_within(self, elapsed: npt.ArrayLike, tau: npt.ArrayLike, shift: float = 0.0) -> FloatArray:
         """``P(T + shift <= elapsed + tau | T > elapsed)``: the chance something that lasted ``elapsed`` ends soon.
 
         ``shift`` adds a fixed delay after ``T`` (a fixed wrap-up after talk). Where the survival is negligible
         (beyond everything seen and the prior), the thing is taken to end at once, the prior's verdict in the limit.
+        A 1-d array of ``tau`` gives a table, one row per ``tau``, in one pass (pacing tabulates eight at once).
         """
         e = np.asarray(elapsed, dtype=float)
+        t = np.asarray(tau, dtype=float)
+        if t.ndim:
+            t = t.reshape(-1, *([1] * e.ndim))
         s0 = self.sf(e)
-        f1 = self.cdf(e + tau - shift)
+        f1 = self.cdf(e + t - shift)
         f0 = 1.0 - s0
         with np.errstate(divide="ignore", invalid="ignore"):
-            p = np.where(s0 > 1e-12, (f1 - f0) / s0, 1.0 if tau >= shift else 0.0)
+            p = np.where(s0 > 1e-12, (f1 - f0) / s0, np.where(t >= shift, 1.0, 0.0))
         return np.asarray(np.clip(p, 0.0, 1.0), dtype=float)
 
 
@@ -256,16 +266,20 @@ class RingModel:
         self.outcomes = outcomes
         self.times = list(times)
 
-    def live_within(self, ages: npt.ArrayLike, tau: float, p: FloatArray | None = None) -> FloatArray:
+    def live_within(self, ages: npt.ArrayLike, tau: npt.ArrayLike, p: FloatArray | None = None) -> FloatArray:
         """``P(live answer in (a, a + tau] | still ringing at a)`` for each age ``a``; ``p`` overrides the outcome
-        probabilities (pacing passes a pessimistic upper bound of the live-answer rate)."""
+        probabilities (pacing passes a pessimistic upper bound of the live-answer rate). A 1-d array of ``tau``
+        gives a table, one row per ``tau``."""
         a = np.asarray(ages, dtype=float)
+        t = np.asarray(tau, dtype=float)
+        if t.ndim:
+            t = t.reshape(-1, *([1] * a.ndim))
         probs = self.outcomes.probabilities() if p is None else p
         alive = np.zeros_like(a)
         for i, est in enumerate(self.times):
             alive += probs[i] * est.sf(a)
         live = self.times[LIVE]
-        gain = probs[LIVE] * (live.cdf(a + tau) - live.cdf(a))
+        gain = probs[LIVE] * (live.cdf(a + t) - live.cdf(a))
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.where(alive > 1e-12, gain / alive, 0.0)
         return np.asarray(np.clip(out, 0.0, 1.0), dtype=float)
@@ -274,14 +288,16 @@ class RingModel:
 class AgentModel:
     """When busy agents come free: the talk-time distribution plus the wrap-up that follows it.
 
-    Wrap-up durations are not in call records, so the mean wrap is estimated by Little's law from the floor
-    itself: on average, (agents in wrap-up) / (agents on calls) = mean wrap / mean talk. The time-averaged counts
-    are exponentially weighted over ``wrap_memory`` seconds. Wrap-up is modelled as a fixed delay at that mean,
-    which is how most dialers implement it (an after-call-work timer).
+    Wrap-up durations are not in call records. When the engine reports each wrap-up as it ends
+    (:meth:`observe_wrap`, fed by the policy's ``observe_wrap_up`` hook) the mean wrap and the chance of a break
+    come from those exact figures. Without that hook they are inferred from the floor itself, as a fallback: the
+    mean wrap by Little's law -- on average (agents in wrap-up) / (agents on calls) = mean wrap / mean talk, the
+    time-averaged counts exponentially weighted over ``wrap_memory`` seconds -- and the breaks from wrap-ups that
+    end with one more paused agent. Wrap-up is modelled as a fixed delay at its mean, which is how most dialers
+    implement it (an after-call-work timer).
 
-    Agents also take breaks after a call; an agent the model expects back who pauses instead is a person left
-    waiting. The chance of a pause after wrap-up is learnt from the floor counts too (a wrap-up ending with one
-    more paused agent), as a Beta posterior forgetting with a half-life of ``pause_half_life`` wrap-ups.
+    Breaks matter because an agent the model expects back who pauses instead is a person left waiting; their
+    chance is a Beta posterior forgetting with a half-life of ``pause_half_life`` wrap-ups.
     """
 
     def __init__(
@@ -310,6 +326,26 @@ class AgentModel:
         self._pauses = 0.0
         self._exits = 0.0
         self._pause_decay = 0.5 ** (1.0 / pause_half_life)
+        # Reported wrap-ups: exponentially forgotten sums (the same half-life as the breaks).
+        self._wrap_n = 0.0
+        self._wrap_sum = 0.0
+        self._r_pauses = 0.0
+        self._r_exits = 0.0
+        self.wrap_reports = 0
+
+    def observe_wrap(self, seconds: float, paused: bool) -> None:
+        """One wrap-up ended after ``seconds``, followed by a break (``paused``) or not. Once any wrap-up is
+        reported, these exact figures replace the floor-count inference. Non-finite or negative lengths are
+        ignored (the break still counts: it happened whatever the clock said)."""
+        d = self._pause_decay
+        self._r_pauses = self._r_pauses * d + (1.0 if paused else 0.0)
+        self._r_exits = self._r_exits * d + 1.0
+        self._wrap_n *= d
+        self._wrap_sum *= d
+        if math.isfinite(seconds) and seconds >= 0:
+            self._wrap_n += 1.0
+            self._wrap_sum += seconds
+        self.wrap_reports += 1
 
     def sample_floor(self, now: float, on_call: int, wrap_up: int, paused: int = 0) -> None:
         """Integrate the counts seen since the previous sample (piecewise constant), with forgetting, and count
@@ -333,11 +369,16 @@ class AgentModel:
     def pause_probability(self) -> float:
         """Posterior mean chance that an agent finishing wrap-up takes a break instead of taking calls."""
         a, b = self._pause_prior
+        if self.wrap_reports:
+            return (a + self._r_pauses) / (a + b + self._r_exits)
         return (a + self._pauses) / (a + b + self._exits)
 
     @property
     def wrap_mean(self) -> float:
-        """Little's-law estimate, blended with the prior until a few calls' worth of on-call time is seen."""
+        """Mean of reported wrap-ups, or the Little's-law estimate without reports; both blended with the prior
+        while evidence is thin (the prior is worth five wrap-ups, or five calls' worth of agent-seconds)."""
+        if self._wrap_n > 0:
+            return (self.prior_wrap * 5.0 + self._wrap_sum) / (5.0 + self._wrap_n)
         area = self._on_call_area
         if area <= 0:
             return self.prior_wrap
@@ -345,7 +386,7 @@ class AgentModel:
         w = 5.0 * max(self.talk.mean, 1.0)  # the prior is worth five calls' worth of agent-seconds
         return (self.prior_wrap * w + est * area) / (w + area)
 
-    def free_within(self, on_call_elapsed: npt.ArrayLike, tau: float) -> FloatArray:
+    def free_within(self, on_call_elapsed: npt.ArrayLike, tau: npt.ArrayLike) -> FloatArray:
         """``P(free within tau)`` for agents that have talked ``elapsed`` seconds (wrap-up still to come)."""
         stay = 1.0 - self.pause_probability
         return self.talk.done_within(on_call_elapsed, tau, shift=self.wrap_mean) * stay

@@ -45,7 +45,7 @@ from dialer.errors import ConfigError
 from dialer.pacing.base import PacingPolicy
 
 if TYPE_CHECKING:
-    from dialer.pacing.estimators import AgentModel, FloatArray, OutcomeEstimator, RingModel
+    from dialer.pacing.estimators import AgentModel, DurationEstimator, FloatArray, OutcomeEstimator, RingModel
 
 WindowKind = Literal["rolling", "day", "campaign"]
 WINDOWS: tuple[WindowKind, ...] = ("rolling", "day", "campaign")
@@ -58,7 +58,8 @@ class AbandonLedger:
     ``kind``: ``"rolling"`` (the last ``hours`` hours, Amazon Connect style), ``"day"`` (calendar day from the
     local midnight ``day_offset`` seconds before clock zero, Ofcom), or ``"campaign"`` (successive 30-day periods
     from the first call, FTC/FCC). Records arrive when calls end, a few seconds after the answer; that lag only
-    delays the loop, it loses nothing.
+    delays the loop, it loses nothing; the policy feeds it the engine's event-time counts instead when it has
+    them (:meth:`count`), which removes the lag.
     """
 
     def __init__(self, kind: WindowKind = "day", *, hours: float = 24.0, day_offset: float = 0.0) -> None:
@@ -69,7 +70,7 @@ class AbandonLedger:
         self.kind: WindowKind = kind
         self.span = hours * 3600.0
         self.day_offset = day_offset
-        self._events: deque[tuple[float, bool]] = deque()
+        self._events: deque[tuple[float, int, int]] = deque()  # (time, live answers, abandonments)
         self._key: int | None = None
         self._start_day: int | None = None
         self.live = 0
@@ -84,15 +85,22 @@ class AbandonLedger:
         return (day - self._start_day) // 30
 
     def add(self, answered_at: float, abandoned: bool) -> None:
+        """One live answer at ``answered_at``, abandoned or not (from a finished call's record)."""
+        self.count(answered_at, 1, int(abandoned))
+
+    def count(self, t: float, live: int, abandoned: int) -> None:
+        """``live`` answers and ``abandoned`` abandonments that happened at ``t`` (counted as they happen)."""
+        if not live and not abandoned:
+            return
         if self.kind == "rolling":
-            self._events.append((answered_at, abandoned))
+            self._events.append((t, live, abandoned))
         else:
-            key = self._window_key(answered_at)
+            key = self._window_key(t)
             if key != self._key:
                 if self._key is not None and key < self._key:
                     return  # a straggler from a closed window: already reported there
                 self._key, self.live, self.abandoned = key, 0, 0
-        self.live += 1
+        self.live += live
         self.abandoned += abandoned
 
     def roll(self, now: float) -> None:
@@ -101,8 +109,8 @@ class AbandonLedger:
             cutoff = now - self.span
             ev = self._events
             while ev and ev[0][0] < cutoff:
-                _, ab = ev.popleft()
-                self.live -= 1
+                _, lv, ab = ev.popleft()
+                self.live -= lv
                 self.abandoned -= ab
         elif self._key is not None and self._window_key(now) != self._key:
             self._key, self.live, self.abandoned = None, 0, 0
@@ -119,7 +127,10 @@ class Predictive(PacingPolicy):
     ``safety``, the share of the target kept in reserve; ``spread_answers``, how many coming answers the remaining
     budget is spread over; ``confidence``, how many posterior standard deviations of pessimism the live-answer
     rate gets; ``caution``, how many standard deviations of bad luck the window's remaining budget keeps in
-    reserve. Priors (``prior_*``) describe the campaign before any call is seen.
+    reserve, grown on windows expecting fewer than ``caution_answers`` answers (see :meth:`effective_caution`;
+    ``shift_hours`` is the length of a calendar day's shift). Priors (``prior_*``) describe the campaign before any
+    call is seen. Cost knobs: ``refresh_seconds`` and ``refresh_records`` (when tables are rebuilt),
+    ``quantile_every``, and the big-floor cache (``walk_threshold``, ``walk_every``, ``walk_seconds``).
     """
 
     name = "predictive"
@@ -135,6 +146,8 @@ class Predictive(PacingPolicy):
         spread_answers: float = 300.0,
         confidence: float = 1.0,
         caution: float = 1.0,
+        caution_answers: float = 6000.0,
+        shift_hours: float = 8.0,
         prior_answer_rate: float = 0.3,
         prior_machine_rate: float = 0.1,
         prior_busy_rate: float = 0.05,
@@ -151,9 +164,11 @@ class Predictive(PacingPolicy):
         gain: float = 0.3,
         max_lines_per_agent: float = 5.0,
         refresh_seconds: float = 30.0,
+        refresh_records: int = 50,
         walk_threshold: int = 400,
         walk_every: int = 200,
         walk_seconds: float = 5.0,
+        quantile_every: int = 25,
     ) -> None:
         from dialer.pacing import estimators as est
 
@@ -169,6 +184,10 @@ class Predictive(PacingPolicy):
             raise ConfigError("confidence", "must be >= 0")
         if caution < 0:
             raise ConfigError("caution", "must be >= 0")
+        if caution_answers < 0:
+            raise ConfigError("caution_answers", "must be >= 0")
+        if not 0.0 < shift_hours <= 24.0:
+            raise ConfigError("shift_hours", "must be in (0, 24]")
         if max_lines_per_agent < 1.0:
             raise ConfigError("max_lines_per_agent", "must be >= 1")
         if not 0.1 <= horizon_quantile <= 0.999:
@@ -177,13 +196,19 @@ class Predictive(PacingPolicy):
             raise ConfigError("horizon_points", "must be between 1 and 50")
         if refresh_seconds <= 0:
             raise ConfigError("refresh_seconds", "must be > 0")
+        if refresh_records < 0:
+            raise ConfigError("refresh_records", "must be >= 0")
         if gain < 0:
             raise ConfigError("gain", "must be >= 0")
+        if quantile_every < 1:
+            raise ConfigError("quantile_every", "must be >= 1")
         self.target = target_abandon_rate
         self.safety = safety
         self.spread = spread_answers
         self.confidence = confidence
         self.caution = caution
+        self.caution_answers = caution_answers
+        self.shift_seconds = shift_hours * 3600.0
         self.warmup_answers = warmup_answers
         self.min_agents = min_agents
         self.gain = gain
@@ -195,6 +220,11 @@ class Predictive(PacingPolicy):
         self.walk_every = walk_every
         self.walk_seconds = walk_seconds
         self._cache: _Floor | None = None
+        self._small: _Floor | None = None
+        self._quantiles: dict[tuple[int, float], tuple[int, float]] = {}
+        self.quantile_every = quantile_every
+        self._ring_key: tuple[int, ...] = ()
+        self._agent_key: tuple[int, ...] = ()
         self.ledger = AbandonLedger(window, hours=window_hours, day_offset=day_offset)
         self.outcomes: OutcomeEstimator = est.OutcomeEstimator(
             {"live": prior_answer_rate, "machine": prior_machine_rate, "busy": prior_busy_rate},
@@ -212,13 +242,21 @@ class Predictive(PacingPolicy):
         )
         self.scale = 2.0  # the marginal risk admitted is about twice the average it produces
         self.answers_seen = 0
-        self._recent: deque[tuple[float, bool]] = deque()  # (answered_at, abandoned), last 15 minutes
+        self._recent: deque[tuple[float, int, int]] = deque()  # (time, live answers, abandonments), last 15 min
+        self._recent_live = 0
+        self._recent_abandoned = 0
+        # Event-time counts from the engine (snap.stats): where the feed started and what was last seen.
+        self._feed_start: float | None = None
+        self._seen_live = 0
+        self._seen_abandoned = 0
         self._intended = 0.0  # time-weighted mean budget recently used, what the model was asked to deliver
         self._last_t: float | None = None
         self._next_adjust: float | None = None
         self._tables: _Tables | None = None
         self._tables_at = -math.inf
         self._stale = True
+        self._news = 0  # records and wrap-ups learnt since the tables were built
+        self.refresh_records = refresh_records
         self.last_budget = 0.0
 
     # -- learning ---------------------------------------------------------------------------------------
@@ -232,8 +270,10 @@ class Predictive(PacingPolicy):
             est[0].add(ring_time)
             self.answers_seen += 1
             answered = record.answered_at if record.answered_at is not None else record.ended_at
-            self.ledger.add(answered, record.abandoned)
-            self._recent.append((answered, record.abandoned))
+            # Answers since the engine's event-time feed started are already in the ledger, counted as they
+            # happened; only older ones (a policy attached mid-call) come from the record.
+            if self._feed_start is None or answered < self._feed_start:
+                self._count(answered, 1, int(record.abandoned))
         elif o is Outcome.MACHINE:
             self.outcomes.add(1)
             est[1].add(ring_time)
@@ -247,8 +287,66 @@ class Predictive(PacingPolicy):
         if record.connected_at is not None and not record.agent_lost:
             self.agents.talk.add(record.ended_at - record.connected_at)
         self._stale = True
+        self._news += 1
+
+    def observe_wrap_up(self, now: float, seconds: float, paused: bool) -> None:
+        self.agents.observe_wrap(seconds, paused)
+        self._stale = True
+        self._news += 1
+
+    def launched(self, now: float, requested: int, placed: int) -> None:
+        # The big-floor cache ages our own launches until the next walk: only calls really placed count, or
+        # phantom calls would be forecast to answer and hold back real launches until the next walk.
+        if self._cache is not None and placed > 0:
+            self._cache.launched.append((now, placed))
 
     # -- the loop on the regulator's window ---------------------------------------------------------------
+
+    def _count(self, t: float, live: int, abandoned: int) -> None:
+        self.ledger.count(t, live, abandoned)
+        self._recent.append((t, live, abandoned))
+        self._recent_live += live
+        self._recent_abandoned += abandoned
+
+    def _feed(self, snap: Snapshot) -> None:
+        """Take the live answers and abandonments the engine counted since the last decision, at event time:
+        the window reacts to an abandonment as it happens, not when the call's record is written."""
+        tot = snap.stats.totals
+        if self._feed_start is None:
+            self._feed_start = snap.now
+            self._seen_live, self._seen_abandoned = tot.live_answers, tot.abandoned
+            return
+        live, ab = tot.live_answers - self._seen_live, tot.abandoned - self._seen_abandoned
+        if live > 0 or ab > 0:
+            self._seen_live, self._seen_abandoned = tot.live_answers, tot.abandoned
+            self._count(snap.now, max(0, live), max(0, ab))
+
+    def _expire_recent(self, now: float) -> None:
+        recent = self._recent
+        cutoff = now - 900.0
+        while recent and recent[0][0] < cutoff:
+            _, lv, ab = recent.popleft()
+            self._recent_live -= lv
+            self._recent_abandoned -= ab
+
+    def effective_caution(self, now: float) -> float:
+        """``caution`` grown for small windows: a window expecting few answers is noisy (a handful of
+        abandonments either way is a large share of its allowance), so it keeps a reserve in proportion to its
+        relative noise, ``sqrt(caution_answers / expected answers in the window)``, never less than ``caution``.
+        The expected count is the answer rate of the last 15 minutes over a window's length (a shift of
+        ``shift_hours`` for a calendar day, 30 shifts for a campaign period)."""
+        if not self.caution_answers or self._feed_start is None:
+            return self.caution
+        self._expire_recent(now)
+        elapsed = min(900.0, now - self._feed_start)
+        if elapsed < 120.0 or self._recent_live <= 0:
+            return self.caution
+        kind = self.ledger.kind
+        span = self.ledger.span if kind == "rolling" else self.shift_seconds * (30.0 if kind == "campaign" else 1.0)
+        if kind == "rolling":
+            span = min(span, self.shift_seconds)
+        expected = self._recent_live / elapsed * span
+        return self.caution * min(4.0, max(1.0, math.sqrt(self.caution_answers / max(expected, 1.0))))
 
     def budget(self, now: float) -> float:
         """Abandonment risk allowed per call right now: what the window has left, spent with a reserve for luck.
@@ -262,17 +360,19 @@ class Predictive(PacingPolicy):
         self.ledger.roll(now)
         led = self.ledger
         goal = self.target * (1.0 - self.safety)
-        spend = self._allowance(goal, self.spread, led.live, led.abandoned)
-        guard = self._allowance(self.target, 30.0, led.live, led.abandoned)
+        c = self.effective_caution(now)
+        spend = self._allowance(goal, self.spread, led.live, led.abandoned, c)
+        guard = self._allowance(self.target, 30.0, led.live, led.abandoned, c)
         # The model-error scale applies to spending; the guard is a hard limit: the marginal call's risk bounds
         # the average, so a threshold under the guard keeps the window under the cap whatever the model thinks.
         return min(min(spend, 2.0 * goal) * self.scale, guard)
 
-    def _allowance(self, rate: float, horizon: float, live: int, abandoned: int) -> float:
+    @staticmethod
+    def _allowance(rate: float, horizon: float, live: int, abandoned: int, caution: float) -> float:
         room = rate * (live + horizon) - abandoned
         if room <= 0:
             return 0.0
-        u = (-self.caution + math.sqrt(self.caution**2 + 4.0 * room)) / 2.0
+        u = (-caution + math.sqrt(caution**2 + 4.0 * room)) / 2.0
         return u * u / horizon
 
     def _adjust(self, now: float, budget: float) -> None:
@@ -288,13 +388,11 @@ class Predictive(PacingPolicy):
         if now < self._next_adjust:
             return
         self._next_adjust = now + 30.0
-        recent = self._recent
-        while recent and recent[0][0] < now - 900.0:
-            recent.popleft()
-        n = len(recent)
+        self._expire_recent(now)
+        n = self._recent_live
         if n < 30 or self.target <= 0:
             return
-        observed = sum(ab for _, ab in recent) / n
+        observed = self._recent_abandoned / n
         intended = max(self._intended, 0.1 * self.target)
         # Log-ratio error, damped by the evidence: 30 answers move the scale little, 300 move it fully.
         error = math.log((intended + 0.5 / n) / (observed + 0.5 / n))
@@ -305,14 +403,24 @@ class Predictive(PacingPolicy):
     # -- deciding ---------------------------------------------------------------------------------------
 
     def _refresh(self, snap: Snapshot) -> _Tables:
-        if self._tables is None or (self._stale and snap.now - self._tables_at >= self.refresh_seconds):
+        """The tables, rebuilt when the estimates have moved: at most every ``refresh_seconds``, and only once
+        ``refresh_records`` new observations are in (or four periods have passed). On a small floor a few new
+        records barely move distributions estimated from a thousand, and a rebuild costs about a millisecond."""
+        age = snap.now - self._tables_at
+        if self._tables is None or (
+            self._stale
+            and age >= self.refresh_seconds
+            and (self._news >= self.refresh_records or age >= 4.0 * self.refresh_seconds)
+        ):
             self._tables = _Tables.build(self, snap.connect_limit)
             self._tables_at = snap.now
             self._stale = False
+            self._news = 0
         return self._tables
 
     def decide(self, snap: Snapshot) -> int:
         progressive = max(0, snap.ready - snap.ringing - snap.queued)
+        self._feed(snap)
         self.agents.sample_floor(snap.now, snap.on_call, snap.wrap_up, snap.paused)
         if self.target <= 0 or self.answers_seen < self.warmup_answers or snap.non_paused < self.min_agents:
             return progressive
@@ -322,10 +430,7 @@ class Predictive(PacingPolicy):
         limit = int(self.max_lines_per_agent * snap.non_paused) - snap.in_flight
         if budget <= 0.0 or limit <= progressive:
             return max(0, min(progressive, limit) if limit > 0 else progressive)
-        n = max(progressive, self._tables_decide(snap, budget, limit))
-        if self._cache is not None and n:
-            self._cache.launched.append((snap.now, n))
-        return n
+        return max(progressive, self._tables_decide(snap, budget, limit))
 
     def _floor(self, snap: Snapshot) -> _Floor:
         """The ringing calls' ages and busy agents' times, walked afresh or from the cache on big floors."""
@@ -335,7 +440,34 @@ class Predictive(PacingPolicy):
             c.decisions += 1
             return c
         self._cache = _Floor.walk(snap) if big else None
-        return self._cache if self._cache is not None else _Floor.walk(snap)
+        if self._cache is not None:
+            return self._cache
+        return self._small_floor(snap)
+
+    def _small_floor(self, snap: Snapshot) -> _Floor:
+        """A small floor is described exactly, but walking it is most of a decision's cost and most events
+        change one side only: the ringing calls' dial times change only when a call is placed or leaves (the
+        ringing count or the dial total moves), the busy agents' entry times only when an agent changes state
+        (some state count or the connect total moves). Each side is re-walked when its key moves, and both at
+        least every ``walk_seconds``."""
+        import numpy as np
+
+        tot = snap.stats.totals
+        ring_key = (snap.ringing, tot.dials)
+        agent_key = (snap.ready, snap.on_call, snap.wrap_up, snap.paused, tot.connects, tot.agent_lost)
+        f = self._small
+        if f is None or snap.now - f.at >= self.walk_seconds or snap.now < f.at:
+            f = self._small = _Floor.walk(snap, binned=False)
+            self._ring_key, self._agent_key = ring_key, agent_key
+            return f
+        if ring_key != self._ring_key:
+            f.ring_dial = snap.now - np.fromiter(snap.ringing_times(), float, snap.ringing)
+            f.ring_count = np.ones(f.ring_dial.size)
+            self._ring_key = ring_key
+        if agent_key != self._agent_key:
+            f.talk_start, f.talk_count, f.wrap_start = _Floor.agent_times(snap)
+            self._agent_key = agent_key
+        return f
 
     def _tables_decide(self, snap: Snapshot, budget: float, limit: int) -> int:
         import numpy as np
@@ -343,23 +475,27 @@ class Predictive(PacingPolicy):
         t = self._refresh(snap)
         K = t.taus.size
         floor = self._floor(snap)
-        a_mu = np.full(K, float(snap.queued))
-        a_var = np.zeros(K)
-        s_mu = np.full(K, float(snap.ready))
-        s_var = np.zeros(K)
-        # A weight w on an entry stands for w calls (or agents) alike: mean w q, variance w q (1 - q).
-        for ages, weight in ((floor.ring_ages(snap.now), floor.ring_weight(snap)), floor.launched_ages(snap.now)):
-            if ages.size:
-                q = t.ring[:, np.minimum((ages * t.inv_ring_dt).astype(np.intp), t.ring.shape[1] - 1)]
-                wq = q * weight
-                a_mu += wq.sum(axis=1)
-                a_var += (wq * (1.0 - q)).sum(axis=1)
+        # Demand and supply as (mean, variance) stacked in one vector of 2K: the tables hold q and q (1 - q) one
+        # above the other, so one gather and one sum give both. A weight w on an entry stands for w calls (or
+        # agents) alike: mean w q, variance w q (1 - q); a small floor's entries are one each, unweighted.
+        demand = np.zeros(2 * K)
+        demand[:K] = snap.queued
+        supply = np.zeros(2 * K)
+        supply[:K] = snap.ready
+        unit = floor.unit
+        ages = floor.ring_ages(snap.now)
+        if ages.size:
+            q2 = t.ring2[:, np.minimum((ages * t.inv_ring_dt).astype(np.intp), t.ring_cap)]
+            demand += (q2 if unit else q2 * floor.ring_weight(snap)).sum(axis=1)
+        ages, weight = floor.launched_ages(snap.now)
+        if ages.size:
+            q2 = t.ring2[:, np.minimum((ages * t.inv_ring_dt).astype(np.intp), t.ring_cap)]
+            demand += (q2 * weight).sum(axis=1)
         talk, talk_weight = floor.talk_elapsed(snap)
         if talk.size:
-            q = t.talk[:, np.minimum((talk * t.inv_talk_dt).astype(np.intp), t.talk.shape[1] - 1)]
-            wq = q * talk_weight
-            s_mu += wq.sum(axis=1)
-            s_var += (wq * (1.0 - q)).sum(axis=1)
+            q2 = t.talk2[:, np.minimum((talk * t.inv_talk_dt).astype(np.intp), t.talk_cap)]
+            supply += (q2 if unit else q2 * talk_weight).sum(axis=1)
+        s_mu = supply[:K]
         if snap.wrap_up:
             wrap = floor.wrap_elapsed(snap)
             if wrap is None:
@@ -368,13 +504,10 @@ class Predictive(PacingPolicy):
                 s_mu += snap.wrap_up * share * t.stay
             else:
                 s_mu += (wrap[None, :] + t.supply_taus[:, None] >= t.wrap_mean).sum(axis=1) * t.stay
-        new = t.ring[:, 0]  # P(a new call is answered live by tau_k)
-        gap_mu = (a_mu - s_mu + 0.5).tolist()  # continuity correction: integer demand against integer supply
-        gap_var = (a_var + s_var).tolist()
-        nm = new.tolist()
-        nv = (new * (1.0 - new)).tolist()
-        total = nm[-1]
-        weights = [(nm[k] - (nm[k - 1] if k else 0.0)) / total if total > 0 else 1.0 / K for k in range(K)]
+        gap = demand - supply
+        gap_mu = (gap[:K] + 0.5).tolist()  # continuity correction: integer demand against integer supply
+        gap_var = (demand[K:] + supply[K:]).tolist()
+        nm, nv, weights = t.new_mean, t.new_var, t.weights  # a new call: P(answered live by tau_k), its variance
         theta = budget
 
         def risk(n: int) -> float:
@@ -405,6 +538,18 @@ class Predictive(PacingPolicy):
                 hi = mid
         return min(lo, limit)
 
+    def quantile(self, est: DurationEstimator, q: float) -> float:
+        """``est.quantile(q)``, recomputed only once ``quantile_every`` new samples have come in: the horizon and
+        the tables' extents follow a window of a thousand samples, which a few dozen more barely move, while a
+        quantile search is most of the cost of rebuilding the tables."""
+        key = (id(est), q)
+        hit = self._quantiles.get(key)
+        if hit is not None and est.seen - hit[0] < self.quantile_every:
+            return hit[1]
+        value = est.quantile(q)
+        self._quantiles[key] = (est.seen, value)
+        return value
+
     def describe(self) -> dict[str, Any]:
         """The current estimates, for logs and dashboards."""
         p = self.outcomes.probabilities()
@@ -432,7 +577,17 @@ class _Floor:
     floor where any single call matters little.
     """
 
-    __slots__ = ("at", "decisions", "launched", "ring_count", "ring_dial", "talk_count", "talk_start", "wrap_start")
+    __slots__ = (
+        "at",
+        "decisions",
+        "launched",
+        "ring_count",
+        "ring_dial",
+        "talk_count",
+        "talk_start",
+        "unit",
+        "wrap_start",
+    )
 
     def __init__(
         self,
@@ -442,7 +597,10 @@ class _Floor:
         talk_start: FloatArray,
         talk_count: FloatArray,
         wrap_start: FloatArray,
+        *,
+        unit: bool = False,
     ) -> None:
+        self.unit = unit  # one call or agent per entry, never rescaled: weights can be skipped
         self.at = at
         self.ring_dial = ring_dial
         self.ring_count = ring_count
@@ -453,21 +611,34 @@ class _Floor:
         self.launched: list[tuple[float, int]] = []
 
     @classmethod
-    def walk(cls, snap: Snapshot, ring_dt: float = 0.25, talk_dt: float = 1.0) -> _Floor:
+    def walk(cls, snap: Snapshot, ring_dt: float = 0.25, talk_dt: float = 1.0, *, binned: bool = True) -> _Floor:
         """Walk the floor once. Times are binned (``ring_dt``, ``talk_dt`` seconds, finer than the tables' grids)
-        so a floor of thousands costs per-decision work in the hundreds of distinct times, not thousands."""
+        so a floor of thousands costs per-decision work in the hundreds of distinct times, not thousands; a small
+        floor, walked afresh at every decision, skips the binning (sorting costs more than it saves there)."""
         import numpy as np
 
         now = snap.now
         ring = now - np.fromiter(snap.ringing_times(), float, snap.ringing)
+        if not binned:
+            return cls(now, ring, np.ones(ring.size), *cls.agent_times(snap), unit=True)
+        talk_a, _, wrap = cls.agent_times(snap)
+        ring_t, ring_n = _binned(ring, ring_dt)
+        talk_t, talk_n = _binned(talk_a, talk_dt)
+        return cls(now, ring_t, ring_n, talk_t, talk_n, wrap)
+
+    @staticmethod
+    def agent_times(snap: Snapshot) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """When each busy agent started talking (with a count of one each) and started wrapping up."""
+        import numpy as np
+
+        now = snap.now
         talk: list[float] = []
         wrap: list[float] = []
         if snap.on_call or snap.wrap_up:
             for state, elapsed in snap.busy_agent_times():
                 (talk if state is AgentState.ON_CALL else wrap).append(now - elapsed)
-        ring_t, ring_n = _binned(ring, ring_dt)
-        talk_t, talk_n = _binned(np.asarray(talk, dtype=float), talk_dt)
-        return cls(now, ring_t, ring_n, talk_t, talk_n, np.asarray(wrap, dtype=float))
+        talk_a = np.asarray(talk, dtype=float)
+        return talk_a, np.ones(talk_a.size), np.asarray(wrap, dtype=float)
 
     def ring_ages(self, now: float) -> FloatArray:
         return now - self.ring_dial
@@ -511,7 +682,23 @@ def _binned(times: FloatArray, dt: float) -> tuple[FloatArray, FloatArray]:
 class _Tables:
     """Conditional probabilities tabulated on time grids, rebuilt when the estimates move."""
 
-    __slots__ = ("inv_ring_dt", "inv_talk_dt", "ring", "stay", "supply_taus", "talk", "taus", "wrap_mean")
+    __slots__ = (
+        "inv_ring_dt",
+        "inv_talk_dt",
+        "new_mean",
+        "new_var",
+        "ring",
+        "ring2",
+        "ring_cap",
+        "stay",
+        "supply_taus",
+        "talk",
+        "talk2",
+        "talk_cap",
+        "taus",
+        "weights",
+        "wrap_mean",
+    )
 
     def __init__(
         self,
@@ -524,6 +711,8 @@ class _Tables:
         wrap_mean: float,
         stay: float,
     ) -> None:
+        import numpy as np
+
         self.stay = stay
         self.taus = taus
         self.supply_taus = supply_taus
@@ -532,6 +721,20 @@ class _Tables:
         self.talk = talk
         self.inv_talk_dt = 1.0 / talk_dt
         self.wrap_mean = wrap_mean
+        # Everything a decision reads that depends only on the estimates, computed once per rebuild.
+        self.ring2 = np.vstack((ring, ring * (1.0 - ring)))
+        self.talk2 = np.vstack((talk, talk * (1.0 - talk)))
+        self.ring_cap = ring.shape[1] - 1
+        self.talk_cap = talk.shape[1] - 1
+        new = ring[:, 0]
+        self.new_mean: list[float] = new.tolist()
+        self.new_var: list[float] = (new * (1.0 - new)).tolist()
+        K = new.size
+        total = self.new_mean[-1]
+        self.weights: list[float] = [
+            (self.new_mean[k] - (self.new_mean[k - 1] if k else 0.0)) / total if total > 0 else 1.0 / K
+            for k in range(K)
+        ]
 
     @classmethod
     def build(cls, policy: Predictive, connect_limit: float) -> _Tables:
@@ -544,18 +747,18 @@ class _Tables:
         rest = p[1:] * (1.0 - p_live) / max(1e-12, float(p[1:].sum()))
         p = np.concatenate(([p_live], rest))
         live_t = policy.ring.times[0]
-        horizon = max(1.0, live_t.quantile(policy.horizon_quantile))
+        horizon = max(1.0, policy.quantile(live_t, policy.horizon_quantile))
         K = policy.horizon_points
         taus = horizon * np.arange(1, K + 1) / K
         supply_taus = taus + connect_limit
-        ring_top = max(horizon, *(e.quantile(0.999) for e in policy.ring.times)) + horizon
+        ring_top = max(horizon, *(policy.quantile(e, 0.999) for e in policy.ring.times)) + horizon
         ring_dt = max(0.25, ring_top / 400.0)
         ages = np.arange(0.0, ring_top + ring_dt, ring_dt)
-        ring = np.vstack([policy.ring.live_within(ages, float(tau), p) for tau in taus])
+        ring = policy.ring.live_within(ages, taus, p)
         talk_est = policy.agents.talk
-        talk_top = max(60.0, 3.0 * talk_est.quantile(0.999))
+        talk_top = max(60.0, 3.0 * policy.quantile(talk_est, 0.999))
         talk_dt = max(0.5, talk_top / 1000.0)
         elapsed = np.arange(0.0, talk_top + talk_dt, talk_dt)
-        talk = np.vstack([policy.agents.free_within(elapsed, float(s)) for s in supply_taus])
+        talk = policy.agents.free_within(elapsed, supply_taus)
         stay = 1.0 - policy.agents.pause_probability
         return cls(taus, supply_taus, ring, ring_dt, talk, talk_dt, policy.agents.wrap_mean, stay)
