@@ -46,8 +46,35 @@ def _rate(num: float, den: float) -> float:
     return num / den if den else 0.0
 
 
-def replication_figures(r: ReplicationResult, cap: float) -> dict[str, Any]:
-    """Per-replication figures, as listed in :data:`FIGURES`, plus per-day and per-window detail."""
+def rolling_windows(answers: Sequence[tuple[float, bool]], hours: float, step: float = 900.0) -> list[dict[str, Any]]:
+    """Abandonment over the last ``hours`` (Amazon Connect-style rolling windows), evaluated every ``step``
+    seconds while answers come in; windows with no live answer are not windows anyone is judged on."""
+    import bisect
+
+    if not answers:
+        return []
+    times = [t for t, _ in answers]
+    abandoned_before = [0]
+    for _, was_abandoned in answers:
+        abandoned_before.append(abandoned_before[-1] + was_abandoned)
+    span = hours * 3600.0
+    out = []
+    end = (times[0] // step + 1) * step
+    last = times[-1] + step
+    while end <= last:
+        lo = bisect.bisect_left(times, end - span)
+        hi = bisect.bisect_left(times, end)
+        live = hi - lo
+        if live:
+            ab = abandoned_before[hi] - abandoned_before[lo]
+            out.append({"end": end, "live_answers": live, "abandoned": ab, "abandon_rate": ab / live})
+        end += step
+    return out
+
+
+def replication_figures(r: ReplicationResult, cap: float, rolling_hours: float | None = None) -> dict[str, Any]:
+    """Per-replication figures, as listed in :data:`FIGURES`, plus per-day and per-window detail (and rolling
+    windows of ``rolling_hours`` when the campaign is judged on those)."""
     t = r.totals
     secs = r.agent_seconds
     logged = sum(secs.values())
@@ -63,7 +90,17 @@ def replication_figures(r: ReplicationResult, cap: float) -> dict[str, Any]:
         windows.append(
             {"first_day": start, "days": span, "abandoned": ab, "live_answers": live, "abandon_rate": _rate(ab, live)}
         )
+    rolling = rolling_windows(r.answers, rolling_hours) if rolling_hours else []
+    extra: dict[str, Any] = {}
+    if rolling_hours:
+        extra = {
+            "rolling_window_hours": rolling_hours,
+            "worst_rolling_abandon_rate": max((w["abandon_rate"] for w in rolling), default=0.0),
+            "rolling_windows_over_target": sum(w["abandon_rate"] > cap for w in rolling),
+            "rolling_windows": len(rolling),
+        }
     return {
+        **extra,
         "replication": r.index,
         "agent_occupancy": _rate(talk + wrap, logged),
         "talk_fraction": _rate(talk, logged),
@@ -134,6 +171,13 @@ def pool(per_rep: Sequence[dict[str, Any]], cap: float) -> dict[str, Any]:
     pooled["share_windows_over_target"] = _rate(sum(w["abandon_rate"] > cap for w in all_windows), len(all_windows))
     pooled["worst_day_abandon_rate"] = max((d["abandon_rate"] for d in all_days), default=0.0)
     pooled["worst_window_abandon_rate"] = max((w["abandon_rate"] for w in all_windows), default=0.0)
+    if per_rep and "rolling_windows" in per_rep[0]:
+        count = sum(r["rolling_windows"] for r in per_rep)
+        pooled["rolling_window_hours"] = per_rep[0]["rolling_window_hours"]
+        pooled["share_rolling_windows_over_target"] = _rate(
+            sum(r["rolling_windows_over_target"] for r in per_rep), count
+        )
+        pooled["worst_rolling_abandon_rate"] = max(r["worst_rolling_abandon_rate"] for r in per_rep)
     total_ab = sum(r["abandoned"] for r in per_rep)
     total_live = sum(r["live_answers"] for r in per_rep)
     pooled["abandon_rate_all_calls"] = _rate(total_ab, total_live)

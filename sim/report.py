@@ -69,6 +69,14 @@ def format_table(report: SimulationReport) -> str:
             f"of {p['campaign_days']} day(s)",
         )
     )
+    if "rolling_window_hours" in p:
+        rows.append(
+            (
+                f"Rolling {p['rolling_window_hours']:g}-h windows over target",
+                f"{100 * p['share_rolling_windows_over_target']:.1f}%",
+                f"worst {100 * p['worst_rolling_abandon_rate']:.2f}%",
+            )
+        )
     w0 = max(len(r[0]) for r in [header, *rows])
     w1 = max(len(r[1]) for r in [header, *rows])
     fmt = f"{{:<{w0}}}  {{:>{w1}}}  {{}}"

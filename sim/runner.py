@@ -98,7 +98,7 @@ def simulate(
             own_pool.shutdown(cancel_futures=True)
     finished = [r for r in results if r is not None]
     cap = scenario.target_abandon_rate
-    per_rep = [replication_figures(r, cap) for r in finished]
+    per_rep = [replication_figures(r, cap, scenario.rolling_window_hours) for r in finished]
     return SimulationReport(
         scenario=scenario,
         replications=per_rep,

@@ -44,6 +44,7 @@ class ReplicationResult:
     series: dict[str, list[float]] = field(default_factory=dict)
     stale_events: int = 0
     sim_seconds: float = 0.0
+    answers: list[tuple[float, bool]] = field(default_factory=list)  # (answered_at, abandoned) per live answer
 
 
 class SimulatedCampaign:
@@ -81,6 +82,7 @@ class SimulatedCampaign:
         )
         self.agent_ids = [f"agent-{i + 1}" for i in range(scenario.agents)]
         self._decisions: dict[int, simpy.Event] = {}
+        self._answers: list[tuple[float, bool]] = []
         self._cancelled: set[int] = set()
         self._call_agent: dict[int, str] = {}
         self._armed: set[float] = set()
@@ -110,9 +112,12 @@ class SimulatedCampaign:
             self._decisions.pop(action.call_id).succeed(False)
         elif isinstance(action, HangUp) and action.reason == "ring_timeout":
             self._cancelled.add(action.call_id)
-        elif isinstance(action, RecordCall) and not self.engine.calls:
+        elif isinstance(action, RecordCall):
+            record = action.record
+            if record.live_answer and record.answered_at is not None:
+                self._answers.append((record.answered_at, record.abandoned))
             drained = self._drained
-            if drained is not None and not drained.triggered:
+            if drained is not None and not self.engine.calls and not drained.triggered:
                 drained.succeed()
 
     def _arm_timer(self) -> None:
@@ -273,6 +278,7 @@ class SimulatedCampaign:
             series={"occupancy": occ.tolist(), "talk": talk.tolist()},
             stale_events=self.engine.stale_events,
             sim_seconds=env.now,
+            answers=sorted(self._answers),
         )
 
 

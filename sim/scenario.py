@@ -39,6 +39,7 @@ class Scenario:
     days: int = 1
     replications: int = 10
     seed: int = 1
+    rolling_window_hours: float | None = None
     pacing: tuple[tuple[str, Any], ...] = ()
     live_answer_probability: float = 0.30
     machine_probability: float = 0.0
@@ -75,12 +76,16 @@ class Scenario:
     def policy_params(self) -> dict[str, Any]:
         """Parameters for :func:`make_policy`: the campaign's knobs mapped onto the policy, then ``[pacing]``."""
         accepted = inspect.signature(_policy_class(self.policy)).parameters
-        campaign = {
+        campaign: dict[str, Any] = {
             "ratio": self.ratio,
             "target_abandon_rate": self.target_abandon_rate,
             "drop_limit": self.target_abandon_rate,
             "dialing_day_end": self.shift_seconds,
         }
+        if self.rolling_window_hours is not None:
+            # The campaign is judged on rolling windows: a policy that tracks a window tracks that one.
+            campaign["window"] = "rolling"
+            campaign["window_hours"] = self.rolling_window_hours
         params: dict[str, Any] = {k: v for k, v in campaign.items() if k in accepted}
         params.update(dict(self.pacing))
         return params
@@ -101,7 +106,18 @@ class Scenario:
 
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "campaign": ("name", "agents", "policy", "target_abandon_rate", "ratio", "hours", "days", "replications", "seed"),
+    "campaign": (
+        "name",
+        "agents",
+        "policy",
+        "target_abandon_rate",
+        "ratio",
+        "hours",
+        "days",
+        "replications",
+        "seed",
+        "rolling_window_hours",
+    ),
     "calls": (
         "live_answer_probability",
         "machine_probability",
@@ -173,6 +189,8 @@ def _validate(s: Scenario) -> None:
             f"live_answer + machine + busy probabilities sum to {total:g}, more than 1",
         )
     number("connect_limit", 0.0, 60.0)
+    if s.rolling_window_hours is not None:
+        number("rolling_window_hours", 1.0, 24.0)
     if s.ring_timeout is not None:
         number("ring_timeout", 15.0, 600.0)
     for key in _DISTRIBUTIONS:
@@ -234,7 +252,8 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
             if key in _DISTRIBUTIONS:
                 value = parse_distribution(f"{section}.{key}", value)
             elif (
-                key in ("hours", "target_abandon_rate", "ratio", "connect_limit", "ring_timeout")
+                key
+                in ("hours", "target_abandon_rate", "ratio", "connect_limit", "ring_timeout", "rolling_window_hours")
                 and isinstance(value, int)
                 and not isinstance(value, bool)
             ):
