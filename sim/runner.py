@@ -10,16 +10,56 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sim.metrics import pool, replication_figures
 from sim.runtime import ReplicationResult, run_replication
 from sim.scenario import Scenario
 
 Progress = Callable[[int, int], None]
+K = TypeVar("K", bound=Hashable)
+Job = tuple[K, Callable[..., ReplicationResult], tuple[Any, ...]]
+
+
+def run_jobs(
+    jobs: Sequence[Job[K]],
+    *,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> dict[K, ReplicationResult]:
+    """Run ``(key, function, args)`` jobs and return their results by key.
+
+    Jobs are submitted in the order given, so put slow ones first. With no ``executor`` they run in a local
+    process pool of ``workers`` processes (default: one per core), or in this process when there is only one job
+    or one worker. ``progress(done, total)`` is called as each finishes.
+    """
+    total = len(jobs)
+    results: dict[K, ReplicationResult] = {}
+    own_pool = None
+    if executor is None:
+        workers = workers or os.cpu_count() or 1
+        if total > 1 and workers > 1:
+            executor = own_pool = ProcessPoolExecutor(max_workers=min(workers, total))
+    try:
+        if executor is None:
+            for done, (key, fn, args) in enumerate(jobs, 1):
+                results[key] = fn(*args)
+                if progress:
+                    progress(done, total)
+        else:
+            futures: dict[Future[ReplicationResult], K] = {executor.submit(fn, *args): key for key, fn, args in jobs}
+            for done, fut in enumerate(as_completed(futures), 1):
+                results[futures[fut]] = fut.result()
+                if progress:
+                    progress(done, total)
+    finally:
+        if own_pool is not None:
+            own_pool.shutdown(cancel_futures=True)
+    return results
 
 
 @dataclass
@@ -73,30 +113,9 @@ def simulate(
     """
     start = time.perf_counter()
     n = scenario.replications
-    results: list[ReplicationResult | None] = [None] * n
-    own_pool = None
-    if executor is None:
-        workers = workers or os.cpu_count() or 1
-        if n > 1 and workers > 1:
-            executor = own_pool = ProcessPoolExecutor(max_workers=min(workers, n))
-    try:
-        if executor is None:
-            for i in range(n):
-                results[i] = run_replication(scenario, i)
-                if progress:
-                    progress(i + 1, n)
-        else:
-            futures: dict[Future[ReplicationResult], int] = {
-                executor.submit(run_replication, scenario, i): i for i in range(n)
-            }
-            for done, fut in enumerate(as_completed(futures), 1):
-                results[futures[fut]] = fut.result()
-                if progress:
-                    progress(done, n)
-    finally:
-        if own_pool is not None:
-            own_pool.shutdown(cancel_futures=True)
-    finished = [r for r in results if r is not None]
+    jobs: list[Job[int]] = [(i, run_replication, (scenario, i)) for i in range(n)]
+    results = run_jobs(jobs, executor=executor, workers=workers, progress=progress)
+    finished = [results[i] for i in range(n)]
     cap = scenario.target_abandon_rate
     per_rep = [replication_figures(r, cap, scenario.rolling_window_hours) for r in finished]
     return SimulationReport(

@@ -19,10 +19,9 @@ calls, as they would live.
 from __future__ import annotations
 
 import math
-import os
 import tomllib
-from collections.abc import Callable, Generator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from collections.abc import Generator, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,9 @@ from dialer.errors import ConfigError
 from dialer.pacing import POLICIES
 from sim.distributions import Sampler
 from sim.metrics import pool, replication_figures
+from sim.runner import Job, Progress, run_jobs
 from sim.runtime import ReplicationResult, SimulatedCampaign
 from sim.scenario import Scenario, scenario_from_dict
-
-Progress = Callable[[int, int], None]
 
 DEFAULT_RATIOS: tuple[float, ...] = (1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5)
 DEFAULT_TARGETS: tuple[float, ...] = (0.01, 0.02, 0.03)
@@ -257,34 +255,10 @@ def run(
     """Simulate every point over ``base.replications`` replications (shared seeds) and pool them."""
     scenarios = [p.apply(base) for p in pts]
     n = base.replications
-    total = len(pts) * n
-    results: dict[tuple[int, int], ReplicationResult] = {}
-    own = None
-    workers = workers or os.cpu_count() or 1
-    if executor is None and workers > 1 and total > 1:
-        executor = own = ProcessPoolExecutor(max_workers=workers)
-    try:
-        if executor is None:
-            done = 0
-            for i, s in enumerate(scenarios):
-                for k in range(n):
-                    results[i, k] = run_one(s, k, drift)
-                    done += 1
-                    if progress:
-                        progress(done, total)
-        else:
-            # Slow points (predictive, big floors) first, so the pool is not left waiting on one straggler.
-            order = sorted(range(len(scenarios)), key=lambda i: scenarios[i].policy != "predictive")
-            futures: dict[Future[ReplicationResult], tuple[int, int]] = {
-                executor.submit(run_one, scenarios[i], k, drift): (i, k) for i in order for k in range(n)
-            }
-            for done, fut in enumerate(as_completed(futures), 1):
-                results[futures[fut]] = fut.result()
-                if progress:
-                    progress(done, total)
-    finally:
-        if own is not None:
-            own.shutdown(cancel_futures=True)
+    # Slow points (predictive, big floors) first, so a pool is not left waiting on one straggler.
+    order = sorted(range(len(scenarios)), key=lambda i: scenarios[i].policy != "predictive")
+    jobs: list[Job[tuple[int, int]]] = [((i, k), run_one, (scenarios[i], k, drift)) for i in order for k in range(n)]
+    results = run_jobs(jobs, executor=executor, workers=workers, progress=progress)
     cap = base.target_abandon_rate
     rows = []
     for i, p in enumerate(pts):
