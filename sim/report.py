@@ -48,8 +48,10 @@ def format_table(report: SimulationReport) -> str:
         f"Scenario {s.name!r}: {s.agents} agents, policy {s.policy}, "
         f"target abandonment {100 * s.target_abandon_rate:g}%, "
         f"{s.hours:g} h x {s.days} day(s), {n} replication(s), seed {s.seed}",
-        "",
     ]
+    if s.drift is not None:  # a drifting day's figures are not those of its first hour: say so up front
+        lines.append(f"Drift: {s.drift.describe(s.live_answer_probability)}")
+    lines.append("")
     header = ("Figure", "Mean", "95% CI")
     rows = []
     for key, label, kind in _ROWS:

@@ -8,6 +8,11 @@ engine decides everything else: pacing, matching, abandonment.
 
 Random numbers come from one NumPy stream per quantity (outcome, ring, talk, ...), seeded from the scenario seed
 and the replication index, so the same seed gives the same numbers and two policies see the same callers.
+
+A scenario with a ``drift`` gets one more process that moves the outcome thresholds and stretches talk times
+every simulated minute. It changes no random stream (drift moves the thresholds a uniform draw is compared with,
+and scales the draws), so a drifting campaign meets the same callers, only answering less or talking longer;
+the engine and the policies see nothing but the calls, as they would live.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAba
 from dialer.engine.core import Engine, EngineConfig
 from dialer.engine.state import AgentState
 from dialer.leads import LeadSource, SyntheticLeads
-from sim.scenario import Scenario
+from sim.distributions import Sampler
+from sim.scenario import Drift, Scenario
 
 DAY = 86400.0
 SERIES_BIN = 900.0  # seconds per bin of the time series (15 min)
@@ -62,7 +68,7 @@ class SimulatedCampaign:
         self.time_to_answer = scenario.time_to_answer.sampler(gens[1])
         self.no_answer_after = scenario.no_answer_after.sampler(gens[2])
         self.busy_after = scenario.busy_after.sampler(gens[3])
-        self.talk_time = scenario.talk_time.sampler(gens[4])
+        self.talk_time: Sampler = scenario.talk_time.sampler(gens[4])
         self.wrap_time = scenario.wrap_time.sampler(gens[5])
         self.detection_time = scenario.detection_time.sampler(gens[6])
         self.message_time = scenario.message_time.sampler(gens[7])
@@ -93,6 +99,14 @@ class SimulatedCampaign:
         self._occ_busy = np.zeros(nbins)
         self._occ_talk = np.zeros(nbins)
         self._occ_n = np.zeros(nbins)
+        # Dials and live answers per bin, read off the engine's totals by the monitor: nothing per call.
+        self._dial_bins = [0] * nbins
+        self._live_bins = [0] * nbins
+        self._counted = (0.0, 0, 0)  # (when, dials, live answers) at the last count
+        self._scaled_talk: _ScaledSampler | None = None
+        if scenario.drift is not None:  # the stationary path keeps its plain sampler
+            self._scaled_talk = _ScaledSampler(self.talk_time)
+            self.talk_time = self._scaled_talk
 
     # -- the bridge between SimPy and the engine -------------------------------------------------------
 
@@ -233,11 +247,37 @@ class SimulatedCampaign:
             while any(self.engine.agent_state(a) is not AgentState.LOGGED_OUT for a in self.agent_ids):
                 yield env.timeout(1.0)
 
+    def drifter(self, drift: Drift, step: float = 60.0) -> Generator[simpy.Event, Any, None]:
+        """Moves the live-answer threshold and the talk-time scale along the shift, once a simulated minute.
+
+        Time within the shift is ``env.now`` within its day over ``shift_seconds``: every day starts afresh, as
+        a list worked through each day would (drift then stays at its end value while calls drain)."""
+        s = self.scenario
+        live0 = s.live_answer_probability
+        talk = self._scaled_talk
+        while True:
+            frac = drift.fraction(self.env.now, s.shift_seconds)
+            live = drift.live_answer(live0, frac)
+            self._cum = (live, live + s.machine_probability, live + s.machine_probability + s.busy_probability)
+            if talk is not None:
+                talk.scale = drift.talk_scale(frac)
+            yield self.env.timeout(step)
+
+    def _count(self) -> None:
+        """Credit the dials and live answers since the last count to the bin that count was made in."""
+        tot = self.engine.stats.totals
+        since, dials, live = self._counted
+        b = min(int(since // SERIES_BIN), self._bins - 1)
+        self._dial_bins[b] += tot.dials - dials
+        self._live_bins[b] += tot.live_answers - live
+        self._counted = (self.env.now, tot.dials, tot.live_answers)
+
     def monitor(self, interval: float = 60.0) -> Generator[simpy.Event, Any, None]:
-        """Samples the floor every minute for the occupancy time series."""
+        """Samples the floor every minute for the occupancy time series, and counts dials and live answers."""
         env = self.env
         counts = self.engine.agent_counts
         while True:
+            self._count()
             logged = sum(counts.values()) - counts[AgentState.LOGGED_OUT]
             if logged:
                 b = min(int(env.now // SERIES_BIN), self._bins - 1)
@@ -250,9 +290,12 @@ class SimulatedCampaign:
 
     def run(self) -> ReplicationResult:
         env = self.env
+        if self.scenario.drift is not None:
+            env.process(self.drifter(self.scenario.drift))
         done = env.process(self.shift())
         env.process(self.monitor())
         env.run(until=done)
+        self._count()
         stats = self.engine.stats
         tot = stats.totals
         days = [
@@ -275,11 +318,29 @@ class SimulatedCampaign:
             idle_gaps=stats.idle_gaps,
             idle_gap_seconds=stats.idle_gap_seconds,
             days=days,
-            series={"occupancy": occ.tolist(), "talk": talk.tolist()},
+            series={
+                "occupancy": occ.tolist(),
+                "talk": talk.tolist(),
+                "dials": [float(n) for n in self._dial_bins],
+                "live_answers": [float(n) for n in self._live_bins],
+            },
             stale_events=self.engine.stale_events,
             sim_seconds=env.now,
             answers=sorted(self._answers),
         )
+
+
+class _ScaledSampler(Sampler):
+    """A sampler whose draws are stretched by a factor that the drift process moves while the campaign runs."""
+
+    __slots__ = ("_inner", "scale")
+
+    def __init__(self, inner: Sampler) -> None:  # the parent's slots stay unused: draws come from ``inner``
+        self._inner = inner
+        self.scale = 1.0
+
+    def __call__(self) -> float:
+        return self._inner() * self.scale
 
 
 class _Uniforms:

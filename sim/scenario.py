@@ -3,6 +3,9 @@
 A scenario is a frozen dataclass, so it can be shipped to worker processes and hashed into reports. Loading is
 strict: an unknown key is an error (a typo silently ignored would simulate the wrong campaign), and every error
 names the key it is about.
+
+The optional ``[drift]`` table belongs to the scenario, not to any one tool, so a file means the same campaign to
+``dialer simulate``, ``dialer sweep``, the benchmarks and the Python API.
 """
 
 from __future__ import annotations
@@ -24,6 +27,76 @@ from sim.distributions import Distribution, parse_distribution
 
 def _fixed(value: float) -> Distribution:
     return parse_distribution("", {"dist": "fixed", "value": value})
+
+
+DRIFT_KEYS: tuple[str, ...] = ("live_answer_to", "talk_scale_to")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Linear drift over each shift: live-answer probability toward ``live_answer_to``, talk times scaled up to
+    ``talk_scale_to``. The other outcomes keep their probabilities; no-answer absorbs the difference.
+
+    Real lists get worked through the day (the easy-to-reach answer first) and calls get longer as agents tire;
+    a stationary scenario would flatter any policy tuned on the morning's figures.
+    """
+
+    live_answer_to: float | None = None
+    talk_scale_to: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Checked here, not only in the TOML loader, so the Python API cannot build a drift that crashes mid-run.
+        for key in DRIFT_KEYS:
+            v = getattr(self, key)
+            if v is None and key == "live_answer_to":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"drift.{key}", f"must be a number, got {v!r}")
+        if self.live_answer_to is not None and not 0.0 <= self.live_answer_to <= 1.0:
+            raise ConfigError("drift.live_answer_to", "must be a probability")
+        if not 0.1 <= self.talk_scale_to <= 10.0:
+            raise ConfigError("drift.talk_scale_to", "must be between 0.1 and 10")
+
+    def fraction(self, now: float, shift_seconds: float) -> float:
+        """How far into its drift the shift is at simulated time ``now``: 0 at each day's start, 1 at its end
+        (and after it, while calls drain)."""
+        return min(1.0, (now % 86400.0) / shift_seconds)
+
+    def live_answer(self, start: float, frac: float) -> float:
+        """The live-answer probability ``frac`` of the way through the shift, from ``start`` at its beginning."""
+        return start if self.live_answer_to is None else start + (self.live_answer_to - start) * frac
+
+    def talk_scale(self, frac: float) -> float:
+        return 1.0 + (self.talk_scale_to - 1.0) * frac
+
+    def to_dict(self) -> dict[str, float]:
+        """The ``[drift]`` table as written in TOML (which has no null: an unset ``live_answer_to`` is left out)."""
+        out = {} if self.live_answer_to is None else {"live_answer_to": self.live_answer_to}
+        return {**out, "talk_scale_to": self.talk_scale_to}
+
+    def describe(self, live_answer_probability: float) -> str:
+        """One line for reports, e.g. ``live answers 30% -> 10% over the shift, talk x1.2``."""
+        parts = []
+        if self.live_answer_to is not None:
+            parts.append(
+                f"live answers {100 * live_answer_probability:g}% -> {100 * self.live_answer_to:g}% over the shift"
+            )
+        if self.talk_scale_to != 1.0:
+            parts.append(f"talk x{self.talk_scale_to:g} by the shift's end")
+        return ", ".join(parts) or "none (the table changes nothing)"
+
+
+def drift_from_dict(table: Any) -> Drift:
+    """The ``[drift]`` table; unknown keys and non-numbers are errors naming ``drift.<key>``."""
+    if not isinstance(table, Mapping):
+        raise ConfigError("drift", "must be a table")
+    unknown = set(table) - set(DRIFT_KEYS)
+    if unknown:
+        raise ConfigError(f"drift.{sorted(unknown)[0]}", "unknown key")
+    for k, v in table.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"drift.{k}", f"must be a number, got {v!r}")
+    return Drift(**{k: float(v) for k, v in table.items()})
 
 
 @dataclass(frozen=True)
@@ -61,12 +134,15 @@ class Scenario:
     ring_timeout: float | None = None
     pause_probability: float = 0.0
     pause_time: Distribution = field(default_factory=lambda: _fixed(300.0))
+    drift: Drift | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
 
     def replace(self, **changes: Any) -> Scenario:
-        """A copy with ``changes`` applied (and validated); ``None`` values are ignored, as unset CLI options."""
+        """A copy with ``changes`` applied (and validated); ``None`` values are ignored, as unset CLI options.
+
+        So ``replace(drift=None)`` keeps the drift; ``dataclasses.replace(s, drift=None)`` removes it."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
@@ -81,6 +157,7 @@ class Scenario:
             "target_abandon_rate": self.target_abandon_rate,
             "drop_limit": self.target_abandon_rate,
             "dialing_day_end": self.shift_seconds,
+            "shift_hours": min(24.0, self.hours),
         }
         if self.rolling_window_hours is not None:
             # The campaign is judged on rolling windows: a policy that tracks a window tracks that one.
@@ -102,6 +179,8 @@ class Scenario:
                 if value is None:
                     continue
                 out[section][key] = value.to_dict() if isinstance(value, Distribution) else value
+        if self.drift is not None:
+            out["drift"] = self.drift.to_dict()
         return out
 
 
@@ -196,6 +275,17 @@ def _validate(s: Scenario) -> None:
     for key in _DISTRIBUTIONS:
         if not isinstance(getattr(s, key), Distribution):
             raise ConfigError(_where(key), "must be a distribution table")
+    if s.drift is not None:
+        if not isinstance(s.drift, Drift):
+            raise ConfigError("drift", f"must be a sim.scenario.Drift, got {type(s.drift).__name__}")
+        if s.drift.live_answer_to is not None:
+            end = s.drift.live_answer_to + s.machine_probability + s.busy_probability
+            if end > 1.0 + 1e-9:
+                # The outcome thresholds would pass 1 and busy tones would silently stand in for machines.
+                raise ConfigError(
+                    "drift.live_answer_to",
+                    f"live_answer_to + machine + busy probabilities sum to {end:g}, more than 1",
+                )
     # Build the policy once so bad [pacing] parameters fail at load time, naming the key.
     cls = _policy_class(s.policy)
     params = inspect.signature(cls).parameters
@@ -242,8 +332,11 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
                 raise ConfigError("pacing", "must be a table")
             kwargs["pacing"] = tuple(sorted(table.items()))
             continue
+        if section == "drift":
+            kwargs["drift"] = drift_from_dict(table)
+            continue
         if section not in _SECTIONS:
-            raise ConfigError(section, f"unknown table (expected {', '.join([*_SECTIONS, 'pacing'])})")
+            raise ConfigError(section, f"unknown table (expected {', '.join([*_SECTIONS, 'pacing', 'drift'])})")
         if not isinstance(table, Mapping):
             raise ConfigError(section, "must be a table")
         for key, value in table.items():

@@ -19,25 +19,23 @@ calls, as they would live.
 from __future__ import annotations
 
 import math
-import tomllib
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import simpy
-
 from dialer.errors import ConfigError
 from dialer.pacing import POLICIES
-from sim.distributions import Sampler
 from sim.metrics import pool, replication_figures
 from sim.runner import Job, Progress, run_jobs
 from sim.runtime import ReplicationResult, SimulatedCampaign
-from sim.scenario import Scenario, scenario_from_dict
+from sim.scenario import Drift, Scenario
+from sim.scenario import load as scenario_load
 
 DEFAULT_RATIOS: tuple[float, ...] = (1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5)
 DEFAULT_TARGETS: tuple[float, ...] = (0.01, 0.02, 0.03)
+DEFAULT_REFINE = 3  # bisection rounds for the best fixed ratio under the cap: the grid step over 8
 DEFAULT_POLICIES: tuple[str, ...] = (
     "progressive",
     "power",
@@ -54,99 +52,25 @@ TARGETED: frozenset[str] = frozenset({"predictive", "webitel"})
 
 
 @dataclass(frozen=True)
-class Drift:
-    """Linear drift over each shift: live-answer probability toward ``live_answer_to``, talk times scaled up to
-    ``talk_scale_to``. The other outcomes keep their probabilities; no-answer absorbs the difference."""
-
-    live_answer_to: float | None = None
-    talk_scale_to: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.live_answer_to is not None and not 0.0 <= self.live_answer_to <= 1.0:
-            raise ConfigError("drift.live_answer_to", "must be a probability")
-        if not 0.1 <= self.talk_scale_to <= 10.0:
-            raise ConfigError("drift.talk_scale_to", "must be between 0.1 and 10")
-
-
-@dataclass(frozen=True)
 class SweepFile:
-    """A scenario plus its optional drift."""
+    """A scenario plus its drift (kept for callers written when the drift lived outside the scenario)."""
 
     scenario: Scenario
     drift: Drift | None = None
 
 
 def load(path: str | Path) -> SweepFile:
-    """Read a sweep file (a scenario file, plus an optional ``[drift]`` table); errors name file and key."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"cannot read scenario {str(p)!r}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"malformed TOML in {p}: {exc}") from None
-    drift_table = data.pop("drift", None)
-    try:
-        scen = scenario_from_dict(data)
-        drift = None
-        if drift_table is not None:
-            if not isinstance(drift_table, Mapping):
-                raise ConfigError("drift", "must be a table")
-            unknown = set(drift_table) - {"live_answer_to", "talk_scale_to"}
-            if unknown:
-                raise ConfigError(f"drift.{sorted(unknown)[0]}", "unknown key")
-            for k, v in drift_table.items():
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ConfigError(f"drift.{k}", f"must be a number, got {v!r}")
-            drift = Drift(**{k: float(v) for k, v in drift_table.items()})
-    except ConfigError as exc:
-        raise ConfigError(exc.key, f"{exc.message} (in {p})") from None
-    return SweepFile(scen, drift)
-
-
-class _ScaledSampler(Sampler):
-    """A sampler whose draws are stretched by a factor that can change while the campaign runs."""
-
-    __slots__ = ("_inner", "scale")
-
-    def __init__(self, inner: Sampler) -> None:  # the parent's slots stay unused: draws come from ``inner``
-        self._inner = inner
-        self.scale = 1.0
-
-    def __call__(self) -> float:
-        return self._inner() * self.scale
-
-
-class DriftingCampaign(SimulatedCampaign):
-    """A campaign whose live-answer rate and talk times move linearly over each shift."""
-
-    def __init__(self, scenario: Scenario, replication: int, drift: Drift) -> None:
-        super().__init__(scenario, replication)
-        self.drift = drift
-        self._live0 = scenario.live_answer_probability
-        self._talk = _ScaledSampler(self.talk_time)
-        self.talk_time = self._talk
-
-    def drifter(self, step: float = 60.0) -> Generator[simpy.Event, Any, None]:
-        s = self.scenario
-        while True:
-            frac = min(1.0, (self.env.now % 86400.0) / s.shift_seconds)
-            d = self.drift
-            live = self._live0 if d.live_answer_to is None else self._live0 + (d.live_answer_to - self._live0) * frac
-            self._cum = (live, live + s.machine_probability, live + s.machine_probability + s.busy_probability)
-            self._talk.scale = 1.0 + (d.talk_scale_to - 1.0) * frac
-            yield self.env.timeout(step)
-
-    def run(self) -> ReplicationResult:
-        self.env.process(self.drifter())
-        return super().run()
+    """Read a sweep file, which is just a scenario file: ``[drift]`` is part of the scenario everywhere now."""
+    scen = scenario_load(path)
+    return SweepFile(scen, scen.drift)
 
 
 def run_one(scenario: Scenario, index: int, drift: Drift | None = None) -> ReplicationResult:
-    """One replication, drifting or not (a top-level function so process pools can pickle it)."""
-    if drift is None:
-        return SimulatedCampaign(scenario, index).run()
-    return DriftingCampaign(scenario, index, drift).run()
+    """One replication; a ``drift`` given here overrides the scenario's own (a top-level function so process
+    pools can pickle it)."""
+    if drift is not None:
+        scenario = scenario.replace(drift=drift)
+    return SimulatedCampaign(scenario, index).run()
 
 
 @dataclass(frozen=True)
@@ -251,8 +175,45 @@ def run(
     workers: int | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
+    refine: int = DEFAULT_REFINE,
 ) -> SweepResult:
-    """Simulate every point over ``base.replications`` replications (shared seeds) and pool them."""
+    """Simulate every point over ``base.replications`` replications (shared seeds) and pool them.
+
+    With fixed ratios in the sweep, ``refine`` more rounds then bisect between the best ratio under the cap and
+    the next one over it (see :func:`refine_ratios`), so "the best fixed ratio" is found by search, not read
+    off a coarse grid: a comparison against a ratio picked too low would flatter predictive.
+    """
+    n = base.replications
+    cap = base.target_abandon_rate
+    refining = refine if any(p.policy == "power" for p in pts) else 0
+    planned = (len(pts) + refining) * n
+
+    def step(offset: int) -> Progress | None:
+        if progress is None:
+            return None
+        return lambda done, _total: progress(offset + done, planned)
+
+    rows = _run_points(base, pts, drift, workers, executor, step(0))
+    done = len(pts) * n
+    for _ in range(refining):
+        mid = _next_ratio(rows, cap)
+        if mid is None:
+            break
+        rows += _run_points(base, [Point(f"power {mid:g}", "power", ratio=mid)], drift, workers, executor, step(done))
+        done += n
+    if progress is not None and refining:
+        progress(planned, planned)
+    return SweepResult(base, cap, _ordered(rows), drift)
+
+
+def _run_points(
+    base: Scenario,
+    pts: Sequence[Point],
+    drift: Drift | None,
+    workers: int | None,
+    executor: Executor | None,
+    progress: Progress | None,
+) -> list[Row]:
     scenarios = [p.apply(base) for p in pts]
     n = base.replications
     # Slow points (predictive, big floors) first, so a pool is not left waiting on one straggler.
@@ -260,11 +221,32 @@ def run(
     jobs: list[Job[tuple[int, int]]] = [((i, k), run_one, (scenarios[i], k, drift)) for i in order for k in range(n)]
     results = run_jobs(jobs, executor=executor, workers=workers, progress=progress)
     cap = base.target_abandon_rate
-    rows = []
-    for i, p in enumerate(pts):
-        per_rep = [replication_figures(results[i, k], cap) for k in range(n)]
-        rows.append(Row(p, pool(per_rep, cap)))
-    return SweepResult(base, cap, rows, drift)
+    return [Row(p, pool([replication_figures(results[i, k], cap) for k in range(n)], cap)) for i, p in enumerate(pts)]
+
+
+def _next_ratio(rows: Sequence[Row], cap: float) -> float | None:
+    """The midpoint (to 0.01) between the best fixed ratio under the cap and the lowest one over it, or ``None``
+    when there is nothing left to bisect: no ratio over the cap, or the two are 0.01 apart. With none under the
+    cap the search starts from 1 (one call per idle agent, progressive's pace)."""
+    power = [(r.point.ratio, r.pooled["abandon_rate"]) for r in rows if r.point.policy == "power" and r.point.ratio]
+    under = [ratio for ratio, ab in power if ab <= cap]
+    lo = max(under, default=1.0)
+    over = [ratio for ratio, ab in power if ab > cap and ratio > lo]
+    if not over:
+        return None
+    hi = min(over)
+    mid = round((lo + hi) / 2.0, 2)
+    return mid if lo < mid < hi else None
+
+
+def _ordered(rows: list[Row]) -> list[Row]:
+    """Rows in sweep order, with refined ratios slotted in among the others by ratio."""
+    power = sorted((r for r in rows if r.point.policy == "power"), key=lambda r: r.point.ratio or 0.0)
+    if not power:
+        return rows
+    first = next(i for i, r in enumerate(rows) if r.point.policy == "power")
+    rest = [r for r in rows if r.point.policy != "power"]
+    return rest[:first] + power + rest[first:]
 
 
 def _pct(v: float, digits: int = 1) -> str:

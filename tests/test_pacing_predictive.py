@@ -139,7 +139,7 @@ class _Hold(Predictive):
 def test_big_floor_cache_decides_like_a_fresh_walk() -> None:
     """On a big floor the policy walks the floor only now and then; in between its decisions must stay close to
     what a fresh walk would give."""
-    agents, ringing = 300, 60
+    agents, ringing = 300, 20
 
     def floor(policy: Predictive) -> Engine:
         engine = Engine(policy, SyntheticLeads())
@@ -151,11 +151,12 @@ def test_big_floor_cache_decides_like_a_fresh_walk() -> None:
             engine.handle(ev.AgentReady(0.0, f"a{i}"))
         engine.policy = policy
         for k, call_id in enumerate(list(engine.calls)[:agents]):
+            engine.calls[call_id].dialed_at = -10.0 - 5.0 * k / agents  # people answer after 10-15 s of ringing
             engine.handle(ev.CallAnsweredByPerson(0.1 * k / agents, call_id))
-        # Spread the floor out in time, as it would be mid-shift: calls ringing for 0-20 s, talks of 0-400 s.
+        # Spread the floor out in time, as it would be mid-shift: calls ringing for 0-20 s, talks under way.
         rng = np.random.default_rng(5)
         for agent in engine.agents.values():
-            agent.since = -float(rng.uniform(0, 400))
+            agent.since = -float(rng.exponential(120.0))  # as long as calls last (exponential talk, below)
         for call in engine.calls.values():
             if call.answered_at is None:
                 call.dialed_at = call.since = -float(rng.uniform(0, 20))
@@ -163,6 +164,11 @@ def test_big_floor_cache_decides_like_a_fresh_walk() -> None:
 
     cached = _Hold(0.03, warmup_answers=0)
     fresh = _Hold(0.03, warmup_answers=0, walk_threshold=10**9)
+    # Calls finished before: without them the 300 talks still running (up to 400 s, none ended) would say, rightly,
+    # that nobody comes free soon, and both policies would agree on zero.
+    for x in np.random.default_rng(6).exponential(120.0, 1000):
+        cached.agents.talk.add(float(x))
+        fresh.agents.talk.add(float(x))
     e1, e2 = floor(cached), floor(fresh)
     assert e1.snapshot().ringing == e2.snapshot().ringing == ringing
     cached.building = fresh.building = False

@@ -67,7 +67,7 @@ def test_a_small_sweep_writes_table_and_plot(tmp_path: Path) -> None:
     base = scenario.loads(SMALL)
     pts = sweep.points(["progressive", "power", "predictive"], targets=[0.03], ratios=[1.3, 3.0])
     calls: list[tuple[int, int]] = []
-    result = sweep.run(base, pts, workers=1, progress=lambda d, t: calls.append((d, t)))
+    result = sweep.run(base, pts, workers=1, progress=lambda d, t: calls.append((d, t)), refine=0)
     assert calls[-1] == (len(pts) * 2, len(pts) * 2)
     assert [r.point.label for r in result.rows] == [p.label for p in pts]
     ratio3 = result.row("power 3")
@@ -110,3 +110,27 @@ def test_dialer_sweep_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["sweep", str(spec), "--targets", "2", "--quiet", "--out", str(out)]) == 2
     assert "--targets" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "nope.toml"), "--quiet"]) == 2
+
+
+def _power_row(ratio: float, abandon: float) -> sweep.Row:
+    return sweep.Row(sweep.Point(f"power {ratio:g}", "power", ratio=ratio), {"abandon_rate": abandon})
+
+
+def test_refinement_bisects_between_the_best_ratio_under_the_cap_and_the_next_over() -> None:
+    rows = [_power_row(1.2, 0.01), _power_row(1.5, 0.02), _power_row(1.75, 0.05), _power_row(2.0, 0.2)]
+    assert sweep._next_ratio(rows, 0.03) == 1.62  # between 1.5 (under) and 1.75 (over), to 0.01
+    assert sweep._next_ratio([*rows, _power_row(1.62, 0.04)], 0.03) == 1.56
+    assert sweep._next_ratio([_power_row(1.2, 0.01)], 0.03) is None  # nothing over the cap: nothing to find
+    assert sweep._next_ratio([_power_row(1.1, 0.2)], 0.03) == 1.05  # none under: search up from 1
+    assert sweep._next_ratio([_power_row(1.5, 0.02), _power_row(1.51, 0.05)], 0.03) is None  # 0.01 apart
+
+
+def test_a_refined_sweep_adds_ratios_in_order_and_counts_them_in_progress() -> None:
+    base = scenario.loads(SMALL)
+    pts = sweep.points(["power"], ratios=[1.0, 4.0])
+    calls: list[tuple[int, int]] = []
+    result = sweep.run(base, pts, workers=1, progress=lambda d, t: calls.append((d, t)), refine=2)
+    ratios = [r.point.ratio for r in result.rows]
+    assert ratios == sorted(ratios) and len(ratios) == 4  # two bisection points slotted in between
+    assert ratios[0] == 1.0 and ratios[-1] == 4.0
+    assert calls[-1] == (4 * 2, 4 * 2)

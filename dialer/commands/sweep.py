@@ -25,6 +25,13 @@ def register(sub: Any) -> None:
     p.add_argument("--policies", nargs="+", metavar="NAME", help="policies to sweep (default: all baselines)")
     p.add_argument("--targets", nargs="+", type=float, metavar="RATE", help="abandonment targets (0.03 = 3%%)")
     p.add_argument("--ratios", nargs="+", type=float, metavar="LEVEL", help="fixed ratios for the power policy")
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=3,
+        metavar="N",
+        help="bisection rounds between the best fixed ratio under the cap and the next over it (default: 3; 0: off)",
+    )
     p.add_argument("--replications", type=int, help="replications per policy (default: the scenario's)")
     p.add_argument("--days", type=int, help="campaign days per replication (default: the scenario's)")
     p.add_argument("--out", default=".", metavar="DIR", help="directory for the table and plot (default: .)")
@@ -44,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--replications", "must be >= 1")
     if args.days is not None and args.days < 1:
         raise ConfigError("--days", "must be >= 1")
+    if not 0 <= args.refine <= 10:
+        raise ConfigError("--refine", "must be between 0 and 10")
     spec = sweep.load(args.scenario)
     base = spec.scenario.replace(replications=args.replications, days=args.days)
     pts = sweep.points(
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     bar = ProgressBar(f"sweeping {len(pts)} policies", enabled=not args.quiet)
     try:
-        result = sweep.run(base, pts, drift=spec.drift, workers=args.workers, progress=bar)
+        result = sweep.run(base, pts, drift=spec.drift, workers=args.workers, progress=bar, refine=args.refine)
     finally:
         bar.close()
     stem = args.stem or f"{Path(args.scenario).stem}-frontier"

@@ -386,6 +386,10 @@ class Engine:
         call.answered_at = answered
         self.stats.live_answer(answered, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByPerson)
+        try:
+            self.policy.observe_answer(answered, answered - call.dialed_at)
+        except Exception as exc:
+            self._fault(f"pacing policy failed on an answer: {exc!r}", out)
         deadline = answered + self.config.connect_limit
         # A person whose connect clock already ran out (answering-machine detection ate the limit) is abandoned
         # even if an agent is free: the regulators count the wait from ``answered_at``, so fail closed.

@@ -33,6 +33,11 @@ class PacingPolicy(ABC):
         """A call finished; estimators learn from it here."""
         return None
 
+    def observe_answer(self, answered_at: float, rang: float) -> None:
+        """A person answered after ringing ``rang`` seconds. The call's record comes only when it ends, minutes
+        later; estimators of when people answer learn here, without the bias of hearing first of short calls."""
+        return None
+
     def launched(self, now: float, requested: int, placed: int) -> None:
         """After :meth:`decide` asked for ``requested`` calls, the engine placed ``placed`` (fewer when the lead
         source had nothing dialable or the trunk was full): a policy that tracks its own launches corrects here."""

@@ -172,6 +172,8 @@ class DurationEstimator:
         self.seen = 0
         self._sorted: FloatArray | None = None
         self._quantiles: dict[float, float] = {}  # pacing asks the same few quantiles at every table rebuild
+        self._censored: FloatArray = np.zeros(0)
+        self._km: tuple[FloatArray, FloatArray, float] | None = None
 
     def add(self, x: float) -> None:
         if not math.isfinite(x) or x < 0:
@@ -180,6 +182,22 @@ class DurationEstimator:
         self.samples.append(float(x))
         self.seen += 1
         self._sorted = None
+        self._km = None
+        self._quantiles.clear()
+
+    def censor(self, lasted: npt.ArrayLike) -> None:
+        """Durations still running, each known only to exceed its ``lasted`` so far (agents still talking).
+
+        Why: finished durations alone are biased short whenever the floor is not in steady state. At the start of
+        a shift the first calls to end are the short ones, so an estimate from them alone promises agents free
+        far sooner than they will be -- on a big floor, hundreds of calls launched into nobody. Counting the
+        calls still running as right-censored observations (Kaplan-Meier) removes that bias; the set replaces
+        the previous one (it is a snapshot of the floor).
+        """
+        c = np.asarray(lasted, dtype=float).ravel()
+        c = c[np.isfinite(c) & (c >= 0)]
+        self._censored = np.sort(c)
+        self._km = None
         self._quantiles.clear()
 
     @property
@@ -192,14 +210,41 @@ class DurationEstimator:
         return self._sorted
 
     def cdf(self, t: npt.ArrayLike) -> FloatArray:
-        """Posterior mean of ``P(T <= t)``."""
+        """Posterior mean of ``P(T <= t)``: the prior blended with the data's empirical CDF, or with the
+        Kaplan-Meier estimate when durations still running are known (:meth:`censor`)."""
         t = np.asarray(t, dtype=float)
-        w, n = self.prior_weight, self.n
+        w = self.prior_weight
         prior = np.interp(t, self._prior_t, self._prior_f, left=0.0, right=1.0)
+        if self._censored.size:
+            n = self.n + self._censored.size
+            return np.asarray((w * prior + n * self._km_cdf(t, prior)) / (w + n), dtype=float)
+        n = self.n
         if n == 0:
             return prior
         emp = np.searchsorted(self._data(), t, side="right") / n
         return np.asarray((w * prior + n * emp) / (w + n), dtype=float)
+
+    def _km_cdf(self, t: FloatArray, prior: FloatArray) -> FloatArray:
+        """Kaplan-Meier CDF of the finished and running durations. Beyond the longest one seen, where the data
+        say nothing, the survival left decays as the prior's conditional tail."""
+        if self._km is None:
+            ev = self._data()
+            ce = self._censored
+            times, deaths = np.unique(ev, return_counts=True)
+            # At risk at an event time: finished then or later, plus running at least that long.
+            at_risk = (ev.size - np.searchsorted(ev, times, side="left")) + (
+                ce.size - np.searchsorted(ce, times, side="left")
+            )
+            surv = np.cumprod(1.0 - deaths / np.maximum(at_risk, 1))
+            last = max(float(ev[-1]) if ev.size else 0.0, float(ce[-1]) if ce.size else 0.0)
+            self._km = (times, surv, last)
+        times, surv, last = self._km
+        i = np.searchsorted(times, t, side="right")
+        s = np.where(i > 0, surv[np.maximum(i - 1, 0)] if surv.size else 1.0, 1.0)
+        s_end = float(surv[-1]) if surv.size else 1.0
+        prior_last = 1.0 - float(np.interp(last, self._prior_t, self._prior_f, left=0.0, right=1.0))
+        tail = s_end * np.clip((1.0 - prior) / prior_last, 0.0, 1.0) if prior_last > 1e-12 else np.zeros_like(t)
+        return np.asarray(1.0 - np.where(t > last, tail, s), dtype=float)
 
     def sf(self, t: npt.ArrayLike) -> FloatArray:
         return 1.0 - self.cdf(t)

@@ -124,8 +124,9 @@ class Predictive(PacingPolicy):
     """Forecast-based predictive pacing held to ``target_abandon_rate`` on the regulator's window.
 
     Main knobs: ``window`` (``"rolling"``, ``"day"``, ``"campaign"``) and ``window_hours`` (rolling only);
-    ``safety``, the share of the target kept in reserve; ``spread_answers``, how many coming answers the remaining
-    budget is spread over; ``confidence``, how many posterior standard deviations of pessimism the live-answer
+    ``safety``, the share of the target kept in reserve; ``spread_answers``, the fewest coming answers the
+    window's remaining budget is spread over (it is spread over all the answers the window still expects, see
+    :meth:`spread_over`); ``confidence``, how many posterior standard deviations of pessimism the live-answer
     rate gets; ``caution``, how many standard deviations of bad luck the window's remaining budget keeps in
     reserve, grown on windows expecting fewer than ``caution_answers`` answers (see :meth:`effective_caution`;
     ``shift_hours`` is the length of a calendar day's shift). Priors (``prior_*``) describe the campaign before any
@@ -161,7 +162,8 @@ class Predictive(PacingPolicy):
         min_agents: int = 2,
         horizon_points: int = 8,
         horizon_quantile: float = 0.95,
-        gain: float = 0.3,
+        calibration_answers: float = 1000.0,
+        calibration_prior: float = 10.0,
         max_lines_per_agent: float = 5.0,
         refresh_seconds: float = 30.0,
         refresh_records: int = 50,
@@ -198,8 +200,10 @@ class Predictive(PacingPolicy):
             raise ConfigError("refresh_seconds", "must be > 0")
         if refresh_records < 0:
             raise ConfigError("refresh_records", "must be >= 0")
-        if gain < 0:
-            raise ConfigError("gain", "must be >= 0")
+        if calibration_answers < 1:
+            raise ConfigError("calibration_answers", "must be >= 1")
+        if calibration_prior <= 0:
+            raise ConfigError("calibration_prior", "must be > 0")
         if quantile_every < 1:
             raise ConfigError("quantile_every", "must be >= 1")
         self.target = target_abandon_rate
@@ -211,7 +215,8 @@ class Predictive(PacingPolicy):
         self.shift_seconds = shift_hours * 3600.0
         self.warmup_answers = warmup_answers
         self.min_agents = min_agents
-        self.gain = gain
+        self._cal_decay = 0.5 ** (1.0 / calibration_answers)
+        self.calibration_prior = calibration_prior
         self.max_lines_per_agent = max_lines_per_agent
         self.refresh_seconds = refresh_seconds
         self.horizon_points = horizon_points
@@ -240,18 +245,22 @@ class Predictive(PacingPolicy):
         self.agents: AgentModel = est.AgentModel(
             est.DurationEstimator(prior_talk_time, window=duration_window), prior_wrap=prior_wrap_time
         )
-        self.scale = 2.0  # the marginal risk admitted is about twice the average it produces
+        # The marginal risk admitted per unit of average abandonment it produces (see _calibrate): a prior of
+        # one, worth ``calibration_prior`` abandonments, until the floor says otherwise.
+        self.scale = 1.0
+        self._cal_theta = 0.0  # sum over live answers of the threshold in force, with forgetting
+        self._cal_abandoned = 0.0  # abandonments over the same answers
+        self._answers_heard: float | None = None  # when observe_answer first reported a live answer
+        self._theta_history: deque[tuple[float, float]] = deque()  # (since, threshold), changes only
+        self._day_key: int | None = None
+        self._day_start = 0.0
         self.answers_seen = 0
         self._recent: deque[tuple[float, int, int]] = deque()  # (time, live answers, abandonments), last 15 min
         self._recent_live = 0
         self._recent_abandoned = 0
         # Event-time counts from the engine (snap.stats): where the feed started and what was last seen.
         self._feed_start: float | None = None
-        self._seen_live = 0
-        self._seen_abandoned = 0
-        self._intended = 0.0  # time-weighted mean budget recently used, what the model was asked to deliver
-        self._last_t: float | None = None
-        self._next_adjust: float | None = None
+        self._seen: tuple[int, ...] = ()
         self._tables: _Tables | None = None
         self._tables_at = -math.inf
         self._stale = True
@@ -265,27 +274,41 @@ class Predictive(PacingPolicy):
         o = record.outcome
         est = self.ring.times
         ring_time = (record.answered_at if record.answered_at is not None else record.ended_at) - record.dialed_at
+        # How the dial ended is counted when it happened, from the engine's counters (_feed); a record only
+        # arrives when the call ends, and a live call ends minutes after a no-answer of the same age, so counting
+        # outcomes from records would report almost no live answers at the start of a shift. Records whose
+        # outcome came before the feed started (a policy attached mid-campaign) are counted from the record.
+        settled = record.answered_at if record.answered_at is not None else record.ended_at
+        from_record = self._feed_start is None or settled < self._feed_start
         if record.live_answer:
-            self.outcomes.add(0)
-            est[0].add(ring_time)
-            self.answers_seen += 1
-            answered = record.answered_at if record.answered_at is not None else record.ended_at
-            # Answers since the engine's event-time feed started are already in the ledger, counted as they
-            # happened; only older ones (a policy attached mid-call) come from the record.
-            if self._feed_start is None or answered < self._feed_start:
-                self._count(answered, 1, int(record.abandoned))
+            if self._answers_heard is None or settled < self._answers_heard:
+                est[0].add(ring_time)  # not heard at answer time (observe_answer)
+            if from_record:
+                self.outcomes.add(0)
+                self.answers_seen += 1
+                self._count(settled, 1, int(record.abandoned))
         elif o is Outcome.MACHINE:
-            self.outcomes.add(1)
             est[1].add(ring_time)
+            if from_record:
+                self.outcomes.add(1)
         elif o is Outcome.BUSY:
-            self.outcomes.add(2)
             est[2].add(ring_time)
+            if from_record:
+                self.outcomes.add(2)
         elif o is Outcome.NO_ANSWER:
-            self.outcomes.add(3)
             est[3].add(ring_time)
+            if from_record:
+                self.outcomes.add(3)
         # Rejected, invalid and network failures say nothing about people; they are not pacing evidence.
         if record.connected_at is not None and not record.agent_lost:
             self.agents.talk.add(record.ended_at - record.connected_at)
+        self._stale = True
+        self._news += 1
+
+    def observe_answer(self, answered_at: float, rang: float) -> None:
+        if self._answers_heard is None:
+            self._answers_heard = answered_at
+        self.ring.times[0].add(rang)
         self._stale = True
         self._news += 1
 
@@ -309,17 +332,47 @@ class Predictive(PacingPolicy):
         self._recent_abandoned += abandoned
 
     def _feed(self, snap: Snapshot) -> None:
-        """Take the live answers and abandonments the engine counted since the last decision, at event time:
-        the window reacts to an abandonment as it happens, not when the call's record is written."""
+        """Take what the engine counted since the last decision, at event time: live answers and abandonments
+        for the window (which then reacts to an abandonment as it happens, not when the call's record is
+        written), and every dial's outcome for the outcome estimator (see :meth:`observe`)."""
         tot = snap.stats.totals
+        counts = (tot.live_answers, tot.machine_answers, tot.busy, tot.no_answer, tot.abandoned)
         if self._feed_start is None:
             self._feed_start = snap.now
-            self._seen_live, self._seen_abandoned = tot.live_answers, tot.abandoned
+            self._seen = counts
             return
-        live, ab = tot.live_answers - self._seen_live, tot.abandoned - self._seen_abandoned
-        if live > 0 or ab > 0:
-            self._seen_live, self._seen_abandoned = tot.live_answers, tot.abandoned
-            self._count(snap.now, max(0, live), max(0, ab))
+        if counts == self._seen:
+            return
+        delta = [max(0, a - b) for a, b in zip(counts, self._seen, strict=True)]
+        self._seen = counts
+        live, ab = delta[0], delta[4]
+        for outcome in range(4):
+            for _ in range(delta[outcome]):
+                self.outcomes.add(outcome)
+        if any(delta[:4]):
+            self._stale = True
+            self._news += sum(delta[:4])
+        self.answers_seen += live
+        if live or ab:
+            self._count(snap.now, live, ab)
+            self._calibrate(live, ab)
+
+    def _calibrate(self, live: int, abandoned: int) -> None:
+        """Learn how much average abandonment a marginal-risk threshold really produces on this floor.
+
+        The threshold bounds the risk of the *last* call launched; the average over all calls is lower, by a
+        factor that depends on the floor (and absorbs whatever the forecast gets wrong). Each live answer is
+        charged the threshold in force, so ``sum(threshold) / abandonments`` over recent answers (a half-life of
+        ``calibration_answers``, with a prior of one worth ``calibration_prior`` abandonments) is the threshold
+        needed per unit of abandonment wanted. It is an average of measurements, not a feedback gain: it moves
+        no faster than the evidence, so it adds no oscillation of its own; the window's loop (:meth:`budget`)
+        does the correcting.
+        """
+        d = self._cal_decay**live
+        self._cal_theta = self._cal_theta * d + live * self._charged()
+        self._cal_abandoned = self._cal_abandoned * d + abandoned
+        k = self.calibration_prior
+        self.scale = min(20.0, max(0.1, (self._cal_theta + k) / (self._cal_abandoned + k)))
 
     def _expire_recent(self, now: float) -> None:
         recent = self._recent
@@ -348,23 +401,74 @@ class Predictive(PacingPolicy):
         expected = self._recent_live / elapsed * span
         return self.caution * min(4.0, max(1.0, math.sqrt(self.caution_answers / max(expected, 1.0))))
 
+    def _charged(self) -> float:
+        """The threshold the calls answering now were launched under: the one in force a ring time ago (the
+        95th percentile of the time to answer), or now if lower. Charging today's threshold would credit calls
+        launched under a tighter one -- at the start of a shift, calls launched progressively -- and talk the
+        calibration into loosening before any evidence exists."""
+        hist = self._theta_history
+        if not hist:
+            return self.last_budget
+        lag = self._tables.taus[-1] if self._tables is not None else 30.0
+        cutoff = hist[-1][0] - lag
+        while len(hist) > 1 and hist[1][0] <= cutoff:
+            hist.popleft()
+        return min(hist[0][1], self.last_budget)
+
+    def _remember(self, now: float, theta: float) -> None:
+        hist = self._theta_history
+        if not hist or hist[-1][1] != theta:
+            hist.append((now, theta))
+        self.last_budget = theta
+
+    def spread_over(self, now: float) -> float:
+        """How many coming live answers the window's remaining budget is spread over: all that the window still
+        expects (at the last 15 minutes' answer rate), never fewer than ``spread_answers``.
+
+        Spreading over the rest of the window keeps the threshold steady: an abandonment early in a shift moves
+        it by a share of the whole shift's allowance, not of the next few minutes'. A steady threshold is worth
+        occupancy, because occupancy is concave in abandonment: swinging between tight and loose pacing does worse
+        than holding the average. Near the window's end the horizon shrinks and what is left is spent, or, over
+        the allowance, saved. Calendar day: the rest of the shift (``shift_hours`` from the day's first
+        decision); rolling window: one window's length; 30-day period: a day's shift (no need to hoard a month).
+        """
+        if self._feed_start is None or now - self._feed_start < 120.0 or self._recent_live <= 0:
+            return self.spread
+        rate = self._recent_live / min(900.0, now - self._feed_start)
+        kind = self.ledger.kind
+        if kind == "day":
+            key = int((now + self.ledger.day_offset) // DAY)
+            if key != self._day_key:
+                self._day_key, self._day_start = key, now
+            left = self._day_start + self.shift_seconds - now
+            left = min(left, (key + 1) * DAY - self.ledger.day_offset - now)
+        elif kind == "rolling":
+            left = min(self.ledger.span, self.shift_seconds)
+        else:
+            left = self.shift_seconds
+        return max(self.spread, rate * max(0.0, left))
+
     def budget(self, now: float) -> float:
         """Abandonment risk allowed per call right now: what the window has left, spent with a reserve for luck.
 
         For a look-ahead of ``S`` answers, launching at rate ``b`` adds about ``Poisson(b S)`` abandonments; we
         want ``spent + b S + caution x sqrt(b S)`` to stay within the cap's allowance ``rate x (answers + S)``.
-        Two look-aheads are checked: the next ``spread_answers`` (aiming at the goal, the target less the safety
-        share, so slack is spent gradually) and the next 30 (against the target itself, so a window that is near
-        the cap now stops at once: the window may close at any moment). The smaller answer wins.
+        Two look-aheads are checked: the answers the window still expects (:meth:`spread_over`, aiming at the
+        goal, the target less the safety share, so slack is spent evenly) and the next 30 (against the target
+        itself, so a window that is near the cap now stops at once: the window may close at any moment). The
+        smaller answer wins.
         """
         self.ledger.roll(now)
+        self._expire_recent(now)
         led = self.ledger
         goal = self.target * (1.0 - self.safety)
         c = self.effective_caution(now)
-        spend = self._allowance(goal, self.spread, led.live, led.abandoned, c)
-        guard = self._allowance(self.target, 30.0, led.live, led.abandoned, c)
-        # The model-error scale applies to spending; the guard is a hard limit: the marginal call's risk bounds
-        # the average, so a threshold under the guard keeps the window under the cap whatever the model thinks.
+        spend = self._allowance(goal, self.spread_over(now), led.live, led.abandoned, c)
+        # The guard keeps half the safety share: riding exactly at the cap, a window would end a hair over it
+        # about half the time on a big floor, where abandonments come in bursts of several at once.
+        guard = self._allowance(self.target * (1.0 - 0.5 * self.safety), 30.0, led.live, led.abandoned, c)
+        # The calibration applies to spending; the guard is a hard limit: the marginal call's risk bounds the
+        # average, so a threshold under the guard keeps the window under the cap whatever the model thinks.
         return min(min(spend, 2.0 * goal) * self.scale, guard)
 
     @staticmethod
@@ -374,31 +478,6 @@ class Predictive(PacingPolicy):
             return 0.0
         u = (-caution + math.sqrt(caution**2 + 4.0 * room)) / 2.0
         return u * u / horizon
-
-    def _adjust(self, now: float, budget: float) -> None:
-        """Slow multiplicative correction of model error: observed vs intended abandonment, last 15 minutes."""
-        if self._last_t is not None and now > self._last_t:
-            k = math.exp(-(now - self._last_t) / 900.0)
-            self._intended = self._intended * k + budget / max(self.scale, 1e-9) * (1.0 - k)
-        self._last_t = now
-        if self._next_adjust is None:
-            self._next_adjust = now + 30.0
-            self._intended = budget / max(self.scale, 1e-9)
-            return
-        if now < self._next_adjust:
-            return
-        self._next_adjust = now + 30.0
-        self._expire_recent(now)
-        n = self._recent_live
-        if n < 30 or self.target <= 0:
-            return
-        observed = self._recent_abandoned / n
-        intended = max(self._intended, 0.1 * self.target)
-        # Log-ratio error, damped by the evidence: 30 answers move the scale little, 300 move it fully.
-        error = math.log((intended + 0.5 / n) / (observed + 0.5 / n))
-        weight = n / (n + 100.0)
-        self.scale *= math.exp(self.gain * weight * max(-1.0, min(1.0, error)))
-        self.scale = min(20.0, max(0.1, self.scale))
 
     # -- deciding ---------------------------------------------------------------------------------------
 
@@ -412,6 +491,10 @@ class Predictive(PacingPolicy):
             and age >= self.refresh_seconds
             and (self._news >= self.refresh_records or age >= 4.0 * self.refresh_seconds)
         ):
+            # Calls still being talked are censored talk times: without them the talk estimate is biased short
+            # whenever the floor is not in steady state (the start of a shift above all).
+            talk_start = _Floor.agent_times(snap)[0]
+            self.agents.talk.censor(snap.now - talk_start)
             self._tables = _Tables.build(self, snap.connect_limit)
             self._tables_at = snap.now
             self._stale = False
@@ -423,10 +506,10 @@ class Predictive(PacingPolicy):
         self._feed(snap)
         self.agents.sample_floor(snap.now, snap.on_call, snap.wrap_up, snap.paused)
         if self.target <= 0 or self.answers_seen < self.warmup_answers or snap.non_paused < self.min_agents:
+            self._remember(snap.now, 0.0)
             return progressive
         budget = self.budget(snap.now)
-        self._adjust(snap.now, budget)
-        self.last_budget = budget
+        self._remember(snap.now, budget)
         limit = int(self.max_lines_per_agent * snap.non_paused) - snap.in_flight
         if budget <= 0.0 or limit <= progressive:
             return max(0, min(progressive, limit) if limit > 0 else progressive)
