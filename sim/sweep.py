@@ -5,15 +5,13 @@ abandonment buy, and who gets the most for it". The sweep runs every policy poin
 VICIdial's adaptive modes, Issabel- and Webitel-style rules, predictive at several targets -- over the same
 replications (same seeds, so the same callers), and writes the frontier as a markdown table and a PNG plot.
 
-Sweep files are scenario files with one optional extra table, ``[drift]``, for campaigns whose call flow moves
-during the day (the simulator's scenarios are stationary)::
+Sweep files are scenario files. An optional ``[drift]`` table (docs/scenarios.md) makes the call flow move over
+each shift, in sweeps as in ``dialer simulate``; the simulated campaign applies it itself, so the engine and the
+policies see nothing but the calls, as they would live.
 
-    [drift]
-    live_answer_to = 0.10   # the live-answer probability falls linearly to this by the end of each shift
-    talk_scale_to = 1.25    # talk times are stretched linearly up to this factor
-
-Drift is applied by a thin subclass of the simulated campaign: the engine and the policies see nothing but the
-calls, as they would live.
+"The best fixed ratio" is found by search, not read off the grid: after the grid, a few bisection rounds between
+the best ratio under the cap and the next one over it (``refine``), since a comparison against a ratio picked
+too low would flatter predictive.
 """
 
 from __future__ import annotations
@@ -203,7 +201,7 @@ def run(
         done += n
     if progress is not None and refining:
         progress(planned, planned)
-    return SweepResult(base, cap, _ordered(rows), drift)
+    return SweepResult(base, cap, _ordered(rows), drift if drift is not None else base.drift)
 
 
 def _run_points(
@@ -262,7 +260,7 @@ def markdown(result: SweepResult) -> str:
         "",
         f"{s.agents} agents, {s.hours:g} h x {s.days} day(s) x {s.replications} replication(s) "
         f"({p0['campaign_days']} campaign-days per policy), cap {_pct(result.cap, 0)}, seed {s.seed}."
-        + (f" Drift: {result.drift}." if result.drift else ""),
+        + (f" Drift: {result.drift.describe(s.live_answer_probability)}." if result.drift else ""),
         "Means over replications with 95% confidence half-widths; days over cap = share of campaign-days whose "
         "abandonment exceeds the cap; 30-day windows = the US campaign window (a whole replication when it is "
         "shorter than 30 days).",

@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
         "simulate",
         help="simulate a campaign (the embedded default scenario when no file is given)",
         description="Simulate an outbound campaign and print occupancy, abandonment and throughput, pooled over "
-        "replications with 95%% confidence intervals. Without SCENARIO.toml, runs the embedded default scenario "
+        "replications with 95% confidence intervals. Without SCENARIO.toml, runs the embedded default scenario "
         "(see --print-default).",
     )
     p.add_argument("scenario", nargs="?", metavar="SCENARIO.toml", help="scenario file (default: embedded)")
