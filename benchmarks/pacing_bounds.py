@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dialer.pacing.predictive import marginal_risk
 from sim.markov import FloatArray, MarkovModel, evaluate, progressive_policy, solve
 
 
@@ -45,21 +46,19 @@ def rule_policy(model: MarkovModel, theta: float, points: int = 8, quantile: flo
     taus = horizon * np.arange(1, points + 1) / points
     new = p * (1.0 - np.exp(-taus / ring))  # a call ringing now is answered live by tau (memoryless: any call)
     new_var = new * (1.0 - new)
-    weights = np.diff(np.concatenate(([0.0], new))) / new[-1]  # when the marginal call would be answered
+    weights = (np.diff(np.concatenate(([0.0], new))) / new[-1]).tolist()  # when the marginal call is answered
     free = 1.0 - np.exp(-taus / handle)  # a busy agent is free by tau
-    erf = np.vectorize(math.erf)
+    nm, nv = new.tolist(), new_var.tolist()
     policy = np.zeros((n + 1, cap + 1))
     for b in range(n + 1):
         supply, supply_var = (n - b) + b * free, b * free * (1.0 - free)
-
-        def risk(total: int, supply: FloatArray = supply, supply_var: FloatArray = supply_var) -> float:
-            others = total - 1
-            mu = others * new - supply + 0.5
-            var = np.maximum(others * new_var + supply_var, 1e-12)
-            return float(np.sum(weights * 0.5 * (1.0 + erf(mu / np.sqrt(2.0 * var)))))
-
         ringing = 0
-        while ringing < cap and risk(ringing + 1) <= theta:
+        while ringing < cap:
+            # ``ringing`` calls already out (memoryless: each is like a new one) before the marginal call
+            gap_mu = (ringing * new - supply + 0.5).tolist()
+            gap_var = (ringing * new_var + supply_var).tolist()
+            if marginal_risk(1, gap_mu, gap_var, nm, nv, weights) > theta:
+                break
             ringing += 1
         policy[b, : min(max(ringing, n - b), cap)] = 1.0  # never below progressive, as the policy
     return policy

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from dialer.engine.records import CallRecord, Outcome
@@ -382,23 +383,31 @@ class Predictive(PacingPolicy):
             self._recent_live -= lv
             self._recent_abandoned -= ab
 
+    def _answer_rate(self, now: float) -> float | None:
+        """Live answers per second over the last 15 minutes, or ``None`` before two minutes of evidence (or
+        with no answers in them): what sizes the window's expected answers, for caution and for spreading."""
+        if self._feed_start is None:
+            return None
+        self._expire_recent(now)
+        elapsed = min(900.0, now - self._feed_start)
+        if elapsed < 120.0 or self._recent_live <= 0:
+            return None
+        return self._recent_live / elapsed
+
     def effective_caution(self, now: float) -> float:
         """``caution`` grown for small windows: a window expecting few answers is noisy (a handful of
         abandonments either way is a large share of its allowance), so it keeps a reserve in proportion to its
         relative noise, ``sqrt(caution_answers / expected answers in the window)``, never less than ``caution``.
         The expected count is the answer rate of the last 15 minutes over a window's length (a shift of
         ``shift_hours`` for a calendar day, 30 shifts for a campaign period)."""
-        if not self.caution_answers or self._feed_start is None:
-            return self.caution
-        self._expire_recent(now)
-        elapsed = min(900.0, now - self._feed_start)
-        if elapsed < 120.0 or self._recent_live <= 0:
+        rate = self._answer_rate(now) if self.caution_answers else None
+        if rate is None:
             return self.caution
         kind = self.ledger.kind
         span = self.ledger.span if kind == "rolling" else self.shift_seconds * (30.0 if kind == "campaign" else 1.0)
         if kind == "rolling":
             span = min(span, self.shift_seconds)
-        expected = self._recent_live / elapsed * span
+        expected = rate * span
         return self.caution * min(4.0, max(1.0, math.sqrt(self.caution_answers / max(expected, 1.0))))
 
     def _charged(self) -> float:
@@ -432,9 +441,9 @@ class Predictive(PacingPolicy):
         the allowance, saved. Calendar day: the rest of the shift (``shift_hours`` from the day's first
         decision); rolling window: one window's length; 30-day period: a day's shift (no need to hoard a month).
         """
-        if self._feed_start is None or now - self._feed_start < 120.0 or self._recent_live <= 0:
+        rate = self._answer_rate(now)
+        if rate is None:
             return self.spread
-        rate = self._recent_live / min(900.0, now - self._feed_start)
         kind = self.ledger.kind
         if kind == "day":
             key = int((now + self.ledger.day_offset) // DAY)
@@ -594,18 +603,7 @@ class Predictive(PacingPolicy):
         theta = budget
 
         def risk(n: int) -> float:
-            """P(the n-th new call, if answered, finds no agent): demand from everyone else against supply,
-            at the moment it is answered, averaged over when that is."""
-            m = n - 1
-            r = 0.0
-            for k in range(K):
-                var = gap_var[k] + m * nv[k]
-                mu = gap_mu[k] + m * nm[k]
-                if var <= 1e-12:
-                    r += weights[k] * (1.0 if mu > 0 else 0.0)
-                else:
-                    r += weights[k] * 0.5 * (1.0 + math.erf(mu / math.sqrt(2.0 * var)))
-            return r
+            return marginal_risk(n, gap_mu, gap_var, nm, nv, weights)
 
         if risk(1) > theta:
             return 0
@@ -647,6 +645,34 @@ class Predictive(PacingPolicy):
             "window_abandon_rate": self.ledger.rate,
             "budget": self.last_budget,
         }
+
+
+def marginal_risk(
+    n: int,
+    gap_mu: Sequence[float],
+    gap_var: Sequence[float],
+    new_mean: Sequence[float],
+    new_var: Sequence[float],
+    weights: Sequence[float],
+) -> float:
+    """P(the n-th new call, if answered, finds no agent): demand from everyone else against supply, at the moment
+    it is answered, averaged over when that is (``weights``, one per horizon point).
+
+    Per horizon point: ``gap_mu``/``gap_var`` are the mean (continuity-corrected) and variance of demand less supply
+    before any new call, ``new_mean``/``new_var`` one new call's chance of a live answer by then and its variance.
+    Plain floats and ``math``: it runs a dozen times per decision on eight points, where NumPy's call overhead would
+    cost more than the arithmetic. The exact evaluation in ``benchmarks/pacing_bounds.py`` uses it too.
+    """
+    m = n - 1
+    r = 0.0
+    for k in range(len(weights)):
+        var = gap_var[k] + m * new_var[k]
+        mu = gap_mu[k] + m * new_mean[k]
+        if var <= 1e-12:
+            r += weights[k] * (1.0 if mu > 0 else 0.0)
+        else:
+            r += weights[k] * 0.5 * (1.0 + math.erf(mu / math.sqrt(2.0 * var)))
+    return r
 
 
 class _Floor:
