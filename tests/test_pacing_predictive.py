@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -10,8 +12,10 @@ import pytest
 from dialer import Engine, SyntheticLeads
 from dialer.engine import events as ev
 from dialer.engine.snapshot import Snapshot
+from dialer.engine.state import AgentState
 from dialer.errors import ConfigError
 from dialer.pacing import Predictive, make_policy
+from dialer.pacing.base import PacingPolicy
 from dialer.pacing.predictive import AbandonLedger
 from sim import scenario, simulate
 
@@ -136,85 +140,72 @@ class _Hold(Predictive):
         return 0 if self.building else super().decide(snap)
 
 
-def test_big_floor_cache_decides_like_a_fresh_walk() -> None:
-    """On a big floor the policy walks the floor only now and then; in between its decisions must stay close to
-    what a fresh walk would give."""
-    agents, ringing = 300, 20
+class _Once(PacingPolicy):
+    """Launches what it is told to, once: how a test builds a floor."""
 
-    def floor(policy: Predictive) -> Engine:
-        engine = Engine(policy, SyntheticLeads())
-        for i in range(agents):
-            engine.handle(ev.AgentLoggedIn(0.0, f"a{i}"))
-        power = make_policy("power", ratio=(agents + ringing) / agents)
-        engine.policy = power
-        for i in range(agents):
-            engine.handle(ev.AgentReady(0.0, f"a{i}"))
-        engine.policy = policy
-        for k, call_id in enumerate(list(engine.calls)[:agents]):
-            engine.calls[call_id].dialed_at = -10.0 - 5.0 * k / agents  # people answer after 10-15 s of ringing
-            engine.handle(ev.CallAnsweredByPerson(0.1 * k / agents, call_id))
-        # Spread the floor out in time, as it would be mid-shift: calls ringing for 0-20 s, talks under way.
-        rng = np.random.default_rng(5)
-        for agent in engine.agents.values():
-            agent.since = -float(rng.exponential(120.0))  # as long as calls last (exponential talk, below)
-        for call in engine.calls.values():
-            if call.answered_at is None:
-                call.dialed_at = call.since = -float(rng.uniform(0, 20))
-        return engine
+    def __init__(self) -> None:
+        self.pending = 0
 
-    cached = _Hold(0.03, warmup_answers=0)
-    fresh = _Hold(0.03, warmup_answers=0, walk_threshold=10**9)
-    # Calls finished before: without them the 300 talks still running (up to 400 s, none ended) would say, rightly,
-    # that nobody comes free soon, and both policies would agree on zero.
-    for x in np.random.default_rng(6).exponential(120.0, 1000):
-        cached.agents.talk.add(float(x))
-        fresh.agents.talk.add(float(x))
-    e1, e2 = floor(cached), floor(fresh)
-    assert e1.snapshot().ringing == e2.snapshot().ringing == ringing
-    cached.building = fresh.building = False
-    seen: list[int] = []
-    cached.decide(e1.snapshot())  # the walk
-    assert cached._cache is not None
-    for step in range(1, 30):
-        e1.now = e2.now = 0.1 + 0.1 * step
-        a, b = cached.decide(e1.snapshot()), fresh.decide(e2.snapshot())
-        assert abs(a - b) <= max(2, 0.05 * b), (step, a, b)
+    def decide(self, snap: Snapshot) -> int:
+        n, self.pending = self.pending, 0
+        return n
+
+
+class _Exact(Snapshot):
+    """A snapshot whose histograms have millisecond bins, walked from the engine: ages as good as exact."""
+
+    __slots__ = ()
+    W = 0.001
+
+    def ringing_bins(self) -> tuple[float, Mapping[int, int]]:
+        c = Counter(math.floor((self.now - age) / self.W) for age in self.ringing_times())
+        return self.W, c
+
+    def busy_bins(self, state: AgentState) -> tuple[float, Mapping[int, int]]:
+        c = Counter(math.floor((self.now - t) / self.W) for s, t in self.busy_agent_times() if s is state)
+        return self.W, c
+
+
+def test_decisions_from_the_engines_histograms_match_exact_ages() -> None:
+    """The policy reads the floor from the engine's binned histograms (a quarter-second for ringing calls, a
+    second for agents); its decisions must match what exact ages would give, on a floor spread out in time."""
+    agents = 300
+    policy = _Hold(0.03, warmup_answers=0)
+    engine = Engine(policy, SyntheticLeads(), start=-700.0)
+    rng = np.random.default_rng(5)
+    for i in range(agents):
+        engine.handle(ev.AgentLoggedIn(-700.0, f"a{i}"))
+    # Agents connected over the last 150 s, each to a call that rang 4-16 s; 10 more calls still ring.
+    plan: list[tuple[float, int, int]] = []  # (time, 0 = dial / 1 = answer, agent or -1)
+    for i, t in enumerate(rng.uniform(-150.0, -1.0, agents)):
+        plan += [(float(t) - float(rng.uniform(4.0, 16.0)), 0, i), (float(t), 1, i)]
+    plan += [(float(t), 0, -1) for t in rng.uniform(-25.0, -0.5, 10)]
+    call_of: dict[int, int] = {}
+    launcher = _Once()
+    engine.policy = launcher
+    for t, what, i in sorted(plan):
+        if what:
+            engine.handle(ev.AgentReady(t, f"a{i}"))
+            engine.handle(ev.CallAnsweredByPerson(t, call_of[i]))
+        else:
+            launcher.pending = 1
+            engine.handle(ev.TimeAdvanced(t))
+            call_of[i] = max(engine.calls)
+    # The engine launches nothing more (the launcher has nothing pending): both policies judge one floor.
+    # Calls finished before (talk ~ lognormal, mean 120 s): the estimate the forecast of free agents comes from.
+    exact = _Hold(0.03, warmup_answers=0)
+    for x in rng.lognormal(math.log(120.0) - 0.18, 0.6, 1000):
+        policy.agents.talk.add(float(x))
+        exact.agents.talk.add(float(x))
+    policy.building = exact.building = False
+    seen = []
+    for step in range(30):
+        engine.handle(ev.TimeAdvanced(0.37 * step))
+        a = policy.decide(engine.snapshot())
+        b = exact.decide(_Exact(engine))
+        assert abs(a - b) <= max(2, 0.03 * b), (step, a, b)
         seen.append(b)
-        cached._cache.launched.clear()  # nothing was really launched: keep both floors identical
-    assert cached._cache.decisions > 0
     assert max(seen) > 0  # a real decision was compared, not two zeros
-
-
-class _Recorder(Predictive):
-    """Predictive that remembers what the engine reported after each decision."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.reports: list[tuple[int, int]] = []
-
-    def launched(self, now: float, requested: int, placed: int) -> None:
-        self.reports.append((requested, placed))
-        super().launched(now, requested, placed)
-
-
-def test_launch_cache_counts_only_the_calls_really_placed() -> None:
-    """Leads run out: the engine places fewer calls than asked. The cached floor must hold the calls really
-    ringing, not the ones asked for, or phantom calls would hold back real launches until the next walk."""
-    from dialer.leads import Lead, ListLeads
-
-    policy = _Recorder(0.03, warmup_answers=0, walk_threshold=1, walk_every=10**6, walk_seconds=1e9)
-    engine = Engine(policy, ListLeads(Lead(f"l{i}", f"+1555000{i:04d}") for i in range(4)))
-    for i in range(10):
-        engine.handle(ev.AgentLoggedIn(0.0, f"a{i}"))
-    for i in range(10):
-        engine.handle(ev.AgentReady(1.0, f"a{i}"))
-    assert any(placed < requested for requested, placed in policy.reports)  # the situation under test arose
-    cache = policy._cache
-    assert cache is not None and cache.decisions > 0  # decisions were made from the cache, not fresh walks
-    snap = engine.snapshot()
-    cached_ringing = float(cache.ring_count.sum()) + sum(n for _, n in cache.launched)
-    assert snap.ringing == 4
-    assert cached_ringing == snap.ringing
 
 
 def test_wrap_ups_reported_by_the_engine_teach_wrap_time_and_breaks() -> None:

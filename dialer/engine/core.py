@@ -29,7 +29,7 @@ from dialer.engine.actions import (
     RecordCall,
 )
 from dialer.engine.records import CallRecord, Outcome
-from dialer.engine.snapshot import Snapshot
+from dialer.engine.snapshot import BUSY_BIN, RING_BIN, Snapshot
 from dialer.engine.state import (
     AgentState,
     CallState,
@@ -91,6 +91,22 @@ class EngineConfig:
             raise ConfigError("lead_retry", "must be a finite number > 0")
         if not math.isfinite(self.day_offset):
             raise ConfigError("day_offset", "must be finite")
+
+
+_RINGING_STATES = (CallState.DIALING, CallState.RINGING)
+_BUSY_STATES = (AgentState.ON_CALL, AgentState.WRAP_UP)
+
+
+def _bin_add(bins: dict[int, int], key: int) -> None:
+    bins[key] = bins.get(key, 0) + 1
+
+
+def _bin_remove(bins: dict[int, int], key: int) -> None:
+    n = bins[key] - 1
+    if n:
+        bins[key] = n
+    else:
+        del bins[key]
 
 
 class _Agent:
@@ -171,6 +187,10 @@ class Engine:
         self.calls: dict[int, _Call] = {}
         self.agent_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
         self.call_counts: dict[CallState, int] = {s: 0 for s in CallState}
+        # Entry times binned as entities move (O(1) each), so a policy reads the floor's ages in O(bins), not by
+        # walking every call and agent: dial times of calls not yet answered; state-entry times of busy agents.
+        self.ring_bins: dict[int, int] = {}
+        self.busy_bins: dict[AgentState, dict[int, int]] = {s: {} for s in _BUSY_STATES}
         self.dialing = True
         self.stale_events = 0
         self._starved_until: float | None = None
@@ -318,6 +338,10 @@ class Engine:
                 self.stats.idle_gap_seconds += elapsed
         self.agent_counts[old] -= 1
         self.agent_counts[new] += 1
+        if old in _BUSY_STATES:
+            _bin_remove(self.busy_bins[old], math.floor(agent.since / BUSY_BIN))
+        if new in _BUSY_STATES:
+            _bin_add(self.busy_bins[new], math.floor(self.now / BUSY_BIN))
         agent.state = new
         agent.since = self.now
         if new is AgentState.READY:
@@ -331,6 +355,8 @@ class Engine:
         self.call_counts[call.state] -= 1
         if call.state is CallState.QUEUED:
             del self._queued[call.call_id]
+        elif call.state in _RINGING_STATES and new not in _RINGING_STATES:
+            _bin_remove(self.ring_bins, math.floor(call.dialed_at / RING_BIN))
         self.call_counts[new] += 1
         call.state = new
         call.since = self.now
@@ -588,6 +614,7 @@ class Engine:
             self._next_call_id += 1
             self.calls[call_id] = _Call(call_id, lead, self.now)
             self.call_counts[CallState.DIALING] += 1
+            _bin_add(self.ring_bins, math.floor(self.now / RING_BIN))
             self.stats.dialed(self.now)
             if timeout is not None:
                 self._push_timer(self.now + timeout, Trigger.RING_TIMEOUT, call_id)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from dialer.engine.records import CallRecord, Outcome
@@ -132,7 +132,7 @@ class Predictive(PacingPolicy):
     reserve, grown on windows expecting fewer than ``caution_answers`` answers (see :meth:`effective_caution`;
     ``shift_hours`` is the length of a calendar day's shift). Priors (``prior_*``) describe the campaign before any
     call is seen. Cost knobs: ``refresh_seconds`` and ``refresh_records`` (when tables are rebuilt),
-    ``quantile_every``, and the big-floor cache (``walk_threshold``, ``walk_every``, ``walk_seconds``).
+    ``quantile_every``.
     """
 
     name = "predictive"
@@ -168,9 +168,6 @@ class Predictive(PacingPolicy):
         max_lines_per_agent: float = 5.0,
         refresh_seconds: float = 30.0,
         refresh_records: int = 50,
-        walk_threshold: int = 400,
-        walk_every: int = 200,
-        walk_seconds: float = 5.0,
         quantile_every: int = 25,
     ) -> None:
         from dialer.pacing import estimators as est
@@ -222,15 +219,8 @@ class Predictive(PacingPolicy):
         self.refresh_seconds = refresh_seconds
         self.horizon_points = horizon_points
         self.horizon_quantile = horizon_quantile
-        self.walk_threshold = walk_threshold
-        self.walk_every = walk_every
-        self.walk_seconds = walk_seconds
-        self._cache: _Floor | None = None
-        self._small: _Floor | None = None
         self._quantiles: dict[tuple[int, float], tuple[int, float]] = {}
         self.quantile_every = quantile_every
-        self._ring_key: tuple[int, ...] = ()
-        self._agent_key: tuple[int, ...] = ()
         self.ledger = AbandonLedger(window, hours=window_hours, day_offset=day_offset)
         self.outcomes: OutcomeEstimator = est.OutcomeEstimator(
             {"live": prior_answer_rate, "machine": prior_machine_rate, "busy": prior_busy_rate},
@@ -318,12 +308,6 @@ class Predictive(PacingPolicy):
         self._stale = True
         self._news += 1
 
-    def launched(self, now: float, requested: int, placed: int) -> None:
-        # The big-floor cache ages our own launches until the next walk: only calls really placed count, or
-        # phantom calls would be forecast to answer and hold back real launches until the next walk.
-        if self._cache is not None and placed > 0:
-            self._cache.launched.append((now, placed))
-
     # -- the loop on the regulator's window ---------------------------------------------------------------
 
     def _count(self, t: float, live: int, abandoned: int) -> None:
@@ -356,9 +340,9 @@ class Predictive(PacingPolicy):
         self.answers_seen += live
         if live or ab:
             self._count(snap.now, live, ab)
-            self._calibrate(live, ab)
+            self._calibrate(snap.now, live, ab)
 
-    def _calibrate(self, live: int, abandoned: int) -> None:
+    def _calibrate(self, now: float, live: int, abandoned: int) -> None:
         """Learn how much average abandonment a marginal-risk threshold really produces on this floor.
 
         The threshold bounds the risk of the *last* call launched; the average over all calls is lower, by a
@@ -370,7 +354,7 @@ class Predictive(PacingPolicy):
         does the correcting.
         """
         d = self._cal_decay**live
-        self._cal_theta = self._cal_theta * d + live * self._charged()
+        self._cal_theta = self._cal_theta * d + live * self._charged(now)
         self._cal_abandoned = self._cal_abandoned * d + abandoned
         k = self.calibration_prior
         self.scale = min(20.0, max(0.1, (self._cal_theta + k) / (self._cal_abandoned + k)))
@@ -410,7 +394,7 @@ class Predictive(PacingPolicy):
         expected = rate * span
         return self.caution * min(4.0, max(1.0, math.sqrt(self.caution_answers / max(expected, 1.0))))
 
-    def _charged(self) -> float:
+    def _charged(self, now: float) -> float:
         """The threshold the calls answering now were launched under: the one in force a ring time ago (the
         95th percentile of the time to answer), or now if lower. Charging today's threshold would credit calls
         launched under a tighter one -- at the start of a shift, calls launched progressively -- and talk the
@@ -419,7 +403,7 @@ class Predictive(PacingPolicy):
         if not hist:
             return self.last_budget
         lag = self._tables.taus[-1] if self._tables is not None else 30.0
-        cutoff = hist[-1][0] - lag
+        cutoff = now - lag
         while len(hist) > 1 and hist[1][0] <= cutoff:
             hist.popleft()
         return min(hist[0][1], self.last_budget)
@@ -502,8 +486,10 @@ class Predictive(PacingPolicy):
         ):
             # Calls still being talked are censored talk times: without them the talk estimate is biased short
             # whenever the floor is not in steady state (the start of a shift above all).
-            talk_start = _Floor.agent_times(snap)[0]
-            self.agents.talk.censor(snap.now - talk_start)
+            import numpy as np
+
+            ages, n = _ages(snap.now, *snap.busy_bins(AgentState.ON_CALL))
+            self.agents.talk.censor(np.repeat(ages, n.astype(np.intp)))
             self._tables = _Tables.build(self, snap.connect_limit)
             self._tables_at = snap.now
             self._stale = False
@@ -524,78 +510,27 @@ class Predictive(PacingPolicy):
             return max(0, min(progressive, limit) if limit > 0 else progressive)
         return max(progressive, self._tables_decide(snap, budget, limit))
 
-    def _floor(self, snap: Snapshot) -> _Floor:
-        """The ringing calls' ages and busy agents' times, walked afresh or from the cache on big floors."""
-        big = snap.in_flight + snap.on_call + snap.wrap_up >= self.walk_threshold
-        c = self._cache
-        if big and c is not None and c.decisions < self.walk_every and snap.now - c.at < self.walk_seconds:
-            c.decisions += 1
-            return c
-        self._cache = _Floor.walk(snap) if big else None
-        if self._cache is not None:
-            return self._cache
-        return self._small_floor(snap)
-
-    def _small_floor(self, snap: Snapshot) -> _Floor:
-        """A small floor is described exactly, but walking it is most of a decision's cost and most events
-        change one side only: the ringing calls' dial times change only when a call is placed or leaves (the
-        ringing count or the dial total moves), the busy agents' entry times only when an agent changes state
-        (some state count or the connect total moves). Each side is re-walked when its key moves, and both at
-        least every ``walk_seconds``."""
-        import numpy as np
-
-        tot = snap.stats.totals
-        ring_key = (snap.ringing, tot.dials)
-        agent_key = (snap.ready, snap.on_call, snap.wrap_up, snap.paused, tot.connects, tot.agent_lost)
-        f = self._small
-        if f is None or snap.now - f.at >= self.walk_seconds or snap.now < f.at:
-            f = self._small = _Floor.walk(snap, binned=False)
-            self._ring_key, self._agent_key = ring_key, agent_key
-            return f
-        if ring_key != self._ring_key:
-            f.ring_dial = snap.now - np.fromiter(snap.ringing_times(), float, snap.ringing)
-            f.ring_count = np.ones(f.ring_dial.size)
-            self._ring_key = ring_key
-        if agent_key != self._agent_key:
-            f.talk_start, f.talk_count, f.wrap_start = _Floor.agent_times(snap)
-            self._agent_key = agent_key
-        return f
-
     def _tables_decide(self, snap: Snapshot, budget: float, limit: int) -> int:
         import numpy as np
 
         t = self._refresh(snap)
         K = t.taus.size
-        floor = self._floor(snap)
-        # Demand and supply as (mean, variance) stacked in one vector of 2K: the tables hold q and q (1 - q) one
-        # above the other, so one gather and one sum give both. A weight w on an entry stands for w calls (or
-        # agents) alike: mean w q, variance w q (1 - q); a small floor's entries are one each, unweighted.
+        # What is on the floor, read from the engine's entry-time histograms: the same few hundred bins whether
+        # the floor has twenty agents or a thousand. A table column per bin; one matrix-vector product per side.
         demand = np.zeros(2 * K)
         demand[:K] = snap.queued
         supply = np.zeros(2 * K)
         supply[:K] = snap.ready
-        unit = floor.unit
-        ages = floor.ring_ages(snap.now)
-        if ages.size:
-            q2 = t.ring2[:, np.minimum((ages * t.inv_ring_dt).astype(np.intp), t.ring_cap)]
-            demand += (q2 if unit else q2 * floor.ring_weight(snap)).sum(axis=1)
-        ages, weight = floor.launched_ages(snap.now)
-        if ages.size:
-            q2 = t.ring2[:, np.minimum((ages * t.inv_ring_dt).astype(np.intp), t.ring_cap)]
-            demand += (q2 * weight).sum(axis=1)
-        talk, talk_weight = floor.talk_elapsed(snap)
-        if talk.size:
-            q2 = t.talk2[:, np.minimum((talk * t.inv_talk_dt).astype(np.intp), t.talk_cap)]
-            supply += (q2 if unit else q2 * talk_weight).sum(axis=1)
-        s_mu = supply[:K]
-        if snap.wrap_up:
-            wrap = floor.wrap_elapsed(snap)
-            if wrap is None:
-                # Between walks, wrap-ups in progress are taken as spread evenly over the wrap time.
-                share = np.minimum(1.0, t.supply_taus / max(t.wrap_mean, 1e-9))
-                s_mu += snap.wrap_up * share * t.stay
-            else:
-                s_mu += (wrap[None, :] + t.supply_taus[:, None] >= t.wrap_mean).sum(axis=1) * t.stay
+        now = snap.now
+        ages, n = _ages(now, *snap.ringing_bins())
+        if n.size:
+            demand += t.ring2[:, np.minimum((ages * t.inv_ring_dt).astype(np.intp), t.ring_cap)] @ n
+        ages, n = _ages(now, *snap.busy_bins(AgentState.ON_CALL))
+        if n.size:
+            supply += t.talk2[:, np.minimum((ages * t.inv_talk_dt).astype(np.intp), t.talk_cap)] @ n
+        ages, n = _ages(now, *snap.busy_bins(AgentState.WRAP_UP))
+        if n.size:
+            supply[:K] += ((ages[None, :] + t.supply_taus[:, None] >= t.wrap_mean) @ n) * t.stay
         gap = demand - supply
         gap_mu = (gap[:K] + 0.5).tolist()  # continuity correction: integer demand against integer supply
         gap_var = (demand[K:] + supply[K:]).tolist()
@@ -675,117 +610,15 @@ def marginal_risk(
     return r
 
 
-class _Floor:
-    """Dial times of ringing calls and state-entry times of busy agents, as of the last walk of the floor.
-
-    Walking every call costs a Python-level loop over the engine's calls (about a microsecond each here); on a
-    floor of thousands of calls that alone would blow the decision budget. So on big floors the walk is done
-    every ``walk_every`` decisions or ``walk_seconds`` seconds, and in between the cached times are aged exactly,
-    our own launches since the walk are added as they happened, and counts that moved otherwise (calls answered
-    or failed, agents freed) rescale the cached entries. The error is bounded by a few seconds of drift on a
-    floor where any single call matters little.
-    """
-
-    __slots__ = (
-        "at",
-        "decisions",
-        "launched",
-        "ring_count",
-        "ring_dial",
-        "talk_count",
-        "talk_start",
-        "unit",
-        "wrap_start",
-    )
-
-    def __init__(
-        self,
-        at: float,
-        ring_dial: FloatArray,
-        ring_count: FloatArray,
-        talk_start: FloatArray,
-        talk_count: FloatArray,
-        wrap_start: FloatArray,
-        *,
-        unit: bool = False,
-    ) -> None:
-        self.unit = unit  # one call or agent per entry, never rescaled: weights can be skipped
-        self.at = at
-        self.ring_dial = ring_dial
-        self.ring_count = ring_count
-        self.talk_start = talk_start
-        self.talk_count = talk_count
-        self.wrap_start = wrap_start
-        self.decisions = 0
-        self.launched: list[tuple[float, int]] = []
-
-    @classmethod
-    def walk(cls, snap: Snapshot, ring_dt: float = 0.25, talk_dt: float = 1.0, *, binned: bool = True) -> _Floor:
-        """Walk the floor once. Times are binned (``ring_dt``, ``talk_dt`` seconds, finer than the tables' grids)
-        so a floor of thousands costs per-decision work in the hundreds of distinct times, not thousands; a small
-        floor, walked afresh at every decision, skips the binning (sorting costs more than it saves there)."""
-        import numpy as np
-
-        now = snap.now
-        ring = now - np.fromiter(snap.ringing_times(), float, snap.ringing)
-        if not binned:
-            return cls(now, ring, np.ones(ring.size), *cls.agent_times(snap), unit=True)
-        talk_a, _, wrap = cls.agent_times(snap)
-        ring_t, ring_n = _binned(ring, ring_dt)
-        talk_t, talk_n = _binned(talk_a, talk_dt)
-        return cls(now, ring_t, ring_n, talk_t, talk_n, wrap)
-
-    @staticmethod
-    def agent_times(snap: Snapshot) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """When each busy agent started talking (with a count of one each) and started wrapping up."""
-        import numpy as np
-
-        now = snap.now
-        talk: list[float] = []
-        wrap: list[float] = []
-        if snap.on_call or snap.wrap_up:
-            for state, elapsed in snap.busy_agent_times():
-                (talk if state is AgentState.ON_CALL else wrap).append(now - elapsed)
-        talk_a = np.asarray(talk, dtype=float)
-        return talk_a, np.ones(talk_a.size), np.asarray(wrap, dtype=float)
-
-    def ring_ages(self, now: float) -> FloatArray:
-        return now - self.ring_dial
-
-    def ring_weight(self, snap: Snapshot) -> FloatArray:
-        """Calls per cached dial time, rescaled to the share of them still ringing (exact right after a walk)."""
-        total = float(self.ring_count.sum())
-        if not self.decisions or not total:
-            return self.ring_count[None, :]
-        ours = sum(n for _, n in self.launched)
-        return self.ring_count[None, :] * min(1.0, max(0.0, (snap.ringing - ours) / total))
-
-    def launched_ages(self, now: float) -> tuple[FloatArray, FloatArray | float]:
-        """Ages of our own launches since the walk, each weighted by how many calls it placed."""
-        import numpy as np
-
-        if not self.launched:
-            return np.zeros(0), 1.0
-        ages = np.array([now - t for t, _ in self.launched])
-        return ages, np.array([float(n) for _, n in self.launched])[None, :]
-
-    def talk_elapsed(self, snap: Snapshot) -> tuple[FloatArray, FloatArray]:
-        total = float(self.talk_count.sum())
-        share = 1.0 if not self.decisions or not total else min(1.0, snap.on_call / total)
-        return snap.now - self.talk_start, self.talk_count[None, :] * share
-
-    def wrap_elapsed(self, snap: Snapshot) -> FloatArray | None:
-        return snap.now - self.wrap_start if not self.decisions else None
-
-
-def _binned(times: FloatArray, dt: float) -> tuple[FloatArray, FloatArray]:
-    """Distinct times rounded to ``dt`` and how many fall on each."""
+def _ages(now: float, width: float, bins: Mapping[int, int]) -> tuple[FloatArray, FloatArray]:
+    """A histogram of entry times (``{i: n}``, bin ``i`` covering ``[i width, (i + 1) width)``) as ages at ``now``
+    (from each bin's middle, so binning biases no age) and counts."""
     import numpy as np
 
-    if not times.size:
-        return times, times
-    keys, counts = np.unique(np.round(times / dt), return_counts=True)
-    return keys * dt, counts.astype(float)
+    m = len(bins)
+    keys = np.fromiter(bins.keys(), float, m)
+    counts = np.fromiter(bins.values(), float, m)
+    return np.maximum(0.0, now - (keys + 0.5) * width), counts
 
 
 class _Tables:
