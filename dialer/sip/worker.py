@@ -31,6 +31,7 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -43,6 +44,24 @@ PJ_ETOOMANY = 70010
 #: by a hang-up stays busy until its BYE transaction completes, which takes longer on a loaded machine.
 SLOT_RETRY_SECONDS = 5.0
 _SILENCE = bytes(320)  # 20 ms of 8 kHz 16-bit silence, for frames that carried no audio
+
+
+@contextlib.contextmanager
+def _stdout_silenced(silence: bool) -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null for the duration (C code writes there, past ``sys.stdout``)."""
+    if not silence:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 class _Leg(pj.Call):
@@ -187,7 +206,10 @@ class Worker:
     def start(self) -> None:
         cfg = self.cfg
         ep = pj.Endpoint()
-        ep.libCreate()
+        # pjlib announces itself on stdout from libCreate, before any log level can be set; the level set below
+        # governs everything after. Kept when pjsip logging is asked for.
+        with _stdout_silenced(cfg.pjsip_log_level == 0):
+            ep.libCreate()
         self.ep = ep
         epc = pj.EpConfig()
         epc.uaConfig.threadCnt = 0

@@ -55,7 +55,7 @@ def test_trunk_config_rejects_bad_values() -> None:
     assert TrunkConfig(port=5070, transport="tcp").uri("+15550001") == "sip:+15550001@127.0.0.1:5070;transport=tcp"
 
 
-def test_outcomes_against_sipp(sipp_factory: type) -> None:
+def test_outcomes_against_sipp(sipp_factory: type, capfd: pytest.CaptureFixture[str]) -> None:
     sipp = sipp_factory("customers.xml")
 
     async def scenario() -> Recorder:
@@ -85,6 +85,9 @@ def test_outcomes_against_sipp(sipp_factory: type) -> None:
     assert by_call[3].outcome.reason is FailureReason.INVALID_NUMBER and by_call[3].status == 404
     assert by_call[4].outcome.reason is FailureReason.NETWORK and by_call[4].outcome.congestion
     assert not sipp.aborted()
+    # The worker process shares our stdout: pjlib's start-up and shut-down lines must not reach it.
+    out = capfd.readouterr().out
+    assert "pjlib" not in out and "pjsua_core" not in out, out
 
 
 def test_remote_hangup_cancel_and_bad_number(sipp_factory: type) -> None:
