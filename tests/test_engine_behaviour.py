@@ -438,6 +438,10 @@ def test_random_walk_records_every_dial_exactly_once(seed: int) -> None:
                 feed(ev.CallAnsweredByMachine(t, cid))
             elif pick < 0.75:
                 feed(ev.CallFailed(t, cid, rng.choice(list(ev.FailureReason))))
+            elif pick < 0.78:
+                # Mostly at a call that is connected (else it is rarely legal), sometimes at any call.
+                up = [c for c, call in engine.calls.items() if call.state is CallState.CONNECTED]
+                feed(ev.CallBridgeFailed(t, rng.choice(up) if up and rng.random() < 0.8 else cid, 486))
             else:
                 feed(ev.CallEnded(t, cid))
         else:
@@ -462,6 +466,8 @@ def test_random_walk_records_every_dial_exactly_once(seed: int) -> None:
     assert totals.abandoned == sum(r.abandoned for r in source.records)
     assert totals.live_answers == sum(r.live_answer for r in source.records)
     assert totals.connects == sum(r.connected_at is not None for r in source.records)
+    assert totals.bridge_failed == sum(r.bridge_failed for r in source.records) > 0
+    assert totals.live_answers == totals.connects + totals.abandoned  # a failed bridge moved from one to the other
 
 
 def test_capacity_changed_bounds_new_dials_and_rejects_nonsense() -> None:

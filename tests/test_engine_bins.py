@@ -112,3 +112,20 @@ def test_rare_transitions_keep_the_histograms_exact() -> None:
     engine.handle(ev.TimeAdvanced(200.0))  # ring timeouts end whatever still rings
     _assert_consistent(engine)
     assert engine.snapshot().ringing_bins()[1] == {}
+
+
+def test_a_failed_bridge_moves_the_agent_out_of_the_on_call_histogram() -> None:
+    policy = _Launch()
+    engine = Engine(policy, SyntheticLeads(), EngineConfig(ring_timeout=30.0))
+    engine.handle(ev.AgentLoggedIn(0.0, "a0"))
+    engine.handle(ev.AgentReady(0.0, "a0"))
+    policy.pending = 1
+    engine.handle(ev.TimeAdvanced(0.1))
+    (cid,) = engine.calls
+    engine.handle(ev.CallAnsweredByPerson(3.0, cid))
+    assert engine.snapshot().busy_bins(AgentState.ON_CALL)[1] == {3: 1}
+    engine.handle(ev.CallBridgeFailed(4.0, cid, 486))  # the agent's phone refused: paused, message plays
+    _assert_consistent(engine)
+    assert engine.snapshot().busy_bins(AgentState.ON_CALL)[1] == {} and engine.snapshot().paused == 1
+    engine.handle(ev.CallEnded(6.0, cid))
+    _assert_consistent(engine)

@@ -32,6 +32,7 @@ CALL_EVENTS: tuple[type[ev.Event], ...] = (
     ev.CallAnsweredByMachine,
     ev.CallFailed,
     ev.CallEnded,
+    ev.CallBridgeFailed,
 )
 
 
@@ -91,6 +92,9 @@ class AgentCase:
         if key is ev.CallEnded:
             assert self.call_id is not None
             return ev.CallEnded(t, self.call_id)
+        if key is ev.CallBridgeFailed:
+            assert self.call_id is not None
+            return ev.CallBridgeFailed(t, self.call_id, 486)
         if key is Trigger.CONNECT:
 
             def connect() -> list[Action]:
@@ -114,6 +118,7 @@ AGENT_ACTIONS: dict[tuple[AgentState, Key], list[str]] = {
     (AgentState.READY, Trigger.CONNECT): ["ConnectCall:a"],
     (AgentState.ON_CALL, ev.CallEnded): ["RecordCall:connected"],
     (AgentState.ON_CALL, ev.AgentLoggedOut): ["HangUp:agent_lost", "RecordCall:connected"],
+    (AgentState.ON_CALL, ev.CallBridgeFailed): ["PlayAbandonMessage"],
     (AgentState.WRAP_UP, ev.WrapUpDone): [],
     (AgentState.WRAP_UP, ev.AgentPaused): [],
     (AgentState.WRAP_UP, ev.AgentLoggedOut): [],
@@ -232,6 +237,7 @@ CALL_ACTIONS: dict[tuple[CallState, Key], list[str]] = {
     (CallState.QUEUED, ev.CallEnded): ["RecordCall:abandoned"],
     (CallState.CONNECTED, ev.CallEnded): ["RecordCall:connected"],
     (CallState.CONNECTED, Trigger.AGENT_LOST): ["HangUp:agent_lost", "RecordCall:connected"],
+    (CallState.CONNECTED, ev.CallBridgeFailed): ["PlayAbandonMessage"],
     (CallState.ABANDONING, ev.CallEnded): ["RecordCall:abandoned"],
 }
 
@@ -297,3 +303,32 @@ def test_scripted_policy_dials_only_when_told() -> None:
     policy.pending = 2
     assert [type(a) for a in engine.handle(ev.TimeAdvanced(1.0))] == [DialLead, DialLead]
     assert isinstance(policy, Scripted) and policy.decisions == 3
+
+
+# --- the documented tables ------------------------------------------------------------------------------------
+
+
+def _doc_rows(header: str) -> list[tuple[str, str, str]]:
+    """The rows of one transition table in docs/engine.md, as (state, key, target); italic keys are triggers."""
+    from dialer_testkit import REPO
+
+    lines = (REPO / "docs" / "engine.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(header) + 2  # past the header and the |---| line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        state, key, target = (cell.strip() for cell in line.strip("|").split("|"))
+        rows.append((state, key, target))
+    return rows
+
+
+def _table_rows(table: dict[AgentState, dict[Key, AgentState]] | dict[CallState, dict[Key, CallState]]) -> list:
+    return [(s.value, f"*{k.value}*" if isinstance(k, Trigger) else name(k), t.value) for s, row in table.items()
+            for k, t in row.items()]  # fmt: skip
+
+
+def test_docs_list_every_legal_transition_in_table_order() -> None:
+    """docs/engine.md says its tables are generated from state.py: hold it to that."""
+    assert _doc_rows("| agent state | on | goes to |") == _table_rows(AGENT_TRANSITIONS)
+    assert _doc_rows("| call state | on | goes to |") == _table_rows(CALL_TRANSITIONS)

@@ -83,6 +83,7 @@ def record_data(record: CallRecord) -> dict[str, Any]:
         "abandoned": record.abandoned,
         "customer_hung_up": record.customer_hung_up,
         "agent_lost": record.agent_lost,
+        "bridge_failed": record.bridge_failed,
     }
 
 
@@ -146,6 +147,10 @@ class CampaignBus:
             pub("call.failed", call_id=event.call_id, reason=event.reason.value)
         elif isinstance(event, ev.CallEnded):
             pub("call.ended", call_id=event.call_id)
+        elif isinstance(event, ev.CallBridgeFailed):
+            # The engine paused the agent whose phone failed; the event does not name them, so look at every
+            # agent we know (rare, and only those whose state changed are published).
+            agents.extend(self._agent_states)
         agent_id = getattr(event, "agent_id", None)
         if isinstance(agent_id, str):
             agents.append(agent_id)

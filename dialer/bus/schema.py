@@ -83,6 +83,7 @@ WORK_KINDS = (
     "ended",
     "message",
     "dtmf",
+    "bridge_failed",
 )
 
 _CALL = {"call_id": F("int", lo=1)}
@@ -123,6 +124,8 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "abandoned": F("bool"),
             "customer_hung_up": F("bool"),
             "agent_lost": F("bool"),
+            # Optional so that producers written before it (and their fixtures) stay valid; the dialer always sends it.
+            "bridge_failed": F("bool", required=False),
         },
         "A call is over: its complete record, emitted exactly once per dialed call.",
     ),
@@ -253,7 +256,8 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "reason": _opt("str"),
             "answered_at": _opt("num"),
         },
-        "Worker to dispatcher: what happened to a call it holds (``reason``: why it failed, or the ``dtmf`` digit).",
+        "Worker to dispatcher: what happened to a call it holds (``reason``: why it failed, the ``dtmf`` digit, or "
+        "for ``bridge_failed`` the agent leg's SIP status, the call then waiting for ``work.play_message``).",
     ),
 }
 

@@ -82,8 +82,12 @@ class SipPlacer:
     async def connect(self, call_id: int, agent_id: str, agent_uri: str | None) -> None:
         uri = agent_uri or self.agents.get(agent_id)
         if uri is None or not uri.startswith(("sip:", "sips:")):
-            # The customer stays on the line connected to nobody: loud, so an operator fixes the agent map.
+            # Loud, so an operator fixes the agent map; and a failed bridge, so the person gets the message
+            # instead of silence (the driver keeps the call up for it).
             log.error("call %d: no SIP URI for agent %s; cannot bridge", call_id, agent_id)
+            report = self._reports.get(call_id)
+            if report is not None:
+                report("bridge_failed", call_id, reason="0")
             return
         self.driver.bridge(call_id, uri)
 
@@ -130,7 +134,9 @@ class SipPlacer:
         elif isinstance(event, Dtmf):
             report("dtmf", cid, reason=event.digit)
         elif isinstance(event, BridgeFailed):
+            # The customer stays up: the dispatcher's engine counts the abandonment and orders the message.
             log.warning("call %d: the agent's phone did not answer (status %d)", cid, event.status)
+            report("bridge_failed", cid, reason=str(event.status))
 
     def _capacity(self, capacity: int) -> None:
         if self.on_capacity is not None:

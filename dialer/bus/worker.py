@@ -69,7 +69,10 @@ class CallPlacer(Protocol):
     ``failed`` with a reason, ``ended``; ``message`` and ``dtmf`` with the digit as ``reason``). Every placed call
     must end with exactly one ``failed`` or ``ended`` report, also after ``hangup``: that report is what frees the
     worker's slot, because a hung-up call holds its line until the far end confirms. ``connect`` bridges the call
-    to an agent (``agent_uri`` when the dispatcher knows it); the other methods act on a call it placed.
+    to an agent (``agent_uri`` when the dispatcher knows it); when the agent cannot be reached it reports
+    ``bridge_failed`` (``reason``: the SIP status, ``"0"`` if none) and keeps the person on the line, because the
+    dispatcher answers with ``play_message``: a person who reached no agent is an abandoned call. The other
+    methods act on a call it placed.
     """
 
     async def place(self, dial: DialRequest, report: Report) -> None: ...
@@ -370,6 +373,7 @@ class Dispatcher:
         self.lost_worker_calls = 0
         self.capacity_changes: list[int | None] = []  # every cap fed to the engine, in order (tests, status lines)
         self.opt_outs: list[str] = []  # lead ids opted out by DTMF during the message
+        self.messages: list[int] = []  # call ids whose abandonment message a worker reported started
         runtime.on(DialLead, self._dial)
         runtime.on(HangUp, self._hangup)
         runtime.on(ConnectCall, self._connect)
@@ -524,7 +528,7 @@ class Dispatcher:
         info = self.workers.setdefault(worker_id, _WorkerInfo())
         call = self.calls.get(call_id)
         if call is None or call.closed:
-            if kind in ("accepted", "ringing", "answered_person", "answered_machine"):
+            if kind in ("accepted", "ringing", "answered_person", "answered_machine", "bridge_failed"):
                 # A call the engine already closed (or a worker we declared dead) is still up: hang it up.
                 if kind == "accepted":
                     info.capacity -= 1
@@ -582,8 +586,15 @@ class Dispatcher:
                 self._feed(ev.CallFailed(now, call_id, failure))
             else:
                 self._feed(ev.CallEnded(now, call_id))
+        elif kind == "bridge_failed":
+            try:
+                status = int(d.get("reason") or 0)
+            except ValueError:
+                status = 0
+            self._feed(ev.CallBridgeFailed(now, call_id, status))  # abandoned: the engine orders the message
         elif kind == "message":
             call.message = True
+            self.messages.append(call_id)
         elif kind == "dtmf":
             self._dtmf(call, str(d.get("reason") or ""))
 

@@ -28,7 +28,10 @@ class DialLead(Action):
 
 @dataclass(frozen=True, slots=True)
 class ConnectCall(Action):
-    """Bridge the answered call to the agent, now: the agent is already marked on the call."""
+    """Bridge the answered call to the agent, now: the agent is already marked on the call.
+
+    A runtime whose bridge fails (the agent's phone refuses or never answers) keeps the person on the line and
+    reports :class:`~dialer.engine.events.CallBridgeFailed`: the engine answers with the abandonment message."""
 
     call_id: int
     agent_id: str
@@ -36,7 +39,8 @@ class ConnectCall(Action):
 
 @dataclass(frozen=True, slots=True)
 class PlayAbandonMessage(Action):
-    """No agent within the connect limit: play the recorded message and hang up. Already counted as abandoned."""
+    """No live agent for this person (the connect limit ran out, or the agent's phone failed): play the recorded
+    message and hang up. Already counted as abandoned."""
 
     call_id: int
 

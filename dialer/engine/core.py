@@ -123,6 +123,7 @@ class _Call:
     __slots__ = (
         "agent_id",
         "answered_at",
+        "bridge_failed",
         "call_id",
         "connected_at",
         "deadline",
@@ -146,6 +147,7 @@ class _Call:
         self.agent_id: str | None = None
         self.deadline: float | None = None
         self.wait: float | None = None
+        self.bridge_failed = False
 
 
 _AGENT_EVENTS = (ev.AgentReady, ev.AgentPaused, ev.AgentLoggedOut, ev.WrapUpDone)
@@ -155,6 +157,7 @@ _CALL_EVENTS = (
     ev.CallAnsweredByMachine,
     ev.CallFailed,
     ev.CallEnded,
+    ev.CallBridgeFailed,
 )
 
 
@@ -213,6 +216,7 @@ class Engine:
             ev.CallAnsweredByMachine: self._machine,
             ev.CallFailed: self._failed,
             ev.CallEnded: self._ended,
+            ev.CallBridgeFailed: self._bridge_failed,
             ev.TimeAdvanced: lambda e, out: None,
             ev.DialingStopped: self._stop,
             ev.DialingResumed: self._resume,
@@ -462,6 +466,24 @@ class Engine:
         else:  # ABANDONING: the message has played
             self._finish(call, Outcome.ABANDONED, out)
 
+    def _bridge_failed(self, e: ev.CallBridgeFailed, out: list[Action]) -> None:
+        """The agent's phone never took the call: the person reached no live agent, which is an abandonment.
+
+        The call is abandoned exactly as at the connect limit (message, counters, record), except that the
+        connect it was counted as is taken back: it never reached an agent. The agent is paused and unlinked
+        from the call (the record still names them, as the agent whose phone failed).
+        """
+        call = self.calls[e.call_id]
+        assert call.agent_id is not None
+        agent = self.agents[call.agent_id]
+        agent.call_id = None
+        self._agent_to(agent, ev.CallBridgeFailed)
+        call.connected_at = None
+        call.bridge_failed = True
+        self.stats.totals.connects -= 1
+        self.stats.totals.bridge_failed += 1
+        self._abandon(call, out, ev.CallBridgeFailed)
+
     def _stop(self, e: ev.DialingStopped, out: list[Action]) -> None:
         self.dialing = False
 
@@ -491,9 +513,10 @@ class Engine:
             call = self.calls[next(iter(self._queued))]
             self._connect(call, self.agents[next(iter(self._ready))], out)
 
-    def _abandon(self, call: _Call, out: list[Action]) -> None:
+    def _abandon(self, call: _Call, out: list[Action], key: Key = Trigger.CONNECT_LIMIT) -> None:
+        """Count the person abandoned now and order the message: the connect limit ran out, or the bridge failed."""
         assert call.answered_at is not None
-        self._call_to(call, Trigger.CONNECT_LIMIT)
+        self._call_to(call, key)
         call.message_at = self.now
         call.wait = self.now - call.answered_at
         call.deadline = None
@@ -529,6 +552,7 @@ class Engine:
             abandoned=outcome is Outcome.ABANDONED,
             customer_hung_up=customer_hung_up,
             agent_lost=agent_lost,
+            bridge_failed=call.bridge_failed,
         )
         out.append(RecordCall(record))
         try:

@@ -112,6 +112,21 @@ class CallEnded(Event):
     call_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class CallBridgeFailed(Event):
+    """The runtime could not bridge a connected call to its agent: the agent's phone refused or never answered.
+
+    Regulators count a live answer that reaches no live agent as abandoned, however the agent was lost, so the
+    engine handles this like a connect-limit abandonment: the person gets the recorded message and the call is
+    counted abandoned. The agent goes to paused, because a phone that just failed must not be offered the next
+    call; the agent or the backend makes them ready again. ``status`` is the agent leg's SIP status (486 busy,
+    480 or 408 not answered...), 0 when there was none; it is for logs, the engine treats every status alike.
+    """
+
+    call_id: int
+    status: int = 0
+
+
 # --- campaign and time ------------------------------------------------------------------------------------
 
 

@@ -32,7 +32,10 @@ class CallRecord:
     Times are on the runtime's clock. ``answered_at`` is when the connect clock started; ``wait`` is how long a
     person waited for an agent (to connect, to the message, or to hanging up). ``abandoned`` is the compliance
     flag: a live person not connected to an agent within the connect limit, including people who hung up while
-    waiting. ``agent_lost`` marks a connected call cut because its agent vanished.
+    waiting, and people whose agent's phone never took the call. ``agent_lost`` marks a connected call cut because
+    its agent vanished. ``bridge_failed`` marks an abandoned call that had been matched to an agent whose phone
+    then refused or did not answer: ``agent_id`` names that agent, ``connected_at`` is ``None`` (nobody talked to
+    the person), ``message_at`` and ``wait`` are as for any abandonment.
     """
 
     call_id: int
@@ -48,6 +51,7 @@ class CallRecord:
     abandoned: bool = False
     customer_hung_up: bool = False
     agent_lost: bool = False
+    bridge_failed: bool = False
 
     @property
     def live_answer(self) -> bool:

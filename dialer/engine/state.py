@@ -29,7 +29,7 @@ class CallState(StrEnum):
     DIALING = "dialing"  # launched, no news from the network yet
     RINGING = "ringing"  # far end alerting
     QUEUED = "queued"  # a person answered and waits for an agent (the connect-limit clock runs)
-    CONNECTED = "connected"  # bridged to an agent
+    CONNECTED = "connected"  # matched to an agent; the runtime is bridging it (or has)
     ABANDONING = "abandoning"  # the abandonment message plays
     ENDED = "ended"
 
@@ -59,6 +59,7 @@ AGENT_TRANSITIONS: dict[AgentState, dict[Key, AgentState]] = {
     AgentState.ON_CALL: {
         ev.CallEnded: AgentState.WRAP_UP,
         ev.AgentLoggedOut: AgentState.LOGGED_OUT,
+        ev.CallBridgeFailed: AgentState.PAUSED,  # their phone failed: no next call until they are made ready
     },
     AgentState.WRAP_UP: {
         ev.WrapUpDone: AgentState.READY,  # or PAUSED when the event asks for a pause
@@ -86,6 +87,7 @@ CALL_TRANSITIONS: dict[CallState, dict[Key, CallState]] = {
     CallState.CONNECTED: {
         ev.CallEnded: CallState.ENDED,
         Trigger.AGENT_LOST: CallState.ENDED,
+        ev.CallBridgeFailed: CallState.ABANDONING,  # no live agent after all: abandoned, the message plays
     },
     CallState.ABANDONING: {ev.CallEnded: CallState.ENDED},
     CallState.ENDED: {},

@@ -27,6 +27,11 @@ class DayCounts:
 
 @dataclass(slots=True)
 class Totals:
+    """Counts since start. ``connects`` are answered calls that reached an agent: a bridge that fails takes its
+    connect back and counts as abandoned (and in ``bridge_failed``), so once every call is over
+    ``live_answers == connects + abandoned``. ``customer_hung_up``, ``agent_lost`` and ``bridge_failed`` are
+    subsets, kept for the operator: they say why."""
+
     dials: int = 0
     live_answers: int = 0
     machine_answers: int = 0
@@ -39,6 +44,7 @@ class Totals:
     network: int = 0
     customer_hung_up: int = 0
     agent_lost: int = 0
+    bridge_failed: int = 0
 
 
 class RecentOutcomes:

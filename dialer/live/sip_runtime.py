@@ -7,8 +7,9 @@ racing our ring timeout, the BYE after a machine hang-up). Such news is dropped,
 hung up, so no call is left open on the trunk.
 
 Agents are SIP endpoints (softphones) named by URI; the engine's ``ConnectCall`` makes the customer's worker call
-the agent and join both legs in its conference bridge. An agent whose phone does not answer is paused after the
-call rather than offered the next one.
+the agent and join both legs in its conference bridge. When the agent's phone refuses or does not answer, the
+worker keeps the customer up and the runtime reports ``CallBridgeFailed``: the engine counts the abandonment,
+orders the message (played and hung up like any other) and pauses the agent.
 
     >>> import asyncio
     >>> from dialer import Engine, ListLeads, make_policy
@@ -106,7 +107,7 @@ class SipRuntime:
         self._leads: dict[int, Lead] = {}
         self._dialed_at: dict[int, float] = {}
         self._agent_of: dict[int, str] = {}
-        self._unreachable: set[str] = set()
+        self.bridge_failed: dict[int, int] = {}  # call id -> the agent leg's SIP status, for logs and tests
         self.message_started: dict[int, float] = {}
         self._message_ordered: set[int] = set()
         self.voicemail_started: dict[int, float] = {}
@@ -232,10 +233,12 @@ class SipRuntime:
             if agent_id is not None:
                 self._after_call(agent_id)
         elif isinstance(event, BridgeFailed):
-            agent_id = self._agent_of.get(cid)
-            if agent_id is not None:
-                log.warning("agent %s did not answer (status %d); pausing them", agent_id, event.status)
-                self._unreachable.add(agent_id)
+            # The engine pauses the agent and abandons the call; its PlayAbandonMessage reaches the worker, which
+            # kept the customer up for it. The agent is no longer this call's: its end must not wrap them up.
+            agent_id = self._agent_of.pop(cid, None)
+            self.bridge_failed[cid] = event.status
+            log.warning("call %d: agent %s did not answer (status %d); abandoned", cid, agent_id, event.status)
+            self._submit(ev.CallBridgeFailed, call_id=cid, status=event.status)
         elif isinstance(event, MessageStarted):
             self.message_started[cid] = self.runtime.now()
         elif isinstance(event, VoicemailStarted):
@@ -251,12 +254,6 @@ class SipRuntime:
         self._idle.set()
 
     def _after_call(self, agent_id: str) -> None:
-        if agent_id in self._unreachable:
-            self._unreachable.discard(agent_id)
-            if self.engine.agent_state(agent_id) is AgentState.WRAP_UP:
-                self._submit(ev.AgentPaused, agent_id=agent_id)
-            return
-
         def done() -> None:
             if self.engine.agent_state(agent_id) is AgentState.WRAP_UP:
                 self._submit(ev.WrapUpDone, agent_id=agent_id)

@@ -7,6 +7,7 @@ and the same values can later travel over MQTT to workers on other machines. Val
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from dialer.engine.core import MIN_RING_TIMEOUT
@@ -94,6 +95,10 @@ class PoolConfig:
     ``abandon_wav``: the recorded message. ``voicemail_wav``: the message left on answering machines (when the
     campaign leaves one), played once ``voicemail_silence`` seconds of quiet follow the greeting or after
     ``voicemail_max_wait`` seconds at most. ``poll_ms``: how long a busy worker blocks in SIP polling.
+    ``agent_answer_timeout``: seconds the agent's phone may take to answer the bridge before it counts as failed
+    (the person hears silence meanwhile, so keep it short). ``bridge_failed_grace``: after a failed bridge the
+    customer stays up for the abandonment message; if the runtime orders neither the message nor a hang-up
+    within this many seconds, the worker hangs up by itself.
     """
 
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
@@ -109,6 +114,8 @@ class PoolConfig:
     voicemail_wav: str = ""
     voicemail_silence: float = 0.8
     voicemail_max_wait: float = 20.0
+    agent_answer_timeout: float = 5.0
+    bridge_failed_grace: float = 10.0
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20
@@ -125,6 +132,10 @@ class PoolConfig:
             raise ConfigError("pool.setups_per_worker", "must be > 0")
         if not (self.voicemail_silence > 0 and self.voicemail_max_wait > 0):
             raise ConfigError("pool.voicemail_silence", "voicemail_silence and voicemail_max_wait must be > 0")
+        if not 0 < self.agent_answer_timeout < math.inf:
+            raise ConfigError("pool.agent_answer_timeout", "must be a finite number > 0")
+        if not 0 < self.bridge_failed_grace < math.inf:
+            raise ConfigError("pool.bridge_failed_grace", "must be a finite number > 0")
         if self.agent_legs and self.calls_per_worker < 2:
             raise ConfigError("pool.calls_per_worker", "must be >= 2 when agent legs are bridged")
         if self.sip_port and not 0 < self.sip_port + self.workers <= 65536:
@@ -146,6 +157,8 @@ class PoolConfig:
             voicemail_wav=self.voicemail_wav,
             voicemail_silence=self.voicemail_silence,
             voicemail_max_wait=self.voicemail_max_wait,
+            agent_answer_timeout=self.agent_answer_timeout,
+            bridge_failed_grace=self.bridge_failed_grace,
             amd=self.amd,
             poll_ms=self.poll_ms,
             idle_poll_ms=self.idle_poll_ms,
@@ -172,6 +185,8 @@ class WorkerConfig:
     voicemail_wav: str = ""
     voicemail_silence: float = 0.8
     voicemail_max_wait: float = 20.0
+    agent_answer_timeout: float = 5.0
+    bridge_failed_grace: float = 10.0
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20

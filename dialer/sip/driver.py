@@ -84,6 +84,10 @@ class Bridged(DriverEvent):
 
 @dataclass(frozen=True, slots=True)
 class BridgeFailed(DriverEvent):
+    """The agent leg failed before the bridge: the agent's phone refused (``status`` 486, 480...), did not answer
+    within ``agent_answer_timeout`` (408), or could not be called. The customer is still up, waiting for
+    :meth:`SipDriver.play_message` (or a hang-up): a person who reached no live agent is an abandoned call."""
+
     status: int
 
 

@@ -21,6 +21,12 @@ parent: ``ready(pid, sip_port, version)``, ``fatal(text)``, ``ringing(cid, code)
 ``amd(cid, verdict, seconds_since_answer)``, ``failed(cid, code, reason, local_timeout)``, ``toomany(cid,
 active)``, ``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid)``, ``voicemail(cid)``,
 ``dtmf(cid, digit)``, ``error(cid, text)``.
+
+A bridge that fails (the agent's phone refuses, has not answered within ``agent_answer_timeout``: ``code`` 408,
+or its audio cannot be joined: 500) leaves the customer up: regulators count that person as abandoned, and the
+parent answers with ``play`` (the message, then the hang-up) as for any abandoned call. Should no ``play`` or
+``hangup`` come within ``bridge_failed_grace`` (the parent or its link is gone), the worker hangs up itself:
+nobody stays connected to nothing.
 """
 
 from __future__ import annotations
@@ -136,6 +142,9 @@ class _Customer:
 
     __slots__ = (
         "agent",
+        "agent_answered",
+        "agent_deadline",
+        "agent_fail_code",
         "amd",
         "answered",
         "answered_mono",
@@ -143,6 +152,7 @@ class _Customer:
         "call",
         "cid",
         "closing",
+        "orphan_deadline",
         "player",
         "port",
         "ring_deadline",
@@ -164,6 +174,10 @@ class _Customer:
         self.player: _Player | None = None
         self.ring_deadline = ring_deadline
         self.vm_since: float | None = None  # waiting for the end of a machine's greeting since then
+        self.agent_answered = False  # the agent leg is confirmed (early media alone is not an agent)
+        self.agent_deadline: float | None = None  # the agent leg must answer by then, or the bridge has failed
+        self.agent_fail_code: int | None = None  # why we dropped the agent leg ourselves (timeout, media)
+        self.orphan_deadline: float | None = None  # bridge failed: the parent must order message or hang-up by then
 
 
 class Worker:
@@ -374,8 +388,7 @@ class Worker:
                 if now < until:
                     self.deferred_bridges = {cid: (agent_uri, until), **self.deferred_bridges}
                     return
-                self.send("bridge_failed", cid, 503)
-                self.hangup(cid)
+                self.agent_failed(cid, 503)
         for cid, (uri, ring_timeout, amd, until) in list(self.deferred.items()):
             if now < self.next_setup:
                 return
@@ -417,6 +430,7 @@ class Worker:
             self.hangup(cid)
             return
         customer.player = player
+        customer.orphan_deadline = None
         self.send(verb, cid)
 
     def voicemail(self, cid: int) -> None:
@@ -471,11 +485,24 @@ class Worker:
             customer.agent = None
             if exc.status == PJ_ETOOMANY and self.legs() < self.peak:
                 return "retry"
-            self.send("bridge_failed", cid, exc.status)
-            self.hangup(cid)
+            self.agent_failed(cid, exc.status)
             return "failed"
+        customer.agent_deadline = time.monotonic() + self.cfg.agent_answer_timeout
         self.started_setup()
         return "placed"
+
+    def agent_failed(self, cid: int, code: int) -> None:
+        """The agent leg failed before the bridge: report it and keep the customer up for the message.
+
+        The parent turns the report into an abandonment and orders ``play``; the grace timer ends the call if it
+        never does. A customer already being hung up needs neither.
+        """
+        customer = self.customers.get(cid)
+        if customer is None or customer.closing:
+            return
+        customer.agent_deadline = None
+        customer.orphan_deadline = time.monotonic() + self.cfg.bridge_failed_grace
+        self.send("bridge_failed", cid, code)
 
     # -- pjsua2 callbacks (main thread) ----------------------------------------------------------------
 
@@ -485,11 +512,17 @@ class Worker:
             return
         state = info.state
         if leg.agent:
-            if state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            if state == pj.PJSIP_INV_STATE_CONFIRMED:
+                customer.agent_answered = True
+                customer.agent_deadline = None
+                self.on_media(leg)  # the 200 OK's SDP may have set the media up before this callback
+            elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 customer.agent = None
-                if not customer.bridged:
-                    self.send("bridge_failed", leg.cid, int(info.lastStatusCode))
-                self.hangup(leg.cid)
+                if customer.bridged:
+                    self.hangup(leg.cid)  # the agent hung up after talking: the call is over
+                else:
+                    code = customer.agent_fail_code
+                    self.agent_failed(leg.cid, code if code is not None else int(info.lastStatusCode))
             return
         if state == pj.PJSIP_INV_STATE_EARLY:
             code = int(info.lastStatusCode)
@@ -525,7 +558,9 @@ class Worker:
             return
         try:
             if leg.agent:
-                if customer.bridged:
+                # Only an answered agent is bridged: early media (a 183 with SDP) would otherwise count as the
+                # agent, and a phone that then refuses would look like a finished conversation.
+                if customer.bridged or not customer.agent_answered or not leg.hasMedia():
                     return
                 agent_audio = leg.getAudioMedia(-1)
                 customer_audio = customer.call.getAudioMedia(-1)
@@ -537,7 +572,13 @@ class Worker:
                 self.attach_detector(customer)
         except pj.Error as exc:
             self.send("error", leg.cid, f"media: {exc.reason}")
-            self.hangup(leg.cid)
+            if leg.agent and not customer.bridged:
+                # The agent cannot be heard: a failed bridge (reported when the leg is gone), not the customer's end.
+                customer.agent_fail_code = 500
+                with contextlib.suppress(pj.Error):
+                    leg.hangup(pj.CallOpParam(True))
+            else:
+                self.hangup(leg.cid)
 
     def attach_detector(self, customer: _Customer) -> None:
         from dialer.amd import Detector
@@ -610,6 +651,16 @@ class Worker:
                 self.amd_done(customer, "unsure", now - customer.answered_mono)
             if customer.vm_since is not None and now - customer.vm_since > self.cfg.voicemail_max_wait + 1.0:
                 self.greeting_over(customer)  # no frames at all (media gone): leave the message anyway
+            if customer.agent_deadline is not None and now > customer.agent_deadline and customer.agent is not None:
+                # The agent's phone rings on: give up on it (CANCEL); its DISCONNECTED reports the failed bridge.
+                customer.agent_deadline = None
+                customer.agent_fail_code = 408
+                with contextlib.suppress(pj.Error):
+                    customer.agent.hangup(pj.CallOpParam(True))
+            if customer.orphan_deadline is not None and now > customer.orphan_deadline and not customer.closing:
+                customer.orphan_deadline = None
+                self.send("error", customer.cid, "bridge failed and no message was ordered; hanging up")
+                self.hangup(customer.cid)
 
 
 def main(conn: Connection, cfg: WorkerConfig) -> None:

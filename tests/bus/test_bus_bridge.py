@@ -134,6 +134,38 @@ def test_a_call_from_login_to_disposition_on_the_bus(broker: Broker) -> None:
     asyncio.run(main())
 
 
+def test_a_failed_bridge_on_the_bus_is_an_abandonment_and_the_agent_shows_paused_at_once(broker: Broker) -> None:
+    async def main() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async with campaign(broker, [Lead("L1", "+15550000001")]) as (runtime, _, backend):
+            assert (await backend.send("agent.login", {"agent_id": "alice"}))["ok"]
+            assert (await backend.send("agent.ready", {"agent_id": "alice"}))["ok"]
+            dialed = await backend.wait(lambda: [e for e in backend.events if e["type"] == "call.dialed"])
+            call_id = dialed[0]["data"]["call_id"]
+            runtime.submit(ev.CallAnsweredByPerson, call_id=call_id)
+            runtime.submit(ev.CallBridgeFailed, call_id=call_id, status=486)  # the agent's phone was busy
+
+            def paused_after_the_call() -> bool:
+                states = [e["data"]["state"] for e in backend.events if e["type"] == "agent.state"]
+                return "on_call" in states and "paused" in states[states.index("on_call") :]
+
+            await backend.wait(paused_after_the_call)  # published with the failure, not only with the record
+            assert "call.record" not in backend.types()
+            runtime.submit(ev.CallEnded, call_id=call_id)  # the message has played
+            await backend.wait(lambda: "call.record" in backend.types())
+            await backend.wait(lambda: backend.retained.get("campaign.abandonment", {}).get("total_abandoned") == 1)
+            return list(backend.events), backend.retained["campaign.stats"]["totals"]
+
+    events, totals = asyncio.run(main())
+    types = [e["type"] for e in events]
+    assert types.index("call.connected") < types.index("call.abandoned") < types.index("call.record")
+    record = next(e["data"] for e in events if e["type"] == "call.record")
+    assert record["outcome"] == "abandoned" and record["abandoned"] is True and record["bridge_failed"] is True
+    assert record["agent_id"] == "alice" and record["connected_at"] is None
+    assert totals["bridge_failed"] == 1 and totals["abandoned"] == 1 and totals["connects"] == 0
+    for e in events:
+        decode(json.dumps(e))
+
+
 def _engine_state(runtime: AsyncRuntime) -> tuple[Any, ...]:
     e = runtime.engine
     return (

@@ -224,3 +224,49 @@ def test_abandonment_message_over_a_sip_worker_and_a_keypress_opt_out(
     assert abandoned.outcome is Outcome.ABANDONED and abandoned.message_at is not None
     assert leads.opted_out == [("2040001", "optout")], workers.log("m1")
     assert c.dispatcher.opt_outs == ["optout"]
+
+
+def test_an_agent_phone_that_refuses_over_a_sip_worker_is_an_abandonment_with_the_message(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The customer answers, the agent's SIPp phone answers the bridge with 486: the worker reports the failed
+    bridge over MQTT and keeps the customer up, the dispatcher's engine counts the abandonment and pauses the
+    agent, and the message it orders is played by the worker to the end before the hang-up."""
+    customers = Sipp("customers.xml", tmp_path)
+    refuser = Sipp("agent_refuses.xml", tmp_path)
+    wav = tmp_path / "message.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(
+            b"".join(struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440))) for i in range(8000))
+        )
+    leads = ListLeads([Lead("held", "2000001")])  # answers, then stays until the dialer hangs up
+    engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0, ring_timeout=20.0))
+    agents = {"a0": f"sip:busy@127.0.0.1:{refuser.port}"}
+    workers = SipWorkers(broker.port, customers.port, tmp_path, {}, ("--abandon-wav", str(wav)))
+
+    async def main() -> Campaign:
+        async with campaign(broker, [], agents, engine) as c:
+            workers.start("b1")
+            await until(lambda: c.online() == 1 and c.engine.config.max_in_flight == 2)
+            login(c, 1)
+            await until(lambda: len(c.records) == 1, 60)
+            return c
+
+    try:
+        c = asyncio.run(main())
+    finally:
+        workers.stop()
+        customers.stop()
+        refuser.stop()
+    (record,) = c.records
+    assert record.outcome is Outcome.ABANDONED and record.abandoned and record.bridge_failed, workers.log("b1")
+    assert record.agent_id == "a0" and record.connected_at is None and record.message_at is not None
+    assert c.dispatcher.messages == [record.call_id]  # the worker reported the message started ...
+    assert record.ended_at - record.message_at > 0.8  # ... and hung up only after the 1-s message played
+    totals = c.engine.stats.totals
+    assert (totals.live_answers, totals.abandoned, totals.bridge_failed, totals.connects) == (1, 1, 1, 0)
+    assert c.engine.agent_state("a0").value == "paused"
+    assert not customers.aborted() and not refuser.aborted()
