@@ -132,7 +132,8 @@ class Predictive(PacingPolicy):
     reserve, grown on windows expecting fewer than ``caution_answers`` answers (see :meth:`effective_caution`;
     ``shift_hours`` is the length of a calendar day's shift). Priors (``prior_*``) describe the campaign before any
     call is seen. Cost knobs: ``refresh_seconds`` and ``refresh_records`` (when tables are rebuilt),
-    ``quantile_every``.
+    ``quantile_every``. ``future_launches``: the share of the last minute's launch rate counted as calls the
+    coming decisions will launch ahead of a new call's answer (0 ignores them).
     """
 
     name = "predictive"
@@ -169,6 +170,7 @@ class Predictive(PacingPolicy):
         refresh_seconds: float = 30.0,
         refresh_records: int = 50,
         quantile_every: int = 25,
+        future_launches: float = 0.5,
     ) -> None:
         from dialer.pacing import estimators as est
 
@@ -202,6 +204,8 @@ class Predictive(PacingPolicy):
             raise ConfigError("calibration_answers", "must be >= 1")
         if calibration_prior <= 0:
             raise ConfigError("calibration_prior", "must be > 0")
+        if not 0.0 <= future_launches <= 2.0:
+            raise ConfigError("future_launches", "must be between 0 and 2")
         if quantile_every < 1:
             raise ConfigError("quantile_every", "must be >= 1")
         self.target = target_abandon_rate
@@ -221,6 +225,8 @@ class Predictive(PacingPolicy):
         self.horizon_quantile = horizon_quantile
         self._quantiles: dict[tuple[int, float], tuple[int, float]] = {}
         self.quantile_every = quantile_every
+        self.future_launches = future_launches
+        self._dial_marks: deque[tuple[float, int]] = deque()  # (time, engine's dial total), last minute
         self.ledger = AbandonLedger(window, hours=window_hours, day_offset=day_offset)
         self.outcomes: OutcomeEstimator = est.OutcomeEstimator(
             {"live": prior_answer_rate, "machine": prior_machine_rate, "busy": prior_busy_rate},
@@ -321,6 +327,11 @@ class Predictive(PacingPolicy):
         for the window (which then reacts to an abandonment as it happens, not when the call's record is
         written), and every dial's outcome for the outcome estimator (see :meth:`observe`)."""
         tot = snap.stats.totals
+        marks = self._dial_marks
+        if not marks or snap.now - marks[-1][0] >= 1.0:
+            marks.append((snap.now, tot.dials))
+            while len(marks) > 2 and snap.now - marks[1][0] >= 60.0:
+                marks.popleft()
         counts = (tot.live_answers, tot.machine_answers, tot.busy, tot.no_answer, tot.abandoned)
         if self._feed_start is None:
             self._feed_start = snap.now
@@ -358,6 +369,13 @@ class Predictive(PacingPolicy):
         self._cal_abandoned = self._cal_abandoned * d + abandoned
         k = self.calibration_prior
         self.scale = min(20.0, max(0.1, (self._cal_theta + k) / (self._cal_abandoned + k)))
+
+    def _launch_rate(self, now: float) -> float:
+        """Dials per second over about the last minute (engine totals sampled once a second), 0 before 10 s."""
+        marks = self._dial_marks
+        if len(marks) < 2 or marks[-1][0] - marks[0][0] < 10.0:
+            return 0.0
+        return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
 
     def _expire_recent(self, now: float) -> None:
         recent = self._recent
@@ -460,9 +478,12 @@ class Predictive(PacingPolicy):
         # The guard keeps half the safety share: riding exactly at the cap, a window would end a hair over it
         # about half the time on a big floor, where abandonments come in bursts of several at once.
         guard = self._allowance(self.target * (1.0 - 0.5 * self.safety), 30.0, led.live, led.abandoned, c)
-        # The calibration applies to spending; the guard is a hard limit: the marginal call's risk bounds the
-        # average, so a threshold under the guard keeps the window under the cap whatever the model thinks.
-        return min(min(spend, 2.0 * goal) * self.scale, guard)
+        # The guard is a hard limit in abandonments: when the forecast is, if anything, optimistic (scale at most
+        # one), the marginal call's risk bounds the average, so a threshold under the guard keeps the window under
+        # the cap whatever the model thinks. A forecast shown pessimistic by the evidence (scale above one) needs a
+        # threshold above the guard's rate to spend the allowance at all, so the guard is converted too; near the
+        # cap it still falls to zero, whatever the scale.
+        return min(min(spend, 2.0 * goal) * self.scale, guard * max(1.0, self.scale))
 
     @staticmethod
     def _allowance(rate: float, horizon: float, live: int, abandoned: int, caution: float) -> float:
@@ -535,10 +556,17 @@ class Predictive(PacingPolicy):
         gap_mu = (gap[:K] + 0.5).tolist()  # continuity correction: integer demand against integer supply
         gap_var = (demand[K:] + supply[K:]).tolist()
         nm, nv, weights = t.new_mean, t.new_var, t.weights  # a new call: P(answered live by tau_k), its variance
+        # Calls the coming decisions will launch before a new call is answered compete with it for the same agents
+        # (one launched in 3 s and answered 4 s later is served before one launched now and answered after 12 s).
+        # Ignoring them understated the risk of a launch about threefold on a 200-agent floor, where dozens are
+        # launched per horizon. They are taken at ``future_launches`` times the last minute's launch rate: the
+        # coming decisions launch only while risk allows, so the full rate overstates them (see docs/pacing.md).
+        rate = self._launch_rate(now) * self.future_launches
+        future = [rate * g for g in t.launch_integral] if rate > 0.0 else None
         theta = budget
 
         def risk(n: int) -> float:
-            return marginal_risk(n, gap_mu, gap_var, nm, nv, weights)
+            return marginal_risk(n, gap_mu, gap_var, nm, nv, weights, future)
 
         if risk(1) > theta:
             return 0
@@ -589,20 +617,24 @@ def marginal_risk(
     new_mean: Sequence[float],
     new_var: Sequence[float],
     weights: Sequence[float],
+    future: Sequence[float] | None = None,
 ) -> float:
     """P(the n-th new call, if answered, finds no agent): demand from everyone else against supply, at the moment
     it is answered, averaged over when that is (``weights``, one per horizon point).
 
     Per horizon point: ``gap_mu``/``gap_var`` are the mean (continuity-corrected) and variance of demand less supply
-    before any new call, ``new_mean``/``new_var`` one new call's chance of a live answer by then and its variance.
+    before any new call, ``new_mean``/``new_var`` one new call's chance of a live answer by then and its variance,
+    and ``future`` the live answers by then of the calls the coming decisions will launch (Poisson: mean and
+    variance alike). Those are answered before the new call and served first.
     Plain floats and ``math``: it runs a dozen times per decision on eight points, where NumPy's call overhead would
     cost more than the arithmetic. The exact evaluation in ``benchmarks/pacing_bounds.py`` uses it too.
     """
     m = n - 1
     r = 0.0
     for k in range(len(weights)):
-        var = gap_var[k] + m * new_var[k]
-        mu = gap_mu[k] + m * new_mean[k]
+        f = future[k] if future is not None else 0.0
+        var = gap_var[k] + m * new_var[k] + f
+        mu = gap_mu[k] + m * new_mean[k] + f
         if var <= 1e-12:
             r += weights[k] * (1.0 if mu > 0 else 0.0)
         else:
@@ -627,6 +659,7 @@ class _Tables:
     __slots__ = (
         "inv_ring_dt",
         "inv_talk_dt",
+        "launch_integral",
         "new_mean",
         "new_var",
         "ring",
@@ -677,6 +710,15 @@ class _Tables:
             (self.new_mean[k] - (self.new_mean[k - 1] if k else 0.0)) / total if total > 0 else 1.0 / K
             for k in range(K)
         ]
+        # Integral of P(live by u) for u from 0 to tau_k (trapezoids on the horizon's points): the live answers by
+        # tau_k of calls launched at a unit rate from now until tau_k.
+        acc, prev_t, prev_f = 0.0, 0.0, 0.0
+        self.launch_integral: list[float] = []
+        for k in range(K):
+            tk, fk = float(taus[k]), self.new_mean[k]
+            acc += 0.5 * (prev_f + fk) * (tk - prev_t)
+            self.launch_integral.append(acc)
+            prev_t, prev_f = tk, fk
 
     @classmethod
     def build(cls, policy: Predictive, connect_limit: float) -> _Tables:
