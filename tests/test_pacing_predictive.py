@@ -166,23 +166,19 @@ class _Exact(Snapshot):
         return self.W, c
 
 
-def test_decisions_from_the_engines_histograms_match_exact_ages() -> None:
-    """The policy reads the floor from the engine's binned histograms (a quarter-second for ringing calls, a
-    second for agents); its decisions must match what exact ages would give, on a floor spread out in time."""
-    agents = 300
-    policy = _Hold(0.03, warmup_answers=0)
-    engine = Engine(policy, SyntheticLeads(), start=-700.0)
-    rng = np.random.default_rng(5)
+def _spread_floor(agents: int, ringing: int, rng: np.random.Generator) -> tuple[Engine, _Once]:
+    """A floor built through the engine's events in time order, as it would be mid-shift: agents connected over
+    the last 150 s, each to a call that rang 4-16 s, and ``ringing`` calls dialed over the last 25 s. The engine's
+    policy is a launcher that launches only what it is told to."""
+    launcher = _Once()
+    engine = Engine(launcher, SyntheticLeads(), start=-700.0)
     for i in range(agents):
         engine.handle(ev.AgentLoggedIn(-700.0, f"a{i}"))
-    # Agents connected over the last 150 s, each to a call that rang 4-16 s; 10 more calls still ring.
     plan: list[tuple[float, int, int]] = []  # (time, 0 = dial / 1 = answer, agent or -1)
     for i, t in enumerate(rng.uniform(-150.0, -1.0, agents)):
         plan += [(float(t) - float(rng.uniform(4.0, 16.0)), 0, i), (float(t), 1, i)]
-    plan += [(float(t), 0, -1) for t in rng.uniform(-25.0, -0.5, 10)]
+    plan += [(float(t), 0, -1) for t in rng.uniform(-25.0, -0.5, ringing)]
     call_of: dict[int, int] = {}
-    launcher = _Once()
-    engine.policy = launcher
     for t, what, i in sorted(plan):
         if what:
             engine.handle(ev.AgentReady(t, f"a{i}"))
@@ -191,12 +187,24 @@ def test_decisions_from_the_engines_histograms_match_exact_ages() -> None:
             launcher.pending = 1
             engine.handle(ev.TimeAdvanced(t))
             call_of[i] = max(engine.calls)
-    # The engine launches nothing more (the launcher has nothing pending): both policies judge one floor.
-    # Calls finished before (talk ~ lognormal, mean 120 s): the estimate the forecast of free agents comes from.
-    exact = _Hold(0.03, warmup_answers=0)
+    return engine, launcher
+
+
+def _learnt_talk(rng: np.random.Generator, *policies: Predictive) -> None:
+    """Calls finished before (talk ~ lognormal, mean 120 s): what the forecast of free agents comes from."""
     for x in rng.lognormal(math.log(120.0) - 0.18, 0.6, 1000):
-        policy.agents.talk.add(float(x))
-        exact.agents.talk.add(float(x))
+        for p in policies:
+            p.agents.talk.add(float(x))
+
+
+def test_decisions_from_the_engines_histograms_match_exact_ages() -> None:
+    """The policy reads the floor from the engine's binned histograms (a quarter-second for ringing calls, a
+    second for agents); its decisions must match what exact ages would give, on a floor spread out in time."""
+    rng = np.random.default_rng(5)
+    engine, _ = _spread_floor(300, 10, rng)  # the launcher has nothing pending: both policies judge one floor
+    policy = _Hold(0.03, warmup_answers=0)
+    exact = _Hold(0.03, warmup_answers=0)
+    _learnt_talk(rng, policy, exact)
     policy.building = exact.building = False
     seen = []
     for step in range(30):
@@ -206,6 +214,39 @@ def test_decisions_from_the_engines_histograms_match_exact_ages() -> None:
         assert abs(a - b) <= max(2, 0.03 * b), (step, a, b)
         seen.append(b)
     assert max(seen) > 0  # a real decision was compared, not two zeros
+
+
+def test_calls_the_coming_decisions_will_launch_hold_back_a_launch() -> None:
+    """While calls are being launched, some launched in the next seconds will be answered before a call launched
+    now and take the agents it was counting on: counting them (``future_launches``) must launch fewer calls on
+    the same floor, and ignoring them must give the plain forecast."""
+    rng = np.random.default_rng(7)
+    engine, launcher = _spread_floor(300, 0, rng)
+    ahead = _Hold(0.03, warmup_answers=0, future_launches=0.5)
+    plain = _Hold(0.03, warmup_answers=0, future_launches=0.0)
+    _learnt_talk(rng, ahead, plain)
+    ahead.building = plain.building = False
+    pairs = []
+    for step in range(40):  # two launches a second, as the floor's own pacing would
+        launcher.pending = 2
+        engine.handle(ev.TimeAdvanced(0.5 * step))
+        snap = engine.snapshot()
+        pairs.append((ahead.decide(snap), plain.decide(snap)))
+    assert ahead._launch_rate(engine.now) == pytest.approx(4.0, rel=0.1)  # dials per second, from the engine
+    assert all(a <= b for a, b in pairs)
+    assert any(a < b for a, b in pairs[-10:])  # once the rate is known, the coming launches count
+
+
+def test_marginal_risk_treats_coming_answers_as_demand() -> None:
+    from dialer.pacing.predictive import marginal_risk
+
+    gap_mu, gap_var = [-3.0, -2.0], [4.0, 5.0]
+    nm, nv, w = [0.1, 0.2], [0.09, 0.16], [0.5, 0.5]
+    base = marginal_risk(3, gap_mu, gap_var, nm, nv, w)
+    ahead = marginal_risk(3, gap_mu, gap_var, nm, nv, w, [0.5, 1.5])
+    shifted = marginal_risk(3, [-2.5, -0.5], [4.5, 6.5], nm, nv, w)
+    assert ahead > base
+    assert ahead == pytest.approx(shifted)
 
 
 def test_wrap_ups_reported_by_the_engine_teach_wrap_time_and_breaks() -> None:

@@ -101,6 +101,18 @@ def login(c: Campaign, n: int) -> None:
         c.runtime.submit(ev.AgentReady, agent_id=f"a{i}")
 
 
+def _tone(path: Path) -> Path:
+    """A 1-s 440-Hz recorded message, for the workers' ``--abandon-wav``."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(
+            b"".join(struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440))) for i in range(8000))
+        )
+    return path
+
+
 def test_sip_workers_place_a_campaign_through_the_shared_subscription(
     broker: Broker, sip_peers: tuple[Sipp, Sipp], tmp_path: Path
 ) -> None:
@@ -193,14 +205,7 @@ def test_abandonment_message_over_a_sip_worker_and_a_keypress_opt_out(
     """Two calls, one agent: the first is bridged; the second finds nobody, hears the message played by the worker
     and presses 9, which reaches the lead source as an opt-out through the bus."""
     customers, agent = sip_peers
-    wav = tmp_path / "message.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(
-            b"".join(struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440))) for i in range(8000))
-        )
+    wav = _tone(tmp_path / "message.wav")
     leads = OptOutLeads([Lead("talk", "2000001"), Lead("optout", "2040001")])
     engine = Engine(make_policy("power", ratio=2.0), leads, EngineConfig(connect_limit=0.3, ring_timeout=20.0))
     agents = {"a0": f"sip:a0@127.0.0.1:{agent.port}"}
@@ -234,14 +239,7 @@ def test_an_agent_phone_that_refuses_over_a_sip_worker_is_an_abandonment_with_th
     agent, and the message it orders is played by the worker to the end before the hang-up."""
     customers = Sipp("customers.xml", tmp_path)
     refuser = Sipp("agent_refuses.xml", tmp_path)
-    wav = tmp_path / "message.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(
-            b"".join(struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440))) for i in range(8000))
-        )
+    wav = _tone(tmp_path / "message.wav")
     leads = ListLeads([Lead("held", "2000001")])  # answers, then stays until the dialer hangs up
     engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0, ring_timeout=20.0))
     agents = {"a0": f"sip:busy@127.0.0.1:{refuser.port}"}
