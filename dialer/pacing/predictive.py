@@ -133,7 +133,8 @@ class Predictive(PacingPolicy):
     ``shift_hours`` is the length of a calendar day's shift). Priors (``prior_*``) describe the campaign before any
     call is seen. Cost knobs: ``refresh_seconds`` and ``refresh_records`` (when tables are rebuilt),
     ``quantile_every``. ``future_launches``: the share of the last minute's launch rate counted as calls the
-    coming decisions will launch ahead of a new call's answer (0 ignores them).
+    coming decisions will launch ahead of a new call's answer (0 ignores them). The calibration's half-life is
+    ``calibration_answers`` answers, never less than ``calibration_minutes`` minutes of them.
     """
 
     name = "predictive"
@@ -171,6 +172,7 @@ class Predictive(PacingPolicy):
         refresh_records: int = 50,
         quantile_every: int = 25,
         future_launches: float = 0.5,
+        calibration_minutes: float = 30.0,
     ) -> None:
         from dialer.pacing import estimators as est
 
@@ -204,6 +206,8 @@ class Predictive(PacingPolicy):
             raise ConfigError("calibration_answers", "must be >= 1")
         if calibration_prior <= 0:
             raise ConfigError("calibration_prior", "must be > 0")
+        if calibration_minutes < 0:
+            raise ConfigError("calibration_minutes", "must be >= 0")
         if not 0.0 <= future_launches <= 2.0:
             raise ConfigError("future_launches", "must be between 0 and 2")
         if quantile_every < 1:
@@ -218,6 +222,7 @@ class Predictive(PacingPolicy):
         self.warmup_answers = warmup_answers
         self.min_agents = min_agents
         self._cal_decay = 0.5 ** (1.0 / calibration_answers)
+        self._cal_half_life = calibration_answers
         self.calibration_prior = calibration_prior
         self.max_lines_per_agent = max_lines_per_agent
         self.refresh_seconds = refresh_seconds
@@ -226,6 +231,7 @@ class Predictive(PacingPolicy):
         self._quantiles: dict[tuple[int, float], tuple[int, float]] = {}
         self.quantile_every = quantile_every
         self.future_launches = future_launches
+        self.calibration_minutes = calibration_minutes
         self._dial_marks: deque[tuple[float, int]] = deque()  # (time, engine's dial total), last minute
         self.ledger = AbandonLedger(window, hours=window_hours, day_offset=day_offset)
         self.outcomes: OutcomeEstimator = est.OutcomeEstimator(
@@ -364,7 +370,13 @@ class Predictive(PacingPolicy):
         no faster than the evidence, so it adds no oscillation of its own; the window's loop (:meth:`budget`)
         does the correcting.
         """
+        # The half-life is counted in answers, but never shorter than ``calibration_minutes`` of them: a thousand
+        # answers are two hours of a 20-agent floor and a minute and a half of a 1,000-agent one, where the
+        # calibration would become the fast, noisy loop it replaced (its factor swung 3.5-8 within a day).
         d = self._cal_decay**live
+        rate = self._answer_rate(now)
+        if rate is not None and rate * 60.0 * self.calibration_minutes > self._cal_half_life:
+            d = 0.5 ** (live / (rate * 60.0 * self.calibration_minutes))
         self._cal_theta = self._cal_theta * d + live * self._charged(now)
         self._cal_abandoned = self._cal_abandoned * d + abandoned
         k = self.calibration_prior
