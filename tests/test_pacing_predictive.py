@@ -300,3 +300,17 @@ def test_caution_grows_on_small_windows_only() -> None:
     assert caution(100) == pytest.approx(1.0)
     assert caution(25) == pytest.approx(math.sqrt(3000.0 / 800.0), rel=0.01)
     assert caution(1) == 4.0  # bounded
+
+
+def test_calibration_half_life_is_never_shorter_than_its_minutes_of_answers() -> None:
+    """On a big floor a thousand answers pass in a minute or two; counted in answers alone the calibration would
+    forget within minutes and swing. With ``calibration_minutes`` it keeps at least that long a memory."""
+    policies = {m: Predictive(0.03, calibration_answers=10, calibration_minutes=m) for m in (0.0, 30.0)}
+    for p in policies.values():
+        p._feed_start = 0.0
+        p._count(300.0, 3000, 0)  # ten answers a second: 30 minutes are 18,000 answers
+        p._remember(0.0, 0.02)
+        p._calibrate(300.0, 1000, 0)  # a thousand answers charged 0.02 each, no abandonment: loosen
+        p._calibrate(301.0, 100, 10)  # then a burst of ten abandonments in a hundred answers
+    assert policies[0.0].scale < 1.0  # forgot the thousand answers at once: the burst alone decides
+    assert policies[30.0].scale > 1.2  # the burst weighs as a hundred answers among eleven hundred
