@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from scripted_policy import Scripted
+
 from dialer import Engine, SyntheticLeads
 from dialer.engine import events as ev
 from dialer.engine.core import EngineConfig
-from dialer.engine.snapshot import BUSY_BIN, RING_BIN, Snapshot
+from dialer.engine.snapshot import BUSY_BIN, RING_BIN
 from dialer.engine.state import AgentState, CallState
-from dialer.pacing.base import PacingPolicy
 from sim import scenario
 from sim.runtime import SimulatedCampaign
 
@@ -67,17 +68,8 @@ def test_histograms_follow_a_whole_campaign() -> None:
     assert tot.abandoned > 0 and tot.no_answer > 0 and tot.machine_answers > 0  # the transitions really happened
 
 
-class _Launch(PacingPolicy):
-    def __init__(self) -> None:
-        self.pending = 0
-
-    def decide(self, snap: Snapshot) -> int:
-        n, self.pending = self.pending, 0
-        return n
-
-
 def test_rare_transitions_keep_the_histograms_exact() -> None:
-    policy = _Launch()
+    policy = Scripted()
     engine = Engine(policy, SyntheticLeads(), EngineConfig(ring_timeout=30.0))
     for i in range(3):
         engine.handle(ev.AgentLoggedIn(0.0, f"a{i}"))
@@ -115,7 +107,7 @@ def test_rare_transitions_keep_the_histograms_exact() -> None:
 
 
 def test_a_failed_bridge_moves_the_agent_out_of_the_on_call_histogram() -> None:
-    policy = _Launch()
+    policy = Scripted()
     engine = Engine(policy, SyntheticLeads(), EngineConfig(ring_timeout=30.0))
     engine.handle(ev.AgentLoggedIn(0.0, "a0"))
     engine.handle(ev.AgentReady(0.0, "a0"))

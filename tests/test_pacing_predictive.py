@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
+from scripted_policy import Scripted
 
 from dialer import Engine, SyntheticLeads
 from dialer.engine import events as ev
@@ -15,7 +16,6 @@ from dialer.engine.snapshot import Snapshot
 from dialer.engine.state import AgentState
 from dialer.errors import ConfigError
 from dialer.pacing import Predictive, make_policy
-from dialer.pacing.base import PacingPolicy
 from dialer.pacing.predictive import AbandonLedger
 from sim import scenario, simulate
 
@@ -140,17 +140,6 @@ class _Hold(Predictive):
         return 0 if self.building else super().decide(snap)
 
 
-class _Once(PacingPolicy):
-    """Launches what it is told to, once: how a test builds a floor."""
-
-    def __init__(self) -> None:
-        self.pending = 0
-
-    def decide(self, snap: Snapshot) -> int:
-        n, self.pending = self.pending, 0
-        return n
-
-
 class _Exact(Snapshot):
     """A snapshot whose histograms have millisecond bins, walked from the engine: ages as good as exact."""
 
@@ -166,11 +155,11 @@ class _Exact(Snapshot):
         return self.W, c
 
 
-def _spread_floor(agents: int, ringing: int, rng: np.random.Generator) -> tuple[Engine, _Once]:
+def _spread_floor(agents: int, ringing: int, rng: np.random.Generator) -> tuple[Engine, Scripted]:
     """A floor built through the engine's events in time order, as it would be mid-shift: agents connected over
     the last 150 s, each to a call that rang 4-16 s, and ``ringing`` calls dialed over the last 25 s. The engine's
     policy is a launcher that launches only what it is told to."""
-    launcher = _Once()
+    launcher = Scripted()
     engine = Engine(launcher, SyntheticLeads(), start=-700.0)
     for i in range(agents):
         engine.handle(ev.AgentLoggedIn(-700.0, f"a{i}"))
@@ -232,7 +221,7 @@ def test_calls_the_coming_decisions_will_launch_hold_back_a_launch() -> None:
         engine.handle(ev.TimeAdvanced(0.5 * step))
         snap = engine.snapshot()
         pairs.append((ahead.decide(snap), plain.decide(snap)))
-    assert ahead._launch_rate(engine.now) == pytest.approx(4.0, rel=0.1)  # dials per second, from the engine
+    assert ahead._launch_rate() == pytest.approx(4.0, rel=0.1)  # dials per second, from the engine
     assert all(a <= b for a, b in pairs)
     assert any(a < b for a, b in pairs[-10:])  # once the rate is known, the coming launches count
 

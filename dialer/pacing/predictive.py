@@ -221,8 +221,7 @@ class Predictive(PacingPolicy):
         self.shift_seconds = shift_hours * 3600.0
         self.warmup_answers = warmup_answers
         self.min_agents = min_agents
-        self._cal_decay = 0.5 ** (1.0 / calibration_answers)
-        self._cal_half_life = calibration_answers
+        self.calibration_answers = calibration_answers
         self.calibration_prior = calibration_prior
         self.max_lines_per_agent = max_lines_per_agent
         self.refresh_seconds = refresh_seconds
@@ -258,9 +257,8 @@ class Predictive(PacingPolicy):
         self._day_key: int | None = None
         self._day_start = 0.0
         self.answers_seen = 0
-        self._recent: deque[tuple[float, int, int]] = deque()  # (time, live answers, abandonments), last 15 min
+        self._recent: deque[tuple[float, int]] = deque()  # (time, live answers), last 15 min
         self._recent_live = 0
-        self._recent_abandoned = 0
         # Event-time counts from the engine (snap.stats): where the feed started and what was last seen.
         self._feed_start: float | None = None
         self._seen: tuple[int, ...] = ()
@@ -324,9 +322,9 @@ class Predictive(PacingPolicy):
 
     def _count(self, t: float, live: int, abandoned: int) -> None:
         self.ledger.count(t, live, abandoned)
-        self._recent.append((t, live, abandoned))
-        self._recent_live += live
-        self._recent_abandoned += abandoned
+        if live:
+            self._recent.append((t, live))
+            self._recent_live += live
 
     def _feed(self, snap: Snapshot) -> None:
         """Take what the engine counted since the last decision, at event time: live answers and abandonments
@@ -373,16 +371,17 @@ class Predictive(PacingPolicy):
         # The half-life is counted in answers, but never shorter than ``calibration_minutes`` of them: a thousand
         # answers are two hours of a 20-agent floor and a minute and a half of a 1,000-agent one, where the
         # calibration would become the fast, noisy loop it replaced (its factor swung 3.5-8 within a day).
-        d = self._cal_decay**live
         rate = self._answer_rate(now)
-        if rate is not None and rate * 60.0 * self.calibration_minutes > self._cal_half_life:
-            d = 0.5 ** (live / (rate * 60.0 * self.calibration_minutes))
+        half_life = self.calibration_answers
+        if rate is not None:
+            half_life = max(half_life, rate * 60.0 * self.calibration_minutes)
+        d = 0.5 ** (live / half_life)
         self._cal_theta = self._cal_theta * d + live * self._charged(now)
         self._cal_abandoned = self._cal_abandoned * d + abandoned
         k = self.calibration_prior
         self.scale = min(20.0, max(0.1, (self._cal_theta + k) / (self._cal_abandoned + k)))
 
-    def _launch_rate(self, now: float) -> float:
+    def _launch_rate(self) -> float:
         """Dials per second over about the last minute (engine totals sampled once a second), 0 before 10 s."""
         marks = self._dial_marks
         if len(marks) < 2 or marks[-1][0] - marks[0][0] < 10.0:
@@ -393,9 +392,7 @@ class Predictive(PacingPolicy):
         recent = self._recent
         cutoff = now - 900.0
         while recent and recent[0][0] < cutoff:
-            _, lv, ab = recent.popleft()
-            self._recent_live -= lv
-            self._recent_abandoned -= ab
+            self._recent_live -= recent.popleft()[1]
 
     def _answer_rate(self, now: float) -> float | None:
         """Live answers per second over the last 15 minutes, or ``None`` before two minutes of evidence (or
@@ -573,7 +570,7 @@ class Predictive(PacingPolicy):
         # Ignoring them understated the risk of a launch about threefold on a 200-agent floor, where dozens are
         # launched per horizon. They are taken at ``future_launches`` times the last minute's launch rate: the
         # coming decisions launch only while risk allows, so the full rate overstates them (see docs/pacing.md).
-        rate = self._launch_rate(now) * self.future_launches
+        rate = self._launch_rate() * self.future_launches
         future = [rate * g for g in t.launch_integral] if rate > 0.0 else None
         theta = budget
 

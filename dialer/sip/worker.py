@@ -504,6 +504,14 @@ class Worker:
         customer.orphan_deadline = time.monotonic() + self.cfg.bridge_failed_grace
         self.send("bridge_failed", cid, code)
 
+    def drop_agent(self, customer: _Customer, code: int) -> None:
+        """Hang up the agent leg ourselves before the bridge; its DISCONNECTED then reports the failed bridge
+        with ``code`` (its own status would only say we cancelled it)."""
+        customer.agent_fail_code = code
+        if customer.agent is not None:
+            with contextlib.suppress(pj.Error):  # already disconnecting
+                customer.agent.hangup(pj.CallOpParam(True))
+
     # -- pjsua2 callbacks (main thread) ----------------------------------------------------------------
 
     def on_state(self, leg: _Leg, info: Any) -> None:
@@ -574,9 +582,7 @@ class Worker:
             self.send("error", leg.cid, f"media: {exc.reason}")
             if leg.agent and not customer.bridged:
                 # The agent cannot be heard: a failed bridge (reported when the leg is gone), not the customer's end.
-                customer.agent_fail_code = 500
-                with contextlib.suppress(pj.Error):
-                    leg.hangup(pj.CallOpParam(True))
+                self.drop_agent(customer, 500)
             else:
                 self.hangup(leg.cid)
 
@@ -654,9 +660,7 @@ class Worker:
             if customer.agent_deadline is not None and now > customer.agent_deadline and customer.agent is not None:
                 # The agent's phone rings on: give up on it (CANCEL); its DISCONNECTED reports the failed bridge.
                 customer.agent_deadline = None
-                customer.agent_fail_code = 408
-                with contextlib.suppress(pj.Error):
-                    customer.agent.hangup(pj.CallOpParam(True))
+                self.drop_agent(customer, 408)
             if customer.orphan_deadline is not None and now > customer.orphan_deadline and not customer.closing:
                 customer.orphan_deadline = None
                 self.send("error", customer.cid, "bridge failed and no message was ordered; hanging up")
