@@ -12,6 +12,7 @@ from dialer.errors import ConfigError
 from dialer.pacing.estimators import (
     AgentModel,
     DurationEstimator,
+    FloatArray,
     OutcomeEstimator,
     RingModel,
 )
@@ -89,6 +90,64 @@ def test_duration_window_follows_a_shift_in_talk_time() -> None:
     for x in rng.exponential(60, 600):
         est.add(float(x))
     assert est.mean == pytest.approx(60, rel=0.15)
+
+
+def _big_floor(agents: int, until: float, seed: int) -> tuple[list[tuple[float, float]], list[float]]:
+    """Back-to-back lognormal calls on ``agents`` lines for ``until`` seconds: (end, duration) of the finished
+    ones in end order, and the ages of those still running at ``until``."""
+    rng = np.random.default_rng(seed)
+    done: list[tuple[float, float]] = []
+    running: list[float] = []
+    for _ in range(agents):
+        t = -rng.uniform(0, 600)  # lines already busy, at staggered points of their calls
+        while True:
+            x = float(rng.lognormal(math.log(120) - 0.18, 0.6))
+            if t + x > until:
+                running.append(until - max(t, 0.0) if t >= 0 else until - t)
+                break
+            if t + x > 0:
+                done.append((t + x, x))
+            t += x
+    done.sort()
+    return done, running
+
+
+def test_censoring_on_a_big_floor_keeps_one_cohort() -> None:
+    """A thousand samples are two minutes of a 1,000-agent floor: the calls still running then include long ones
+    whose short contemporaries have left the window. Kaplan-Meier over both overstated talk time; over the cohort
+    the window holds whole, it matches the truth."""
+    truth = stats.lognorm(s=0.6, scale=120 * math.exp(-0.18))
+    done, running = _big_floor(1000, 1800.0, seed=5)
+    t = np.array([30.0, 60.0, 120.0, 240.0, 400.0])
+
+    def error(window_seconds: float, now: float | None) -> FloatArray:
+        est = DurationEstimator(120.0, window=1000, window_seconds=window_seconds)
+        for end, x in done:
+            est.add(x, end)
+        est.censor(running, now)
+        return np.abs(est.cdf(t) - truth.cdf(t))
+
+    assert error(0.0, None).max() > 0.15  # the old way: the last thousand samples and every running call
+    assert error(0.0, 1800.0)[:2].max() < 0.02  # the cohort alone is right as far as a two-minute window sees
+    assert error(1200.0, None).max() > 0.02  # a long window alone still mixes
+    assert error(1200.0, 1800.0).max() < 0.015  # both: a 20-minute window sees the long calls end too
+
+
+def test_duration_window_in_time_keeps_every_sample_of_its_span() -> None:
+    est = DurationEstimator(10.0, window=10, window_seconds=60.0, max_samples=500)
+    for i in range(200):
+        est.add(5.0, float(i))  # one a second
+    assert est.n == 61  # ended within 60 s of the newest
+    for _ in range(1800):
+        est.add(5.0, 200.0)  # a burst: capped
+    assert est.n == 500
+    for _ in range(20):
+        est.add(5.0)  # no end time: the count window alone
+    assert est.n == 10
+    with pytest.raises(ConfigError):
+        DurationEstimator(10.0, window=100, max_samples=10)
+    with pytest.raises(ConfigError):
+        DurationEstimator(10.0, window_seconds=-1.0)
 
 
 def test_conditional_end_probability_knows_how_long_it_lasted() -> None:
