@@ -27,7 +27,7 @@ import simpy
 from dialer.engine import events as ev
 from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.core import Engine, EngineConfig
-from dialer.engine.state import AgentState
+from dialer.engine.state import AgentState, CallState
 from dialer.leads import LeadSource, SyntheticLeads
 from sim.distributions import Sampler
 from sim.scenario import Drift, Scenario
@@ -93,6 +93,7 @@ class SimulatedCampaign:
         self._call_agent: dict[int, str] = {}
         self._armed: set[float] = set()
         self._off_shift = False
+        self._going_home = False  # dialing stopped and no call can still need an agent
         self._drained: simpy.Event | None = None
         nbins = int(np.ceil(scenario.days * DAY / SERIES_BIN))
         self._bins = nbins
@@ -197,7 +198,7 @@ class SimulatedCampaign:
             self.feed(ev.CallEnded(env.now, call_id))
 
     def after_call(self, agent_id: str) -> Generator[simpy.Event, Any, None]:
-        """Wrap-up, then maybe a break, then ready again (or home, once the shift has drained)."""
+        """Wrap-up, then maybe a break, then ready again (or home, once no call can need an agent)."""
         env = self.env
         yield env.timeout(self.wrap_time())
         pause = self.scenario.pause_probability > 0 and self._pause_u() < self.scenario.pause_probability
@@ -216,15 +217,23 @@ class SimulatedCampaign:
                 self.feed(ev.AgentReady(env.now, agent_id))
 
     def _shift_done(self) -> bool:
-        return self._off_shift and self._drained is not None and self._drained.triggered
+        return self._off_shift and self._going_home
 
     def shift(self) -> Generator[simpy.Event, Any, None]:
-        """Each day: agents log in and get ready, dial for the shift, stop, let calls drain, log out."""
+        """Each day: agents log in and get ready, dial for the shift, stop, and go home once no call can need
+        them (each after their own last call), the next day starting once every call has ended.
+
+        Agents leave as soon as nothing is ringing or waiting, not when the last call of the floor ends: on a
+        1,000-agent floor the longest of the calls talked at the bell lasts ten minutes or more, and keeping every
+        agent logged in (and idle) until then counted up to two points of talk time against every policy alike,
+        varying from day to day with one long call. Real agents go home after their own last call.
+        """
         env = self.env
         for day in range(self.scenario.days):
             # A 24-hour shift drains past midnight: the next day then starts as soon as the last one is over.
             yield env.timeout(max(0.0, day * DAY - env.now))
             self._off_shift = False
+            self._going_home = False
             self._drained = None
             if day:
                 self.feed(ev.DialingResumed(env.now))
@@ -238,10 +247,16 @@ class SimulatedCampaign:
             self.feed(ev.DialingStopped(env.now))
             if not self.engine.calls:
                 self._drained.succeed()
-            yield self._drained
+            # Calls still ringing may yet be answered and need an agent; once none is ringing or waiting, no call
+            # can (dialing has stopped), so agents go home: the free ones now, the others after their wrap-up.
+            calls = self.engine.call_counts
+            while calls[CallState.DIALING] + calls[CallState.RINGING] + calls[CallState.QUEUED]:
+                yield env.timeout(1.0)
+            self._going_home = True
             for agent_id in self.agent_ids:
                 if self.engine.agent_state(agent_id) in (AgentState.READY, AgentState.PAUSED):
                     self.feed(ev.AgentLoggedOut(env.now, agent_id))
+            yield self._drained
             # Agents still in after-call work log themselves out when it ends (see after_call). Wait for them, or
             # their wrap-up time would be missing from the occupancy and the next day's login would be refused.
             while any(self.engine.agent_state(a) is not AgentState.LOGGED_OUT for a in self.agent_ids):

@@ -34,7 +34,9 @@ def markov(p: float, *, wrap: float = 0.0, **kw: Any) -> Scenario:
     base: dict[str, Any] = {
         "policy": "progressive",
         "agents": 2,
-        "hours": 4.0,
+        # Long enough that the end of the shift is a small edge: agents finish the call they are on, then go
+        # home, which adds a talk without its idle (about +0.001 to the talk fraction).
+        "hours": 8.0,
         "replications": 20,
         "seed": 1,
         "live_answer_probability": p,
