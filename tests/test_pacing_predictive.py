@@ -12,6 +12,7 @@ from scripted_policy import Scripted
 
 from dialer import Engine, SyntheticLeads
 from dialer.engine import events as ev
+from dialer.engine.actions import DialLead
 from dialer.engine.snapshot import Snapshot
 from dialer.engine.state import AgentState
 from dialer.errors import ConfigError
@@ -303,3 +304,47 @@ def test_calibration_half_life_is_never_shorter_than_its_minutes_of_answers() ->
         p._calibrate(301.0, 100, 10)  # then a burst of ten abandonments in a hundred answers
     assert policies[0.0].scale < 1.0  # forgot the thousand answers at once: the burst alone decides
     assert policies[30.0].scale > 1.2  # the burst weighs as a hundred answers among eleven hundred
+
+
+def _dial(engine: Engine, t: float, agent: str) -> list[int]:
+    """Log ``agent`` in and ready at ``t``; the call ids the engine launched for it."""
+    engine.handle(ev.AgentLoggedIn(t, agent))
+    return [a.call_id for a in engine.handle(ev.AgentReady(t, agent)) if isinstance(a, DialLead)]
+
+
+def test_outcomes_are_learnt_by_the_second_dialed_once_it_has_settled() -> None:
+    """Quick outcomes must not outweigh slow ones: live answers come after seconds, no-answers after 25 s, so
+    counting them as they come reads a burst as mostly live, then mostly not. Learnt by the dial's second once every
+    dial of it has had ``settle_seconds`` to end, each outcome counts the same whenever it came."""
+    policy = Predictive(0.03, settle_seconds=40.0)
+    engine = Engine(policy, SyntheticLeads())
+    calls = [c for i in range(10) for c in _dial(engine, 1.0, f"a{i}")]
+    assert len(calls) == 10  # blind: progressive
+    prior = policy.outcomes.probabilities().copy()
+    engine.handle(ev.CallAnsweredByPerson(6.0, calls[0]))
+    engine.handle(ev.CallAnsweredByMachine(7.0, calls[2]))
+    engine.handle(ev.CallAnsweredByMachine(8.0, calls[3]))
+    engine.handle(ev.CallAnsweredByPerson(9.0, calls[1]))
+    for c in calls[4:]:
+        engine.handle(ev.CallFailed(26.0, c, ev.FailureReason.NO_ANSWER))
+    engine.handle(ev.TimeAdvanced(41.5))  # the dials of second 1 have not all had 40 s yet
+    assert policy.outcomes.seen == 0
+    assert np.allclose(policy.outcomes.probabilities(), prior)
+    assert policy.answers_seen == 0  # nor does the warm-up count them yet
+    engine.handle(ev.TimeAdvanced(42.5))
+    assert policy.outcomes.seen == 10
+    assert np.allclose(policy.outcomes.counts, [2, 2, 0, 6])  # one weight each, whatever the order they came in
+    assert policy.answers_seen == 2
+    assert policy.ring.times[0].n == 2 and policy.ring.times[3].n == 6
+    # A dial that rang longer than settle_seconds is learnt at once when it ends (nothing is lost), and the
+    # policy waits that long from then on.
+    engine.handle(ev.TimeAdvanced(100.0))
+    policy.observe_answer(100.0, 95.0)
+    assert policy.outcomes.seen == 11
+    policy.observe_answer(110.0, 5.0)
+    engine.handle(ev.TimeAdvanced(150.0))  # 45 s after that dial: settled at 40 s, not at 96
+    assert policy.outcomes.seen == 11
+    engine.handle(ev.TimeAdvanced(202.0))
+    assert policy.outcomes.seen == 12
+    with pytest.raises(ConfigError):
+        Predictive(settle_seconds=-1.0)
