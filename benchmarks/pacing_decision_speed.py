@@ -78,11 +78,13 @@ def build_floor(agents: int, ringing: int) -> Engine:
     return engine
 
 
-def history(policy: Predictive, n: int) -> None:
-    """Feed ``n`` finished calls drawn from the realistic scenario (20% live, 15% machine, 5% busy)."""
+def history(policy: Predictive, n: int, rate: float) -> None:
+    """Feed ``n`` finished calls drawn from the realistic scenario (20% live, 15% machine, 5% busy), dialed at
+    ``rate`` a second up to the start: a big floor's estimators hold half an hour of samples, tens of thousands,
+    and rebuilding the tables sorts them."""
     rng = np.random.default_rng(2)
     lead = Lead("x", "+15550000000")
-    t = -3600.0
+    t = -n / rate
     for i in range(n):
         u = rng.random()
         ring = float(rng.uniform(4, 16))
@@ -96,7 +98,7 @@ def history(policy: Predictive, n: int) -> None:
         else:
             rec = CallRecord(i, lead, Outcome.NO_ANSWER, t, t + 25.0)
         policy.observe(rec)
-        t += 1.0
+        t += 1.0 / rate
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -112,7 +114,9 @@ def main() -> int:
     args = ap.parse_args()
     engine = build_floor(args.agents, args.ringing)
     policy = Predictive(0.03, warmup_answers=0, prior_wrap_time=15.0)
-    history(policy, 5000)
+    # The dial rate of a floor this size at 20% live answers and 135 s per call: about 37 a second for 1,000.
+    rate = args.agents / 135.0 / 0.2
+    history(policy, int(rate * 1800), rate)
     power = Power(1.5)
     snap0 = engine.snapshot()
     print(
