@@ -272,9 +272,7 @@ class DurationEstimator:
         w = self.prior_weight
         prior = np.interp(t, self._prior_t, self._prior_f, left=0.0, right=1.0)
         if self._censored.size:
-            km = self._km_cdf(t, prior)
-            assert self._km is not None
-            n = self._km[3]
+            km, n = self._km_cdf(t, prior)
             return np.asarray((w * prior + n * km) / (w + n), dtype=float)
         n = self.n
         if n == 0:
@@ -282,9 +280,10 @@ class DurationEstimator:
         emp = np.searchsorted(self._data(), t, side="right") / n
         return np.asarray((w * prior + n * emp) / (w + n), dtype=float)
 
-    def _km_cdf(self, t: FloatArray, prior: FloatArray) -> FloatArray:
-        """Kaplan-Meier CDF of the finished and running durations. Beyond the longest one seen, where the data
-        say nothing, the survival left decays as the prior's conditional tail."""
+    def _km_cdf(self, t: FloatArray, prior: FloatArray) -> tuple[FloatArray, int]:
+        """Kaplan-Meier CDF of the finished and running durations of one cohort, and the cohort's size (its weight
+        against the prior). Beyond the longest one seen, where the data say nothing, the survival left decays as
+        the prior's conditional tail."""
         if self._km is None:
             ev, ce = self._cohort()
             times, deaths = np.unique(ev, return_counts=True)
@@ -295,13 +294,13 @@ class DurationEstimator:
             surv = np.cumprod(1.0 - deaths / np.maximum(at_risk, 1))
             last = max(float(ev[-1]) if ev.size else 0.0, float(ce[-1]) if ce.size else 0.0)
             self._km = (times, surv, last, int(ev.size + ce.size))
-        times, surv, last, _ = self._km
+        times, surv, last, size = self._km
         i = np.searchsorted(times, t, side="right")
         s = np.where(i > 0, surv[np.maximum(i - 1, 0)] if surv.size else 1.0, 1.0)
         s_end = float(surv[-1]) if surv.size else 1.0
         prior_last = 1.0 - float(np.interp(last, self._prior_t, self._prior_f, left=0.0, right=1.0))
         tail = s_end * np.clip((1.0 - prior) / prior_last, 0.0, 1.0) if prior_last > 1e-12 else np.zeros_like(t)
-        return np.asarray(1.0 - np.where(t > last, tail, s), dtype=float)
+        return np.asarray(1.0 - np.where(t > last, tail, s), dtype=float), size
 
     def _cohort(self) -> tuple[FloatArray, FloatArray]:
         """Finished and running durations of one cohort (see :meth:`censor`), each sorted."""

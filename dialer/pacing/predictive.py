@@ -255,18 +255,15 @@ class Predictive(PacingPolicy):
             {"live": prior_answer_rate, "machine": prior_machine_rate, "busy": prior_busy_rate},
             half_life=answer_half_life,
         )
-        span = 60.0 * duration_minutes
-        ring = [
-            est.DurationEstimator(prior_time_to_answer, window=duration_window, window_seconds=span),
-            est.DurationEstimator(prior_time_to_answer, window=duration_window, window_seconds=span),
-            est.DurationEstimator(3.0, window=duration_window, window_seconds=span),
-            est.DurationEstimator(prior_no_answer_after, window=duration_window, window_seconds=span),
-        ]
+
+        def duration(prior: float) -> DurationEstimator:
+            return est.DurationEstimator(prior, window=duration_window, window_seconds=60.0 * duration_minutes)
+
+        # Ring time per outcome, in OUTCOMES order: live, machine, busy, no answer.
+        ring = [duration(prior_time_to_answer), duration(prior_time_to_answer), duration(3.0)]
+        ring.append(duration(prior_no_answer_after))
         self.ring: RingModel = est.RingModel(self.outcomes, ring)
-        self.agents: AgentModel = est.AgentModel(
-            est.DurationEstimator(prior_talk_time, window=duration_window, window_seconds=span),
-            prior_wrap=prior_wrap_time,
-        )
+        self.agents: AgentModel = est.AgentModel(duration(prior_talk_time), prior_wrap=prior_wrap_time)
         # The marginal risk admitted per unit of average abandonment it produces (see _calibrate): a prior of
         # one, worth ``calibration_prior`` abandonments, until the floor says otherwise.
         self.scale = 1.0
