@@ -1,80 +1,142 @@
 """Answering-machine detection: is the voice that answered a person saying "Hello?" or a recorded greeting?
 
-The algorithm follows Asterisk's ``app_amd`` in spirit: a voice-activity detector (webrtcvad) labels each 20-ms
-frame, and a few timings decide. A person says something short and then waits for us (short greeting, then
-silence); a machine talks on (long greeting, many words). Two deliberate departures, both to fail closed:
+Everything here must decide within ``budget`` seconds of the answer (1.5 s by default), because detection time
+counts against the 2-s connect limit and the bridge to an agent needs the rest. Three cues, all read from 20-ms
+PCM frames (8 kHz, mono, 16-bit):
 
-* Long initial silence is ``unsure``, not ``machine``: hanging up on a silent person would be an abandoned call
-  nobody counted. ``unsure`` is treated as a person by the runtime.
-* There is a hard ``budget`` (seconds after answer): past it the verdict is ``unsure``. Detection eats into the
-  connect limit (the engine back-dates the answer), so the budget must leave time to reach an agent.
+* **Voice**: a frame is voice when webrtcvad says so *and* its energy stands ``margin_db`` above the line's noise
+  floor (the quietest 60 ms heard so far). webrtcvad alone calls steady hiss or hum speech, and a person waiting
+  on a noisy line would then look like a machine talking on.
+* **Burst timing** (Asterisk ``app_amd`` in spirit): a person says something short and waits for us; a machine
+  talks on. Voice spanning ``greeting`` seconds (pauses up to ``word_gap`` bridged) is a machine;
+  ``after_greeting_silence`` of quiet after at most ``max_person`` seconds of voice is a person.
+* **The beep**: a steady single tone (300-3,000 Hz) for ``beep`` seconds is a voicemail's record tone. A person's
+  line does not beep, so this cue costs people nothing.
 
-The detector is pure Python over PCM frames (8 kHz, mono, 16-bit), so it is tested on a corpus without SIP, and
-the worker runs it on pjmedia's clock thread. webrtcvad loads when the first detector is built.
+Everything else is ``unsure``, which the runtime treats as a person (it goes to an agent). Failing closed is the
+design: a person taken for a machine is hung up on, an abandoned call nobody counted, while a machine taken for
+"unsure" costs an agent a few seconds. Silence until the budget, talk that pauses after a long sentence (a
+receptionist's "Good morning, Acme Plumbing, how can I help?"), and anything still undecided at the budget are
+all ``unsure``.
+
+What this can and cannot do, measured on the held-out corpus (``python -m benchmarks.amd_accuracy``, docs/amd.md):
+within 1.5 s of the answer a one-sentence or business answer and the start of a voicemail greeting have the same
+timing, so the detector leaves most long greetings ``unsure`` rather than hang up on receptionists.
+:data:`PEOPLE_TAKEN_FOR_MACHINES` is the share of people it takes for machines, for the compliance report.
+
+The detector is Python over PCM frames, so it is tested on a corpus without SIP, and the worker runs it on
+pjmedia's clock thread. webrtcvad and NumPy load when the first detector is built, not on ``import dialer``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+from dialer.amd._common import FRAME_BYTES, FRAME_SECONDS, MACHINE, PERSON, SAMPLE_RATE, UNSURE
 from dialer.errors import ConfigError
 
 if TYPE_CHECKING:
     from dialer.sip.config import AmdConfig
 
-PERSON = "person"
-MACHINE = "machine"
-UNSURE = "unsure"
 
-SAMPLE_RATE = 8000
-FRAME_SECONDS = 0.02
-FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECONDS) * 2
+@dataclass(frozen=True, slots=True)
+class FalseMachineEstimate:
+    """The measured share of people the default detector takes for machines, for the abandonment rate (Ofcom).
+
+    ``point`` is the held-out share, ``upper95`` its 95% Wilson upper bound (the figure to add when the estimate
+    must not flatter the campaign), ``people`` how many held-out people calls it rests on.
+    """
+
+    point: float
+    upper95: float
+    people: int
+    source: str
+
+
+# Measured by ``python -m benchmarks.amd_accuracy`` on the held-out corpus with the default AmdConfig; re-run and
+# update it whenever the detector or its defaults change (tests/test_amd_accuracy.py checks it is not stale).
+PEOPLE_TAKEN_FOR_MACHINES = FalseMachineEstimate(
+    point=0.0, upper95=1.0, people=0, source="not measured yet: run python -m benchmarks.amd_accuracy"
+)
+
+
+class _Vad(Protocol):
+    def is_speech(self, buf: bytes, sample_rate: int) -> bool: ...
+
+
+def _vad(mode: int) -> _Vad:
+    import webrtcvad
+
+    vad: _Vad = webrtcvad.Vad(mode)
+    return vad
 
 
 class Detector:
-    """Feed 20-ms frames with :meth:`feed` until it returns a verdict.
+    """Feed 20-ms frames with :meth:`feed` until it returns a verdict (``person``, ``machine`` or ``unsure``).
 
-    ``greeting``: voice longer than this (seconds, short gaps included) is a machine. ``after_greeting_silence``:
-    this much silence after some voice is a person who is waiting. ``max_words``: more words than this is a
-    machine. ``word_gap``: silence that separates words. ``min_word``: voice shorter than this is a click, not a
-    word. ``vad_mode``: webrtcvad aggressiveness 0-3 (3 rejects the most noise).
+    ``budget``: seconds after the answer by which a verdict is given (``unsure`` if nothing else); at most the
+    connect limit minus the bridge. ``initial_silence``: no voice for this long is ``unsure`` early (capped by the
+    budget). ``greeting``: voice spanning this long is a machine. ``after_greeting_silence``: quiet that ends a
+    person's answer. ``max_person``: the longest voice span still called a person when it stops; longer talk that
+    stops is left ``unsure`` (receptionists and machines both pause between sentences). ``max_words``: more words
+    than this is a machine. ``word_gap``: quiet shorter than this does not split a burst. ``min_word``: voice
+    shorter than this is a click, not a word. ``margin_db``: how far above the noise floor voice must be.
+    ``beep``: seconds of steady tone that make a voicemail beep (0 turns the cue off). ``vad_mode``: webrtcvad
+    aggressiveness 0-3 (3 rejects the most noise).
     """
 
     def __init__(
         self,
         *,
-        budget: float = 2.0,
-        initial_silence: float = 2.0,
+        budget: float = 1.5,
+        initial_silence: float = 1.5,
         greeting: float = 1.2,
-        after_greeting_silence: float = 0.4,
-        max_words: int = 4,
+        after_greeting_silence: float = 0.3,
+        max_person: float = 0.8,
+        max_words: int = 6,
         word_gap: float = 0.1,
         min_word: float = 0.1,
+        margin_db: float = 12.0,
+        beep: float = 0.3,
         vad_mode: int = 3,
     ) -> None:
         if budget <= 0:
             raise ConfigError("amd.budget", "must be > 0")
         if not 0 <= vad_mode <= 3:
             raise ConfigError("amd.vad_mode", "must be 0, 1, 2 or 3")
-        if greeting <= 0 or after_greeting_silence <= 0 or max_words < 1:
-            raise ConfigError("amd", "greeting, after_greeting_silence and max_words must be positive")
-        import webrtcvad
+        if greeting <= 0 or after_greeting_silence <= 0 or max_words < 1 or max_person <= 0:
+            raise ConfigError("amd", "greeting, after_greeting_silence, max_person and max_words must be positive")
+        if margin_db < 0 or beep < 0 or word_gap < 0 or min_word < 0:
+            raise ConfigError("amd", "margin_db, beep, word_gap and min_word must not be negative")
+        import numpy as np
 
-        self._vad: Any = webrtcvad.Vad(vad_mode)
+        self._np: Any = np
+        self._window: Any = np.hanning(FRAME_BYTES // 2)
+        self._vad = _vad(vad_mode)
         self.budget = budget
         self.initial_silence = initial_silence
         self.greeting = greeting
         self.after_greeting_silence = after_greeting_silence
+        self.max_person = max_person
         self.max_words = max_words
         self.word_gap = word_gap
         self.min_word = min_word
+        self.margin_db = margin_db
+        self.beep = beep
         self.elapsed = 0.0
         self.words = 0
         self.verdict: str | None = None
+        self.cue = ""  # what decided: "burst", "words", "beep", "pause", "silence", "budget"
         self._voice_start: float | None = None
         self._voice_end = 0.0
-        self._run = 0.0  # current voiced run
+        self._run = 0.0  # current voiced run (gaps under word_gap bridged)
         self._silence = 0.0  # current silent run
+        self._energies: list[float] = []
+        self._floor = math.inf
+        self._tone = 0.0  # current steady-tone run
+        self._tone_bin = -10
 
     @classmethod
     def from_config(cls, cfg: AmdConfig) -> Detector:
@@ -83,7 +145,12 @@ class Detector:
             initial_silence=cfg.initial_silence,
             greeting=cfg.greeting,
             after_greeting_silence=cfg.after_greeting_silence,
+            max_person=cfg.max_person,
             max_words=cfg.max_words,
+            word_gap=cfg.word_gap,
+            min_word=cfg.min_word,
+            margin_db=cfg.margin_db,
+            beep=cfg.beep,
             vad_mode=cfg.vad_mode,
         )
 
@@ -94,13 +161,21 @@ class Detector:
         if len(frame) != FRAME_BYTES:
             frame = frame[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")  # a short or odd frame counts as its time
         self.elapsed += FRAME_SECONDS
-        voiced = bool(self._vad.is_speech(frame, SAMPLE_RATE))
+        np = self._np
+        x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+        energy = 10.0 * math.log10(float(np.dot(x, x)) / len(x) + 1.0)
+        self._energies.append(energy)
+        recent = self._energies[-3:]
+        self._floor = min(self._floor, sum(recent) / len(recent))
+        loud = energy > self._floor + self.margin_db
+        self._track_tone(x, loud)
+        voiced = loud and bool(self._vad.is_speech(frame, SAMPLE_RATE))
         if voiced:
             if self._silence >= self.word_gap or self._run == 0.0:
                 self._run = 0.0
             self._run += FRAME_SECONDS
             self._silence = 0.0
-            if self._run >= self.min_word:
+            if self._run >= self.min_word - 1e-9:
                 if self._voice_start is None:
                     self._voice_start = self.elapsed - self._run
                 if abs(self._run - self.min_word) < FRAME_SECONDS / 2:
@@ -113,18 +188,43 @@ class Detector:
         self.verdict = self._decide()
         return self.verdict
 
+    def _track_tone(self, x: Any, loud: bool) -> None:
+        """Count consecutive frames whose power sits in one narrow band (the same bin, +-1): a beep."""
+        if not self.beep or not loud:
+            self._tone = 0.0
+            return
+        np = self._np
+        spectrum = np.abs(np.fft.rfft(x * self._window)) ** 2
+        k = int(np.argmax(spectrum))
+        share = float(spectrum[max(k - 1, 0) : k + 2].sum() / max(float(spectrum.sum()), 1e-12))
+        hz = k * SAMPLE_RATE / len(x)
+        if share >= 0.8 and 300.0 <= hz <= 3000.0:
+            self._tone = self._tone + FRAME_SECONDS if abs(k - self._tone_bin) <= 1 else FRAME_SECONDS
+            self._tone_bin = k
+        else:
+            self._tone = 0.0
+
     def _decide(self) -> str | None:
+        if self.beep and self._tone >= self.beep - 1e-9:
+            return self._say(MACHINE, "beep")
         if self._voice_start is None:
-            if self.elapsed >= min(self.initial_silence, self.budget):
-                return UNSURE
+            if self.elapsed >= min(self.initial_silence, self.budget) - 1e-9:
+                return self._say(UNSURE, "silence")
             return None
-        if self._voice_end - self._voice_start > self.greeting or self.words > self.max_words:
-            return MACHINE
-        if self._silence >= self.after_greeting_silence:
-            return PERSON
-        if self.elapsed >= self.budget:
-            return UNSURE
+        span = self._voice_end - self._voice_start
+        if span >= self.greeting - 1e-9:
+            return self._say(MACHINE, "burst")
+        if self.words > self.max_words:
+            return self._say(MACHINE, "words")
+        if self._silence >= self.after_greeting_silence - 1e-9:
+            return self._say(PERSON, "pause") if span <= self.max_person + 1e-9 else self._say(UNSURE, "pause")
+        if self.elapsed >= self.budget - 1e-9:
+            return self._say(UNSURE, "budget")
         return None
+
+    def _say(self, verdict: str, cue: str) -> str:
+        self.cue = cue
+        return verdict
 
 
 READY = "ready"
@@ -145,9 +245,7 @@ class GreetingEnd:
             raise ConfigError("voicemail", "silence and max_wait must be > 0")
         if not 0 <= vad_mode <= 3:
             raise ConfigError("amd.vad_mode", "must be 0, 1, 2 or 3")
-        import webrtcvad
-
-        self._vad: Any = webrtcvad.Vad(vad_mode)
+        self._vad = _vad(vad_mode)
         self.silence = silence
         self.max_wait = max_wait
         self.elapsed = 0.0
@@ -171,9 +269,14 @@ class GreetingEnd:
         return self.verdict
 
 
-def classify_pcm(pcm: bytes, **params: Any) -> tuple[str, float]:
-    """Run a detector over a whole recording (then silence, as a waiting person gives): verdict and seconds."""
-    detector = Detector(**params)
+class _Feedable(Protocol):
+    elapsed: float
+
+    def feed(self, frame: bytes) -> str | None: ...
+
+
+def run_detector(detector: _Feedable, pcm: bytes) -> tuple[str, float]:
+    """Feed a whole recording, then silence (what a waiting person gives) until a verdict: verdict and seconds."""
     for i in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES):
         verdict = detector.feed(pcm[i : i + FRAME_BYTES])
         if verdict is not None:
@@ -185,4 +288,24 @@ def classify_pcm(pcm: bytes, **params: Any) -> tuple[str, float]:
             return verdict, detector.elapsed
 
 
-__all__ = ["MACHINE", "PERSON", "READY", "TIMED_OUT", "UNSURE", "Detector", "GreetingEnd", "classify_pcm"]
+def classify_pcm(pcm: bytes, **params: Any) -> tuple[str, float]:
+    """Run a :class:`Detector` (``params`` are its keyword arguments) over a recording: verdict and seconds."""
+    return run_detector(Detector(**params), pcm)
+
+
+__all__ = [
+    "FRAME_BYTES",
+    "FRAME_SECONDS",
+    "MACHINE",
+    "PEOPLE_TAKEN_FOR_MACHINES",
+    "PERSON",
+    "READY",
+    "SAMPLE_RATE",
+    "TIMED_OUT",
+    "UNSURE",
+    "Detector",
+    "FalseMachineEstimate",
+    "GreetingEnd",
+    "classify_pcm",
+    "run_detector",
+]
