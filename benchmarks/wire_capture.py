@@ -130,6 +130,7 @@ class SipMessage:
     method: str | None  # a request's method; None for a response
     status: int | None  # a response's status code; None for a request
     reason: str
+    uri: str  # a request's Request-URI; "" for a response
     call_id: str
     cseq: int
     cseq_method: str
@@ -235,11 +236,13 @@ def parse_sip(
     method: str | None = None
     status: int | None = None
     reason = ""
+    uri = ""
     if m := _STATUS_LINE.match(first):
         status = int(m.group(1))
         reason = (m.group(2) or b"").decode("utf-8", "replace")
     elif m := _REQUEST_LINE.match(first):
         method = m.group(1).decode("ascii")
+        uri = m.group(2).decode("utf-8", "replace")
     else:
         raise ValueError(f"not a SIP start line: {first[:60]!r}")
     headers: dict[str, str] = {}
@@ -283,6 +286,7 @@ def parse_sip(
         method=method,
         status=status,
         reason=reason,
+        uri=uri,
         call_id=call_id,
         cseq=cseq,
         cseq_method=cseq_method.strip().upper(),
@@ -448,6 +452,7 @@ class WireCapture:
         self.kernel_drops = 0  # packets the kernel dropped because we did not read fast enough
         self._by_call: dict[str, list[SipMessage]] = {}
         self._by_dst: dict[int, list[RtpPacket]] = {}
+        self._by_flow: dict[tuple[int, int], list[RtpPacket]] = {}
         self._tcp: dict[tuple[Addr, Addr], _TcpStream] = {}
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -670,6 +675,7 @@ class WireCapture:
             )
             self.rtp.append(pkt)
             self._by_dst.setdefault(dst[1], []).append(pkt)
+            self._by_flow.setdefault((src[1], dst[1]), []).append(pkt)
             self._notify()
             return
         self.other += 1
@@ -805,11 +811,18 @@ class WireCapture:
         after: float | None = None,
         before: float | None = None,
     ) -> list[RtpPacket]:
-        """RTP packets by port and time (``after``/``before`` inclusive, on the monotonic clock)."""
-        pool = self._by_dst.get(dst_port, []) if dst_port is not None else self.rtp
-        pool = list(pool)
-        lo = 0 if after is None else bisect.bisect_left(pool, after, key=lambda p: p.time)
-        hi = len(pool) if before is None else bisect.bisect_right(pool, before, key=lambda p: p.time)
+        """RTP packets by port and time (``after``/``before`` inclusive, on the monotonic clock). Indexed by
+        destination port and by (source, destination) pair, so a query costs its answer, not the capture."""
+        if dst_port is not None and src_port is not None:
+            pool = self._by_flow.get((src_port, dst_port), [])
+        elif dst_port is not None:
+            pool = self._by_dst.get(dst_port, [])
+        else:
+            pool = self.rtp
+        hi = len(pool)  # fixed first: the thread may append while we search
+        lo = 0 if after is None else bisect.bisect_left(pool, after, 0, hi, key=lambda p: p.time)
+        if before is not None:
+            hi = bisect.bisect_right(pool, before, lo, hi, key=lambda p: p.time)
         return [p for p in pool[lo:hi] if src_port is None or p.src[1] == src_port]
 
     def rtp_for(self, call_id: str, to: Literal["callee", "caller", "both"] = "both") -> list[RtpPacket]:
