@@ -71,14 +71,23 @@ class TrunkConfig:
 
 @dataclass(frozen=True, slots=True)
 class AmdConfig:
-    """Answering-machine detection in the worker; see :mod:`dialer.amd` for the meaning of each threshold."""
+    """Answering-machine detection in the worker; see :class:`dialer.amd.Detector` for each threshold's meaning.
+
+    ``budget`` is 1.5 s so that detection plus the bridge to an agent fits the 2.0-s connect limit; the other
+    defaults were tuned on the development half of the corpus in tests/sip/amd_corpus.py (docs/amd.md).
+    """
 
     enabled: bool = False
-    budget: float = 2.0  # seconds from answer to a decision; past it the verdict is "unsure" (treated as a person)
-    initial_silence: float = 2.0
+    budget: float = 1.5  # seconds from answer to a decision; past it the verdict is "unsure" (treated as a person)
+    initial_silence: float = 1.5
     greeting: float = 1.2
-    after_greeting_silence: float = 0.4
-    max_words: int = 4
+    after_greeting_silence: float = 0.3
+    max_person: float = 0.8
+    max_words: int = 6
+    word_gap: float = 0.1
+    min_word: float = 0.1
+    margin_db: float = 12.0
+    beep: float = 0.3
     vad_mode: int = 3
 
 
