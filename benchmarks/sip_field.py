@@ -319,8 +319,8 @@ def main() -> None:
     for call in run.calls.values():
         if call.answered is None:
             continue
-        sip_cid = by_number.get(call.cid)
-        delay = wire.answer_to_audio(sip_cid) if sip_cid is not None else None
+        dialog = by_number.get(call.cid)
+        delay = wire.answer_to_audio(dialog) if dialog is not None else None
         if delay is None:
             unheard.append(call.cid)
         elif call.message:
@@ -353,6 +353,8 @@ def main() -> None:
         print(f"  {sorted(kinds.items(), key=lambda kv: -kv[1])[:6]}")
     if unheard:
         print(f"  no audio heard on calls {unheard[:10]}{' ...' if len(unheard) > 10 else ''}")
+        if wire.kernel_drops:
+            print("  (the capture lost packets too, so some of these may be the instrument's loss, not the call's)")
     print(f"capture: {wire.summary()}; parent CPU {parent_cpu:.1f} s")
     if run.peak < args.target:
         print(f"note: peak {run.peak} < target {args.target}: see the load average against "
