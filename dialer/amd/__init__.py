@@ -56,7 +56,7 @@ class FalseMachineEstimate:
 
 
 # Measured by ``python -m benchmarks.amd_accuracy`` on the held-out corpus with the default AmdConfig; re-run and
-# update it whenever the detector or its defaults change (tests/test_amd_accuracy.py checks it is not stale).
+# update it whenever the detector or its defaults change (tests/test_amd_accuracy.py checks it is consistent).
 PEOPLE_TAKEN_FOR_MACHINES = FalseMachineEstimate(
     point=8 / 225,
     upper95=0.0686,
