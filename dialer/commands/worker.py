@@ -67,7 +67,9 @@ def register(sub: Any) -> None:
     s.add_argument("--sip-port", type=int, default=0, help="first process's SIP port (0: any)")
     s.add_argument("--rtp-port", type=int, default=40000, help="first process's RTP port")
     s.add_argument("--no-agent-legs", action="store_true", help="do not reserve a slot per call for the agent leg")
-    s.add_argument("--abandon-wav", default="", metavar="FILE", help="the abandonment message")
+    s.add_argument(
+        "--abandon-wav", default="", metavar="FILE", help="the abandonment message (any WAV; converted at start)"
+    )
     s.add_argument("--amd", action="store_true", help="answering-machine detection")
     s.add_argument("--agent", action="append", default=[], metavar="ID=URI", help="an agent's SIP URI (repeat)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every connection and capacity change")
@@ -189,4 +191,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.stand_in:
         pool_config(args)  # fail on a bad setting before anything starts
+        if args.abandon_wav:
+            # Converted once, before the pool or the broker: a file the workers could not play is one line and
+            # exit 2 now, not silence for the first abandoned person; the copy is what plays from here on.
+            from dialer.sip.message_audio import prepare_message
+
+            args.abandon_wav = str(prepare_message(args.abandon_wav, key="--abandon-wav").path)
     return asyncio.run(serve(args))

@@ -322,6 +322,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     """Read and check a campaign file. Raises :class:`ConfigError` naming the key; opens and dials nothing."""
     from dialer.pacing import make_policy
     from dialer.sip.config import AmdConfig, PoolConfig, TrunkConfig
+    from dialer.sip.message_audio import prepare_message
 
     path = Path(path)
     try:
@@ -431,9 +432,11 @@ def load_campaign(path: str | Path) -> CampaignConfig:
             raise ConfigError("amd.enabled", "must be true to leave messages on machines (campaign.machine)")
         if voicemail is None or not voicemail.is_file():
             raise ConfigError("campaign.machine_message", f"{voicemail or 'a WAV file'} is required and must exist")
-        voicemail_wav = str(voicemail)
+        voicemail_wav = str(prepare_message(voicemail, key="campaign.machine_message").path)
     pool_args = _dataclass_args(top.table("pool"), PoolConfig, skip=("trunk", "amd", "abandon_wav", "voicemail_wav"))
-    pool = PoolConfig(trunk=trunk, amd=amd, abandon_wav=str(message), voicemail_wav=voicemail_wav, **pool_args)
+    # Workers play converted copies made once, now: a file pjsua2 cannot play, or one changed later, stops here.
+    abandon_wav = str(prepare_message(message, key="campaign.abandon_message").path)
+    pool = PoolConfig(trunk=trunk, amd=amd, abandon_wav=abandon_wav, voicemail_wav=voicemail_wav, **pool_args)
 
     agents_table = top.table("agents")
     agents: dict[str, str] = {}
