@@ -36,7 +36,11 @@ class LeadSource(Protocol):
         ...
 
     def report(self, record: CallRecord) -> None:
-        """A call to one of this source's leads is over (any outcome)."""
+        """A call to one of this source's leads is over (any outcome).
+
+        ``record.placed`` False means no INVITE ever left (no slot, trunk down): the lead was not dialed and a
+        source that keeps attempts should offer it again untouched.
+        """
         ...
 
 
@@ -52,6 +56,8 @@ class ListLeads:
 
     def report(self, record: CallRecord) -> None:
         self.records.append(record)
+        if not record.placed:  # never dialed: offered again first, as if it had not been taken
+            self._queue.appendleft(record.lead)
 
     def __len__(self) -> int:
         return len(self._queue)

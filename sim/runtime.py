@@ -194,6 +194,7 @@ class SimulatedCampaign:
             self.feed(ev.CallEnded(env.now, call_id))
             env.process(self.after_call(agent_id))
         else:
+            self.feed(ev.MessagePlayed(env.now, call_id, started_at=env.now))  # simulated: heard when ordered
             yield env.timeout(self.message_time())
             self.feed(ev.CallEnded(env.now, call_id))
 

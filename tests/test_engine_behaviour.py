@@ -430,18 +430,27 @@ def test_random_walk_records_every_dial_exactly_once(seed: int) -> None:
         elif roll < 0.9 and dialed:
             cid = rng.choice(dialed[-15:]) if rng.random() < 0.95 else 10_000
             pick = rng.random()
-            if pick < 0.15:
+            if pick < 0.12:
                 feed(ev.CallRinging(t, cid))
-            elif pick < 0.5:
+            elif pick < 0.17:
+                feed(ev.CallPlaced(t, cid))
+            elif pick < 0.22:
+                # Mostly at a call still dialing (else it is illegal), sometimes at any call.
+                new = [c for c, call in engine.calls.items() if call.state is CallState.DIALING]
+                feed(ev.CallNotPlaced(t, rng.choice(new) if new and rng.random() < 0.8 else cid, "no slot"))
+            elif pick < 0.45:
                 feed(ev.CallAnsweredByPerson(t, cid, answered_at=t - rng.choice([0.0, 0.0, 1.0, 3.0])))
-            elif pick < 0.6:
+            elif pick < 0.55:
                 feed(ev.CallAnsweredByMachine(t, cid))
-            elif pick < 0.75:
+            elif pick < 0.67:
                 feed(ev.CallFailed(t, cid, rng.choice(list(ev.FailureReason))))
-            elif pick < 0.78:
+            elif pick < 0.74:
                 # Mostly at a call that is connected (else it is rarely legal), sometimes at any call.
                 up = [c for c, call in engine.calls.items() if call.state is CallState.CONNECTED]
                 feed(ev.CallBridgeFailed(t, rng.choice(up) if up and rng.random() < 0.8 else cid, 486))
+            elif pick < 0.78:
+                playing = [c for c, call in engine.calls.items() if call.state is CallState.ABANDONING]
+                feed(ev.MessagePlayed(t, rng.choice(playing) if playing and rng.random() < 0.8 else cid, t))
             else:
                 feed(ev.CallEnded(t, cid))
         else:
@@ -468,6 +477,11 @@ def test_random_walk_records_every_dial_exactly_once(seed: int) -> None:
     assert totals.connects == sum(r.connected_at is not None for r in source.records)
     assert totals.bridge_failed == sum(r.bridge_failed for r in source.records) > 0
     assert totals.live_answers == totals.connects + totals.abandoned  # a failed bridge moved from one to the other
+    unplaced = [r for r in source.records if not r.placed]
+    assert unplaced and all(r.outcome.value == "network" and r.answered_at is None for r in unplaced)
+    abandoned = [r for r in source.records if r.abandoned]
+    # The message flag says what was heard: ordered-and-played, ordered-not-played, or never ordered (hung up).
+    assert {r.message_played for r in abandoned} >= {True, False}
 
 
 def test_capacity_changed_bounds_new_dials_and_rejects_nonsense() -> None:

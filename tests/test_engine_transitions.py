@@ -33,6 +33,9 @@ CALL_EVENTS: tuple[type[ev.Event], ...] = (
     ev.CallFailed,
     ev.CallEnded,
     ev.CallBridgeFailed,
+    ev.CallPlaced,
+    ev.CallNotPlaced,
+    ev.MessagePlayed,
 )
 
 
@@ -232,6 +235,9 @@ UNANSWERED_ACTIONS: dict[Key, list[str]] = {
 }
 CALL_ACTIONS: dict[tuple[CallState, Key], list[str]] = {
     **{(s, k): v for s in (CallState.DIALING, CallState.RINGING) for k, v in UNANSWERED_ACTIONS.items()},
+    (CallState.DIALING, ev.CallPlaced): [],
+    (CallState.DIALING, ev.CallNotPlaced): ["RecordCall:network"],
+    (CallState.ABANDONING, ev.MessagePlayed): [],
     (CallState.QUEUED, Trigger.CONNECT): ["ConnectCall:b"],
     (CallState.QUEUED, Trigger.CONNECT_LIMIT): ["PlayAbandonMessage"],
     (CallState.QUEUED, ev.CallEnded): ["RecordCall:abandoned"],

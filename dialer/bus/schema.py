@@ -76,6 +76,8 @@ OUTCOMES = ("connected", "abandoned", "machine", *FAILURE_REASONS)
 WORK_KINDS = (
     "accepted",
     "rejected",
+    "placed",
+    "not_placed",
     "ringing",
     "answered_person",
     "answered_machine",
@@ -255,9 +257,12 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "kind": F("str", choices=WORK_KINDS),
             "reason": _opt("str"),
             "answered_at": _opt("num"),
+            "at": _opt("num"),
         },
-        "Worker to dispatcher: what happened to a call it holds (``reason``: why it failed, the ``dtmf`` digit, or "
-        "for ``bridge_failed`` the agent leg's SIP status, the call then waiting for ``work.play_message``).",
+        "Worker to dispatcher: what happened to a call it holds (``reason``: why it failed or was not placed, the "
+        "``dtmf`` digit, or for ``bridge_failed`` the agent leg's SIP status, the call then waiting for "
+        "``work.play_message``; ``at``: when the INVITE left for ``placed``, when the first sound went out for "
+        "``message``, on the worker's clock).",
     ),
 }
 

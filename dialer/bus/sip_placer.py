@@ -102,13 +102,18 @@ class SipPlacer:
         return self._reports.pop(call_id, None)
 
     def _event(self, event: DriverEvent) -> None:
-        from dialer.sip import Answered, BridgeFailed, Dtmf, Ended, Failed, MessageStarted, Ringing
+        from dialer.sip import Answered, BridgeFailed, Dtmf, Ended, Failed, MessageStarted, NotPlaced, Placed, Ringing
 
         cid = event.call_id
         report = self._reports.get(cid)
         if report is None:
             return
-        if isinstance(event, Ringing):
+        if isinstance(event, Placed):
+            report("placed", cid, at=event.at)
+        elif isinstance(event, NotPlaced):
+            self._forget(cid)
+            report("not_placed", cid, reason=event.why)
+        elif isinstance(event, Ringing):
             report("ringing", cid)
         elif isinstance(event, Answered):
             self._answered.add(cid)
@@ -116,7 +121,8 @@ class SipPlacer:
                 report("answered_machine", cid)
             else:
                 now = time.time()
-                answered_at = min(now, max(self._dialed_at.get(cid, now), now - event.detect_seconds))
+                wire = event.answered_at if event.answered_at is not None else now - event.detect_seconds
+                answered_at = min(now, max(self._dialed_at.get(cid, now), wire))
                 report("answered_person", cid, answered_at=answered_at)
         elif isinstance(event, Failed):
             self._forget(cid)
@@ -130,7 +136,7 @@ class SipPlacer:
             else:
                 report("failed", cid, reason="network")
         elif isinstance(event, MessageStarted):
-            report("message", cid)
+            report("message", cid, at=event.at)
         elif isinstance(event, Dtmf):
             report("dtmf", cid, reason=event.digit)
         elif isinstance(event, BridgeFailed):

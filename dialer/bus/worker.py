@@ -65,9 +65,11 @@ class DialRequest:
 class CallPlacer(Protocol):
     """The SIP side of a worker: what a call placer implements to be driven over the bus.
 
-    ``place`` starts a call and reports through ``report`` (``ringing``, ``answered_person``, ``answered_machine``,
-    ``failed`` with a reason, ``ended``; ``message`` and ``dtmf`` with the digit as ``reason``). Every placed call
-    must end with exactly one ``failed`` or ``ended`` report, also after ``hangup``: that report is what frees the
+    ``place`` starts a call and reports through ``report`` (``placed`` with ``at`` when its INVITE left,
+    ``not_placed`` with a reason when none ever did, ``ringing``, ``answered_person``, ``answered_machine``,
+    ``failed`` with a reason, ``ended``; ``message`` with ``at`` and ``dtmf`` with the digit as ``reason``). Every
+    call must end with exactly one ``not_placed``, ``failed`` or ``ended`` report, also after ``hangup``: that
+    report is what frees the
     worker's slot, because a hung-up call holds its line until the far end confirms. ``connect`` bridges the call
     to an agent (``agent_uri`` when the dispatcher knows it); when the agent cannot be reached it reports
     ``bridge_failed`` (``reason``: the SIP status, ``"0"`` if none) and keeps the person on the line, because the
@@ -134,7 +136,15 @@ class Worker:
         if self.free != self.bus.capacity:
             self.bus.set_capacity(self.free)
 
-    def report(self, kind: str, call_id: int, *, reason: str | None = None, answered_at: float | None = None) -> None:
+    def report(
+        self,
+        kind: str,
+        call_id: int,
+        *,
+        reason: str | None = None,
+        answered_at: float | None = None,
+        at: float | None = None,
+    ) -> None:
         self.bus.publish(
             "work.event",
             topic=self.bus.topics.worker_event(self.worker_id),
@@ -142,8 +152,9 @@ class Worker:
             kind=kind,
             reason=reason,
             answered_at=answered_at,
+            at=at,
         )
-        if kind in ("failed", "ended"):
+        if kind in ("failed", "ended", "not_placed"):
             self._release(call_id)
 
     def _release(self, call_id: int) -> None:
@@ -534,7 +545,7 @@ class Dispatcher:
                     info.capacity -= 1
                 self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id,
                                  reason="cancelled")  # fmt: skip
-            elif kind in ("failed", "ended"):
+            elif kind in ("failed", "ended", "not_placed"):
                 info.capacity += 1  # its slot is free again; the worker's status follows
                 self._capacity_changed()
                 self._drain_waiting()
@@ -564,7 +575,17 @@ class Dispatcher:
                 self._retry(call_id, f"rejected by {worker_id} ({reason})")
             return
         now = self.runtime.now()
-        if kind == "ringing":
+        if kind == "placed":
+            call.dialed_at = now  # the engine's ring time counts from here too
+            self._feed(ev.CallPlaced(now, call_id))
+        elif kind == "not_placed":
+            if call_id in info.calls:
+                info.calls.discard(call_id)
+                info.capacity += 1
+                self._drain_waiting()
+            log.warning("call %d was not placed by %s: %s", call_id, worker_id, d.get("reason"))
+            self._feed(ev.CallNotPlaced(now, call_id, str(d.get("reason") or "")))
+        elif kind == "ringing":
             self._feed(ev.CallRinging(now, call_id))
         elif kind == "answered_person":
             at = d.get("answered_at")
@@ -593,8 +614,13 @@ class Dispatcher:
                 status = 0
             self._feed(ev.CallBridgeFailed(now, call_id, status))  # abandoned: the engine orders the message
         elif kind == "message":
+            if not call.message:  # repeated when the worker had started it before our order reached it
+                self.messages.append(call_id)
             call.message = True
-            self.messages.append(call_id)
+            if self.runtime.engine.call_state(call_id) is CallState.ABANDONING:
+                at = d.get("at")
+                started = now if at is None else min(now, float(at))
+                self._feed(ev.MessagePlayed(now, call_id, started_at=started))
         elif kind == "dtmf":
             self._dtmf(call, str(d.get("reason") or ""))
 

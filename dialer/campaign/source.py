@@ -115,6 +115,10 @@ class CampaignLeads:
             if len(opened) != 1:
                 raise CampaignError(f"a record for lead {lead_id!r}, which has no open attempt")
             attempt = opened[0].attempt_no
+        if not record.placed:  # no INVITE left: the lead was never dialed, and is offered again as it was
+            self.store.unclaim(self.campaign_id, lead_id, attempt)
+            self.dialed -= 1
+            return
         off = self.epoch_offset
 
         def epoch(t: float | None) -> float | None:
@@ -132,6 +136,12 @@ class CampaignLeads:
             "agent_id": record.agent_id,
             "abandoned": record.abandoned,
             "customer_hung_up": record.customer_hung_up,
+            "placed_at": epoch(record.dialed_at),
+            "ringing_at": epoch(record.ringing_at),
+            "message_played": record.message_played,
+            "bridge_failed": record.bridge_failed,
+            "amd_verdict": record.amd_verdict,
+            "amd_seconds": record.amd_seconds,
         }
         lead = self.store.lead(self.campaign_id, lead_id)
         self.store.complete(

@@ -68,6 +68,10 @@ class EngineConfig:
     ``recent_window``: seconds of history in ``stats.recent``. ``lead_retry``: when pacing wants calls but the
     lead source has nothing dialable (outside calling hours, retries not yet due), ask it again after this long
     even if nothing else happens, so a campaign that starts before its window opens still starts.
+    ``ring_slack``: seconds the engine's ring timer waits past the regulators' moment (``ring_timeout`` after
+    :class:`~dialer.engine.events.CallPlaced`, and never under 15 s after the first ring). 0 in simulation, where
+    the engine's timer is the hang-up; a live runtime whose SIP side gives up ringing on the wire sets a few
+    seconds, so the engine's timer is only a backstop and can never cancel a call the wire rule still lets ring.
     """
 
     connect_limit: float = 2.0
@@ -76,6 +80,7 @@ class EngineConfig:
     day_offset: float = 0.0
     recent_window: float = 3600.0
     lead_retry: float = 15.0
+    ring_slack: float = 0.0
 
     def __post_init__(self) -> None:
         # Written so that NaN fails every check: a NaN connect limit would silently never abandon anybody.
@@ -89,6 +94,8 @@ class EngineConfig:
             raise ConfigError("recent_window", "must be a finite number > 0")
         if not 0 < self.lead_retry < math.inf:
             raise ConfigError("lead_retry", "must be a finite number > 0")
+        if not 0 <= self.ring_slack < math.inf:
+            raise ConfigError("ring_slack", "must be a finite number >= 0")
         if not math.isfinite(self.day_offset):
             raise ConfigError("day_offset", "must be finite")
 
@@ -122,6 +129,8 @@ class _Agent:
 class _Call:
     __slots__ = (
         "agent_id",
+        "amd_seconds",
+        "amd_verdict",
         "answered_at",
         "bridge_failed",
         "call_id",
@@ -130,6 +139,9 @@ class _Call:
         "dialed_at",
         "lead",
         "message_at",
+        "message_played",
+        "ring_deadline",
+        "ringing_at",
         "since",
         "state",
         "wait",
@@ -148,6 +160,11 @@ class _Call:
         self.deadline: float | None = None
         self.wait: float | None = None
         self.bridge_failed = False
+        self.ringing_at: float | None = None
+        self.ring_deadline: float | None = None  # the live ring timer; older ones in the heap are stale
+        self.message_played: bool | None = None
+        self.amd_verdict: str | None = None
+        self.amd_seconds: float | None = None
 
 
 _AGENT_EVENTS = (ev.AgentReady, ev.AgentPaused, ev.AgentLoggedOut, ev.WrapUpDone)
@@ -158,6 +175,9 @@ _CALL_EVENTS = (
     ev.CallFailed,
     ev.CallEnded,
     ev.CallBridgeFailed,
+    ev.CallPlaced,
+    ev.CallNotPlaced,
+    ev.MessagePlayed,
 )
 
 
@@ -217,6 +237,9 @@ class Engine:
             ev.CallFailed: self._failed,
             ev.CallEnded: self._ended,
             ev.CallBridgeFailed: self._bridge_failed,
+            ev.CallPlaced: self._placed,
+            ev.CallNotPlaced: self._not_placed,
+            ev.MessagePlayed: self._message_played,
             ev.TimeAdvanced: lambda e, out: None,
             ev.DialingStopped: self._stop,
             ev.DialingResumed: self._resume,
@@ -408,12 +431,49 @@ class Engine:
         self._agent_to(agent, ev.AgentLoggedOut)
 
     def _ringing(self, e: ev.CallRinging, out: list[Action]) -> None:
-        self._call_to(self.calls[e.call_id], ev.CallRinging)
+        call = self.calls[e.call_id]
+        self._call_to(call, ev.CallRinging)
+        if call.ringing_at is None:
+            call.ringing_at = e.t
+            # The regulators count ringing from the phone's first ring: a 180 that came late extends the wait.
+            if call.ring_deadline is not None:
+                self._arm_ring(call, max(call.ring_deadline, e.t + MIN_RING_TIMEOUT + self.config.ring_slack))
+
+    def _placed(self, e: ev.CallPlaced, out: list[Action]) -> None:
+        """The INVITE left now: ring time and the pacing's answer times count from here, not from the order."""
+        call = self.calls[e.call_id]
+        _bin_remove(self.ring_bins, math.floor(call.dialed_at / RING_BIN))
+        call.dialed_at = e.t
+        _bin_add(self.ring_bins, math.floor(e.t / RING_BIN))
+        timeout = self.config.ring_timeout
+        if timeout is not None:
+            self._arm_ring(call, e.t + timeout + self.config.ring_slack)
+
+    def _not_placed(self, e: ev.CallNotPlaced, out: list[Action]) -> None:
+        """No INVITE ever left: the lead goes back to its source undialed (see :class:`ev.CallNotPlaced`)."""
+        call = self.calls[e.call_id]
+        self._call_to(call, ev.CallNotPlaced)
+        self.stats.failed(Outcome.NETWORK)
+        self._finish(call, Outcome.NETWORK, out, placed=False)
+
+    def _message_played(self, e: ev.MessagePlayed, out: list[Action]) -> None:
+        call = self.calls[e.call_id]
+        started = e.started_at if e.started_at is not None else e.t
+        if call.message_played is not True:
+            call.message_at = started
+            call.message_played = True
+
+    def _arm_ring(self, call: _Call, when: float) -> None:
+        if call.ring_deadline != when:
+            call.ring_deadline = when
+            self._push_timer(when, Trigger.RING_TIMEOUT, call.call_id)
 
     def _person(self, e: ev.CallAnsweredByPerson, out: list[Action]) -> None:
         call = self.calls[e.call_id]
         answered = e.answered_at if e.answered_at is not None else e.t
         call.answered_at = answered
+        call.amd_verdict = e.amd_verdict
+        call.amd_seconds = e.amd_seconds
         self.stats.live_answer(answered, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByPerson)
         try:
@@ -435,6 +495,8 @@ class Engine:
     def _machine(self, e: ev.CallAnsweredByMachine, out: list[Action]) -> None:
         call = self.calls[e.call_id]
         call.answered_at = e.t
+        call.amd_verdict = "machine"
+        call.amd_seconds = e.amd_seconds
         self.stats.machine_answer(e.t, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByMachine)
         self._hang_up(call.call_id, "machine", out)
@@ -517,7 +579,8 @@ class Engine:
         """Count the person abandoned now and order the message: the connect limit ran out, or the bridge failed."""
         assert call.answered_at is not None
         self._call_to(call, key)
-        call.message_at = self.now
+        call.message_at = self.now  # when ordered; MessagePlayed replaces it with when it was heard
+        call.message_played = False
         call.wait = self.now - call.answered_at
         call.deadline = None
         self.stats.abandon(self.now, call.answered_at)
@@ -531,6 +594,7 @@ class Engine:
         *,
         customer_hung_up: bool = False,
         agent_lost: bool = False,
+        placed: bool = True,
     ) -> None:
         del self.calls[call.call_id]
         self.call_counts[CallState.ENDED] -= 1
@@ -553,6 +617,11 @@ class Engine:
             customer_hung_up=customer_hung_up,
             agent_lost=agent_lost,
             bridge_failed=call.bridge_failed,
+            placed=placed,
+            ringing_at=call.ringing_at,
+            message_played=call.message_played,
+            amd_verdict=call.amd_verdict,
+            amd_seconds=call.amd_seconds,
         )
         out.append(RecordCall(record))
         try:
@@ -584,7 +653,7 @@ class Engine:
             return False
         if trigger is Trigger.CONNECT_LIMIT:
             return call.state is CallState.QUEUED and call.deadline == when
-        return call.state is CallState.DIALING or call.state is CallState.RINGING
+        return (call.state is CallState.DIALING or call.state is CallState.RINGING) and call.ring_deadline == when
 
     def _run_timers(self, t: float, out: list[Action]) -> bool:
         """Fire every live timer due by ``t``; True if any fired."""
@@ -641,7 +710,7 @@ class Engine:
             _bin_add(self.ring_bins, math.floor(self.now / RING_BIN))
             self.stats.dialed(self.now)
             if timeout is not None:
-                self._push_timer(self.now + timeout, Trigger.RING_TIMEOUT, call_id)
+                self._arm_ring(self.calls[call_id], self.now + timeout + self.config.ring_slack)
             out.append(DialLead(call_id, lead, timeout))
             placed += 1
         if requested > 0:

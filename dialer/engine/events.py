@@ -88,13 +88,54 @@ class CallAnsweredByPerson(Event):
 
     call_id: int
     answered_at: float | None = None
+    #: Answering-machine detection's verdict (``person`` or ``unsure``; ``None`` when detection did not run) and
+    #: how long after the answer it came: stored per call so an auditor sees what each decision was and cost.
+    amd_verdict: str | None = None
+    amd_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CallAnsweredByMachine(Event):
-    """An answering machine or voicemail picked up (after detection)."""
+    """An answering machine or voicemail picked up (after detection, whose time is ``amd_seconds``)."""
 
     call_id: int
+    amd_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlaced(Event):
+    """The INVITE of a dialed call left for the network at ``t``.
+
+    A runtime may take a while to place what the engine dialed (waiting for a free slot, the trunk's rate or a
+    back-off after congestion). Ring time counts from here, not from the dial order, so the regulators' 15 s and
+    the pacing's answer-time estimates never include the wait. Runtimes that place at once need not send it.
+    """
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallNotPlaced(Event):
+    """Nothing left the dialer for this call (no slot, trunk backed off or down, runtime stopping).
+
+    The lead was never dialed: it goes back to its source untouched (no attempt counted, nothing in the ledger).
+    The call's record says ``placed = False`` so observers can tell it from a network failure of a real INVITE.
+    """
+
+    call_id: int
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePlayed(Event):
+    """The abandonment message's first audio went out to the person at ``started_at`` (the worker's media clock).
+
+    Without this event an abandoned call's record says ``message_played = False``: the ledger states what was
+    heard, not what was ordered.
+    """
+
+    call_id: int
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

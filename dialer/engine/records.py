@@ -36,6 +36,12 @@ class CallRecord:
     its agent vanished. ``bridge_failed`` marks an abandoned call that had been matched to an agent whose phone
     then refused or did not answer: ``agent_id`` names that agent, ``connected_at`` is ``None`` (nobody talked to
     the person), ``message_at`` and ``wait`` are as for any abandonment.
+
+    Evidence for an auditor: ``placed`` is False when nothing left the dialer (the lead went back untouched);
+    ``ringing_at`` is the first 180/183 (ring time is judged from it); ``message_at`` is when the message's first
+    audio went out where the runtime measured it (else when it was ordered) and ``message_played`` says whether
+    it played at all (``None`` for calls that needed none); ``amd_verdict``/``amd_seconds`` are the detector's
+    verdict and its time after the answer (``None`` without detection).
     """
 
     call_id: int
@@ -52,6 +58,11 @@ class CallRecord:
     customer_hung_up: bool = False
     agent_lost: bool = False
     bridge_failed: bool = False
+    placed: bool = True
+    ringing_at: float | None = None
+    message_played: bool | None = None
+    amd_verdict: str | None = None
+    amd_seconds: float | None = None
 
     @property
     def live_answer(self) -> bool:

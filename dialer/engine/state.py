@@ -76,7 +76,12 @@ _UNANSWERED: dict[Key, CallState] = {
 }
 
 CALL_TRANSITIONS: dict[CallState, dict[Key, CallState]] = {
-    CallState.DIALING: {ev.CallRinging: CallState.RINGING, **_UNANSWERED},
+    CallState.DIALING: {
+        ev.CallRinging: CallState.RINGING,
+        ev.CallPlaced: CallState.DIALING,
+        ev.CallNotPlaced: CallState.ENDED,
+        **_UNANSWERED,
+    },
     # 180 followed by 183 is ordinary SIP, so a second ringing report is harmless.
     CallState.RINGING: {ev.CallRinging: CallState.RINGING, **_UNANSWERED},
     CallState.QUEUED: {
@@ -89,7 +94,7 @@ CALL_TRANSITIONS: dict[CallState, dict[Key, CallState]] = {
         Trigger.AGENT_LOST: CallState.ENDED,
         ev.CallBridgeFailed: CallState.ABANDONING,  # no live agent after all: abandoned, the message plays
     },
-    CallState.ABANDONING: {ev.CallEnded: CallState.ENDED},
+    CallState.ABANDONING: {ev.CallEnded: CallState.ENDED, ev.MessagePlayed: CallState.ABANDONING},
     CallState.ENDED: {},
 }
 

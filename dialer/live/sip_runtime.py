@@ -48,6 +48,8 @@ from dialer.sip.driver import (
     Ended,
     Failed,
     MessageStarted,
+    NotPlaced,
+    Placed,
     Ringing,
     SipDriver,
     VoicemailStarted,
@@ -57,6 +59,18 @@ log = logging.getLogger("dialer.live.sip")
 
 #: What the campaign does when an answering machine picks up.
 MACHINE_ACTIONS = ("hangup", "message")
+
+#: Seconds before the connect limit at which the engine orders the message: the order's trip to the worker, the
+#: player's start and the first 20-ms media tick all happen before the person hears it, and measured on the wire
+#: they took 10-40 ms; the margin keeps the message's first sound inside the limit with room to spare.
+MESSAGE_MARGIN = 0.25
+#: Seconds before the connect limit at which a worker plays the message on its own (the engine's order never
+#: came: a stalled loop, a lost pipe message): the last line of defence of the 2-second rule.
+WORKER_MARGIN = 0.1
+#: What a bridge to a ready agent may take after detection decides (the agent leg's setup, the first tick).
+BRIDGE_ALLOWANCE = 0.15
+#: Seconds the engine's ring timer waits beyond the wire rule the worker applies: it is only a backstop.
+RING_SLACK = 5.0
 
 _UNANSWERED = (CallState.DIALING, CallState.RINGING)
 _ANSWERED = (CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONING)
@@ -94,6 +108,22 @@ class SipRuntime:
         for agent_id, uri in agents.items():
             if not uri.startswith(("sip:", "sips:")):
                 raise ConfigError(f"agents.{agent_id}", f"{uri!r} is not a SIP URI")
+        limit = runtime.engine.config.connect_limit
+        margin = min(MESSAGE_MARGIN, limit / 2)  # a campaign with a tiny limit still orders before it
+        if config.amd.enabled and config.amd.budget + BRIDGE_ALLOWANCE > limit - margin:
+            raise ConfigError(
+                "amd.budget",
+                f"{config.amd.budget:g} s of detection leaves no time to reach an agent within the "
+                f"{limit:g}-s connect limit (at most {max(0.0, limit - margin - BRIDGE_ALLOWANCE):.2f} s)",
+            )
+        if config.connect_deadline is None:
+            config = dataclasses.replace(config, connect_deadline=max(0.0, limit - min(WORKER_MARGIN, margin / 2)))
+        # The engine orders the message early enough for it to be heard within the limit, and its ring timer
+        # only backs up the worker's, which judges ringing from the packets.
+        runtime.engine.config = dataclasses.replace(
+            runtime.engine.config, connect_limit=max(0.0, limit - margin), ring_slack=RING_SLACK
+        )
+        self.connect_limit = limit
         self.runtime = runtime
         self.engine = runtime.engine
         self.agents = dict(agents)
@@ -102,7 +132,8 @@ class SipRuntime:
         self.opt_out_digit = opt_out_digit
         self._on_opt_out = on_opt_out
         self._on_record = on_record
-        self.driver = SipDriver(config, self._driver_event, on_capacity=self._capacity)
+        self.alerts: list[tuple[str, str]] = []
+        self.driver = SipDriver(config, self._driver_event, on_capacity=self._capacity, on_alert=self._driver_alert)
         self._configured_cap = self.engine.config.max_in_flight
         self._leads: dict[int, Lead] = {}
         self._dialed_at: dict[int, float] = {}
@@ -183,6 +214,14 @@ class SipRuntime:
 
     def _alert(self, action: Alert) -> None:
         log.error("engine %s: %s (dialing stopped)", action.kind, action.message)
+        self.alerts.append((action.kind, action.message))
+
+    def _driver_alert(self, kind: str, message: str) -> None:
+        """The SIP side can no longer place calls (a silent trunk): stop dialing rather than burn the list."""
+        log.error("%s: %s (dialing stopped)", kind, message)
+        self.alerts.append((kind, message))
+        if self.engine.dialing:
+            self._submit(ev.DialingStopped)
 
     def _hangup(self, action: HangUp) -> None:
         if action.reason == "machine" and self.machine == "message":
@@ -205,21 +244,38 @@ class SipRuntime:
     def _driver_event(self, event: DriverEvent) -> None:
         cid = event.call_id
         state = self.engine.call_state(cid)
-        if isinstance(event, Ringing):
+        if isinstance(event, Placed):
+            if state is CallState.DIALING:
+                self._dialed_at[cid] = self.runtime.now()
+                self._submit(ev.CallPlaced, call_id=cid)
+        elif isinstance(event, NotPlaced):
+            if state is CallState.DIALING:
+                log.warning("call %d was not placed: %s", cid, event.why)
+                self._submit(ev.CallNotPlaced, call_id=cid, why=event.why)
+        elif isinstance(event, Ringing):
             if state in _UNANSWERED:
                 self._submit(ev.CallRinging, call_id=cid)
         elif isinstance(event, Answered):
             if state not in _UNANSWERED:
                 self.driver.hangup(cid)  # answered after we gave up: nobody is waiting for this call
                 return
-            if event.verdict != "none":
+            detected = event.verdict != "none"
+            if detected:
                 self.detections.append((cid, event.verdict, event.detect_seconds))
             if event.verdict == "machine":
-                self._submit(ev.CallAnsweredByMachine, call_id=cid)
+                self._submit(ev.CallAnsweredByMachine, call_id=cid, amd_seconds=event.detect_seconds)
             else:  # person, or unsure: fail closed, a maybe-person is treated as a person
+                # The connect clock starts at the 200 OK as the worker saw it, not when we heard of it.
                 now = self.runtime.now()
-                answered_at = max(now - event.detect_seconds, self._dialed_at.get(cid, now))
-                self._submit(ev.CallAnsweredByPerson, call_id=cid, answered_at=min(answered_at, now))
+                wire = event.answered_at if event.answered_at is not None else now - event.detect_seconds
+                answered_at = min(max(wire, self._dialed_at.get(cid, now)), now)
+                self._submit(
+                    ev.CallAnsweredByPerson,
+                    call_id=cid,
+                    answered_at=answered_at,
+                    amd_verdict=event.verdict if detected else None,
+                    amd_seconds=event.detect_seconds if detected else None,
+                )
         elif isinstance(event, Failed):
             if state in _UNANSWERED:
                 self._submit(ev.CallFailed, call_id=cid, reason=event.outcome.reason)
@@ -240,9 +296,14 @@ class SipRuntime:
             log.warning("call %d: agent %s did not answer (status %d); abandoned", cid, agent_id, event.status)
             self._submit(ev.CallBridgeFailed, call_id=cid, status=event.status)
         elif isinstance(event, MessageStarted):
-            self.message_started[cid] = self.runtime.now()
+            now = self.runtime.now()
+            started = min(event.at, now) if event.at is not None else now
+            self.message_started[cid] = started
+            if state is CallState.ABANDONING:
+                self._submit(ev.MessagePlayed, call_id=cid, started_at=started)
         elif isinstance(event, VoicemailStarted):
-            self.voicemail_started[cid] = self.runtime.now()
+            now = self.runtime.now()
+            self.voicemail_started[cid] = min(event.at, now) if event.at is not None else now
         elif isinstance(event, Dtmf):
             lead = self._leads.get(cid)
             if event.digit == self.opt_out_digit and lead is not None and cid in self._message_ordered:

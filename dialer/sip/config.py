@@ -109,6 +109,13 @@ class PoolConfig:
     (the person hears silence meanwhile, so keep it short). ``bridge_failed_grace``: after a failed bridge the
     customer stays up for the abandonment message; if the runtime orders neither the message nor a hang-up
     within this many seconds, the worker hangs up by itself.
+    ``no_response_timeout``: seconds an INVITE may go without any response at all (not even 100 Trying) before
+    the worker reports it as the trunk's failure (``NETWORK``, back-off) instead of letting it "ring".
+    ``silent_trunk_calls``: that many INVITEs in a row with no response at all, and nothing answered since,
+    mean the trunk is down: the driver stops placing calls and raises an alert instead of burning the list.
+    ``connect_deadline``: seconds after the answer (the 200 OK, on the worker's clock) by which a person with
+    neither an agent nor the message gets the message from the worker itself; ``None`` leaves it to the runtime.
+    The live runtime sets it from the campaign's connect limit less the time the first frame takes to go out.
     """
 
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
@@ -126,6 +133,9 @@ class PoolConfig:
     voicemail_max_wait: float = 20.0
     agent_answer_timeout: float = 5.0
     bridge_failed_grace: float = 10.0
+    no_response_timeout: float = 5.0
+    silent_trunk_calls: int = 5
+    connect_deadline: float | None = None
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20
@@ -146,6 +156,12 @@ class PoolConfig:
             raise ConfigError("pool.agent_answer_timeout", "must be a finite number > 0")
         if not 0 < self.bridge_failed_grace < math.inf:
             raise ConfigError("pool.bridge_failed_grace", "must be a finite number > 0")
+        if not 0.5 <= self.no_response_timeout <= 32.0:
+            raise ConfigError("pool.no_response_timeout", "must be between 0.5 and 32 s (SIP's INVITE timeout)")
+        if self.silent_trunk_calls < 1:
+            raise ConfigError("pool.silent_trunk_calls", "must be >= 1")
+        if self.connect_deadline is not None and not 0 <= self.connect_deadline < math.inf:
+            raise ConfigError("pool.connect_deadline", "must be a finite number >= 0")
         if self.agent_legs and self.calls_per_worker < 2:
             raise ConfigError("pool.calls_per_worker", "must be >= 2 when agent legs are bridged")
         if self.sip_port and not 0 < self.sip_port + self.workers <= 65536:
@@ -169,6 +185,8 @@ class PoolConfig:
             voicemail_max_wait=self.voicemail_max_wait,
             agent_answer_timeout=self.agent_answer_timeout,
             bridge_failed_grace=self.bridge_failed_grace,
+            no_response_timeout=self.no_response_timeout,
+            connect_deadline=self.connect_deadline,
             amd=self.amd,
             poll_ms=self.poll_ms,
             idle_poll_ms=self.idle_poll_ms,
@@ -197,6 +215,8 @@ class WorkerConfig:
     voicemail_max_wait: float = 20.0
     agent_answer_timeout: float = 5.0
     bridge_failed_grace: float = 10.0
+    no_response_timeout: float = 5.0
+    connect_deadline: float | None = None
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20

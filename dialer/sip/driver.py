@@ -48,6 +48,21 @@ class DriverEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Placed(DriverEvent):
+    """The INVITE left at ``at`` (wall clock of the worker): ring time counts from here."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NotPlaced(DriverEvent):
+    """No INVITE ever left for this call (no slot in time, trunk down, hung up while waiting, worker gone before
+    sending it): the lead was not dialed."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ringing(DriverEvent):
     status: int
 
@@ -59,6 +74,7 @@ class Answered(DriverEvent):
 
     verdict: str = "none"
     detect_seconds: float = 0.0
+    answered_at: float | None = None  # the 200 OK's arrival on the worker's wall clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +109,17 @@ class BridgeFailed(DriverEvent):
 
 @dataclass(frozen=True, slots=True)
 class MessageStarted(DriverEvent):
-    """The abandonment message began to play (the ledger's message time)."""
+    """The abandonment message's first sound went out at ``at`` (the worker's media clock, wall time): the
+    ledger's message time."""
+
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class VoicemailStarted(DriverEvent):
-    """A machine's greeting is over and our voicemail message began to play; the call hangs up after it."""
+    """A machine's greeting is over and our voicemail message began to play at ``at``; the call hangs up after."""
+
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +150,8 @@ class _Handle:
         self.conn: Connection | None = None
         self.ready: asyncio.Future[None] | None = None
         self.calls: dict[int, bool] = {}  # call id -> answered
+        self.invited: set[int] = set()  # calls whose INVITE has left (a call not in it was never placed)
+        self.held: set[int] = set()  # calls reported failed whose slot pjsip still holds (INVITE never answered)
         self.restarts: deque[float] = deque()
         self.alive = False
         self.pid = 0
@@ -159,10 +182,14 @@ class SipDriver:
         listener: Listener,
         *,
         on_capacity: Callable[[int], None] | None = None,
+        on_alert: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self._listener = listener
         self._on_capacity = on_capacity
+        self._on_alert = on_alert
+        self._silent_in_a_row = 0
+        self.trunk_down: str | None = None  # why the driver stopped placing calls, until resume_trunk()
         self._ctx = multiprocessing.get_context("spawn")
         self._workers = [
             _Handle(i, config.worker(i, config.sip_port + i if config.sip_port else 0)) for i in range(config.workers)
@@ -180,7 +207,14 @@ class SipDriver:
         self._closing = False
         self._started = False
         self._tasks: set[asyncio.Future[None]] = set()
-        self.stats: dict[str, int] = {"dials": 0, "restarts": 0, "toomany": 0, "congestion": 0}
+        self.stats: dict[str, int] = {
+            "dials": 0,
+            "restarts": 0,
+            "toomany": 0,
+            "congestion": 0,
+            "no_response": 0,
+            "not_placed": 0,
+        }
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -235,6 +269,7 @@ class SipDriver:
                 "sip_port": h.sip_port,
                 "slots": h.slots,
                 "calls": len(h.calls),
+                "held": len(h.held),
                 "version": h.version,
             }
             for h in self._workers
@@ -247,6 +282,8 @@ class SipDriver:
     @property
     def capacity(self) -> int:
         """Customer calls the driver can hold at once right now."""
+        if self.trunk_down is not None:
+            return 0
         cap = sum(h.slots // self.legs_per_call for h in self._workers if h.alive)
         if self.config.trunk.max_calls is not None:
             cap = min(cap, self.config.trunk.max_calls)
@@ -295,9 +332,10 @@ class SipDriver:
                 blocked_until = max(self._next_setup, self._backoff_until, handle_at)
                 if handle is not None and now >= blocked_until:
                     break
-                if now > wait_limit or self._closing:
+                if now > wait_limit or self._closing or self.trunk_down is not None:
                     self._pending.pop(call_id, None)
-                    self._emit(Failed(call_id, _NETWORK, 0, "no capacity"))
+                    why = self.trunk_down or ("driver closing" if self._closing else "no capacity in time")
+                    self._not_placed(call_id, why)
                     return
                 timeout = max(0.001, blocked_until - now) if handle is not None else 0.5
                 with contextlib.suppress(TimeoutError):
@@ -316,7 +354,7 @@ class SipDriver:
     def hangup(self, call_id: int) -> None:
         """Hang up (or CANCEL) a call; a call still waiting for a slot is reported failed (``NO_ANSWER``)."""
         if self._pending.pop(call_id, None) is not None:
-            self._emit(Failed(call_id, classify(487), 487, "hung up before dialing"))
+            self._not_placed(call_id, "hung up before dialing")
             self._wake()
             return
         handle = self._where.get(call_id)
@@ -350,12 +388,14 @@ class SipDriver:
         """
         if len(self._where) >= self.capacity:
             return None, now
+        # Slots pjsip still holds for INVITEs given up as silent count as taken: routing a call (and so its agent
+        # leg) there would have the agent leg refused locally and the answered person abandoned.
         best: _Handle | None = None
         best_key = (0.0, 0)
         for handle in self._workers:
             if not handle.alive:
                 continue
-            free = handle.slots - len(handle.calls) * self.legs_per_call
+            free = handle.slots - len(handle.calls) * self.legs_per_call - len(handle.held)
             if free < self.legs_per_call:
                 continue
             key = (-max(now, handle.next_setup), free)  # ready soonest, then most free slots
@@ -440,13 +480,18 @@ class SipDriver:
         """Report every call of a dead worker so the engine closes it: unanswered fail, answered end."""
         lost = list(handle.calls.items())
         handle.calls.clear()
+        handle.held.clear()
+        invited = handle.invited
+        handle.invited = set()
         for call_id, answered in lost:
             self._where.pop(call_id, None)
             self._sent.pop(call_id, None)
             if answered:
                 self._emit(Ended(call_id, "crash"))
-            else:
+            elif call_id in invited:
                 self._emit(Failed(call_id, _NETWORK, 0, "worker died"))
+            else:
+                self._not_placed(call_id, "worker died before placing it")
         self._wake()
         return len(lost)
 
@@ -466,25 +511,43 @@ class SipDriver:
                 handle.ready.set_exception(SipError(f"worker {handle.index}: {rest[0]}"))
             return
         call_id = int(rest[0])
-        if verb == "ringing":
+        if verb == "invited":
+            handle.invited.add(call_id)
+            self._emit(Placed(call_id, float(rest[1])))
+        elif verb == "unplaced":
+            self._release(handle, call_id)
+            self._not_placed(call_id, str(rest[1]))
+        elif verb == "ringing":
+            self._heard()
             self._emit(Ringing(call_id, int(rest[1])))
         elif verb == "answered":
             handle.calls[call_id] = True
+            self._heard()
             self._succeeded()
-            self._emit(Answered(call_id))
+            self._emit(Answered(call_id, answered_at=float(rest[1])))
         elif verb == "amd":
             handle.calls[call_id] = True
+            self._heard()
             self._succeeded()
-            self._emit(Answered(call_id, str(rest[1]), float(rest[2])))
+            self._emit(Answered(call_id, str(rest[1]), float(rest[2]), float(rest[3])))
         elif verb == "failed":
-            status, text, local_timeout = int(rest[1]), str(rest[2]), bool(rest[3])
+            status, text, no_response, held = int(rest[1]), str(rest[2]), bool(rest[3]), bool(rest[4])
             self._release(handle, call_id)
-            outcome = classify(status, local_timeout=local_timeout)
+            if held:
+                handle.held.add(call_id)
+            outcome = classify(status, local_timeout=no_response)
+            if no_response:
+                self._silent(call_id, text)
+            else:
+                self._heard()
             if outcome.congestion:
                 self._congested()
             else:
                 self._succeeded()
             self._emit(Failed(call_id, outcome, status, text))
+        elif verb == "released":
+            handle.held.discard(call_id)
+            self._wake()
         elif verb == "ended":
             self._release(handle, call_id)
             self._emit(Ended(call_id, str(rest[1])))
@@ -495,15 +558,48 @@ class SipDriver:
         elif verb == "bridge_failed":
             self._emit(BridgeFailed(call_id, int(rest[1])))
         elif verb == "message":
-            self._emit(MessageStarted(call_id))
+            self._emit(MessageStarted(call_id, float(rest[1])))
         elif verb == "voicemail":
-            self._emit(VoicemailStarted(call_id))
+            self._emit(VoicemailStarted(call_id, float(rest[1])))
         elif verb == "dtmf":
             self._emit(Dtmf(call_id, str(rest[1])))
         elif verb == "error":
             log.warning("worker %d call %d: %s", handle.index, call_id, rest[1])
 
+    def _not_placed(self, call_id: int, why: str) -> None:
+        self.stats["not_placed"] += 1
+        self._emit(NotPlaced(call_id, why))
+
+    def _silent(self, call_id: int, text: str) -> None:
+        """An INVITE heard nothing back: a warning each time, and after ``silent_trunk_calls`` in a row with
+        nothing heard in between, the trunk is down: stop placing calls and raise the alert."""
+        self.stats["no_response"] += 1
+        self._silent_in_a_row += 1
+        log.warning("call %d: %s (%d in a row)", call_id, text, self._silent_in_a_row)
+        if self.trunk_down is None and self._silent_in_a_row >= self.config.silent_trunk_calls:
+            self.trunk_down = (
+                f"the trunk answered none of the last {self._silent_in_a_row} INVITEs "
+                f"({self.config.trunk.host}:{self.config.trunk.port}); no more calls are placed"
+            )
+            log.error("%s", self.trunk_down)
+            self._capacity_changed()
+            if self._on_alert is not None:
+                try:
+                    self._on_alert("trunk_silent", self.trunk_down)
+                except Exception:
+                    log.exception("alert callback failed")
+
+    def _heard(self) -> None:
+        self._silent_in_a_row = 0
+
+    def resume_trunk(self) -> None:
+        """Place calls again after the trunk was judged down (an operator saw it is back)."""
+        self.trunk_down = None
+        self._silent_in_a_row = 0
+        self._capacity_changed()
+
     def _release(self, handle: _Handle, call_id: int) -> None:
+        handle.invited.discard(call_id)
         handle.calls.pop(call_id, None)
         self._where.pop(call_id, None)
         self._sent.pop(call_id, None)
@@ -523,7 +619,7 @@ class SipDriver:
             handle.slots = real
             self._capacity_changed()
         if pending is None or pending.tries >= 3:
-            self._emit(Failed(call_id, _NETWORK, 0, "no call slot"))
+            self._not_placed(call_id, "no call slot")
             return
         pending.tries += 1
         self._pending[call_id] = pending

@@ -17,10 +17,20 @@ deleted while the clock runs; everything is released and garbage-collected befor
 Protocol (tuples, first item the verb). Parent to worker: ``dial(cid, uri, ring_timeout, amd)``,
 ``hangup(cid)``, ``play(cid)`` (message, then hang up), ``voicemail(cid)`` (wait for the greeting to end, leave
 the voicemail message, hang up), ``bridge(cid, agent_uri)``, ``stop()``. Worker to
-parent: ``ready(pid, sip_port, version)``, ``fatal(text)``, ``ringing(cid, code)``, ``answered(cid)``,
-``amd(cid, verdict, seconds_since_answer)``, ``failed(cid, code, reason, local_timeout)``, ``toomany(cid,
-active)``, ``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid)``, ``voicemail(cid)``,
-``dtmf(cid, digit)``, ``error(cid, text)``.
+parent: ``ready(pid, sip_port, version)``, ``fatal(text)``, ``invited(cid, wall)`` (the INVITE left),
+``unplaced(cid, why)`` (no INVITE ever left), ``ringing(cid, code)``, ``answered(cid, wall)``,
+``amd(cid, verdict, seconds_since_answer, answered_wall)``, ``failed(cid, code, reason, no_response, held)``,
+``released(cid)`` (a call reported failed while still ``held`` has finally left pjsip), ``toomany(cid, active)``,
+``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid, started_wall)``,
+``voicemail(cid, started_wall)``, ``dtmf(cid, digit)``, ``error(cid, text)``. Wall times are ``time.time()`` on
+this process, taken when pjsip handed us the packet's news or the media clock played the frame.
+
+Wire rules kept here, where the packets are, not in the parent: the CANCEL never leaves before ``ring_timeout``
+after the INVITE nor before 15 s after the first 180/183; an INVITE that hears nothing at all within
+``no_response_timeout`` is reported ``failed`` (no response: the trunk's fault) at once while its slot stays
+``held`` (pjsip can only CANCEL after a provisional response, so it keeps the slot until the INVITE times out);
+and ``connect_deadline`` after the answer a person with neither an agent nor the message gets the message from
+here, whatever the parent is doing.
 
 A bridge that fails (the agent's phone refuses, has not answered within ``agent_answer_timeout``: ``code`` 408,
 or its audio cannot be joined: 500) leaves the customer up: regulators count that person as abandoned, and the
@@ -46,6 +56,8 @@ import pjsua2 as pj
 from dialer.sip.config import WorkerConfig
 
 PJ_ETOOMANY = 70010
+#: Regulators' minimum ring time, counted from the first 180/183 on the wire.
+MIN_RING_SECONDS = 15.0
 #: How long a dial or agent leg refused with PJ_ETOOMANY below the worker's proven capacity is retried: a slot freed
 #: by a hang-up stays busy until its BYE transaction completes, which takes longer on a loaded machine.
 SLOT_RETRY_SECONDS = 5.0
@@ -80,7 +92,7 @@ class _Leg(pj.Call):
         self.agent = agent
 
     def onCallState(self, prm: Any) -> None:
-        self.worker.on_state(self, self.getInfo())
+        self.worker.on_state(self, self.getInfo(), _received(prm))
 
     def onCallMediaState(self, prm: Any) -> None:
         self.worker.on_media(self)
@@ -88,6 +100,23 @@ class _Leg(pj.Call):
     def onDtmfDigit(self, prm: Any) -> None:
         if not self.agent:
             self.worker.send("dtmf", self.cid, str(prm.digit))
+
+    def onCallTsxState(self, prm: Any) -> None:
+        if not self.agent:
+            self.worker.on_tsx(self, prm)
+
+
+def _received(prm: Any) -> bool:
+    """Whether a call-state change was caused by a message from the far end (not a timer or our own request).
+
+    pjsua reports the INVITE's final response to ``onCallState`` before ``onCallTsxState``, so a call refused at
+    once (486, 404) would otherwise look as if it never heard anything.
+    """
+    try:
+        e = prm.e
+        return bool(e.type == pj.PJSIP_EVENT_TSX_STATE and e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG)
+    except (AttributeError, pj.Error):
+        return False
 
 
 class _Account(pj.Account):
@@ -124,7 +153,25 @@ class _FramePort(pj.AudioMediaPort):
         verdict = detector.feed(data)
         if verdict is not None:
             self.detector = None
-            self.events.put((self.kind, self.cid, verdict, detector.elapsed))
+            self.events.put((self.kind, self.cid, verdict, detector.elapsed, time.time()))
+
+
+class _FirstAudio:
+    """A detector for :class:`_FramePort` that fires on the first frame carrying sound: the message's start.
+
+    Fed on pjmedia's clock thread with the frames the player hands the conference bridge, the same tick that
+    encodes them into the call's RTP, so the time it fires is the message's start on the worker's media clock.
+    """
+
+    LEVEL = 64  # peak sample (of 32767) that counts as sound: well above dither, far below speech
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+
+    def feed(self, frame: bytes) -> str | None:
+        self.elapsed += 0.02
+        samples = memoryview(frame).cast("h")
+        return "heard" if max(samples, default=0) > self.LEVEL or -min(samples, default=0) > self.LEVEL else None
 
 
 class _Player(pj.AudioMediaPlayer):
@@ -148,31 +195,53 @@ class _Customer:
         "amd",
         "answered",
         "answered_mono",
+        "answered_wall",
         "bridged",
         "call",
         "cid",
         "closing",
+        "connect_deadline",
+        "heard",
+        "invited",
+        "machine",
+        "message_wall",
         "orphan_deadline",
+        "play_verb",
         "player",
         "port",
+        "probe",
+        "reported",
         "ring_deadline",
+        "ring_expired",
+        "ring_timeout",
         "ringing",
         "vm_since",
     )
 
-    def __init__(self, cid: int, call: _Leg, amd: bool, ring_deadline: float | None) -> None:
+    def __init__(self, cid: int, call: _Leg, amd: bool, ring_timeout: float | None) -> None:
         self.cid = cid
         self.call: _Leg | None = call
         self.agent: _Leg | None = None
         self.amd = amd
         self.answered = False
         self.answered_mono = 0.0
+        self.answered_wall = 0.0
         self.bridged = False
         self.closing = False
         self.ringing: set[int] = set()
         self.port: _FramePort | None = None
         self.player: _Player | None = None
-        self.ring_deadline = ring_deadline
+        self.ring_timeout = ring_timeout
+        self.ring_deadline: float | None = None  # CANCEL then: ring_timeout after the INVITE, >= 15 s of ringing
+        self.ring_expired = False  # we cancelled it for ringing out (not the parent's hang-up)
+        self.invited = 0.0  # monotonic time the INVITE left
+        self.heard = False  # any response to the INVITE arrived (100 Trying included)
+        self.reported = False  # its failure is already reported; the slot stays held until pjsip lets it go
+        self.machine = False  # detection said machine: no connect deadline, no message of ours
+        self.connect_deadline: float | None = None  # neither agent nor message by then: the message, from here
+        self.probe: _FramePort | None = None  # listens to the message player for its first sound
+        self.play_verb = ""
+        self.message_wall: float | None = None  # when the message's first sound went out (wall clock)
         self.vm_since: float | None = None  # waiting for the end of a machine's greeting since then
         self.agent_answered = False  # the agent leg is confirmed (early media alone is not an agent)
         self.agent_deadline: float | None = None  # the agent leg must answer by then, or the bridge has failed
@@ -337,13 +406,13 @@ class Worker:
             self.stopping = True
             for cid in list(self.deferred):
                 del self.deferred[cid]
-                self.send("failed", cid, 0, "worker stopping", True)
+                self.send("unplaced", cid, "worker stopping")
             for cid in list(self.customers):
                 self.hangup(cid)
 
     def dial(self, cid: int, uri: str, ring_timeout: float | None, amd: bool) -> None:
         if self.stopping:
-            self.send("failed", cid, 0, "worker stopping", True)
+            self.send("unplaced", cid, "worker stopping")
             return
         if self.deferred or time.monotonic() < self.next_setup:  # keep the order; keep under the setup rate
             self.deferred[cid] = (uri, ring_timeout, amd, time.monotonic() + SLOT_RETRY_SECONDS)
@@ -355,20 +424,23 @@ class Worker:
         """Send the INVITE; ``retry`` when refused for a slot that is only still being torn down."""
         assert self.acc is not None
         call = _Leg(self, self.acc, cid, agent=False)
-        deadline = None if ring_timeout is None else time.monotonic() + ring_timeout + 5.0
-        customer = _Customer(cid, call, amd and self.cfg.amd.enabled, deadline)
+        customer = _Customer(cid, call, amd and self.cfg.amd.enabled, ring_timeout)
         self.customers[cid] = customer
         try:
             call.makeCall(uri, pj.CallOpParam(True))
         except pj.Error as exc:
             self.customers.pop(cid, None)
             if exc.status != PJ_ETOOMANY:
-                self.send("failed", cid, 0, f"{exc.title}: {exc.reason}", True)
+                self.send("unplaced", cid, f"{exc.title}: {exc.reason}")
                 return "failed"
             if self.legs() < self.peak:
                 return "retry"
             self.send("toomany", cid, self.legs())
             return "failed"
+        customer.invited = time.monotonic()
+        if ring_timeout is not None:
+            customer.ring_deadline = customer.invited + ring_timeout
+        self.send("invited", cid, time.time())
         self.started_setup()
         return "placed"
 
@@ -397,11 +469,11 @@ class Worker:
                 if now < until:
                     self.deferred = {cid: (uri, ring_timeout, amd, until), **self.deferred}
                     return
-                self.send("toomany", cid, self.legs())
+                self.send("unplaced", cid, "no call slot freed in time")
 
     def hangup(self, cid: int) -> None:
         if self.deferred.pop(cid, None) is not None:
-            self.send("failed", cid, 487, "hung up before dialing", False)
+            self.send("unplaced", cid, "hung up before dialing")
             return
         self.deferred_bridges.pop(cid, None)
         customer = self.customers.get(cid)
@@ -416,28 +488,50 @@ class Worker:
     def play(self, cid: int, wav: str | None = None, verb: str = "message") -> None:
         """Play a message to an answered call, then hang up; hang up at once if it cannot play.
 
-        The abandonment message by default; the voicemail message when leaving one on a machine.
+        The abandonment message by default; the voicemail message when leaving one on a machine. The parent is
+        told ``message(cid, started)`` when the first sound went out (see :class:`_FirstAudio`), not when the
+        play was ordered: the ledger stores what the person heard. Asked again while it plays (the worker may
+        have started it on its own at the connect deadline), it repeats that report.
         """
         customer = self.customers.get(cid)
-        if customer is None or customer.call is None or customer.player is not None:
+        if customer is None or customer.call is None:
             return
+        if customer.player is not None:
+            if customer.message_wall is not None:
+                self.send(customer.play_verb, cid, customer.message_wall)
+            return
+        if customer.closing:
+            return
+        customer.connect_deadline = None
+        if customer.agent is not None and not customer.bridged:
+            self.drop_agent(customer, 408)  # too late for the agent: the person hears the message now
+        probe = self.ports.pop() if self.ports else self.new_port()
+        probe.cid = cid
+        probe.kind = "probe"
+        probe.detector = _FirstAudio()
         try:
             player = _Player(self.events, cid)
             player.createPlayer(self.cfg.abandon_wav if wav is None else wav, pj.PJMEDIA_FILE_NO_LOOP)
+            player.startTransmit(probe)
             player.startTransmit(customer.call.getAudioMedia(-1))
         except pj.Error as exc:
+            probe.detector = None
+            self.ports.append(probe)
             self.send("error", cid, f"{verb}: {exc.reason}")
             self.hangup(cid)
             return
+        customer.probe = probe
         customer.player = player
+        customer.play_verb = verb
         customer.orphan_deadline = None
-        self.send(verb, cid)
 
     def voicemail(self, cid: int) -> None:
         """Leave the campaign's message on a machine: listen until its greeting ends, then play and hang up."""
         customer = self.customers.get(cid)
         if customer is None or customer.call is None or customer.closing:
             return
+        customer.machine = True
+        customer.connect_deadline = None
         if not self.cfg.voicemail_wav or not customer.answered:
             self.hangup(cid)
             return
@@ -469,13 +563,18 @@ class Worker:
         self.play(customer.cid, self.cfg.voicemail_wav, "voicemail")
 
     def bridge(self, cid: int, agent_uri: str) -> None:
+        customer = self.customers.get(cid)
+        if customer is not None and customer.player is not None and not customer.closing:
+            # The message already plays (the connect deadline passed here first): no agent can have this person.
+            self.send("bridge_failed", cid, 0)
+            return
         if self.deferred_bridges or time.monotonic() < self.next_setup or self.call_agent(cid, agent_uri) == "retry":
             self.deferred_bridges[cid] = (agent_uri, time.monotonic() + SLOT_RETRY_SECONDS)
 
     def call_agent(self, cid: int, agent_uri: str) -> str:
         assert self.acc is not None
         customer = self.customers.get(cid)
-        if customer is None or customer.closing or customer.agent is not None:
+        if customer is None or customer.closing or customer.agent is not None or customer.player is not None:
             return "failed"
         leg = _Leg(self, self.acc, cid, agent=True)
         customer.agent = leg
@@ -487,15 +586,18 @@ class Worker:
                 return "retry"
             self.agent_failed(cid, exc.status)
             return "failed"
-        customer.agent_deadline = time.monotonic() + self.cfg.agent_answer_timeout
+        deadline = time.monotonic() + self.cfg.agent_answer_timeout
+        if customer.connect_deadline is not None:
+            deadline = min(deadline, customer.connect_deadline)  # the person's 2 s outrank the agent's ring
+        customer.agent_deadline = deadline
         self.started_setup()
         return "placed"
 
     def agent_failed(self, cid: int, code: int) -> None:
-        """The agent leg failed before the bridge: report it and keep the customer up for the message.
+        """The agent leg failed before the bridge: report it and play the message to the customer at once.
 
-        The parent turns the report into an abandonment and orders ``play``; the grace timer ends the call if it
-        never does. A customer already being hung up needs neither.
+        The parent turns the report into an abandonment (the person reached no live agent) and orders ``play``,
+        which finds the message already playing: waiting for that order would cost the person a round trip.
         """
         customer = self.customers.get(cid)
         if customer is None or customer.closing:
@@ -503,6 +605,7 @@ class Worker:
         customer.agent_deadline = None
         customer.orphan_deadline = time.monotonic() + self.cfg.bridge_failed_grace
         self.send("bridge_failed", cid, code)
+        self.play(cid)
 
     def drop_agent(self, customer: _Customer, code: int) -> None:
         """Hang up the agent leg ourselves before the bridge; its DISCONNECTED then reports the failed bridge
@@ -514,11 +617,25 @@ class Worker:
 
     # -- pjsua2 callbacks (main thread) ----------------------------------------------------------------
 
-    def on_state(self, leg: _Leg, info: Any) -> None:
+    def on_tsx(self, leg: _Leg, prm: Any) -> None:
+        """Note that the far end answered the INVITE at all (100 Trying counts): silence is the trunk's failure."""
+        customer = self.customers.get(leg.cid)
+        if customer is None or customer.heard:
+            return
+        try:
+            event = prm.e.body.tsxState
+            if event.type == pj.PJSIP_EVENT_RX_MSG and event.tsx.method == "INVITE" and event.tsx.statusCode >= 100:
+                customer.heard = True
+        except (AttributeError, pj.Error):
+            return
+
+    def on_state(self, leg: _Leg, info: Any, received: bool = False) -> None:
         customer = self.customers.get(leg.cid)
         if customer is None:
             return
         state = info.state
+        if received and not leg.agent:
+            customer.heard = True
         if leg.agent:
             if state == pj.PJSIP_INV_STATE_CONFIRMED:
                 customer.agent_answered = True
@@ -533,17 +650,30 @@ class Worker:
                     self.agent_failed(leg.cid, code if code is not None else int(info.lastStatusCode))
             return
         if state == pj.PJSIP_INV_STATE_EARLY:
+            customer.heard = True
             code = int(info.lastStatusCode)
-            if code in (180, 183) and code not in customer.ringing and not customer.ringing:
+            if code in (180, 183) and not customer.ringing:
                 self.send("ringing", leg.cid, code)
-            customer.ringing.add(code)
+                if customer.ring_deadline is not None:
+                    # Regulators count ringing from the first ring: never CANCEL before 15 s of it.
+                    customer.ring_deadline = max(customer.ring_deadline, time.monotonic() + MIN_RING_SECONDS)
+            if code in (180, 183):
+                customer.ringing.add(code)
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            now = time.monotonic()
+            customer.heard = True
             customer.answered = True
-            customer.answered_mono = time.monotonic()
+            customer.answered_mono = now
             customer.ring_deadline = None
-            if not customer.amd:
-                self.send("answered", leg.cid)
+            wall = time.time()
+            if self.cfg.connect_deadline is not None:
+                customer.connect_deadline = now + self.cfg.connect_deadline
+            if customer.reported:  # answered after we gave it up as silent: nobody is waiting for it
+                self.hangup(leg.cid)
+            elif not customer.amd:
+                self.send("answered", leg.cid, wall)
             else:
+                customer.answered_wall = wall
                 self.on_media(leg)  # the 200 OK's SDP usually set the media up before this callback
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.release(customer)
@@ -553,12 +683,18 @@ class Worker:
                     customer.agent.hangup(pj.CallOpParam(True))
                 customer.agent = None
             del self.customers[leg.cid]
-            if customer.answered:
+            if customer.reported:
+                self.send("released", leg.cid)
+            elif customer.answered:
                 self.send("ended", leg.cid, "local" if customer.closing else "remote")
             else:
                 code = int(info.lastStatusCode)
-                local_timeout = code == 408 and not customer.ringing and not customer.closing
-                self.send("failed", leg.cid, code, str(info.lastReason), local_timeout)
+                # Nothing came back at all, or the trunk took the INVITE and the phone never rang: the network's
+                # failure (back off, no lead penalty), never a "no answer" from a person.
+                no_response = (not customer.heard and not customer.closing) or (
+                    customer.ring_expired and not customer.ringing
+                )
+                self.send("failed", leg.cid, code, str(info.lastReason), no_response, False)
 
     def on_media(self, leg: _Leg) -> None:
         customer = self.customers.get(leg.cid)
@@ -570,11 +706,15 @@ class Worker:
                 # agent, and a phone that then refuses would look like a finished conversation.
                 if customer.bridged or not customer.agent_answered or not leg.hasMedia():
                     return
+                if customer.player is not None:  # the message won the race: this agent comes too late
+                    self.drop_agent(customer, 408)
+                    return
                 agent_audio = leg.getAudioMedia(-1)
                 customer_audio = customer.call.getAudioMedia(-1)
                 customer_audio.startTransmit(agent_audio)
                 agent_audio.startTransmit(customer_audio)
                 customer.bridged = True
+                customer.connect_deadline = None
                 self.send("bridged", leg.cid)
             elif customer.amd and customer.answered and customer.port is None and leg.hasMedia():
                 self.attach_detector(customer)
@@ -592,6 +732,7 @@ class Worker:
         assert customer.call is not None
         port = self.ports.pop() if self.ports else self.new_port()
         port.cid = customer.cid
+        port.kind = "amd"
         port.detector = Detector.from_config(self.cfg.amd)
         customer.port = port
         customer.call.getAudioMedia(-1).startTransmit(port)
@@ -609,11 +750,11 @@ class Worker:
 
     def release(self, customer: _Customer) -> None:
         """Return pooled resources when a call ends; ports are reused, never deleted mid-run."""
-        port = customer.port
-        if port is not None:
-            port.detector = None
-            customer.port = None
-            self.ports.append(port)
+        for port in (customer.port, customer.probe):
+            if port is not None:
+                port.detector = None
+                self.ports.append(port)
+        customer.port = customer.probe = None
         customer.player = None
 
     # -- clock-thread events and timers ------------------------------------------------------------------
@@ -632,6 +773,9 @@ class Worker:
                 self.amd_done(customer, item[2], item[3])
             elif kind == "vm" and customer.vm_since is not None:
                 self.greeting_over(customer)
+            elif kind == "probe" and customer.player is not None and customer.message_wall is None:
+                customer.message_wall = float(item[4])  # the tick that fired also sent that frame's RTP
+                self.send(customer.play_verb, cid, customer.message_wall)
             elif kind == "eof":
                 self.hangup(cid)
 
@@ -639,32 +783,58 @@ class Worker:
         if not customer.amd:
             return
         customer.amd = False
+        customer.machine = verdict == "machine"
+        if customer.machine:
+            customer.connect_deadline = None  # a machine waits for nobody
         port = customer.port
         if port is not None and customer.call is not None:
             with contextlib.suppress(pj.Error):
                 customer.call.getAudioMedia(-1).stopTransmit(port)
-        self.send("amd", customer.cid, verdict, seconds)
+        self.send("amd", customer.cid, verdict, seconds, customer.answered_wall)
 
     def timers(self) -> None:
         now = time.monotonic()
+        cfg = self.cfg
         for customer in list(self.customers.values()):
-            if customer.ring_deadline is not None and now > customer.ring_deadline and not customer.closing:
-                self.hangup(customer.cid)  # the parent's ring timeout never came: do not ring forever
-            if customer.amd and customer.answered and now - customer.answered_mono > self.cfg.amd.budget + 0.5:
-                # no decision in time (no RTP at all, or media never came up): fail closed as "unsure"
+            if not customer.answered and not customer.closing and not customer.reported and customer.invited:
+                if not customer.heard and now - customer.invited > cfg.no_response_timeout:
+                    # Not even a 100 Trying: the trunk is silent. Say so now (NETWORK, back-off); pjsip may only
+                    # CANCEL after a provisional response, so the slot stays held until its INVITE times out.
+                    customer.reported = True
+                    self.send("failed", customer.cid, 0, "no response to the INVITE", True, True)
+                    self.hangup(customer.cid)
+                elif customer.ring_deadline is not None and now >= customer.ring_deadline:
+                    customer.ring_expired = True
+                    self.hangup(customer.cid)
+            if customer.amd and customer.answered and now - customer.answered_mono >= cfg.amd.budget:
+                # no decision within the budget (no RTP at all, media never came up): fail closed as "unsure",
+                # which goes to an agent with the rest of the connect limit still ahead
                 if customer.port is not None:
                     customer.port.detector = None
                 self.amd_done(customer, "unsure", now - customer.answered_mono)
-            if customer.vm_since is not None and now - customer.vm_since > self.cfg.voicemail_max_wait + 1.0:
+            if customer.vm_since is not None and now - customer.vm_since > cfg.voicemail_max_wait + 1.0:
                 self.greeting_over(customer)  # no frames at all (media gone): leave the message anyway
             if customer.agent_deadline is not None and now > customer.agent_deadline and customer.agent is not None:
                 # The agent's phone rings on: give up on it (CANCEL); its DISCONNECTED reports the failed bridge.
                 customer.agent_deadline = None
                 self.drop_agent(customer, 408)
+            if (
+                customer.connect_deadline is not None
+                and now >= customer.connect_deadline
+                and not customer.closing
+                and not customer.machine
+                and not customer.bridged
+            ):
+                # Neither an agent nor the parent's order came in time (a stalled parent, a slow agent leg): the
+                # person hears the message now, from here; the parent learns it as for any abandonment.
+                customer.connect_deadline = None
+                self.send("error", customer.cid, "connect deadline reached here first; playing the message")
+                self.play(customer.cid)
             if customer.orphan_deadline is not None and now > customer.orphan_deadline and not customer.closing:
                 customer.orphan_deadline = None
-                self.send("error", customer.cid, "bridge failed and no message was ordered; hanging up")
-                self.hangup(customer.cid)
+                if customer.player is None:
+                    self.send("error", customer.cid, "bridge failed and no message was ordered; hanging up")
+                    self.hangup(customer.cid)
 
 
 def main(conn: Connection, cfg: WorkerConfig) -> None:

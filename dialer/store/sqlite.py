@@ -86,6 +86,12 @@ class AttemptRow:
     agent_id: str | None = None
     abandoned: bool = False
     customer_hung_up: bool = False
+    placed_at: float | None = None
+    ringing_at: float | None = None
+    message_played: bool | None = None
+    bridge_failed: bool = False
+    amd_verdict: str | None = None
+    amd_seconds: float | None = None
 
 
 _LEAD_COLUMNS = (
@@ -94,7 +100,8 @@ _LEAD_COLUMNS = (
 )
 _ATTEMPT_COLUMNS = (
     "campaign_id, lead_id, attempt_no, phone, state, dialed_at, call_id, outcome, disposition, ended_at, "
-    "answered_at, connected_at, message_at, wait, agent_id, abandoned, customer_hung_up"
+    "answered_at, connected_at, message_at, wait, agent_id, abandoned, customer_hung_up, placed_at, ringing_at, "
+    "message_played, bridge_failed, amd_verdict, amd_seconds"
 )
 _UPDATABLE = frozenset(
     {
@@ -125,6 +132,12 @@ _ATTEMPT_RESULT = frozenset(
         "agent_id",
         "abandoned",
         "customer_hung_up",
+        "placed_at",
+        "ringing_at",
+        "message_played",
+        "bridge_failed",
+        "amd_verdict",
+        "amd_seconds",
     }
 )
 
@@ -140,6 +153,9 @@ def _attempt(row: sqlite3.Row) -> AttemptRow:
     d = dict(row)
     d["abandoned"] = bool(d["abandoned"])
     d["customer_hung_up"] = bool(d["customer_hung_up"])
+    d["bridge_failed"] = bool(d["bridge_failed"])
+    if d["message_played"] is not None:
+        d["message_played"] = bool(d["message_played"])
     return AttemptRow(**d)
 
 
@@ -157,7 +173,7 @@ class Store:
     >>> store = Store(":memory:")
     >>> store.ensure_campaign("spring")
     >>> store.schema_version
-    1
+    2
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0) -> None:
@@ -416,6 +432,25 @@ class Store:
             )
             if cur.rowcount != 1:
                 raise StoreError(f"no attempt {attempt_no} of lead {lead_id!r}")
+
+    def unclaim(self, campaign_id: str, lead_id: str, attempt_no: int) -> None:
+        """Undo :meth:`claim` for a dial that never left the dialer (no INVITE was sent), in one transaction.
+
+        The open attempt row is deleted and the lead is ready again with its counters as before: a dial the
+        network never saw is neither an attempt a retry rule may count nor a call the ledger may show.
+        """
+        with self.transaction():
+            cur = self._db.execute(
+                "DELETE FROM attempts WHERE campaign_id = ? AND lead_id = ? AND attempt_no = ? AND state = 'dialing'",
+                (campaign_id, lead_id, attempt_no),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"attempt {attempt_no} of lead {lead_id!r} is not open")
+            self._db.execute(
+                "UPDATE leads SET status = 'ready', attempts = attempts - 1, pass_attempts = pass_attempts - 1 "
+                "WHERE campaign_id = ? AND lead_id = ? AND status = 'dialing'",
+                (campaign_id, lead_id),
+            )
 
     def open_attempts(self, campaign_id: str) -> list[AttemptRow]:
         rows = self._db.execute(

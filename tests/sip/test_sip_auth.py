@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sip_helpers import Recorder, pool, run, started
 
-from dialer.sip import Answered, Ended, Ringing, SipError
+from dialer.sip import Answered, Ended, Placed, Ringing, SipError
 
 
 def test_register_and_call_with_digest_auth(sipp_factory: type) -> None:
@@ -25,7 +25,7 @@ def test_register_and_call_with_digest_auth(sipp_factory: type) -> None:
         return rec
 
     rec = run(scenario())
-    assert [type(e) for e in rec.of(1)] == [Ringing, Answered, Ended]
+    assert [type(e) for e in rec.of(1)] == [Placed, Ringing, Answered, Ended]
     assert not trunk.aborted()
 
 

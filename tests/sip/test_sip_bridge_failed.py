@@ -65,11 +65,12 @@ def test_an_agent_phone_that_does_not_answer_is_an_abandonment_with_the_message(
     assert sip.bridge_failed == {cid: status} and not sip.bridged
     assert record.outcome is Outcome.ABANDONED and record.abandoned and record.bridge_failed
     assert record.agent_id == "alice" and record.connected_at is None and not record.customer_hung_up
-    assert record.message_at is not None and record.answered_at is not None
-    assert record.wait == pytest.approx(record.message_at - record.answered_at)
-    # The worker kept the customer up: the message started after the engine ordered it, and played to its end
-    # before our hang-up (the SIPp customer never hangs up by itself).
-    assert sip.message_started[cid] >= record.message_at
+    assert record.message_at is not None and record.answered_at is not None and record.message_played
+    # The worker kept the customer up and played the message the moment the agent leg failed, without waiting
+    # for the engine's order; the ledger holds when it was heard, inside the 2-s limit (the agent's ring was cut
+    # short by the person's deadline), and it played to its end before our hang-up.
+    assert record.message_at - record.answered_at <= 2.0
+    assert sip.message_started[cid] == record.message_at
     assert record.ended_at - sip.message_started[cid] > 0.8
     totals = sip.engine.stats.totals
     assert (totals.live_answers, totals.abandoned, totals.bridge_failed, totals.connects) == (1, 1, 1, 0)
@@ -77,17 +78,20 @@ def test_an_agent_phone_that_does_not_answer_is_an_abandonment_with_the_message(
     assert sip.engine.in_flight == 0 and sip.driver.active == 0
 
 
-def test_a_customer_whose_bridge_failed_is_hung_up_if_the_runtime_never_orders_the_message(
-    sipp_factory: type,
+def test_a_customer_whose_bridge_failed_hears_the_message_even_if_the_runtime_never_orders_it(
+    sipp_factory: type, tmp_path: Path
 ) -> None:
-    """The driver alone, with nobody acting on ``BridgeFailed`` (a runtime gone, a bus cut off): the worker's grace
-    timer ends the call, so the person is not left connected to nothing."""
+    """The driver alone, with nobody acting on ``BridgeFailed`` (a runtime gone, a bus cut off): the worker plays
+    the message by itself and hangs up after it, so the person is neither left connected to nothing nor kept
+    waiting for a round trip to the engine."""
     customers = sipp_factory("customers.xml")
     agent = sipp_factory("agent_refuses.xml")
+    wav = _message(tmp_path / "abandon.wav")
 
     async def scenario() -> tuple[Recorder, float]:
         rec = Recorder()
-        driver = await started(pool(customers.port, agent_legs=True, bridge_failed_grace=1.0), rec)
+        config = pool(customers.port, agent_legs=True, bridge_failed_grace=1.0, abandon_wav=str(wav))
+        driver = await started(config, rec)
         try:
             await driver.dial(1, "2000001")  # answers and stays until we hang up
             await rec.wait(lambda e: isinstance(e, Answered), 20)
@@ -102,13 +106,12 @@ def test_a_customer_whose_bridge_failed_is_hung_up_if_the_runtime_never_orders_t
 
     rec, held = run(scenario())
     kinds = [type(e) for e in rec.of(1)]
-    assert kinds.index(BridgeFailed) < kinds.index(Ended)
-    # Kept up for the message, not hung up with the agent leg: only the 1-s grace ended it (a lower bound only).
-    assert held > 0.5
+    assert kinds.index(BridgeFailed) < kinds.index(MessageStarted) < kinds.index(Ended)
+    # Kept up for the whole 1-s message (not hung up with the agent leg nor at the 1-s grace): a lower bound.
+    assert held > 0.8
     failed = next(e for e in rec.of(1) if isinstance(e, BridgeFailed))
     ended = next(e for e in rec.of(1) if isinstance(e, Ended))
     assert failed.status == 486 and ended.by == "local"
-    assert MessageStarted not in kinds
 
 
 @pytest.mark.parametrize("key", ["agent_answer_timeout", "bridge_failed_grace"])

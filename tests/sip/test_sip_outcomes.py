@@ -9,7 +9,7 @@ from sip_helpers import Recorder, pool, run, started
 
 from dialer.engine.events import FailureReason
 from dialer.errors import ConfigError
-from dialer.sip import Answered, Ended, Failed, Ringing, TrunkConfig, classify
+from dialer.sip import Answered, Ended, Failed, Placed, Ringing, TrunkConfig, classify
 from dialer.sip.config import PoolConfig
 
 
@@ -78,7 +78,7 @@ def test_outcomes_against_sipp(sipp_factory: type, capfd: pytest.CaptureFixture[
 
     rec = run(scenario())
     kinds = [type(e) for e in rec.of(1)]
-    assert kinds == [Ringing, Answered, Ended]
+    assert kinds == [Placed, Ringing, Answered, Ended]
     assert rec.of(1)[-1] == Ended(1, "local")
     by_call = {e.call_id: e for e in rec.events if isinstance(e, Failed)}
     assert by_call[2].outcome.reason is FailureReason.BUSY and by_call[2].status == 486
@@ -158,4 +158,4 @@ def test_tcp_transport(sipp_factory: type) -> None:
         return rec
 
     rec = run(scenario())
-    assert [type(e) for e in rec.of(1)] == [Ringing, Answered, Ended]
+    assert [type(e) for e in rec.of(1)] == [Placed, Ringing, Answered, Ended]

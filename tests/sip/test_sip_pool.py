@@ -87,7 +87,7 @@ def test_real_call_limit_is_detected(sipp_factory: type) -> None:
         return rec
 
     rec = run(scenario())
-    assert [type(e).__name__ for e in rec.of(5)] == ["Ringing", "Answered", "Ended"]
+    assert [type(e).__name__ for e in rec.of(5)] == ["Placed", "Ringing", "Answered", "Ended"]
 
 
 def test_setup_rate_is_capped_per_worker(sipp_factory: type) -> None:
