@@ -26,6 +26,7 @@ orders the message (played and hung up like any other) and pauses the agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ from dialer.leads import Lead
 from dialer.live.runtime import AsyncRuntime
 from dialer.sip.config import PoolConfig
 from dialer.sip.driver import (
+    AgentSessionEvent,
     Answered,
     Bridged,
     BridgeFailed,
@@ -133,7 +135,17 @@ class SipRuntime:
         self._on_opt_out = on_opt_out
         self._on_record = on_record
         self.alerts: list[tuple[str, str]] = []
-        self.driver = SipDriver(config, self._driver_event, on_capacity=self._capacity, on_alert=self._driver_alert)
+        self.sessions = config.agent_sessions
+        self.agent_log: list[AgentSessionEvent] = []  # every standing leg up or down, for logs and tests
+        self._agents_settled: asyncio.Event | None = None
+        self._agents_pending: set[str] = set()
+        self.driver = SipDriver(
+            config,
+            self._driver_event,
+            on_capacity=self._capacity,
+            on_alert=self._driver_alert,
+            on_agent=self._agent_event,
+        )
         self._configured_cap = self.engine.config.max_in_flight
         self._leads: dict[int, Lead] = {}
         self._dialed_at: dict[int, float] = {}
@@ -156,12 +168,43 @@ class SipRuntime:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the workers, then log every agent in and make them ready (which starts dialing)."""
+    async def start(self, login_timeout: float = 30.0) -> None:
+        """Start the workers, then log every agent in and make them ready (which starts dialing).
+
+        With agent sessions each agent's phone is called first and the agent is logged in when it answers; this
+        waits up to ``login_timeout`` for every phone, then goes on with those that answered (a phone answering
+        later logs its agent in then; one that refused is logged, and stays out).
+        """
         await self.driver.start()
-        for agent_id in self.agents:
-            self._submit(ev.AgentLoggedIn, agent_id=agent_id)
-            self._submit(ev.AgentReady, agent_id=agent_id)
+        if not self.sessions:
+            for agent_id in self.agents:
+                self._submit(ev.AgentLoggedIn, agent_id=agent_id)
+                self._submit(ev.AgentReady, agent_id=agent_id)
+            return
+        self._agents_settled = asyncio.Event()
+        for agent_id, uri in self.agents.items():
+            if self.driver.login_agent(agent_id, uri):
+                self._agents_pending.add(agent_id)
+            else:
+                log.error("agent %s: no worker has room for a standing leg; size the pool for it", agent_id)
+        if not self._agents_pending:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._agents_settled.wait(), login_timeout)
+        for agent_id in sorted(self._agents_pending):
+            log.warning(
+                "agent %s: phone not answered within %.0f s; logged in when it answers", agent_id, login_timeout
+            )
+
+    def login(self, agent_id: str) -> bool:
+        """Call an agent's phone again (after their leg dropped): logged in when it answers."""
+        if agent_id not in self.agents:
+            raise ConfigError(f"agents.{agent_id}", "is not an agent of this campaign")
+        return self.driver.login_agent(agent_id, self.agents[agent_id])
+
+    def logout(self, agent_id: str) -> None:
+        """Hang up an agent's standing leg; the engine logs them out when it is down (mid-call: the call ends)."""
+        self.driver.logout_agent(agent_id)
 
     async def drain(self, timeout: float = 60.0) -> bool:
         """Stop launching calls and wait for those in flight to finish; ``False`` if some were still up."""
@@ -204,7 +247,10 @@ class SipRuntime:
 
     def _connect(self, action: ConnectCall) -> None:
         self._agent_of[action.call_id] = action.agent_id
-        self.driver.bridge(action.call_id, self.agents[action.agent_id])
+        if self.sessions:
+            self.driver.connect(action.call_id, action.agent_id)  # a join: no call setup on the person's clock
+        else:
+            self.driver.bridge(action.call_id, self.agents[action.agent_id])
 
     def _message(self, action: PlayAbandonMessage) -> None:
         # The opt-out key counts from the moment we order the message: a person who presses it while the
@@ -312,6 +358,25 @@ class SipRuntime:
                     self._on_opt_out(lead)
         elif isinstance(event, Bridged):
             self.bridged.add(cid)
+        self._idle.set()
+
+    def _agent_event(self, event: AgentSessionEvent) -> None:
+        """A standing leg is up (the agent logs in, ready) or gone (logged out: no paused ghost left behind)."""
+        self.agent_log.append(event)
+        agent_id = event.agent_id
+        self._agents_pending.discard(agent_id)
+        if not self._agents_pending and self._agents_settled is not None:
+            self._agents_settled.set()
+        state = self.engine.agent_state(agent_id) if agent_id in self.engine.agents else AgentState.LOGGED_OUT
+        if event.up:
+            log.info("agent %s logged in (standing leg up)", agent_id)
+            if state is AgentState.LOGGED_OUT:
+                self._submit(ev.AgentLoggedIn, agent_id=agent_id)
+                self._submit(ev.AgentReady, agent_id=agent_id)
+        else:
+            log.warning("agent %s logged out: their leg is down (%d %s)", agent_id, event.status, event.text)
+            if state is not AgentState.LOGGED_OUT:
+                self._submit(ev.AgentLoggedOut, agent_id=agent_id)
         self._idle.set()
 
     def _after_call(self, agent_id: str) -> None:

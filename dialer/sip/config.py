@@ -116,6 +116,10 @@ class PoolConfig:
     ``connect_deadline``: seconds after the answer (the 200 OK, on the worker's clock) by which a person with
     neither an agent nor the message gets the message from the worker itself; ``None`` leaves it to the runtime.
     The live runtime sets it from the campaign's connect limit less the time the first frame takes to go out.
+    ``agent_sessions``: agents log in once and keep a standing leg (the dialer calls each agent's URI at start),
+    so a connect is a join in a conference bridge with no call setup; ``False`` calls the agent's phone at every
+    connect (the older model, kept for agents that cannot hold a line open). ``agent_hangup_digit``: the key an
+    agent presses on a standing leg to end the conversation and stay logged in.
     """
 
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
@@ -136,6 +140,8 @@ class PoolConfig:
     no_response_timeout: float = 5.0
     silent_trunk_calls: int = 5
     connect_deadline: float | None = None
+    agent_sessions: bool = True
+    agent_hangup_digit: str = "#"
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20
@@ -158,6 +164,8 @@ class PoolConfig:
             raise ConfigError("pool.bridge_failed_grace", "must be a finite number > 0")
         if not 0.5 <= self.no_response_timeout <= 32.0:
             raise ConfigError("pool.no_response_timeout", "must be between 0.5 and 32 s (SIP's INVITE timeout)")
+        if len(self.agent_hangup_digit) != 1 or self.agent_hangup_digit not in "0123456789*#":
+            raise ConfigError("pool.agent_hangup_digit", "must be one DTMF key (0-9, * or #)")
         if self.silent_trunk_calls < 1:
             raise ConfigError("pool.silent_trunk_calls", "must be >= 1")
         if self.connect_deadline is not None and not 0 <= self.connect_deadline < math.inf:
@@ -187,6 +195,7 @@ class PoolConfig:
             bridge_failed_grace=self.bridge_failed_grace,
             no_response_timeout=self.no_response_timeout,
             connect_deadline=self.connect_deadline,
+            agent_hangup_digit=self.agent_hangup_digit,
             amd=self.amd,
             poll_ms=self.poll_ms,
             idle_poll_ms=self.idle_poll_ms,
@@ -217,6 +226,7 @@ class WorkerConfig:
     bridge_failed_grace: float = 10.0
     no_response_timeout: float = 5.0
     connect_deadline: float | None = None
+    agent_hangup_digit: str = "#"
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20

@@ -127,7 +127,24 @@ class Dtmf(DriverEvent):
     digit: str
 
 
+@dataclass(frozen=True, slots=True)
+class AgentSessionEvent:
+    """An agent's standing leg came up (``up``) or went down (the phone hung up, refused at login: ``status``,
+    ``text``; ``status`` 0 when our worker died). ``at`` is the worker's wall clock."""
+
+    agent_id: str
+    up: bool
+    at: float
+    status: int = 0
+    text: str = ""
+
+
 Listener = Callable[[DriverEvent], None]
+AgentListener = Callable[[AgentSessionEvent], None]
+
+#: Slots an agent hosted on a worker takes: the standing leg, and the far half of a bridge from a customer on
+#: another worker (reserved, so a join never fails for lack of a slot).
+AGENT_SLOTS = 2
 
 _NETWORK = SipOutcome(FailureReason.NETWORK)
 
@@ -152,12 +169,17 @@ class _Handle:
         self.calls: dict[int, bool] = {}  # call id -> answered
         self.invited: set[int] = set()  # calls whose INVITE has left (a call not in it was never placed)
         self.held: set[int] = set()  # calls reported failed whose slot pjsip still holds (INVITE never answered)
+        self.agents: set[str] = set()  # agents whose standing legs this worker hosts (or is setting up)
         self.restarts: deque[float] = deque()
         self.alive = False
         self.pid = 0
         self.sip_port = 0
         self.version = ""
         self.next_setup = 0.0  # earliest time this worker may start another call (its setup-rate cap)
+
+    def free(self, legs_per_call: int) -> int:
+        """Slots not taken by calls, by pjsip's leftovers, or reserved for the agents parked here."""
+        return self.slots - len(self.calls) * legs_per_call - len(self.held) - AGENT_SLOTS * len(self.agents)
 
 
 @dataclass(slots=True)
@@ -183,11 +205,14 @@ class SipDriver:
         *,
         on_capacity: Callable[[int], None] | None = None,
         on_alert: Callable[[str, str], None] | None = None,
+        on_agent: AgentListener | None = None,
     ) -> None:
         self.config = config
         self._listener = listener
         self._on_capacity = on_capacity
         self._on_alert = on_alert
+        self._on_agent = on_agent
+        self._agent_host: dict[str, _Handle] = {}
         self._silent_in_a_row = 0
         self.trunk_down: str | None = None  # why the driver stopped placing calls, until resume_trunk()
         self._ctx = multiprocessing.get_context("spawn")
@@ -270,6 +295,7 @@ class SipDriver:
                 "slots": h.slots,
                 "calls": len(h.calls),
                 "held": len(h.held),
+                "agents": sorted(h.agents),
                 "version": h.version,
             }
             for h in self._workers
@@ -284,7 +310,7 @@ class SipDriver:
         """Customer calls the driver can hold at once right now."""
         if self.trunk_down is not None:
             return 0
-        cap = sum(h.slots // self.legs_per_call for h in self._workers if h.alive)
+        cap = sum(max(0, h.slots - AGENT_SLOTS * len(h.agents)) // self.legs_per_call for h in self._workers if h.alive)
         if self.config.trunk.max_calls is not None:
             cap = min(cap, self.config.trunk.max_calls)
         if self._congestion_cap is not None:
@@ -379,6 +405,62 @@ class SipDriver:
         if handle is not None:
             self._send(handle, ("bridge", call_id, agent_uri))
 
+    # -- agent sessions ----------------------------------------------------------------------------------
+
+    def login_agent(self, agent_id: str, uri: str) -> bool:
+        """Call the agent's phone and keep the leg up; ``on_agent`` hears when it is up or gone.
+
+        The worker with the most free slots hosts it, two slots reserved (the standing leg, and the far half of
+        a bridge from a customer on another worker). ``False`` when no worker has room: size the pool for it.
+        """
+        if self._changed is None or self._closing:
+            raise SipError("driver is not running")
+        if agent_id in self._agent_host:
+            return True
+        best: _Handle | None = None
+        for handle in self._workers:
+            room = handle.free(self.legs_per_call)
+            if handle.alive and room >= AGENT_SLOTS and (best is None or room > best.free(self.legs_per_call)):
+                best = handle
+        if best is None:
+            return False
+        best.agents.add(agent_id)
+        self._agent_host[agent_id] = best
+        self._send(best, ("agent_login", agent_id, uri))
+        self._capacity_changed()
+        return True
+
+    def logout_agent(self, agent_id: str) -> None:
+        """Hang up the agent's standing leg (its ``down`` event follows)."""
+        handle = self._agent_host.get(agent_id)
+        if handle is not None:
+            self._send(handle, ("agent_logout", agent_id))
+
+    def connect(self, call_id: int, agent_id: str) -> None:
+        """Join an answered customer to a logged-in agent's standing leg: in the customer's own worker when the
+        agent is parked there (the conference bridge only), else through a leg between the two workers on
+        loopback (our own processes answer at once; the agent's phone is not involved)."""
+        handle = self._where.get(call_id)
+        host = self._agent_host.get(agent_id)
+        if handle is None:
+            return
+        if host is None or not host.alive:
+            self._emit(BridgeFailed(call_id, 480))  # no session: the worker keeps the customer up for the message
+            self._send(handle, ("play", call_id))
+            return
+        if host is handle:
+            self._send(handle, ("join", call_id, agent_id))
+        else:
+            self._send(handle, ("bridge", call_id, f"sip:xb-{agent_id}@{self.config.bind}:{host.sip_port}"))
+
+    def _agent_event(self, event: AgentSessionEvent) -> None:
+        if self._on_agent is None:
+            return
+        try:
+            self._on_agent(event)
+        except Exception:
+            log.exception("agent listener failed on %r", event)
+
     # -- worker management -------------------------------------------------------------------------------
 
     def _pick(self, now: float) -> tuple[_Handle | None, float]:
@@ -395,7 +477,7 @@ class SipDriver:
         for handle in self._workers:
             if not handle.alive:
                 continue
-            free = handle.slots - len(handle.calls) * self.legs_per_call - len(handle.held)
+            free = handle.free(self.legs_per_call)
             if free < self.legs_per_call:
                 continue
             key = (-max(now, handle.next_setup), free)  # ready soonest, then most free slots
@@ -481,6 +563,12 @@ class SipDriver:
         lost = list(handle.calls.items())
         handle.calls.clear()
         handle.held.clear()
+        agents = sorted(handle.agents)
+        handle.agents.clear()
+        for agent_id in agents:
+            if self._agent_host.get(agent_id) is handle:
+                del self._agent_host[agent_id]
+            self._agent_event(AgentSessionEvent(agent_id, False, time.time(), 0, "worker died"))
         invited = handle.invited
         handle.invited = set()
         for call_id, answered in lost:
@@ -509,6 +597,17 @@ class SipDriver:
             log.error("worker %d: %s", handle.index, rest[0])
             if handle.ready is not None and not handle.ready.done():
                 handle.ready.set_exception(SipError(f"worker {handle.index}: {rest[0]}"))
+            return
+        if verb == "agent_up":
+            self._agent_event(AgentSessionEvent(str(rest[0]), True, float(rest[1])))
+            return
+        if verb == "agent_down":
+            agent_id = str(rest[0])
+            handle.agents.discard(agent_id)
+            if self._agent_host.get(agent_id) is handle:
+                del self._agent_host[agent_id]
+            self._capacity_changed()
+            self._agent_event(AgentSessionEvent(agent_id, False, time.time(), int(rest[1]), str(rest[2])))
             return
         call_id = int(rest[0])
         if verb == "invited":

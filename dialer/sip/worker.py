@@ -128,11 +128,69 @@ class _Account(pj.Account):
         self.worker.on_reg(int(prm.code), str(prm.reason))
 
     def onIncomingCall(self, prm: Any) -> None:
-        # Nobody calls a dialer's worker; refuse rather than leak an unreferenced call object.
-        call = pj.Call(self, prm.callId)
-        op = pj.CallOpParam()
-        op.statusCode = 403
-        call.hangup(op)
+        self.worker.on_incoming(prm)
+
+
+def _request_user(whole_msg: str) -> str:
+    """The user part of an INVITE's Request-URI (``INVITE sip:xb-alice@127.0.0.1:5062 SIP/2.0``)."""
+    first = whole_msg.split("\r\n", 1)[0].split("\n", 1)[0]
+    parts = first.split()
+    if len(parts) < 2 or ":" not in parts[1]:
+        return ""
+    rest = parts[1].split(":", 1)[1]
+    return rest.split("@", 1)[0] if "@" in rest else ""
+
+
+class _SessionLeg(pj.Call):
+    """An agent's standing leg: the agent's phone, called at login (or calling in), parked in the bridge."""
+
+    def __init__(self, worker: Worker, acc: pj.Account, agent_id: str, call_id: int | None = None) -> None:
+        if call_id is None:
+            super().__init__(acc)
+        else:
+            super().__init__(acc, call_id)
+        self.worker = worker
+        self.agent_id = agent_id
+
+    def onCallState(self, prm: Any) -> None:
+        self.worker.on_session_state(self, self.getInfo())
+
+    def onCallMediaState(self, prm: Any) -> None:
+        self.worker.on_session_media(self)
+
+    def onDtmfDigit(self, prm: Any) -> None:
+        self.worker.on_session_dtmf(self, str(prm.digit))
+
+
+class _CrossLeg(pj.Call):
+    """The far half of a bridge across two workers: another worker's customer calls here for an agent hosted
+    here (``sip:xb-AGENT@...``), and this leg is joined to that agent's standing leg."""
+
+    def __init__(self, worker: Worker, acc: pj.Account, agent_id: str, call_id: int) -> None:
+        super().__init__(acc, call_id)
+        self.worker = worker
+        self.agent_id = agent_id
+
+    def onCallState(self, prm: Any) -> None:
+        self.worker.on_cross_state(self, self.getInfo())
+
+    def onCallMediaState(self, prm: Any) -> None:
+        self.worker.on_cross_media(self)
+
+
+class _AgentSession:
+    """One agent hosted by this worker: the standing leg and what it is joined to (a local customer or a
+    cross-worker leg); ``up`` once the agent's phone answered."""
+
+    __slots__ = ("agent_id", "cross", "customer", "leg", "up", "uri")
+
+    def __init__(self, agent_id: str, uri: str) -> None:
+        self.agent_id = agent_id
+        self.uri = uri
+        self.leg: _SessionLeg | None = None
+        self.up = False
+        self.customer: int | None = None  # the local customer call joined to this agent
+        self.cross: _CrossLeg | None = None  # or the leg from another worker's customer
 
 
 class _FramePort(pj.AudioMediaPort):
@@ -215,6 +273,7 @@ class _Customer:
         "ring_expired",
         "ring_timeout",
         "ringing",
+        "session",
         "vm_since",
     )
 
@@ -240,6 +299,7 @@ class _Customer:
         self.machine = False  # detection said machine: no connect deadline, no message of ours
         self.connect_deadline: float | None = None  # neither agent nor message by then: the message, from here
         self.probe: _FramePort | None = None  # listens to the message player for its first sound
+        self.session: _AgentSession | None = None  # the local agent this customer is joined to
         self.play_verb = ""
         self.message_wall: float | None = None  # when the message's first sound went out (wall clock)
         self.vm_since: float | None = None  # waiting for the end of a machine's greeting since then
@@ -269,6 +329,8 @@ class Worker:
         self.peak = 0
         self.deferred: dict[int, tuple[str, float | None, bool, float]] = {}  # cid -> dial waiting for a slot
         self.deferred_bridges: dict[int, tuple[str, float]] = {}  # cid -> agent leg waiting for a slot
+        self.sessions: dict[str, _AgentSession] = {}  # agents whose standing legs this worker hosts
+        self.cross_legs: list[_CrossLeg] = []  # referenced until DISCONNECTED, like every pj.Call
         # The rate cap is enforced here too, not only by the parent: it is this process that aborts when exceeded.
         self.setup_interval = 1.0 / cfg.setups_per_second
         self.next_setup = 0.0
@@ -282,7 +344,8 @@ class Worker:
             self.stopping = True  # the parent is gone: wind down
 
     def legs(self) -> int:
-        return sum((c.call is not None) + (c.agent is not None) for c in self.customers.values())
+        customers = sum((c.call is not None) + (c.agent is not None) for c in self.customers.values())
+        return customers + sum(s.leg is not None for s in self.sessions.values()) + len(self.cross_legs)
 
     # -- life -------------------------------------------------------------------------------------------
 
@@ -345,7 +408,7 @@ class Worker:
         ep = self.ep
         assert ep is not None
         cfg = self.cfg
-        while not self.stopping or self.customers:
+        while not self.stopping or self.customers or self.cross_legs or any(a.leg for a in self.sessions.values()):
             busy = bool(self.customers) or not self.registered or bool(self.deferred) or bool(self.deferred_bridges)
             ep.libHandleEvents(cfg.poll_ms if busy else cfg.idle_poll_ms)
             try:
@@ -359,9 +422,10 @@ class Worker:
             self.drain()
             self.timers()
             self.retry_deferred()
-            if self.stopping and self.customers and not getattr(self, "_stop_at", None):
+            up = bool(self.customers or self.cross_legs or any(a.leg for a in self.sessions.values()))
+            if self.stopping and up and not getattr(self, "_stop_at", None):
                 self._stop_at = time.monotonic() + 5.0
-            if self.stopping and self.customers and time.monotonic() > self._stop_at:
+            if self.stopping and up and time.monotonic() > self._stop_at:
                 break  # the far ends never confirmed our BYEs; give up rather than hang
 
     def shutdown(self) -> None:
@@ -375,6 +439,10 @@ class Worker:
             customer.call = customer.agent = None
             customer.player = None
         self.customers.clear()
+        for session in self.sessions.values():
+            session.leg = None
+        self.sessions.clear()
+        self.cross_legs.clear()
         with contextlib.suppress(pj.Error):
             ep.audDevManager().setNoDev()
         for port in self.ports:
@@ -402,6 +470,12 @@ class Worker:
             self.voicemail(msg[1])
         elif verb == "bridge":
             self.bridge(msg[1], msg[2])
+        elif verb == "join":
+            self.join(msg[1], msg[2])
+        elif verb == "agent_login":
+            self.agent_login(msg[1], msg[2])
+        elif verb == "agent_logout":
+            self.agent_logout(msg[1])
         elif verb == "stop":
             self.stopping = True
             for cid in list(self.deferred):
@@ -409,6 +483,8 @@ class Worker:
                 self.send("unplaced", cid, "worker stopping")
             for cid in list(self.customers):
                 self.hangup(cid)
+            for agent_id in list(self.sessions):
+                self.agent_logout(agent_id)
 
     def dial(self, cid: int, uri: str, ring_timeout: float | None, amd: bool) -> None:
         if self.stopping:
@@ -615,6 +691,164 @@ class Worker:
             with contextlib.suppress(pj.Error):  # already disconnecting
                 customer.agent.hangup(pj.CallOpParam(True))
 
+    # -- agent sessions: standing legs ------------------------------------------------------------------
+
+    def agent_login(self, agent_id: str, uri: str) -> None:
+        """Call the agent's phone once; while that leg stays up the agent is parked here, ready for joins."""
+        assert self.acc is not None
+        if agent_id in self.sessions or self.stopping:
+            return
+        session = _AgentSession(agent_id, uri)
+        leg = _SessionLeg(self, self.acc, agent_id)
+        session.leg = leg
+        self.sessions[agent_id] = session
+        try:
+            leg.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            session.leg = None
+            del self.sessions[agent_id]
+            self.send("agent_down", agent_id, exc.status, f"{exc.title}: {exc.reason}")
+            return
+        self.started_setup()
+
+    def agent_logout(self, agent_id: str) -> None:
+        session = self.sessions.get(agent_id)
+        if session is None or session.leg is None:
+            return
+        with contextlib.suppress(pj.Error):
+            session.leg.hangup(pj.CallOpParam(True))
+
+    def on_incoming(self, prm: Any) -> None:
+        """Accept the far half of a cross-worker bridge for an agent parked here; refuse anything else.
+
+        Nobody else calls a dialer's worker. A refused call is hung up at once rather than left unreferenced.
+        """
+        assert self.acc is not None
+        user = _request_user(str(prm.rdata.wholeMsg))
+        agent_id = user[3:] if user.startswith("xb-") else ""
+        session = self.sessions.get(agent_id)
+        free = session is not None and session.up and session.customer is None and session.cross is None
+        if not free or self.stopping:
+            call = pj.Call(self.acc, prm.callId)
+            op = pj.CallOpParam()
+            op.statusCode = 486 if session is not None else 404
+            with contextlib.suppress(pj.Error):
+                call.hangup(op)
+            return
+        assert session is not None
+        leg = _CrossLeg(self, self.acc, agent_id, prm.callId)
+        self.cross_legs.append(leg)
+        session.cross = leg
+        op = pj.CallOpParam()
+        op.statusCode = 200
+        try:
+            leg.answer(op)
+        except pj.Error as exc:
+            self.send("error", 0, f"cross bridge for {agent_id}: {exc.reason}")
+            session.cross = None
+            self.cross_legs.remove(leg)
+
+    def on_cross_state(self, leg: _CrossLeg, info: Any) -> None:
+        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            session = self.sessions.get(leg.agent_id)
+            if session is not None and session.cross is leg:
+                session.cross = None
+            if leg in self.cross_legs:
+                self.cross_legs.remove(leg)
+        elif info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.on_cross_media(leg)
+
+    def on_cross_media(self, leg: _CrossLeg) -> None:
+        session = self.sessions.get(leg.agent_id)
+        if session is None or session.cross is not leg or session.leg is None or not leg.hasMedia():
+            return
+        try:
+            self.connect_audio(leg, session.leg)
+        except pj.Error as exc:
+            self.send("error", 0, f"cross bridge media for {leg.agent_id}: {exc.reason}")
+            with contextlib.suppress(pj.Error):
+                leg.hangup(pj.CallOpParam(True))
+
+    @staticmethod
+    def connect_audio(a: pj.Call, b: pj.Call) -> None:
+        """Both ways through the conference bridge."""
+        a_audio = a.getAudioMedia(-1)
+        b_audio = b.getAudioMedia(-1)
+        a_audio.startTransmit(b_audio)
+        b_audio.startTransmit(a_audio)
+
+    def on_session_state(self, leg: _SessionLeg, info: Any) -> None:
+        session = self.sessions.get(leg.agent_id)
+        if session is None or session.leg is not leg:
+            return
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not session.up:
+            session.up = True
+            self.send("agent_up", session.agent_id, time.time())
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            del self.sessions[session.agent_id]
+            session.leg = None
+            session.up = False
+            # Reported first: a local hang-up below reports its customer's end at once, and the parent must learn
+            # the agent is gone before that (the call then ends as "agent lost", not as a finished conversation).
+            self.send("agent_down", session.agent_id, int(info.lastStatusCode), str(info.lastReason))
+            # The agent's phone is gone: whoever they were talking to is cut off too (a call with no agent).
+            if session.customer is not None:
+                customer = self.customers.get(session.customer)
+                if customer is not None:
+                    customer.session = None
+                    self.hangup(session.customer)
+            if session.cross is not None:
+                with contextlib.suppress(pj.Error):
+                    session.cross.hangup(pj.CallOpParam(True))
+
+    def on_session_media(self, leg: _SessionLeg) -> None:
+        """Re-join after a re-INVITE renegotiated the agent's media (hold and resume on a softphone)."""
+        session = self.sessions.get(leg.agent_id)
+        if session is None or not leg.hasMedia():
+            return
+        with contextlib.suppress(pj.Error):
+            if session.customer is not None:
+                customer = self.customers.get(session.customer)
+                if customer is not None and customer.call is not None:
+                    self.connect_audio(customer.call, leg)
+            elif session.cross is not None and session.cross.hasMedia():
+                self.connect_audio(session.cross, leg)
+
+    def on_session_dtmf(self, leg: _SessionLeg, digit: str) -> None:
+        """The agent's hang-up key ends the conversation; the agent stays logged in, parked."""
+        session = self.sessions.get(leg.agent_id)
+        if session is None or digit != self.cfg.agent_hangup_digit:
+            return
+        if session.customer is not None:
+            self.hangup(session.customer)
+        elif session.cross is not None:
+            with contextlib.suppress(pj.Error):
+                session.cross.hangup(pj.CallOpParam(True))
+
+    def join(self, cid: int, agent_id: str) -> None:
+        """Connect an answered customer to an agent parked on this worker: no call setup, only the bridge."""
+        customer = self.customers.get(cid)
+        session = self.sessions.get(agent_id)
+        if customer is None or customer.closing:
+            return
+        if customer.player is not None or customer.call is None:
+            self.send("bridge_failed", cid, 0)  # the message already plays: too late for any agent
+            return
+        if session is None or not session.up or session.leg is None or session.customer is not None:
+            self.agent_failed(cid, 480)
+            return
+        try:
+            self.connect_audio(customer.call, session.leg)
+        except pj.Error as exc:
+            self.send("error", cid, f"join: {exc.reason}")
+            self.agent_failed(cid, 500)
+            return
+        session.customer = cid
+        customer.session = session
+        customer.bridged = True
+        customer.connect_deadline = None
+        self.send("bridged", cid)
+
     # -- pjsua2 callbacks (main thread) ----------------------------------------------------------------
 
     def on_tsx(self, leg: _Leg, prm: Any) -> None:
@@ -678,6 +912,10 @@ class Worker:
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.release(customer)
             customer.call = None
+            if customer.session is not None:
+                if customer.session.customer == leg.cid:
+                    customer.session.customer = None  # the agent stays up, parked, for the next join
+                customer.session = None
             if customer.agent is not None:
                 with contextlib.suppress(pj.Error):
                     customer.agent.hangup(pj.CallOpParam(True))

@@ -65,7 +65,13 @@ def test_machine_gets_the_voicemail_after_its_greeting(pj_peer: type, tmp_path: 
         engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0))
         sip = SipRuntime(
             AsyncRuntime(engine),
-            pool(machine.port, agent_legs=True, amd=AmdConfig(enabled=True), voicemail_wav=str(voicemail)),
+            pool(
+                machine.port,
+                agent_legs=True,
+                amd=AmdConfig(enabled=True),
+                voicemail_wav=str(voicemail),
+                agent_sessions=False,
+            ),
             agents={"bob": "sip:bob@127.0.0.1:9"},  # never called: a machine is not put through
             machine="message",
         )

@@ -47,7 +47,9 @@ def test_an_agent_phone_that_does_not_answer_is_an_abandonment_with_the_message(
 
     async def scenario() -> SipRuntime:
         engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0))
-        config = pool(customers.port, agent_legs=True, abandon_wav=str(wav), agent_answer_timeout=1.0)
+        # Per-connect agent legs (the model bus workers use): the agent's phone is called at the connect.
+        config = pool(customers.port, agent_legs=True, abandon_wav=str(wav), agent_answer_timeout=1.0,
+                      agent_sessions=False)  # fmt: skip
         sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:{agent_user}@127.0.0.1:{agent.port}"})
         await sip.start()
         try:

@@ -121,6 +121,7 @@ port = {customers_port}
 
 [pool]
 workers = 1
+agent_sessions = false  # the SIPp agent hangs up after each 1.5-s conversation: called per connect
 rtp_port = {free_rtp_base(200)}
 
 [agents]

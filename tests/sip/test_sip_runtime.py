@@ -43,7 +43,9 @@ def test_campaign_with_agent_bridge_abandon_message_and_opt_out(sipp_factory: ty
         runtime = AsyncRuntime(engine)
         sip = SipRuntime(
             runtime,
-            pool(customers.port, agent_legs=True, abandon_wav=str(wav)),
+            # The agent's phone is called at each connect (per-connect legs, the model bus workers use): this
+            # SIPp agent hangs up after 1.5 s of talk, which ends a conversation, not a session.
+            pool(customers.port, agent_legs=True, abandon_wav=str(wav), agent_sessions=False),
             agents={"alice": f"sip:alice@127.0.0.1:{agent.port}"},
             on_opt_out=opted.append,
         )
@@ -83,7 +85,9 @@ def test_ring_timeout_cancels_after_fifteen_seconds(sipp_factory: type) -> None:
     async def scenario() -> SipRuntime:
         engine = Engine(make_policy("progressive"), leads, EngineConfig(ring_timeout=15.0))
         sip = SipRuntime(
-            AsyncRuntime(engine), pool(customers.port, agent_legs=True), agents={"bob": "sip:bob@127.0.0.1:9"}
+            AsyncRuntime(engine),
+            pool(customers.port, agent_legs=True, agent_sessions=False),  # bob is never called: nobody answers
+            agents={"bob": "sip:bob@127.0.0.1:9"},
         )
         await sip.start()
         try:

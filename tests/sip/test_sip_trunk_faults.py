@@ -100,7 +100,7 @@ def test_slots_held_by_silent_invites_are_not_given_to_answered_people(sipp_fact
     async def scenario() -> SipRuntime:
         engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0))
         config = pool(trunk.port, agent_legs=True, abandon_wav=str(_message(tmp_path / "m.wav")),
-                      no_response_timeout=1.0, calls_per_worker=4)  # fmt: skip
+                      no_response_timeout=1.0, calls_per_worker=4, agent_sessions=False)  # fmt: skip
         agents = {"alice": f"sip:alice@127.0.0.1:{agent.port}", "bob": f"sip:bob@127.0.0.1:{agent.port}"}
         sip = SipRuntime(AsyncRuntime(engine), config, agents=agents)
         await sip.start()
