@@ -142,6 +142,7 @@ class CampaignLeads:
             "bridge_failed": record.bridge_failed,
             "amd_verdict": record.amd_verdict,
             "amd_seconds": record.amd_seconds,
+            "picked_up_at": epoch(record.picked_up_at),
         }
         lead = self.store.lead(self.campaign_id, lead_id)
         self.store.complete(

@@ -140,6 +140,7 @@ class _Call:
         "lead",
         "message_at",
         "message_played",
+        "picked_up_at",
         "ring_deadline",
         "ringing_at",
         "since",
@@ -165,6 +166,7 @@ class _Call:
         self.message_played: bool | None = None
         self.amd_verdict: str | None = None
         self.amd_seconds: float | None = None
+        self.picked_up_at: float | None = None
 
 
 _AGENT_EVENTS = (ev.AgentReady, ev.AgentPaused, ev.AgentLoggedOut, ev.WrapUpDone)
@@ -474,6 +476,7 @@ class Engine:
         call.answered_at = answered
         call.amd_verdict = e.amd_verdict
         call.amd_seconds = e.amd_seconds
+        call.picked_up_at = e.picked_up_at
         self.stats.live_answer(answered, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByPerson)
         try:
@@ -622,6 +625,7 @@ class Engine:
             message_played=call.message_played,
             amd_verdict=call.amd_verdict,
             amd_seconds=call.amd_seconds,
+            picked_up_at=call.picked_up_at,
         )
         out.append(RecordCall(record))
         try:

@@ -92,6 +92,9 @@ class CallAnsweredByPerson(Event):
     #: how long after the answer it came: stored per call so an auditor sees what each decision was and cost.
     amd_verdict: str | None = None
     amd_seconds: float | None = None
+    #: When the far end picked up (its 200 OK), where the runtime saw it, if the connect clock starts later
+    #: (end of greeting, start of speech): kept so the record shows both moments.
+    picked_up_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

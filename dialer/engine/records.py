@@ -41,7 +41,8 @@ class CallRecord:
     ``ringing_at`` is the first 180/183 (ring time is judged from it); ``message_at`` is when the message's first
     audio went out where the runtime measured it (else when it was ordered) and ``message_played`` says whether
     it played at all (``None`` for calls that needed none); ``amd_verdict``/``amd_seconds`` are the detector's
-    verdict and its time after the answer (``None`` without detection).
+    verdict and its time after the answer (``None`` without detection); ``picked_up_at`` is the far end's 200 OK
+    when the connect clock (``answered_at``) started later, at the end of the greeting or the start of speech.
     """
 
     call_id: int
@@ -63,6 +64,7 @@ class CallRecord:
     message_played: bool | None = None
     amd_verdict: str | None = None
     amd_seconds: float | None = None
+    picked_up_at: float | None = None
 
     @property
     def live_answer(self) -> bool:

@@ -78,6 +78,23 @@ _UNANSWERED = (CallState.DIALING, CallState.RINGING)
 _ANSWERED = (CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONING)
 
 
+def _callin_sources(agents: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The address each agent may call in from: the host of their URI, when it is an IP address (a name would
+    need resolving, and an agent we cannot place is refused rather than trusted)."""
+    import ipaddress
+
+    sources = []
+    for agent_id, uri in agents.items():
+        host = uri.split(":", 1)[1].split("@", 1)[-1].split(";", 1)[0]
+        host = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        sources.append((agent_id, host))
+    return tuple(sources)
+
+
 class SipRuntime:
     """Run ``runtime``'s engine over SIP.
 
@@ -112,12 +129,22 @@ class SipRuntime:
                 raise ConfigError(f"agents.{agent_id}", f"{uri!r} is not a SIP URI")
         limit = runtime.engine.config.connect_limit
         margin = min(MESSAGE_MARGIN, limit / 2)  # a campaign with a tiny limit still orders before it
-        if config.amd.enabled and config.amd.budget + BRIDGE_ALLOWANCE > limit - margin:
+        # Detection counts against the connect limit up to where the clock starts: all of it from the answer or
+        # (in the worst case) from the first word; from the end of the greeting, only the silence with no
+        # greeting at all (initial_silence) runs on the clock before a verdict.
+        greeting_clock = config.connect_clock == "greeting_end"
+        key, listening = ("amd.initial_silence", config.amd.initial_silence) if greeting_clock else (
+            "amd.budget", config.amd.budget)  # fmt: skip
+        if config.amd.enabled and listening + BRIDGE_ALLOWANCE > limit - margin:
             raise ConfigError(
-                "amd.budget",
-                f"{config.amd.budget:g} s of detection leaves no time to reach an agent within the "
-                f"{limit:g}-s connect limit (at most {max(0.0, limit - margin - BRIDGE_ALLOWANCE):.2f} s)",
+                key,
+                f"{listening:g} s of detection leaves no time to reach an agent within the {limit:g}-s connect "
+                f"limit counted from the {config.connect_clock.replace('_', ' ')} (at most "
+                f"{max(0.0, limit - margin - BRIDGE_ALLOWANCE):.2f} s)",
             )
+        self.connect_clock = config.connect_clock
+        if config.agent_sessions and not config.callin_agents:
+            config = dataclasses.replace(config, callin_agents=_callin_sources(agents))
         if config.connect_deadline is None:
             config = dataclasses.replace(config, connect_deadline=max(0.0, limit - min(WORKER_MARGIN, margin / 2)))
         # The engine orders the message early enough for it to be heard within the limit, and its ring timer
@@ -311,16 +338,24 @@ class SipRuntime:
             if event.verdict == "machine":
                 self._submit(ev.CallAnsweredByMachine, call_id=cid, amd_seconds=event.detect_seconds)
             else:  # person, or unsure: fail closed, a maybe-person is treated as a person
-                # The connect clock starts at the 200 OK as the worker saw it, not when we heard of it.
+                # The connect clock starts at the 200 OK as the worker saw it, not when we heard of it, or later
+                # where the campaign's regime says so and detection heard the moment (never later than heard).
                 now = self.runtime.now()
                 wire = event.answered_at if event.answered_at is not None else now - event.detect_seconds
-                answered_at = min(max(wire, self._dialed_at.get(cid, now)), now)
+                picked_up = min(max(wire, self._dialed_at.get(cid, now)), now)
+                offset = None
+                if detected and self.connect_clock == "speech_start":
+                    offset = event.speech_start
+                elif detected and self.connect_clock == "greeting_end":
+                    offset = event.greeting_end
+                clock = picked_up if offset is None else min(picked_up + min(offset, event.detect_seconds), now)
                 self._submit(
                     ev.CallAnsweredByPerson,
                     call_id=cid,
-                    answered_at=answered_at,
+                    answered_at=clock,
                     amd_verdict=event.verdict if detected else None,
                     amd_seconds=event.detect_seconds if detected else None,
+                    picked_up_at=picked_up,
                 )
         elif isinstance(event, Failed):
             if state in _UNANSWERED:

@@ -15,6 +15,10 @@ from dialer.errors import ConfigError
 
 TRANSPORTS = ("udp", "tcp")
 
+#: Where the regulators' connect clock starts on a call that answering-machine detection listened to: the 200 OK
+#: (Canada; the strictest, and the default), the first word (UK), or the end of the greeting (US FTC/FCC).
+CONNECT_CLOCKS = ("answer", "speech_start", "greeting_end")
+
 #: Call setups per second one worker may start. PyPI's wheel polls 64 sockets with select(); each call holds two
 #: and a closed one is only reused 500 ms later, so a process aborts (no exception) near 60 setups/s. 40/s leaves
 #: room for the SIP sockets and for agent legs, which count as setups too.
@@ -119,7 +123,11 @@ class PoolConfig:
     ``agent_sessions``: agents log in once and keep a standing leg (the dialer calls each agent's URI at start),
     so a connect is a join in a conference bridge with no call setup; ``False`` calls the agent's phone at every
     connect (the older model, kept for agents that cannot hold a line open). ``agent_hangup_digit``: the key an
-    agent presses on a standing leg to end the conversation and stay logged in.
+    agent presses on a standing leg to end the conversation and stay logged in. ``connect_clock``: where the
+    2-s clock starts when detection ran (one of :data:`CONNECT_CLOCKS`); the worker's deadline and the ledger's
+    ``answered_at`` follow it. ``callin_agents``: ``(agent id, source address)`` pairs whose softphones may log
+    in by calling a worker at ``sip:agent-ID@...`` from that address (the live runtime fills it from the agents'
+    URIs whose host is an IP address); a call from anywhere else is refused.
     """
 
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
@@ -142,6 +150,8 @@ class PoolConfig:
     connect_deadline: float | None = None
     agent_sessions: bool = True
     agent_hangup_digit: str = "#"
+    connect_clock: str = "answer"
+    callin_agents: tuple[tuple[str, str], ...] = ()
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20
@@ -166,6 +176,8 @@ class PoolConfig:
             raise ConfigError("pool.no_response_timeout", "must be between 0.5 and 32 s (SIP's INVITE timeout)")
         if len(self.agent_hangup_digit) != 1 or self.agent_hangup_digit not in "0123456789*#":
             raise ConfigError("pool.agent_hangup_digit", "must be one DTMF key (0-9, * or #)")
+        if self.connect_clock not in CONNECT_CLOCKS:
+            raise ConfigError("pool.connect_clock", f"must be one of {', '.join(CONNECT_CLOCKS)}")
         if self.silent_trunk_calls < 1:
             raise ConfigError("pool.silent_trunk_calls", "must be >= 1")
         if self.connect_deadline is not None and not 0 <= self.connect_deadline < math.inf:
@@ -196,6 +208,8 @@ class PoolConfig:
             no_response_timeout=self.no_response_timeout,
             connect_deadline=self.connect_deadline,
             agent_hangup_digit=self.agent_hangup_digit,
+            connect_clock=self.connect_clock,
+            callin_agents=self.callin_agents,
             amd=self.amd,
             poll_ms=self.poll_ms,
             idle_poll_ms=self.idle_poll_ms,
@@ -227,6 +241,8 @@ class WorkerConfig:
     no_response_timeout: float = 5.0
     connect_deadline: float | None = None
     agent_hangup_digit: str = "#"
+    connect_clock: str = "answer"
+    callin_agents: tuple[tuple[str, str], ...] = ()
     amd: AmdConfig = field(default_factory=AmdConfig)
     poll_ms: int = 5
     idle_poll_ms: int = 20

@@ -75,6 +75,8 @@ class Answered(DriverEvent):
     verdict: str = "none"
     detect_seconds: float = 0.0
     answered_at: float | None = None  # the 200 OK's arrival on the worker's wall clock
+    speech_start: float | None = None  # detection's first word, seconds after the answer (None: none heard)
+    greeting_end: float | None = None  # detection's end of the greeting so far, seconds after the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,7 +601,12 @@ class SipDriver:
                 handle.ready.set_exception(SipError(f"worker {handle.index}: {rest[0]}"))
             return
         if verb == "agent_up":
-            self._agent_event(AgentSessionEvent(str(rest[0]), True, float(rest[1])))
+            agent_id = str(rest[0])
+            if self._agent_host.get(agent_id) is not handle:  # an agent who called in: hosted where they called
+                handle.agents.add(agent_id)
+                self._agent_host[agent_id] = handle
+                self._capacity_changed()
+            self._agent_event(AgentSessionEvent(agent_id, True, float(rest[1])))
             return
         if verb == "agent_down":
             agent_id = str(rest[0])
@@ -628,7 +635,9 @@ class SipDriver:
             handle.calls[call_id] = True
             self._heard()
             self._succeeded()
-            self._emit(Answered(call_id, str(rest[1]), float(rest[2]), float(rest[3])))
+            speech = None if rest[4] is None else float(rest[4])
+            greeting = None if rest[5] is None else float(rest[5])
+            self._emit(Answered(call_id, str(rest[1]), float(rest[2]), float(rest[3]), speech, greeting))
         elif verb == "failed":
             status, text, no_response, held = int(rest[1]), str(rest[2]), bool(rest[3]), bool(rest[4])
             self._release(handle, call_id)

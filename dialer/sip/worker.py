@@ -259,6 +259,7 @@ class _Customer:
         "cid",
         "closing",
         "connect_deadline",
+        "detector",
         "heard",
         "invited",
         "machine",
@@ -300,6 +301,7 @@ class _Customer:
         self.connect_deadline: float | None = None  # neither agent nor message by then: the message, from here
         self.probe: _FramePort | None = None  # listens to the message player for its first sound
         self.session: _AgentSession | None = None  # the local agent this customer is joined to
+        self.detector: Any = None  # the answering-machine detector listening to this call, kept for its timings
         self.play_verb = ""
         self.message_wall: float | None = None  # when the message's first sound went out (wall clock)
         self.vm_since: float | None = None  # waiting for the end of a machine's greeting since then
@@ -725,6 +727,9 @@ class Worker:
         """
         assert self.acc is not None
         user = _request_user(str(prm.rdata.wholeMsg))
+        if user.startswith("agent-"):
+            self.agent_calls_in(prm, user[6:])
+            return
         agent_id = user[3:] if user.startswith("xb-") else ""
         session = self.sessions.get(agent_id)
         free = session is not None and session.up and session.customer is None and session.cross is None
@@ -747,6 +752,38 @@ class Worker:
             self.send("error", 0, f"cross bridge for {agent_id}: {exc.reason}")
             session.cross = None
             self.cross_legs.remove(leg)
+
+    def agent_calls_in(self, prm: Any, agent_id: str) -> None:
+        """An agent's softphone logs in by calling us: accepted from the address configured for that agent, when
+        it has no session yet and this worker has the two slots an agent needs; else refused (403, 486)."""
+        assert self.acc is not None
+        source = str(prm.rdata.srcAddress).rsplit(":", 1)[0].strip("[]")
+        allowed = dict(self.cfg.callin_agents).get(agent_id)
+        code = 0
+        if allowed is None or allowed != source:
+            code = 403
+        elif agent_id in self.sessions or self.stopping or self.legs() + 2 > self.cfg.max_calls:
+            code = 486
+        if code:
+            call = pj.Call(self.acc, prm.callId)
+            op = pj.CallOpParam()
+            op.statusCode = code
+            with contextlib.suppress(pj.Error):
+                call.hangup(op)
+            self.send("error", 0, f"agent {agent_id!r} calling in from {source}: refused ({code})")
+            return
+        session = _AgentSession(agent_id, f"call-in from {source}")
+        leg = _SessionLeg(self, self.acc, agent_id, prm.callId)
+        session.leg = leg
+        self.sessions[agent_id] = session
+        op = pj.CallOpParam()
+        op.statusCode = 200
+        try:
+            leg.answer(op)
+        except pj.Error as exc:
+            session.leg = None
+            del self.sessions[agent_id]
+            self.send("error", 0, f"agent {agent_id!r} calling in: {exc.reason}")
 
     def on_cross_state(self, leg: _CrossLeg, info: Any) -> None:
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
@@ -900,8 +937,8 @@ class Worker:
             customer.answered_mono = now
             customer.ring_deadline = None
             wall = time.time()
-            if self.cfg.connect_deadline is not None:
-                customer.connect_deadline = now + self.cfg.connect_deadline
+            if self.cfg.connect_deadline is not None and not customer.amd:
+                customer.connect_deadline = now + self.cfg.connect_deadline  # else set by the verdict
             if customer.reported:  # answered after we gave it up as silent: nobody is waiting for it
                 self.hangup(leg.cid)
             elif not customer.amd:
@@ -971,7 +1008,7 @@ class Worker:
         port = self.ports.pop() if self.ports else self.new_port()
         port.cid = customer.cid
         port.kind = "amd"
-        port.detector = Detector.from_config(self.cfg.amd)
+        port.detector = customer.detector = Detector.from_config(self.cfg.amd)
         customer.port = port
         customer.call.getAudioMedia(-1).startTransmit(port)
 
@@ -1022,13 +1059,22 @@ class Worker:
             return
         customer.amd = False
         customer.machine = verdict == "machine"
+        speech_start = greeting_end = None
+        with contextlib.suppress(Exception):  # a detector without these timings: the clock runs from the answer
+            speech_start = customer.detector.speech_start
+            greeting_end = customer.detector.greeting_end
         if customer.machine:
             customer.connect_deadline = None  # a machine waits for nobody
+        elif self.cfg.connect_deadline is not None:
+            clock = self.cfg.connect_clock
+            offset = {"speech_start": speech_start, "greeting_end": greeting_end}.get(clock)
+            start = customer.answered_mono + (min(offset, seconds) if offset is not None else 0.0)
+            customer.connect_deadline = start + self.cfg.connect_deadline
         port = customer.port
         if port is not None and customer.call is not None:
             with contextlib.suppress(pj.Error):
                 customer.call.getAudioMedia(-1).stopTransmit(port)
-        self.send("amd", customer.cid, verdict, seconds, customer.answered_wall)
+        self.send("amd", customer.cid, verdict, seconds, customer.answered_wall, speech_start, greeting_end)
 
     def timers(self) -> None:
         now = time.monotonic()

@@ -74,14 +74,16 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: the evidence an auditor needs per attempt. placed_at: when the INVITE left (dialed_at stays the claim);
     # ringing_at: first 180/183; message_played: the message's audio went out (NULL: none was needed), with
     # message_at its measured start; bridge_failed: the agent's phone never took the call; amd_verdict and
-    # amd_seconds: the detector's verdict and its time after the answer.
+    # amd_seconds: the detector's verdict and its time after the answer; picked_up_at: the 200 OK when the connect
+    # clock (answered_at) started later, at the end of the greeting or the start of speech.
     """
     ALTER TABLE attempts ADD COLUMN placed_at REAL;
     ALTER TABLE attempts ADD COLUMN ringing_at REAL;
     ALTER TABLE attempts ADD COLUMN message_played INTEGER;
     ALTER TABLE attempts ADD COLUMN bridge_failed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE attempts ADD COLUMN amd_verdict TEXT;
-    ALTER TABLE attempts ADD COLUMN amd_seconds REAL
+    ALTER TABLE attempts ADD COLUMN amd_seconds REAL;
+    ALTER TABLE attempts ADD COLUMN picked_up_at REAL
     """,
 )
 

@@ -92,6 +92,7 @@ class AttemptRow:
     bridge_failed: bool = False
     amd_verdict: str | None = None
     amd_seconds: float | None = None
+    picked_up_at: float | None = None
 
 
 _LEAD_COLUMNS = (
@@ -101,7 +102,7 @@ _LEAD_COLUMNS = (
 _ATTEMPT_COLUMNS = (
     "campaign_id, lead_id, attempt_no, phone, state, dialed_at, call_id, outcome, disposition, ended_at, "
     "answered_at, connected_at, message_at, wait, agent_id, abandoned, customer_hung_up, placed_at, ringing_at, "
-    "message_played, bridge_failed, amd_verdict, amd_seconds"
+    "message_played, bridge_failed, amd_verdict, amd_seconds, picked_up_at"
 )
 _UPDATABLE = frozenset(
     {
@@ -138,6 +139,7 @@ _ATTEMPT_RESULT = frozenset(
         "bridge_failed",
         "amd_verdict",
         "amd_seconds",
+        "picked_up_at",
     }
 )
 

@@ -161,3 +161,38 @@ def test_an_agent_whose_phone_refuses_the_login_never_becomes_ready(sipp_factory
 
     sip = run(scenario(), 40)
     assert [(e.agent_id, e.up, e.status) for e in sip.agent_log] == [("bob", False, 486)]
+
+
+def test_an_agent_whose_softphone_calls_in_is_logged_in_and_takes_calls(sipp_factory: type, tmp_path: Path) -> None:
+    """The dialer's call to the agent at start is refused (their phone was busy); the agent's softphone then
+    calls the worker at ``sip:agent-ID@...`` from the agent's configured address, is logged in, and takes the
+    next customer. A call-in for an agent nobody configured is refused."""
+    from sipp_peers import free_port
+
+    _agent_audio(tmp_path)
+    customers = sipp_factory("customers.xml")
+    refuser = sipp_factory("agent_refuses.xml")
+    sip_port = free_port()
+    leads = ListLeads([Lead("c", "2010001")])  # answers, then hangs up after 1.5 s of talk
+
+    async def scenario() -> SipRuntime:
+        engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0))
+        config = pool(customers.port, agent_legs=True, sip_port=sip_port)
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:busy@127.0.0.1:{refuser.port}"})
+        await sip.start(login_timeout=10)
+        try:
+            assert sip.engine.agent_state("alice") is AgentState.LOGGED_OUT and not sip.records
+            stranger = sipp_factory("agent_callin.xml", f"127.0.0.1:{sip_port}", "-s", "agent-mallory", "-m", "1")
+            agent = sipp_factory("agent_callin.xml", f"127.0.0.1:{sip_port}", "-s", "agent-alice", "-m", "1")
+            await _until(sip, lambda: len(sip.records) == 1, 30)
+            assert await sip.drain(10)
+            assert sip.engine.agent_state("alice") in (AgentState.READY, AgentState.WRAP_UP)
+            assert "mallory" not in sip.engine.agents and stranger and agent
+        finally:
+            await sip.close()
+        return sip
+
+    sip = run(scenario(), 90)
+    (record,) = sip.records
+    assert record.outcome is Outcome.CONNECTED and record.agent_id == "alice" and record.talk_seconds > 1.0
+    assert [(e.up, e.status) for e in sip.agent_log][:2] == [(False, 486), (True, 0)]
