@@ -412,7 +412,19 @@ class SipRuntime:
             log.warning("agent %s logged out: their leg is down (%d %s)", agent_id, event.status, event.text)
             if state is not AgentState.LOGGED_OUT:
                 self._submit(ev.AgentLoggedOut, agent_id=agent_id)
+            if event.status == 0 and event.text == "worker died" and not self.driver.closing:
+                # Our process died, not their phone: call them again once a worker is back (a restart takes
+                # about a second); the agent hears a new call instead of staying out until someone notices.
+                asyncio.get_running_loop().call_later(2.0, self._relogin, agent_id)
         self._idle.set()
+
+    def _relogin(self, agent_id: str) -> None:
+        if self.engine.agent_state(agent_id) is AgentState.LOGGED_OUT and not self.driver.closing:
+            try:
+                if not self.login(agent_id):
+                    log.error("agent %s: no worker has room to call them back after a crash", agent_id)
+            except Exception as exc:  # the driver is closing: nothing to do
+                log.debug("agent %s not called back: %s", agent_id, exc)
 
     def _after_call(self, agent_id: str) -> None:
         def done() -> None:

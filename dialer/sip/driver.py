@@ -304,6 +304,11 @@ class SipDriver:
         ]
 
     @property
+    def closing(self) -> bool:
+        """Closing or closed: nothing new may be started."""
+        return self._closing
+
+    @property
     def legs_per_call(self) -> int:
         return 2 if self.config.agent_legs else 1
 

@@ -18,6 +18,7 @@ from sip_helpers import pool, run
 from wire import WireCapture
 
 from dialer import Engine, EngineConfig, Lead, ListLeads, Outcome, make_policy
+from dialer.engine import events as ev
 from dialer.engine.state import AgentState
 from dialer.live.runtime import AsyncRuntime
 from dialer.live.sip_runtime import SipRuntime
@@ -196,3 +197,40 @@ def test_an_agent_whose_softphone_calls_in_is_logged_in_and_takes_calls(sipp_fac
     (record,) = sip.records
     assert record.outcome is Outcome.CONNECTED and record.agent_id == "alice" and record.talk_seconds > 1.0
     assert [(e.up, e.status) for e in sip.agent_log][:2] == [(False, 486), (True, 0)]
+
+
+def test_an_agent_whose_worker_is_killed_is_called_back_and_takes_the_next_customer(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """SIGKILL the pjsua2 process hosting an agent's standing leg: the agent is logged out at once (no ghost),
+    called again on a live worker (it was our crash, not their phone), and takes the next customer."""
+    import os
+    import signal
+
+    _agent_audio(tmp_path)
+    customers = sipp_factory("customers.xml")
+    agent = sipp_factory("agent_session.xml")
+    leads = ListLeads([Lead("c", "2010001")])  # answers, then hangs up after 1.5 s of talk
+
+    async def scenario() -> SipRuntime:
+        engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0))
+        config = pool(customers.port, agent_legs=True, workers=2)
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:alice@127.0.0.1:{agent.port}"})
+        sip.engine.handle(ev.DialingStopped(0.0))  # hold dialing until the crash is over
+        await sip.start()
+        try:
+            (host,) = [w for w in sip.driver.workers if w["agents"] == ["alice"]]
+            os.kill(host["pid"], signal.SIGKILL)
+            await _until(sip, lambda: [e.up for e in sip.agent_log] == [True, False, True], 30)
+            assert sip.engine.agent_state("alice") is AgentState.READY
+            sip.runtime.submit(ev.DialingResumed)
+            await _until(sip, lambda: len(sip.records) == 1, 30)
+            assert await sip.drain(10)
+        finally:
+            await sip.close()
+        return sip
+
+    sip = run(scenario(), 90)
+    (record,) = sip.records
+    assert record.outcome is Outcome.CONNECTED and record.agent_id == "alice" and not record.abandoned
+    assert sip.agent_log[1].text == "worker died"
