@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sipp_peers import free_rtp_base
@@ -56,3 +59,13 @@ async def started(config: PoolConfig, recorder: Recorder, **kw: Any) -> SipDrive
     driver = SipDriver(config, recorder, **kw)
     await driver.start()
     return driver
+
+
+def agent_audio(workdir: Path) -> None:
+    """``agent.ulaw`` in SIPp's working directory: 3 s of a 440-Hz tone, raw mu-law, which the agent softphone
+    scenarios (``agent_session.xml``, ``agent_callin.xml``) loop from their ACK, so a joined customer hears it."""
+    sox = shutil.which("sox")
+    assert sox is not None, "sox is not installed (apt-get install sox)"
+    cmd = [sox, "-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", str(workdir / "agent.ulaw"),
+           "synth", "3", "sine", "440", "vol", "0.5"]  # fmt: skip
+    subprocess.run(cmd, check=True)

@@ -9,12 +9,10 @@ its 200 OK is the agent; the loopback capture (``wire.py``) times it from the pa
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
-import subprocess
 from pathlib import Path
 
-from sip_helpers import pool, run
+from sip_helpers import agent_audio, pool, run
 from wire import WireCapture
 
 from dialer import Engine, EngineConfig, Lead, ListLeads, Outcome, make_policy
@@ -22,15 +20,6 @@ from dialer.engine import events as ev
 from dialer.engine.state import AgentState
 from dialer.live.runtime import AsyncRuntime
 from dialer.live.sip_runtime import SipRuntime
-
-
-def _agent_audio(workdir: Path) -> None:
-    """agent.ulaw: 3 s of a 440-Hz tone, raw mu-law, for SIPp's rtp_stream (looped by the scenario)."""
-    sox = shutil.which("sox")
-    assert sox is not None, "sox is not installed (apt-get install sox)"
-    cmd = [sox, "-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", str(workdir / "agent.ulaw"),
-           "synth", "3", "sine", "440", "vol", "0.5"]  # fmt: skip
-    subprocess.run(cmd, check=True)
 
 
 async def _until(sip: SipRuntime, done: object, timeout: float) -> None:
@@ -46,7 +35,7 @@ def test_an_agent_logs_in_once_and_takes_customer_after_customer_on_one_leg(sipp
     """Three customers who hang up after 1.5 s of talk, one agent: the agent's phone gets one INVITE in all, every
     customer reaches the agent (none abandoned), and the agent's audio reaches each customer within 300 ms of
     their answer, measured on the wire, across two workers (the agent parked in one, customers in the other)."""
-    _agent_audio(tmp_path)
+    agent_audio(tmp_path)
     customers = sipp_factory("customers.xml")
     agent = sipp_factory("agent_session.xml")
     leads = ListLeads([Lead(f"c{i}", f"201000{i}") for i in range(3)])
@@ -93,7 +82,7 @@ def test_an_agent_logs_in_once_and_takes_customer_after_customer_on_one_leg(sipp
 def test_an_agent_whose_phone_hangs_up_is_logged_out_not_left_paused(sipp_factory: type, tmp_path: Path) -> None:
     """The standing leg drops mid-call: the customer's call ends (agent lost) and the agent is logged out, with
     the reason in the agent log, instead of staying a paused ghost the pacing would count."""
-    _agent_audio(tmp_path)
+    agent_audio(tmp_path)
     customers = sipp_factory("customers.xml")
     agent = sipp_factory("agent_session.xml")
     leads = ListLeads([Lead("held", "2000001")])  # answers and stays until we hang up
@@ -119,7 +108,7 @@ def test_an_agent_whose_phone_hangs_up_is_logged_out_not_left_paused(sipp_factor
 
 
 def test_the_agent_hang_up_key_ends_the_call_and_keeps_the_agent(sipp_factory: type, tmp_path: Path) -> None:
-    _agent_audio(tmp_path)
+    agent_audio(tmp_path)
     customers = sipp_factory("customers.xml")
     agent = sipp_factory("agent_session.xml")
     leads = ListLeads([Lead("held", "2000001")])
@@ -170,7 +159,7 @@ def test_an_agent_whose_softphone_calls_in_is_logged_in_and_takes_calls(sipp_fac
     next customer. A call-in for an agent nobody configured is refused."""
     from sipp_peers import free_port
 
-    _agent_audio(tmp_path)
+    agent_audio(tmp_path)
     customers = sipp_factory("customers.xml")
     refuser = sipp_factory("agent_refuses.xml")
     sip_port = free_port()
@@ -207,7 +196,7 @@ def test_an_agent_whose_worker_is_killed_is_called_back_and_takes_the_next_custo
     import os
     import signal
 
-    _agent_audio(tmp_path)
+    agent_audio(tmp_path)
     customers = sipp_factory("customers.xml")
     agent = sipp_factory("agent_session.xml")
     leads = ListLeads([Lead("c", "2010001")])  # answers, then hangs up after 1.5 s of talk

@@ -9,12 +9,10 @@ the whole list. The peer is SIPp playing ``scenarios/trunk_faults.xml`` (the num
 from __future__ import annotations
 
 import asyncio
-import math
-import struct
 import time
-import wave
 from pathlib import Path
 
+from audio_check import tone_wav
 from sip_helpers import Recorder, pool, run, started
 
 from dialer import Engine, EngineConfig, Lead, ListLeads, Outcome, make_policy
@@ -22,16 +20,6 @@ from dialer.engine import events as ev
 from dialer.live.runtime import AsyncRuntime
 from dialer.live.sip_runtime import SipRuntime
 from dialer.sip import Failed, NotPlaced, Placed, Ringing
-
-
-def _message(path: Path, seconds: float = 1.0) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 8000 * 2 * math.pi * 440)))
-                               for i in range(int(8000 * seconds))))  # fmt: skip
-    return path
 
 
 def test_an_invite_that_hears_nothing_is_a_network_failure_and_a_silent_trunk_stops_dialing(
@@ -99,7 +87,7 @@ def test_slots_held_by_silent_invites_are_not_given_to_answered_people(sipp_fact
 
     async def scenario() -> SipRuntime:
         engine = Engine(make_policy("progressive"), leads, EngineConfig(connect_limit=2.0))
-        config = pool(trunk.port, agent_legs=True, abandon_wav=str(_message(tmp_path / "m.wav")),
+        config = pool(trunk.port, agent_legs=True, abandon_wav=str(tone_wav(tmp_path / "m.wav", 440, 1.0)),
                       no_response_timeout=1.0, calls_per_worker=4, agent_sessions=False)  # fmt: skip
         agents = {"alice": f"sip:alice@127.0.0.1:{agent.port}", "bob": f"sip:bob@127.0.0.1:{agent.port}"}
         sip = SipRuntime(AsyncRuntime(engine), config, agents=agents)
