@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dialer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dialer.amd import FalseMachineEstimate
 
 REGIMES = ("us", "uk", "ca")
 
 
 def register(sub: Any) -> None:
+    from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES as measured
+
     p = sub.add_parser("report", help="reports from a campaign store", description="Reports from a campaign store.")
     kinds = p.add_subparsers(dest="report", metavar="REPORT")
     kinds.required = True
@@ -19,8 +24,9 @@ def register(sub: Any) -> None:
         "compliance",
         help="abandonment on each regulator's windows",
         description="Abandonment per regulator window (US 30-day/campaign, UK calendar day with Ofcom's machine "
-        "adjustment, Canada calendar month), from the campaign's durable ledger. Exits with status 1 when a window is "
-        "over its cap, so a scheduled job can alert on it.",
+        "adjustment plus the estimated people answering-machine detection took for machines, Canada calendar "
+        "month), from the campaign's durable ledger. Exits with status 1 when a window is over its cap, so a "
+        "scheduled job can alert on it.",
     )
     c.add_argument("store", metavar="STORE.sqlite", help="the campaign store")
     c.add_argument("--campaign", help="campaign id (default: the only campaign in the store)")
@@ -29,7 +35,30 @@ def register(sub: Any) -> None:
     )
     c.add_argument("--csv", metavar="FILE", help="write the windows as CSV to FILE ('-' for standard output)")
     c.add_argument("--calls", metavar="FILE", help="also write every call of the ledger as CSV to FILE")
+    c.add_argument(
+        "--amd-false-positive-rate",
+        type=float,
+        metavar="R",
+        help="share of people answering-machine detection takes for machines, for the UK rate's estimate "
+        f"(default: the measured dialer.amd.PEOPLE_TAKEN_FOR_MACHINES, {measured.point * 100:.1f}%%, upper 95%% "
+        f"bound {measured.upper95 * 100:.1f}%%); given, it is used for both the estimate and its bound",
+    )
     p.set_defaults(func=run)
+
+
+def _amd_estimate(rate: float | None) -> FalseMachineEstimate:
+    """The share of people detection takes for machines: measured (with its bound) unless the user gives one.
+
+    Why a user would: a deployment that measured its own detector on its own calls (Ofcom wants a reasoned
+    estimate, not a vendor's claim), or a detector configured away from the defaults the constant was measured on.
+    """
+    from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES, FalseMachineEstimate
+
+    if rate is None:
+        return PEOPLE_TAKEN_FOR_MACHINES
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError("--amd-false-positive-rate", f"must be a share between 0 and 1 (0.036 for 3.6%), not {rate}")
+    return FalseMachineEstimate(point=rate, upper95=rate, people=0, source="--amd-false-positive-rate")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         elif campaign not in campaigns:
             raise ConfigError("--campaign", f"no campaign {campaign!r} in {args.store} (has {campaigns})")
         attempts = store.attempts(campaign)
+    amd = _amd_estimate(args.amd_false_positive_rate)
     regimes = REGIMES if args.regime == "all" else (args.regime,)
-    by_regime = {r: ledger.windows(attempts, r) for r in regimes}
+    by_regime = {r: ledger.windows(attempts, r, amd) for r in regimes}
     if args.csv:
         rows = [w for r in regimes for w in by_regime[r]]
         if args.csv == "-":
@@ -63,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
         with open(args.calls, "w", newline="", encoding="utf-8") as fh:
             ledger.write_calls_csv(attempts, fh)
     if args.csv != "-":
-        print(ledger.summary(campaign, by_regime))
+        print(ledger.summary(campaign, by_regime, amd))
     over = any(w.over_cap for rows in by_regime.values() for w in rows)
     return 1 if over else 0

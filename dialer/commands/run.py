@@ -6,7 +6,10 @@ time), and every call is stored as the abandonment ledger that ``dialer report c
 format is in ``docs/sip.md``; the wiring is :mod:`dialer.live.campaign`, usable from Python.
 
 Any error in the file, a missing required do-not-call registry, or an unreadable call list is one line naming the
-key, exit status 2, and nothing is dialed.
+key, exit status 2, and nothing is dialed. The pool is sized from the agents and the pacing ceiling unless
+``[pool] workers`` is set (one line at start says which, and a warning when it cannot give each agent a call). A
+Ctrl-C or SIGTERM before the first dial places no call (exit 130). Dialing stopped by an alert (a silent trunk)
+ends the run once the last call is over, with the alert in the last line and exit status 1.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--keep-going",
         action="store_true",
-        help="keep running while leads wait for later (retries, calling hours) instead of stopping when none is due",
+        help="keep running while leads wait for later (retries, calling hours) instead of stopping when none is due; "
+        "stops when every lead is final",
     )
     p.set_defaults(func=run)
 
@@ -49,7 +53,32 @@ def _status_line(s: dict[str, Any]) -> str:
     )
 
 
-async def _run(campaign: LiveCampaign, args: argparse.Namespace) -> RunResult:
+class _EarlySignals:
+    """SIGINT/SIGTERM caught from the moment ``dialer run`` starts, before the event loop has its own handlers.
+
+    Why: between reading the file and the loop's handlers (the store import, the loop's creation) a Ctrl-C would
+    otherwise be a KeyboardInterrupt (or SIGTERM a plain kill) at an arbitrary point. Counted here instead, it
+    makes the run stop before the first dial, with the usual exit status 130.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def _caught(self, signum: int, frame: object) -> None:
+        self.count += 1
+
+    def __enter__(self) -> _EarlySignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._caught)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+async def _run(campaign: LiveCampaign, args: argparse.Namespace, early: _EarlySignals) -> RunResult:
     from dialer.live.campaign import LiveRun
 
     live = LiveRun(campaign)
@@ -61,7 +90,12 @@ async def _run(campaign: LiveCampaign, args: argparse.Namespace) -> RunResult:
         nonlocal presses
         presses += 1
         if not args.quiet:
-            word = "draining calls in flight (Ctrl-C again to hang up)" if presses == 1 else "hanging up"
+            if not live.dialing_started:
+                word = "stopping before the first call (workers are starting)"
+            elif presses == 1:
+                word = "draining calls in flight (Ctrl-C again to hang up)"
+            else:
+                word = "hanging up"
             print(f"\n{word}...", file=sys.stderr, flush=True)
         stop.set()
 
@@ -70,6 +104,8 @@ async def _run(campaign: LiveCampaign, args: argparse.Namespace) -> RunResult:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupt)
+    if early.count:  # pressed before the loop's handlers were in place: nothing has been dialed yet
+        interrupt()
     try:
         return await live.run(
             stop, status=None if args.quiet else status, status_every=args.status_every, keep_going=args.keep_going
@@ -86,17 +122,24 @@ def _when(epoch: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from dialer.live.campaign import LiveCampaign, load_campaign
 
-    config = load_campaign(args.campaign)
-    campaign = LiveCampaign.open(config)
-    try:
-        rejected = len(campaign.imported.rejected)
-        where = f" (see {config.rejects_file})" if rejected else ""
-        print(f"{config.leads_file.name}: {campaign.imported.summary()}{where}")
-        if config.dnc_registry is None:
-            print("note: no national do-not-call registry (dnc.registry_required = false)", file=sys.stderr)
-        result = asyncio.run(_run(campaign, args))
-    finally:
-        campaign.close()
+    with _EarlySignals() as early:
+        config = load_campaign(args.campaign)
+        campaign = LiveCampaign.open(config)
+        try:
+            rejected = len(campaign.imported.rejected)
+            where = f" (see {config.rejects_file})" if rejected else ""
+            print(f"{config.leads_file.name}: {campaign.imported.summary()}{where}", flush=True)
+            if config.dnc_registry is None:
+                print("note: no national do-not-call registry (dnc.registry_required = false)", file=sys.stderr)
+            plan = config.pool_plan
+            if plan is not None:
+                print(plan.line(), file=sys.stderr, flush=True)
+                warning = plan.warning()
+                if warning is not None:
+                    print(warning, file=sys.stderr, flush=True)
+            result = asyncio.run(_run(campaign, args, early))
+        finally:
+            campaign.close()
     records = result.records
     counts: dict[str, int] = {}
     for r in records:
@@ -112,4 +155,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"leads: {leads}{later}")
     print(f"stopped: {result.reason}{'' if result.drained else ' (calls hung up before they ended)'}")
     print(f"ledger: dialer report compliance {config.store}")
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    if result.alert is not None:  # dialing stopped on its own: the run failed, and says why last
+        print(f"alert: {result.alert}")
+        return 1
+    return 0

@@ -10,6 +10,15 @@ time); this module only classifies and adds up, so the figures can always be rec
   reached an agent (calls an agent dispositioned as ``machine``). Cap 3%.
 * **Canada** (CRTC): abandoned ÷ calls placed, per calendar month. Cap 5% (verify).
 
+For the UK, calls that went through answering-machine detection also carry its error: some people are judged
+machines and hung up on, and Ofcom counts them as abandoned with a reasoned estimate. With ``p`` the share of
+people the detector takes for machines (:data:`dialer.amd.PEOPLE_TAKEN_FOR_MACHINES`, or a rate the report is
+given), the ``L`` live answers that went through detection are the ``1 - p`` of people it let through, so about
+``p/(1 - p) x L`` people were among its machine verdicts (never more than there were machine verdicts). That
+estimate is added to the abandoned calls after the machine adjustment (it counts people, not drops that may have
+been machines), so it enters both the numerator and the denominator ``H + d'``. The window keeps the estimate,
+its 95% upper bound, and the rate with that bound, so an auditor sees what the figure rests on.
+
 Attempts whose outcome was lost in a crash (``interrupted``) cannot be classified. They are counted apart, and
 ``worst_rate`` counts each as an abandoned live answer: an auditor sees both the measured rate and its bound.
 """
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES, FalseMachineEstimate
 from dialer.errors import ConfigError
 from dialer.store import AttemptRow
 
@@ -50,6 +60,11 @@ class Window:
     rate: float | None
     worst_rate: float | None
     cap: float
+    amd_machines: int = 0  # calls detection judged machines (and hung up on or left a message)
+    amd_live: int = 0  # live answers that went through detection (judged person or unsure)
+    amd_people: float = 0.0  # estimated people among amd_machines (UK: in rate)
+    amd_people_upper: float = 0.0  # the same with the estimate's 95% upper bound
+    rate_amd_upper: float | None = None  # the UK rate with amd_people_upper instead of amd_people
 
     @property
     def over_cap(self) -> bool:
@@ -71,12 +86,37 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
 
-class _Counts:
-    __slots__ = ("abandoned", "agent_machine", "handled", "interrupted", "live", "machine", "message", "placed")
+def false_machines(amd_live: int, amd_machines: int, share: float) -> float:
+    """Estimated people among ``amd_machines`` machine verdicts, when ``amd_live`` people went through detection
+    and were let through and the detector takes a ``share`` of people for machines: ``share/(1-share) x amd_live``,
+    at most ``amd_machines`` (there were no more verdicts to be wrong)."""
+    if amd_machines <= 0 or share <= 0.0:
+        return 0.0
+    if share >= 1.0:
+        return float(amd_machines)
+    return min(float(amd_machines), share / (1.0 - share) * amd_live)
 
-    def __init__(self) -> None:
+
+class _Counts:
+    __slots__ = (
+        "abandoned",
+        "agent_machine",
+        "amd",
+        "amd_live",
+        "amd_machines",
+        "handled",
+        "interrupted",
+        "live",
+        "machine",
+        "message",
+        "placed",
+    )
+
+    def __init__(self, amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES) -> None:
         self.placed = self.live = self.handled = self.machine = self.agent_machine = 0
         self.abandoned = self.message = self.interrupted = 0
+        self.amd_live = self.amd_machines = 0
+        self.amd = amd
 
     def add(self, a: AttemptRow) -> None:
         self.placed += 1
@@ -84,11 +124,15 @@ class _Counts:
             self.interrupted += 1
         elif a.outcome == "machine":
             self.machine += 1
+            if a.amd_verdict == "machine":
+                self.amd_machines += 1
         elif a.outcome in ("connected", "abandoned"):
             if a.outcome == "connected" and a.disposition == "machine":
                 self.agent_machine += 1  # a machine the detector missed, handled by an agent
                 return
             self.live += 1
+            if a.amd_verdict is not None:
+                self.amd_live += 1
             if a.abandoned:
                 self.abandoned += 1
                 if a.message_at is not None:
@@ -98,12 +142,17 @@ class _Counts:
 
     def window(self, regime: str, start: float, end: float) -> Window:
         d, h, am, i = self.abandoned, self.handled, self.agent_machine, self.interrupted
+        people = people_upper = 0.0
+        upper: float | None = None
         if regime == "uk":
+            people = false_machines(self.amd_live, self.amd_machines, self.amd.point)
+            people_upper = false_machines(self.amd_live, self.amd_machines, self.amd.upper95)
             adj = d - (d * am / (h + am) if h + am else 0.0)
-            rate = _ratio(adj, h + adj)
+            rate = _ratio(adj + people, h + adj + people)
+            upper = _ratio(adj + people_upper, h + adj + people_upper)
             wd = d + i
             wadj = wd - (wd * am / (h + am) if h + am else 0.0)
-            worst = _ratio(wadj, h + wadj)
+            worst = _ratio(wadj + people, h + wadj + people)
         elif regime == "ca":
             rate = _ratio(d, self.placed)
             worst = _ratio(d + i, self.placed)
@@ -125,6 +174,11 @@ class _Counts:
             rate,
             worst,
             CAPS[regime],
+            self.amd_machines,
+            self.amd_live,
+            people,
+            people_upper,
+            upper,
         )
 
 
@@ -132,33 +186,39 @@ def _closed(attempts: Iterable[AttemptRow]) -> list[AttemptRow]:
     return sorted((a for a in attempts if a.state != "dialing"), key=lambda a: a.dialed_at)
 
 
-def us_windows(attempts: Iterable[AttemptRow]) -> list[Window]:
+def us_windows(attempts: Iterable[AttemptRow], amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES) -> list[Window]:
     """The whole campaign if it spans under 30 days, else successive 30-day periods from the first dial."""
     rows = _closed(attempts)
     if not rows:
         return []
     first, last = rows[0].dialed_at, rows[-1].dialed_at
     if last - first < PERIOD:
-        c = _Counts()
+        c = _Counts(amd)
         for a in rows:
             c.add(a)
         return [c.window("us", first, last)]
     out: list[Window] = []
     bucket: dict[int, _Counts] = {}
     for a in rows:
-        bucket.setdefault(int((a.dialed_at - first) // PERIOD), _Counts()).add(a)
+        bucket.setdefault(int((a.dialed_at - first) // PERIOD), _Counts(amd)).add(a)
     for k in sorted(bucket):
         out.append(bucket[k].window("us", first + k * PERIOD, first + (k + 1) * PERIOD))
     return out
 
 
-def _calendar(attempts: Iterable[AttemptRow], regime: str, zone: str, monthly: bool) -> list[Window]:
+def _calendar(
+    attempts: Iterable[AttemptRow],
+    regime: str,
+    zone: str,
+    monthly: bool,
+    amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES,
+) -> list[Window]:
     tz = ZoneInfo(zone)
     buckets: dict[dt.date, _Counts] = {}
     for a in _closed(attempts):
         day = dt.datetime.fromtimestamp(a.dialed_at, tz).date()
         key = day.replace(day=1) if monthly else day
-        buckets.setdefault(key, _Counts()).add(a)
+        buckets.setdefault(key, _Counts(amd)).add(a)
     out = []
     for key in sorted(buckets):
         nxt = (key.replace(day=28) + dt.timedelta(days=4)).replace(day=1) if monthly else key + dt.timedelta(days=1)
@@ -168,9 +228,12 @@ def _calendar(attempts: Iterable[AttemptRow], regime: str, zone: str, monthly: b
     return out
 
 
-def uk_windows(attempts: Iterable[AttemptRow], zone: str = ZONES["uk"]) -> list[Window]:
-    """Per calendar day (midnight to midnight in ``zone``), Ofcom's 2015 formula with the machine adjustment."""
-    return _calendar(attempts, "uk", zone, monthly=False)
+def uk_windows(
+    attempts: Iterable[AttemptRow], zone: str = ZONES["uk"], amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES
+) -> list[Window]:
+    """Per calendar day (midnight to midnight in ``zone``), Ofcom's 2015 formula with the machine adjustment, plus
+    the estimated people answering-machine detection took for machines (``amd``: the detector's error share)."""
+    return _calendar(attempts, "uk", zone, monthly=False, amd=amd)
 
 
 def ca_windows(attempts: Iterable[AttemptRow], zone: str = ZONES["ca"]) -> list[Window]:
@@ -178,11 +241,14 @@ def ca_windows(attempts: Iterable[AttemptRow], zone: str = ZONES["ca"]) -> list[
     return _calendar(attempts, "ca", zone, monthly=True)
 
 
-def windows(attempts: Sequence[AttemptRow], regime: str) -> list[Window]:
+def windows(
+    attempts: Sequence[AttemptRow], regime: str, amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES
+) -> list[Window]:
+    """The windows of ``regime``; ``amd`` is the share of people detection takes for machines (UK only)."""
     if regime == "us":
-        return us_windows(attempts)
+        return us_windows(attempts, amd)
     if regime == "uk":
-        return uk_windows(attempts)
+        return uk_windows(attempts, amd=amd)
     if regime == "ca":
         return ca_windows(attempts)
     raise ConfigError("regime", f"{regime!r} is not one of us, uk, ca")
@@ -205,6 +271,11 @@ WINDOW_COLUMNS = (
     "worst_rate",
     "cap",
     "over_cap",
+    "amd_machine_verdicts",
+    "amd_live_answers",
+    "amd_people_estimate",
+    "amd_people_upper95",
+    "rate_amd_upper95",
 )
 
 
@@ -238,6 +309,11 @@ def write_windows_csv(rows: Iterable[Window], out: TextIO) -> None:
                 _fmt(r.worst_rate),
                 r.cap,
                 int(r.over_cap),
+                r.amd_machines,
+                r.amd_live,
+                f"{r.amd_people:.3f}",
+                f"{r.amd_people_upper:.3f}",
+                _fmt(r.rate_amd_upper),
             ]
         )
 
@@ -257,6 +333,8 @@ CALL_COLUMNS = (
     "message_played",
     "message_utc",
     "ended_utc",
+    "amd_verdict",
+    "amd_seconds",
 )
 
 
@@ -281,12 +359,17 @@ def write_calls_csv(attempts: Iterable[AttemptRow], out: TextIO) -> None:
                 int(a.message_at is not None),
                 _iso(a.message_at),
                 _iso(a.ended_at),
+                a.amd_verdict or "",
+                "" if a.amd_seconds is None else f"{a.amd_seconds:.3f}",
             ]
         )
 
 
-def summary(campaign_id: str, by_regime: dict[str, list[Window]]) -> str:
-    """A readable account: per regime, the worst window and every window over the cap."""
+def summary(
+    campaign_id: str, by_regime: dict[str, list[Window]], amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES
+) -> str:
+    """A readable account: per regime, the worst window and every window over the cap; for UK windows where
+    detection ran, the estimated people it took for machines (included in the rate) on a line of its own."""
     lines = [f"Abandonment ledger for campaign {campaign_id!r}"]
     for regime, rows in by_regime.items():
         name = {"us": "US (FTC/FCC, 30-day)", "uk": "UK (Ofcom, per day)", "ca": "Canada (CRTC, per month)"}[regime]
@@ -308,5 +391,21 @@ def summary(campaign_id: str, by_regime: dict[str, list[Window]]) -> str:
                 f"  {r.label}: {r.placed} placed, {r.live} live, {r.machine} machine, {r.abandoned} abandoned "
                 f"({r.message_played} with message): {rate}{extra}{flag}"
             )
+            if regime == "uk" and (r.amd_machines or r.amd_live):
+                lines.append("    " + _amd_line(r, amd))
         lines.append(f"  windows over the cap: {len(over)}")
     return "\n".join(lines)
+
+
+def _amd_line(r: Window, amd: FalseMachineEstimate) -> str:
+    upper_rate = "n/a" if r.rate_amd_upper is None else f"{r.rate_amd_upper:.2%}"
+    basis = (
+        f"{amd.point:.1%} of people taken for machines, {amd.source}"
+        if amd.people
+        else f"{amd.point:.1%} of people taken for machines, as configured"
+    )
+    return (
+        f"AMD estimate: +{r.amd_people:.1f} people taken for machines (upper 95%: {r.amd_people_upper:.1f}; rate "
+        f"{upper_rate}) among {r.amd_machines} machine verdicts, {r.amd_live} live answers through detection; "
+        f"an estimate, included in the rate ({basis})"
+    )

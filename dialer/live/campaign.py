@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from dialer.leads import Lead
     from dialer.live.runtime import AsyncRuntime
     from dialer.live.sip_runtime import SipRuntime
+    from dialer.live.sizing import PoolPlan
     from dialer.sip.config import PoolConfig
     from dialer.store import Store
 
@@ -303,6 +304,7 @@ class CampaignConfig:
     wrap_up: float = 0.0
     opt_out_digit: str = "9"
     machine: str = "hangup"
+    pool_plan: PoolPlan | None = None  # how pool.workers was chosen (load_campaign sizes it unless [pool] sets it)
 
     def engine_config(self) -> EngineConfig:
         from dialer.engine.core import EngineConfig
@@ -434,6 +436,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
             raise ConfigError("campaign.machine_message", f"{voicemail or 'a WAV file'} is required and must exist")
         voicemail_wav = str(prepare_message(voicemail, key="campaign.machine_message").path)
     pool_args = _dataclass_args(top.table("pool"), PoolConfig, skip=("trunk", "amd", "abandon_wav", "voicemail_wav"))
+    set_workers: int | None = pool_args.pop("workers", None)
     # Workers play converted copies made once, now: a file pjsua2 cannot play, or one changed later, stops here.
     abandon_wav = str(prepare_message(message, key="campaign.abandon_message").path)
     pool = PoolConfig(trunk=trunk, amd=amd, abandon_wav=abandon_wav, voicemail_wav=voicemail_wav, **pool_args)
@@ -448,6 +451,8 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     if not agents:
         raise ConfigError("agents", "at least one agent (name = SIP URI) is required")
     top.finish()
+    plan = _plan_pool(pool, len(agents), policy, params, set_workers)
+    pool = dataclasses.replace(pool, workers=plan.workers)
 
     config = CampaignConfig(
         campaign_id=campaign_id,
@@ -474,6 +479,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         wrap_up=wrap_up,
         opt_out_digit=digit,
         machine=machine,
+        pool_plan=plan,
     )
     config.engine_config()  # ring_timeout under 15 s and the like, named now
     try:
@@ -481,6 +487,29 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     except OSError as exc:
         raise ConfigError("hours", f"cannot read a holiday calendar: {exc}") from None
     return config
+
+
+def _plan_pool(pool: PoolConfig, agents: int, policy: str, params: Mapping[str, Any], workers: int | None) -> PoolPlan:
+    """The pool's size: ``[pool] workers`` when set, else enough for every agent's standing leg and the policy's
+    ceiling of customer calls (:mod:`dialer.live.sizing`), with the slots the driver really reserves."""
+    from dialer.live.sizing import plan_pool
+    from dialer.sip import driver
+
+    sessions = bool(getattr(pool, "agent_sessions", False))
+    agent_slots = int(getattr(driver, "AGENT_SLOTS", 1)) if sessions else 0
+    plan = plan_pool(
+        agents,
+        policy,
+        params,
+        workers=workers,
+        calls_per_worker=pool.calls_per_worker,
+        legs_per_call=2 if pool.agent_legs else 1,
+        agent_slots=agent_slots,
+        max_calls=pool.trunk.max_calls,
+    )
+    if pool.sip_port and pool.sip_port + plan.workers > 65536:
+        raise ConfigError("pool.sip_port", f"leaves no room for one port per worker ({plan.workers} workers)")
+    return plan
 
 
 def _check_region(region: str, key: str) -> None:
@@ -653,6 +682,12 @@ class LiveCampaign:
 
     # -- questions of the run ----------------------------------------------------------------------------
 
+    def all_final(self) -> bool:
+        """Whether no lead can ever be dialed again: none ready (due, waiting for a retry, a callback or its
+        calling hours) and none being dialed. ``--keep-going`` stops here instead of waiting forever."""
+        counts = self.lead_counts()
+        return not counts.get("ready") and not counts.get("dialing")
+
     def due(self, now: float) -> bool:
         """Whether some lead may be due now (the gates still decide at dial time)."""
         return bool(self.store.due_leads(self.config.campaign_id, now, 1))
@@ -686,13 +721,17 @@ class RunResult:
     held: dict[str, int]
     leads: dict[str, int]
     next_due: float | None
+    alert: str | None = None  # why dialing stopped on its own (a silent trunk, a failed part): the run failed
+    placed_any: bool = True  # False when stopped before the first dial (Ctrl-C during start-up)
 
 
 class LiveRun:
     """The engine of one :class:`LiveCampaign` over SIP. Construct it inside the running event loop.
 
-    :meth:`run` returns when no lead is due now and no call is up (``keep_going`` waits for later leads instead),
-    or when ``stop`` is set; the calls in flight are then drained, and setting ``stop`` again hangs them up.
+    :meth:`run` returns when no lead is due now and no call is up (``keep_going`` waits for later leads instead,
+    until every lead is final), when dialing stopped on an alert and the last call ended, or when ``stop`` is set;
+    the calls in flight are then drained, and setting ``stop`` again hangs them up. A ``stop`` set while the
+    workers start places no call at all.
     """
 
     def __init__(self, campaign: LiveCampaign, *, clock: Callable[[], float] = time.time) -> None:
@@ -715,15 +754,40 @@ class LiveRun:
             on_record=campaign.record,
             machine=cfg.machine,
         )
+        #: True once start-up is over and dialing was let go (a Ctrl-C before that places no call).
+        self.dialing_started = False
 
     def status(self) -> dict[str, Any]:
         return self.sip.status()
 
-    def finished(self) -> str | None:
-        """Why the run is over, or ``None`` while calls are up or leads are due."""
+    def alert(self) -> str | None:
+        """Why the engine stopped dialing on its own (a silent trunk, a failed part), once dialing had started."""
+        if not self.dialing_started or self.engine.dialing:
+            return None
+        if self.sip.alerts:
+            kind, message = self.sip.alerts[-1]
+            return f"{kind}: {message}"
+        if self.engine.faults:
+            return self.engine.faults[-1][1]
+        return "dialing stopped"
+
+    def finished(self, keep_going: bool = False) -> str | None:
+        """Why the run is over, or ``None`` while calls are up or leads are due.
+
+        With ``keep_going`` only what no amount of waiting changes ends the run: dialing stopped on an alert, or
+        every lead final. Leads waiting for a retry, a callback or their calling hours, and agents who are all
+        paused, are waited for.
+        """
         from dialer.engine.state import AgentState
 
         if self.engine.in_flight or self.sip.driver.active:
+            return None
+        alert = self.alert()
+        if alert is not None:
+            return f"dialing stopped: {alert}"
+        if self.campaign.all_final():
+            return "every lead is final"
+        if keep_going:
             return None
         if not self.campaign.due(self.runtime.now()):
             return "no lead is due now"
@@ -731,6 +795,55 @@ class LiveRun:
         if counts[AgentState.READY] + counts[AgentState.ON_CALL] + counts[AgentState.WRAP_UP] == 0:
             return "no agent can take calls (every agent paused or logged out)"
         return None
+
+    async def _start(self, stop: asyncio.Event) -> bool:
+        """Start the workers and log the agents in with dialing held; let it go unless ``stop`` came first.
+
+        Why held: :meth:`SipRuntime.start` makes the agents ready, and the engine dials the moment an agent is
+        ready, committing the lead's attempt first. A Ctrl-C during the seconds the pjsua2 workers take to start
+        must place no call and leave the store's leads as they were. So the engine is told to stop dialing before
+        anything starts, and dialing resumes only after a start that ``stop`` did not interrupt. The workers'
+        start itself runs to its end: a worker still loading pjsua2 does not read its pipe, so stopping it
+        mid-start means waiting out the driver's close timeout and killing it, which is slower than letting it
+        come up and stopping it cleanly. Agents are logged in (their phones called, with standing legs) only if
+        ``stop`` has not come by then, and that wait is cut short by ``stop``. ``False`` when interrupted.
+        """
+        from dialer.engine import events as ev
+
+        if stop.is_set():
+            return False
+        self.runtime.submit(ev.DialingStopped)
+        driver = self.sip.driver
+        await driver.start()
+        if stop.is_set():
+            return False
+
+        async def already_started(*args: object, **kwargs: object) -> None:
+            return None
+
+        # SipRuntime.start() starts the driver, then logs the agents in. The driver is up, so its start is
+        # skipped for this one call (an instance attribute shadows the method), and only the logins run.
+        setattr(driver, "start", already_started)  # noqa: B010
+        try:
+            logins = asyncio.ensure_future(self.sip.start())
+            waiting = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({logins, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                if not logins.done():
+                    logins.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await logins
+        finally:
+            delattr(driver, "start")
+        if logins.cancelled() or stop.is_set():
+            return False
+        logins.result()
+        self.dialing_started = True
+        if not self.sip.alerts and not self.engine.faults:  # an alert during start-up keeps dialing stopped
+            self.runtime.submit(ev.DialingResumed)
+        return True
 
     async def run(
         self,
@@ -745,30 +858,33 @@ class LiveRun:
         interrupted = False
         drained = True
         reason = ""
+        alert: str | None = None
         try:
-            await self.sip.start()
-            while True:
+            if not await self._start(stop):
+                interrupted, reason = True, "interrupted during start-up (no call placed)"
+            while not interrupted:
                 if stop.is_set():
                     interrupted, reason = True, "interrupted"
                     break
-                why = self.finished()
-                if why is not None and not keep_going:
-                    reason = why
+                why = self.finished(keep_going)
+                if why is not None:
+                    reason, alert = why, self.alert()  # now: draining stops dialing too, for no fault
                     break
                 if status is not None:
                     status(self.status())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), status_every)
-            stop.clear()
-            drain = asyncio.ensure_future(self.sip.drain(drain_timeout))
-            again = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({drain, again}, return_when=asyncio.FIRST_COMPLETED)
-            again.cancel()
-            if not drain.done():
-                drain.cancel()
-                drained = False
-            else:
-                drained = drain.result()
+            if self.dialing_started:
+                stop.clear()
+                drain = asyncio.ensure_future(self.sip.drain(drain_timeout))
+                again = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({drain, again}, return_when=asyncio.FIRST_COMPLETED)
+                again.cancel()
+                if not drain.done():
+                    drain.cancel()
+                    drained = False
+                else:
+                    drained = drain.result()
         finally:
             await self.sip.close()  # hangs up whatever is left; each call still gets its record
         return RunResult(
@@ -780,6 +896,8 @@ class LiveRun:
             held=dict(self.campaign.leads.held),
             leads=self.campaign.lead_counts(),
             next_due=self.campaign.next_due(),
+            alert=alert,
+            placed_any=self.dialing_started,
         )
 
 
