@@ -818,25 +818,16 @@ class LiveRun:
         if stop.is_set():
             return False
 
-        async def already_started(*args: object, **kwargs: object) -> None:
-            return None
-
-        # SipRuntime.start() starts the driver, then logs the agents in. The driver is up, so its start is
-        # skipped for this one call (an instance attribute shadows the method), and only the logins run.
-        setattr(driver, "start", already_started)  # noqa: B010
+        logins = asyncio.ensure_future(self.sip.start(start_driver=False))  # the driver is up: log agents in
+        waiting = asyncio.ensure_future(stop.wait())
         try:
-            logins = asyncio.ensure_future(self.sip.start())
-            waiting = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({logins, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiting.cancel()
-                if not logins.done():
-                    logins.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await logins
+            await asyncio.wait({logins, waiting}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            delattr(driver, "start")
+            waiting.cancel()
+            if not logins.done():
+                logins.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await logins
         if logins.cancelled() or stop.is_set():
             return False
         logins.result()

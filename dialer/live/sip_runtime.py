@@ -195,14 +195,16 @@ class SipRuntime:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
-    async def start(self, login_timeout: float = 30.0) -> None:
+    async def start(self, login_timeout: float = 30.0, *, start_driver: bool = True) -> None:
         """Start the workers, then log every agent in and make them ready (which starts dialing).
 
         With agent sessions each agent's phone is called first and the agent is logged in when it answers; this
         waits up to ``login_timeout`` for every phone, then goes on with those that answered (a phone answering
-        later logs its agent in then; one that refused is logged, and stays out).
+        later logs its agent in then; one that refused is logged, and stays out). ``start_driver=False`` when
+        the caller started the driver itself (to stop between the workers' start and the first dial).
         """
-        await self.driver.start()
+        if start_driver:
+            await self.driver.start()
         if not self.sessions:
             for agent_id in self.agents:
                 self._submit(ev.AgentLoggedIn, agent_id=agent_id)
@@ -270,6 +272,9 @@ class SipRuntime:
     async def _dial(self, action: DialLead) -> None:
         self._leads[action.call_id] = action.lead
         self._dialed_at[action.call_id] = self.runtime.now()
+        if self.driver.closing or not self.driver.running:  # ordered as we stop: the lead was never dialed
+            self._submit(ev.CallNotPlaced, call_id=action.call_id, why="SIP driver not running")
+            return
         await self.driver.dial(action.call_id, action.lead.phone, action.ring_timeout)
 
     def _connect(self, action: ConnectCall) -> None:

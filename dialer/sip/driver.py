@@ -304,6 +304,11 @@ class SipDriver:
         ]
 
     @property
+    def running(self) -> bool:
+        """Started and not closing: calls may be placed."""
+        return self._changed is not None and not self._closing
+
+    @property
     def closing(self) -> bool:
         """Closing or closed: nothing new may be started."""
         return self._closing
@@ -370,7 +375,10 @@ class SipDriver:
                     why = self.trunk_down or ("driver closing" if self._closing else "no capacity in time")
                     self._not_placed(call_id, why)
                     return
+                # Never sleep past the wait limit: a back-off of 30 s must not keep a dial unsent beyond its own
+                # limit, or the engine's ring backstop closes it as if it had rung (it never left).
                 timeout = max(0.001, blocked_until - now) if handle is not None else 0.5
+                timeout = min(timeout, max(0.001, wait_limit - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout)
             cps = self.config.trunk.calls_per_second
