@@ -367,7 +367,15 @@ class CampaignBus:
             if not isinstance(leads, OptOutLeads):
                 # Fail closed and loud: the sender learns the opt-out was NOT recorded here.
                 raise CommandRejected("unsupported", "this campaign's lead source cannot record opt-outs")
-            leads.opt_out(d["phone"], d.get("lead_id"), d.get("reason"))
+            # The one normaliser, at the boundary: an opt-out spelt '(212) 510-4860' must block +12125104860, and
+            # one that names no number is refused with the input named, never stored as typed.
+            from dialer.compliance.numbers import NumberError, normalize
+
+            try:
+                phone = normalize(d["phone"], getattr(leads, "default_region", "US"))
+            except NumberError as exc:
+                raise CommandRejected("invalid_number", f"opt-out not recorded: {exc}") from None
+            leads.opt_out(phone, d.get("lead_id"), d.get("reason"))
         else:  # pragma: no cover - COMMANDS and this switch are kept in step by the tests
             raise CommandRejected("unknown_type", f"no handler for {m.type!r}")
 

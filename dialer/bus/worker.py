@@ -43,7 +43,7 @@ from dialer.bus.schema import SchemaError, decode
 from dialer.engine import events as ev
 from dialer.engine.actions import ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.state import CallState
-from dialer.errors import ConfigError, InvalidTransition
+from dialer.errors import ConfigError, DialerError, InvalidTransition
 from dialer.live.runtime import AsyncRuntime, RuntimeClosed
 
 log = logging.getLogger("dialer.bus.worker")
@@ -633,7 +633,10 @@ class Dispatcher:
         if opt_out is None:
             log.error("lead %s opted out by keypress, but the lead source cannot record opt-outs", lead.lead_id)
             return
-        opt_out(lead.phone, lead.lead_id, "keypress during the abandonment message")
+        try:
+            opt_out(lead.phone, lead.lead_id, "keypress during the abandonment message")
+        except DialerError:  # e.g. a number the normaliser refuses: said loudly, never swallowed as recorded
+            log.exception("lead %s opted out by keypress, but the opt-out could not be recorded", lead.lead_id)
 
     def _on_status(self, topic: str, payload: bytes, properties: Any) -> None:
         try:

@@ -48,8 +48,11 @@ class CampaignLeads:
 
     One instance per campaign at a time: starting one closes the campaign's open attempts as interrupted.
     ``held`` counts leads held back at dial time, by reason (``do-not-call``, ``outside calling hours``,
-    ``unknown time zone``, ...). ``scan_limit`` bounds the leads examined per :meth:`next_lead` call, so one call
-    never stalls the engine on a list that is entirely outside its window.
+    ``unknown time zone``, ``invalid number``, ...); ``held_by_rule`` counts the same holds by the rule that
+    decided (``do-not-call: internal list``, ``hours: US federal``, ``area-code zone``, ``stated state zone``,
+    ``public holiday: AU-NSW``, ...): what each rule costs in reach (:meth:`reach`). ``scan_limit`` bounds the
+    leads examined per :meth:`next_lead` call, so one call never stalls the engine on a list that is entirely
+    outside its window.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class CampaignLeads:
         self.epoch_offset = epoch_offset
         self.scan_limit = scan_limit
         self.held: dict[str, int] = {}
+        self.held_by_rule: dict[str, int] = {}
         self.dialed = 0
         self._open: dict[str, int] = {}
         store.ensure_campaign(campaign_id)
@@ -151,8 +155,15 @@ class CampaignLeads:
 
     # -- gates -----------------------------------------------------------------------------------------
 
-    def _hold(self, reason: str) -> None:
+    def _hold(self, reason: str, rule: str | None = None) -> None:
         self.held[reason] = self.held.get(reason, 0) + 1
+        key = rule or reason
+        self.held_by_rule[key] = self.held_by_rule.get(key, 0) + 1
+
+    def reach(self) -> list[tuple[str, int]]:
+        """Dial-time holds per rule, most costly first: the reach each rule costs this run (a lead parked until
+        its window opens counts once per time it was looked at and held)."""
+        return sorted(self.held_by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
 
     def _gate(self, lead: StoredLead, epoch: float) -> float | None:
         """``None`` if the lead may be dialed now; else the epoch to look at it again (``inf``: never)."""
@@ -163,18 +174,24 @@ class CampaignLeads:
         reason = self.dnc.check(lead.phone)
         if reason is not None:
             if reason in ("internal list", "national registry"):
-                self._hold("do-not-call")
+                self._hold("do-not-call", f"do-not-call: {reason}")
                 self.store.update_lead(
                     self.campaign_id, lead.lead_id, status="done", disposition=Disposition.DO_NOT_CALL
                 )
                 return float("inf")
-            self._hold("no usable do-not-call registry")
+            if reason.startswith("not an E.164 number"):  # stored before the one normaliser: never dialable
+                self._hold("invalid number")
+                self.store.update_lead(
+                    self.campaign_id, lead.lead_id, status="done", disposition=Disposition.INVALID_NUMBER
+                )
+                return float("inf")
+            self._hold("no usable do-not-call registry", f"do-not-call: {reason}")
             return epoch + RETRY_GATE  # no or stale registry: wait for a fresh one, never dial meanwhile
         state = lead.fields.get("state", "")
-        reason = self.windows.check(lead.phone, epoch, time_zone=lead.time_zone, state=state)
-        if reason is None:
+        verdict = self.windows.decide(lead.phone, epoch, time_zone=lead.time_zone, state=state)
+        if verdict.reason is None:
             return None
-        self._hold(reason.split(":", 1)[0])
+        self._hold(verdict.reason.split(":", 1)[0], verdict.rule)
         opens = self.windows.next_open(lead.phone, epoch, time_zone=lead.time_zone, state=state)
         return opens if opens is not None else epoch + 24 * 3600.0
 
@@ -273,10 +290,25 @@ class CampaignLeads:
             next_at=at,
         )
 
-    def opt_out(self, phone: str, *, source: str = "call") -> None:
-        """A do-not-call request: persisted, then effective at once for this and every campaign in the store."""
-        self.dnc.opt_out(
-            phone, persist=lambda p: self.store.add_opt_out(p, campaign_id=self.campaign_id, source=source)
+    @property
+    def default_region(self) -> str:
+        """The region numbers written without a country code are read in (the do-not-call gate's)."""
+        return self.dnc.default_region
+
+    def opt_out(
+        self, phone: str, lead_id: str | None = None, reason: str | None = None, *, source: str = "call"
+    ) -> str:
+        """A do-not-call request: normalised, persisted, then effective at once for this and every campaign in the
+        store. Returns the E.164 number blocked.
+
+        ``phone`` may be in any spelling (``(212) 510-4860``); one that is not a number raises
+        :class:`~dialer.compliance.numbers.NumberError` naming it, and nothing is stored. ``lead_id`` and
+        ``reason`` are what the bus command ``lead.opt_out`` carries (this class serves it directly); the
+        reason is stored as the source when given.
+        """
+        how = source if reason is None else f"{source}: {reason}"
+        return self.dnc.opt_out(
+            phone, persist=lambda p: self.store.add_opt_out(p, campaign_id=self.campaign_id, source=how)
         )
 
     def recycle(self, dispositions: Iterable[str], epoch: float | None = None) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialer.compliance.numbers import NumberError, normalize
+from dialer.compliance.numbers import NumberError, is_e164, normalize
 from dialer.errors import DialerError
 
 if TYPE_CHECKING:
@@ -418,13 +418,44 @@ def nanp_digits(e164: str) -> int | None:
 # -- everything together ---------------------------------------------------------------------------------------
 
 
+def nanp_shaped(text: str) -> bool:
+    """``+1`` then an area code and exchange that do not start with 0 or 1, then four digits.
+
+    Such a string is already its number's one E.164 spelling (NANP has no national prefix left to strip from
+    it), so list keys and lookups of this shape need no parse: the company list and the check stay fast at
+    registry scale.
+    """
+    return (
+        len(text) == 12
+        and text.startswith("+1")
+        and text[2:].isascii()
+        and text[2:].isdigit()
+        and text[2] not in "01"
+        and text[5] not in "01"
+    )
+
+
+def list_key(entry: str, default_region: str = "US") -> str:
+    """A do-not-call list entry as the E.164 string it must match; :class:`NumberError` naming it if it has none.
+
+    Every list (company list, opt-outs, entries loaded from the store) goes through here: an entry kept as
+    typed (``(212) 510-4860``) would never match the E.164 numbers dialed, and the person would keep being
+    called.
+    """
+    if nanp_shaped(entry):
+        return entry
+    return normalize(entry, default_region)
+
+
 class DoNotCall:
     """Every do-not-call source a campaign must honour, asked as one: :meth:`check` says why a number is blocked.
 
     ``registry`` covers US numbers; with ``require_registry`` (the default) a US number cannot be cleared without a
-    registry fresher than ``max_age_days``: fail closed. ``internal`` is the company's own list (E.164 strings).
-    Opt-outs taken on calls go through :meth:`opt_out`, which persists them (via ``persist``) before the in-memory
-    list changes, so an opt-out acknowledged to the caller survives a crash.
+    registry fresher than ``max_age_days``: fail closed. ``internal`` is the company's own list, in any spelling
+    :func:`~dialer.compliance.numbers.normalize` reads with ``default_region`` (an entry that is not a number is a
+    :class:`~dialer.compliance.numbers.NumberError`, never silently kept). Opt-outs taken on calls go through
+    :meth:`opt_out`, which normalises, then persists them (via ``persist``) before the in-memory list changes, so an
+    opt-out acknowledged to the caller survives a crash.
     """
 
     def __init__(
@@ -436,33 +467,55 @@ class DoNotCall:
         max_age_days: float = MAX_AGE_DAYS,
         registry_regions: Iterable[str] = ("US",),
         clock: Any = time.time,
+        default_region: str = "US",
     ) -> None:
         self.registry = registry
         self.require_registry = require_registry
         self.max_age_days = max_age_days
         self.registry_regions = frozenset(registry_regions)
+        self.default_region = default_region
         self._clock = clock
-        self._internal: set[str] = set(internal)
+        self._internal: set[str] = {list_key(n, default_region) for n in internal}
         self._lock = threading.Lock()
 
     def add_internal(self, numbers: Iterable[str]) -> None:
+        """Add company-list entries (any spelling); all or none: one that is not a number raises
+        :class:`~dialer.compliance.numbers.NumberError` naming it, and nothing is added."""
+        keys = {list_key(n, self.default_region) for n in numbers}
         with self._lock:
-            self._internal.update(numbers)
+            self._internal.update(keys)
 
-    def opt_out(self, e164: str, persist: Any = None) -> None:
-        """Block ``e164`` at once. ``persist(e164)`` (for example a store's ``add_opt_out``) runs first."""
+    def opt_out(self, number: str, persist: Any = None) -> str:
+        """Block ``number`` (any spelling) at once; returns its E.164 form.
+
+        The number is normalised first, so a request that names no number raises
+        :class:`~dialer.compliance.numbers.NumberError` (naming the input) before anything is stored: the caller
+        learns it was not recorded. ``persist(e164)`` (for example a store's ``add_opt_out``) runs next.
+        """
+        e164 = list_key(number, self.default_region)
         if persist is not None:
             persist(e164)
         with self._lock:
             self._internal.add(e164)
+        return e164
 
     def check(self, e164: str) -> str | None:
-        """Why ``e164`` must not be dialed, or ``None`` if it may be."""
+        """Why ``e164`` must not be dialed, or ``None`` if it may be.
+
+        Only the exact E.164 spelling can be looked up in the lists, so anything else fails closed: a number
+        given in another spelling, or one that is not a valid number, is blocked with reason
+        ``not an E.164 number`` rather than answered "may dial" after missing every list.
+        """
+        if not (nanp_shaped(e164) or is_e164(e164)):
+            return f"not an E.164 number: {e164!r}"[:80]
         if e164 in self._internal:
             return "internal list"
         from dialer.compliance.numbers import region_of
 
-        if region_of(e164) in self.registry_regions:
+        region = region_of(e164)
+        if not region:  # E.164's shape, but no number of any region (an unassigned area code, say)
+            return f"not an E.164 number: {e164!r} is not a valid number"
+        if region in self.registry_regions:
             if self.registry is None:
                 return "no national registry loaded" if self.require_registry else None
             if self.registry.age_days(self._clock()) > self.max_age_days:
@@ -502,7 +555,7 @@ def load_internal_list(path: str | Path, *, default_region: str = "US") -> list[
                 out.append(f"+1{number:010d}")
                 continue
             try:
-                out.append(normalize(text, default_region))
+                out.append(list_key(text, default_region))
             except NumberError as exc:
                 raise DncFormatError(source, line_no, str(exc)) from None
     return out
