@@ -37,6 +37,7 @@ from dialer.errors import ConfigError
 if TYPE_CHECKING:
     from dialer.campaign import CampaignLeads, ColumnMapping, ImportReport, RetryPolicy
     from dialer.compliance import CallingWindows, DoNotCall, NationalRegistry, RegionRules
+    from dialer.compliance.evidence import EvidenceLog
     from dialer.engine.core import Engine, EngineConfig
     from dialer.engine.records import CallRecord
     from dialer.leads import Lead
@@ -584,6 +585,7 @@ class LiveCampaign:
         self.registry = registry
         self.opted_out: list[str] = []
         self._pending_dnc: set[str] = set()
+        self._evidence: EvidenceLog | None = None
 
     @classmethod
     def open(cls, config: CampaignConfig, *, now: float | None = None) -> LiveCampaign:
@@ -700,10 +702,62 @@ class LiveCampaign:
     def lead_counts(self) -> dict[str, int]:
         return self.store.count_leads(self.config.campaign_id)
 
+    @property
+    def evidence_path(self) -> Path:
+        """The chained evidence log beside the store (``spring.sqlite`` -> ``spring.evidence.jsonl``)."""
+        return evidence_path(self.config.store)
+
+    def evidence(self, record: CallRecord, wire: Mapping[str, Any]) -> None:
+        """Append what an auditor needs of one finished call to the chained evidence log.
+
+        Raises :class:`~dialer.compliance.evidence.EvidenceError` when it cannot: the SIP runtime then stops
+        dialing (a call whose evidence is lost must not be followed by more).
+        """
+        from dialer.compliance.evidence import EvidenceLog
+
+        if self._evidence is None:
+            self._evidence = EvidenceLog(self.evidence_path)
+        ring_end = record.picked_up_at or record.answered_at or record.ended_at
+        self._evidence.append("call", {
+            "campaign_id": self.config.campaign_id,
+            "call_id": record.call_id,
+            "lead_id": record.lead.lead_id,
+            "phone": record.lead.phone,
+            "caller_id": self.config.pool.trunk.caller_id,
+            "sip_call_id": wire.get("sip_call_id", ""),
+            "sip_status": wire.get("sip_status"),
+            "placed": record.placed,
+            "placed_at": record.dialed_at if record.placed else None,
+            "ringing_at": record.ringing_at,
+            "ring_seconds": None if record.ringing_at is None else round(ring_end - record.ringing_at, 3),
+            "picked_up_at": record.picked_up_at,
+            "answered_at": record.answered_at,
+            "amd_verdict": record.amd_verdict,
+            "amd_seconds": record.amd_seconds,
+            "connected_at": record.connected_at,
+            "agent_id": record.agent_id,
+            "message_at": record.message_at,
+            "message_played": record.message_played,
+            "wait": record.wait,
+            "outcome": record.outcome.value,
+            "abandoned": record.abandoned,
+            "bridge_failed": record.bridge_failed,
+            "agent_lost": record.agent_lost,
+            "customer_hung_up": record.customer_hung_up,
+            "ended_at": record.ended_at,
+        })  # fmt: skip
+
     def close(self) -> None:
+        if self._evidence is not None:
+            self._evidence.close()
         self.store.close()
         if self.registry is not None:
             self.registry.close()
+
+
+def evidence_path(store: Path) -> Path:
+    """Where a store's chained evidence log lives: beside it, named after it."""
+    return store.with_name(store.stem + ".evidence.jsonl")
 
 
 # -- running ---------------------------------------------------------------------------------------------------
@@ -752,6 +806,7 @@ class LiveRun:
             opt_out_digit=cfg.opt_out_digit,
             on_opt_out=campaign.opt_out,
             on_record=campaign.record,
+            on_evidence=campaign.evidence,
             machine=cfg.machine,
         )
         #: True once start-up is over and dialing was let go (a Ctrl-C before that places no call).

@@ -116,6 +116,7 @@ class SipRuntime:
         opt_out_digit: str = "9",
         on_opt_out: Callable[[Lead], None] | None = None,
         on_record: Callable[[CallRecord], None] | None = None,
+        on_evidence: Callable[[CallRecord, Mapping[str, Any]], None] | None = None,
         machine: str = "hangup",
     ) -> None:
         if wrap_up < 0:
@@ -161,6 +162,8 @@ class SipRuntime:
         self.opt_out_digit = opt_out_digit
         self._on_opt_out = on_opt_out
         self._on_record = on_record
+        self._on_evidence = on_evidence
+        self._wire: dict[int, dict[str, Any]] = {}  # what the SIP side saw of each call: Call-ID, final status
         self.alerts: list[tuple[str, str]] = []
         self.sessions = config.agent_sessions
         self.agent_log: list[AgentSessionEvent] = []  # every standing leg up or down, for logs and tests
@@ -313,8 +316,17 @@ class SipRuntime:
         self._leads.pop(record.call_id, None)
         self._message_ordered.discard(record.call_id)
         self._dialed_at.pop(record.call_id, None)
-        if self._on_record is not None:
-            self._on_record(record)
+        wire = self._wire.pop(record.call_id, {})
+        try:
+            if self._on_record is not None:
+                self._on_record(record)
+            if self._on_evidence is not None:
+                self._on_evidence(record, wire)
+        except Exception as exc:  # a record that cannot be kept: fail closed, no more dials until someone looks
+            log.exception("the record of call %d could not be kept", record.call_id)
+            self.alerts.append(("record_lost", f"call {record.call_id}: {exc}"))
+            if self.engine.dialing:
+                asyncio.get_running_loop().call_soon(self._submit, ev.DialingStopped)
         self._idle.set()
 
     # -- driver events ------------------------------------------------------------------------------------
@@ -323,6 +335,7 @@ class SipRuntime:
         cid = event.call_id
         state = self.engine.call_state(cid)
         if isinstance(event, Placed):
+            self._wire.setdefault(cid, {})["sip_call_id"] = event.sip_call_id
             if state is CallState.DIALING:
                 self._dialed_at[cid] = self.runtime.now()
                 self._submit(ev.CallPlaced, call_id=cid)
@@ -334,6 +347,7 @@ class SipRuntime:
             if state in _UNANSWERED:
                 self._submit(ev.CallRinging, call_id=cid)
         elif isinstance(event, Answered):
+            self._wire.setdefault(cid, {})["sip_status"] = 200
             if state not in _UNANSWERED:
                 self.driver.hangup(cid)  # answered after we gave up: nobody is waiting for this call
                 return
@@ -363,6 +377,7 @@ class SipRuntime:
                     picked_up_at=picked_up,
                 )
         elif isinstance(event, Failed):
+            self._wire.setdefault(cid, {})["sip_status"] = event.status
             if state in _UNANSWERED:
                 self._submit(ev.CallFailed, call_id=cid, reason=event.outcome.reason)
         elif isinstance(event, Ended):

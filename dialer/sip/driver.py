@@ -49,9 +49,11 @@ class DriverEvent:
 
 @dataclass(frozen=True, slots=True)
 class Placed(DriverEvent):
-    """The INVITE left at ``at`` (wall clock of the worker): ring time counts from here."""
+    """The INVITE left at ``at`` (wall clock of the worker): ring time counts from here. ``sip_call_id`` is its
+    Call-ID header, for matching the ledger with the carrier's records and packet captures."""
 
     at: float
+    sip_call_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,7 +634,7 @@ class SipDriver:
         call_id = int(rest[0])
         if verb == "invited":
             handle.invited.add(call_id)
-            self._emit(Placed(call_id, float(rest[1])))
+            self._emit(Placed(call_id, float(rest[1]), str(rest[2]) if len(rest) > 2 else ""))
         elif verb == "unplaced":
             self._release(handle, call_id)
             self._not_placed(call_id, str(rest[1]))

@@ -518,7 +518,10 @@ class Worker:
         customer.invited = time.monotonic()
         if ring_timeout is not None:
             customer.ring_deadline = customer.invited + ring_timeout
-        self.send("invited", cid, time.time())
+        sip_call_id = ""
+        with contextlib.suppress(pj.Error):
+            sip_call_id = str(call.getInfo().callIdString)
+        self.send("invited", cid, time.time(), sip_call_id)
         self.started_setup()
         return "placed"
 

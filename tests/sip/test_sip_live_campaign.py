@@ -161,6 +161,23 @@ def test_live_campaign_end_to_end(sipp_factory: type, tmp_path: Path, capsys: py
         and "not" in rejects["10"]
     ), rejects
 
+    # The chained evidence log beside the store: one entry a call, as measured on the SIP side, unbroken.
+    from dialer.compliance.evidence import entries, verify
+
+    assert verify(tmp_path / "spring.evidence.jsonl").ok
+    calls = {e["data"]["lead_id"]: e["data"] for e in entries(tmp_path / "spring.evidence.jsonl")}
+    assert sorted(calls) == ["busy", "gone", "optout", "talk"]
+    assert {lead: c["sip_status"] for lead, c in calls.items()} == {
+        "busy": 486,
+        "gone": 404,
+        "optout": 200,
+        "talk": 200,
+    }
+    assert all(c["sip_call_id"] and c["placed"] and c["caller_id"] for c in calls.values())
+    assert calls["optout"]["message_played"] and calls["optout"]["abandoned"]
+    assert calls["busy"]["ring_seconds"] is None  # refused at once: it never rang
+    assert 0 < calls["talk"]["ring_seconds"] < 2  # the SIPp customer rings 0.1 s before its 200 OK
+
     with Store(tmp_path / "spring.sqlite") as store:
         attempts = {a.lead_id: a for a in store.attempts("spring")}
         assert sorted(attempts) == ["busy", "gone", "optout", "talk"]  # no DNC lead, no out-of-window lead dialed
