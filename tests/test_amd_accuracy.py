@@ -10,6 +10,11 @@ people for machines and fails them.
 What this test does *not* assert is the issue's "machines caught >= 85%": within the 1.5-s budget no timing
 feature tells a receptionist's greeting from a voicemail's (docs/amd.md), and this detector keeps people safe
 instead. It only asserts that some machines are still caught.
+
+The connect clocks: ``speech_start`` and ``greeting_end`` are checked against a recording whose true onset and end
+are known, and the ``greeting_end`` preset (a 5-s budget, allowed because the US clock starts at the end of the
+greeting) on the same held-out sample: people safe, most machines caught, and every person decided within 1.0 s
+of the detector's ``greeting_end`` (the bridge needs the rest of the 2 s).
 """
 
 from __future__ import annotations
@@ -23,20 +28,26 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sip"))
 
-from amd_corpus import Sample, build
+from amd_corpus import Sample, build, synth
 
 from dialer.amd import (
+    CLOCKS,
     FRAME_BYTES,
+    FRAME_SECONDS,
     MACHINE,
     PEOPLE_TAKEN_FOR_MACHINES,
+    PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK,
     PERSON,
+    PRESETS,
     UNSURE,
     Detector,
+    amd_preset,
     classify_pcm,
     run_detector,
 )
-from dialer.amd.accuracy import Outcome, all_times, score, wilson
+from dialer.amd.accuracy import Outcome, all_times, clock_lags, score, wilson
 from dialer.amd.baseline import FirstBurstDetector, classify_pcm_baseline
+from dialer.errors import ConfigError
 from dialer.sip.config import AmdConfig
 
 
@@ -52,12 +63,16 @@ def _beep(seconds: float, hz: float = 1000.0) -> bytes:
     )
 
 
-def _outcomes(samples: list[Sample], baseline: bool = False) -> list[Outcome]:
+def _outcomes(samples: list[Sample], baseline: bool = False, clock: str | None = None) -> list[Outcome]:
     out = []
     for s in samples:
-        detector = FirstBurstDetector() if baseline else Detector.from_config(AmdConfig())
+        if baseline:
+            verdict, seconds = run_detector(FirstBurstDetector(), s.pcm)
+            out.append(Outcome(s.label, s.category, verdict, seconds))
+            continue
+        detector = Detector(**amd_preset(clock)) if clock else Detector.from_config(AmdConfig())
         verdict, seconds = run_detector(detector, s.pcm)
-        out.append(Outcome(s.label, s.category, verdict, seconds))
+        out.append(Outcome(s.label, s.category, verdict, seconds, detector.speech_start, detector.greeting_end))
     return out
 
 
@@ -114,7 +129,86 @@ def test_baseline_is_the_old_detector() -> None:
 
 
 def test_published_estimate_matches_its_wilson_bound() -> None:
-    est = PEOPLE_TAKEN_FOR_MACHINES
-    assert est.people >= 200
-    hits = round(est.point * est.people)
-    assert est.upper95 == pytest.approx(wilson(hits, est.people)[1], abs=1e-4)
+    assert PEOPLE_TAKEN_FOR_MACHINES is PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK["answer"]  # the old name: the default's
+    assert set(PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK) == set(CLOCKS)
+    for est in PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK.values():
+        assert est.people >= 200
+        hits = round(est.point * est.people)
+        assert est.upper95 == pytest.approx(wilson(hits, est.people)[1], abs=1e-4)
+
+
+# --- the connect clocks ------------------------------------------------------------------------------------------
+
+LEAD = 0.5  # seconds of line silence before "hello"
+
+
+@pytest.fixture(scope="module")
+def hello() -> tuple[bytes, float]:
+    """A clean "Hello?" after LEAD s of silence, then 3 s of silence, and where the voice truly ends (s)."""
+    import numpy as np
+
+    voice = np.frombuffer(synth("Hello?", "en-us", 160), dtype="<i2")
+    loud = np.flatnonzero(np.abs(voice) > 300)  # espeak-ng pads with silence: keep the voice itself
+    voice = voice[loud[0] : loud[-1] + 1]
+    pcm = bytes(int(8000 * LEAD) * 2) + voice.tobytes() + bytes(8000 * 3 * 2)
+    return pcm, LEAD + len(voice) / 8000
+
+
+def test_clock_starts_are_none_until_a_word_is_heard() -> None:
+    detector = Detector()
+    assert detector.speech_start is None and detector.greeting_end is None
+    verdict, _ = run_detector(detector, bytes(FRAME_BYTES * 100))
+    assert verdict == UNSURE and detector.speech_start is None and detector.greeting_end is None
+
+
+@pytest.mark.parametrize("clock", CLOCKS)
+def test_hello_then_silence_gives_the_clock_starts(hello: tuple[bytes, float], clock: str) -> None:
+    pcm, end = hello
+    detector = Detector(**amd_preset(clock))
+    verdict, seconds = run_detector(detector, pcm)
+    assert verdict == PERSON
+    assert detector.speech_start is not None and detector.greeting_end is not None
+    # never late (the clock must not start after the truth), and not absurdly early either
+    assert LEAD - 0.3 <= detector.speech_start <= LEAD
+    assert end - 2 * FRAME_SECONDS <= detector.greeting_end <= end  # the voiced run's end, within one frame
+    assert seconds - detector.greeting_end == pytest.approx(amd_preset(clock)["after_greeting_silence"], abs=0.03)
+
+
+def test_presets_are_detector_and_config_settings() -> None:
+    assert set(PRESETS) == set(CLOCKS)
+    answer = AmdConfig(**amd_preset("answer"))
+    assert answer == AmdConfig()  # the answer preset is the default configuration
+    assert amd_preset("speech_start") == amd_preset("answer")  # nothing better fits the UK clock (docs/amd.md)
+    ge = amd_preset("greeting_end")
+    Detector.from_config(AmdConfig(**ge))
+    assert ge["initial_silence"] <= 1.5  # no greeting: the clock runs from the answer
+    assert max(ge["after_greeting_silence"], ge["waiting"]) + FRAME_SECONDS <= 1.0  # verdict soon after greeting
+    amd_preset("answer")["budget"] = 99.0
+    assert PRESETS["answer"]["budget"] == 1.5  # a copy
+    with pytest.raises(ConfigError):
+        amd_preset("ringing")
+
+
+def test_greeting_end_preset_on_the_held_out_sample(held: list[Sample]) -> None:
+    outcomes = _outcomes(held, clock="greeting_end")
+    people, machines = score(outcomes, PERSON), score(outcomes, MACHINE)
+    lag = clock_lags(outcomes, "greeting_end")
+    print(
+        f"\ngreeting_end preset, held-out sample: people -> machine {people.machine}/{people.n}, machines caught "
+        f"{machines.machine}/{machines.n}; greeting_end -> verdict median {lag.median:.2f} s, p99 {lag.p99:.2f} s, "
+        f"max {lag.max:.2f} s ({lag.n} people); silent people decided by {lag.silent_max:.2f} s"
+    )
+    # Within its bound: the point is within 2% plus one call's share (this sample holds 2 of the 4 slow
+    # 9-word receptionist greetings the whole held-out part loses, 2 of 75), and the sample's interval agrees
+    # with the published estimate for this preset (4 of 225 on the whole held-out part).
+    assert people.n >= 60 and people.machine <= 0.02 * people.n + 1
+    estimate = PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK["greeting_end"]
+    assert people.interval[0] <= estimate.upper95 and estimate.point <= people.interval[1]
+    assert machines.rate >= 0.7  # the longer budget is what catches machines (answer preset: under 15%)
+    assert lag.n >= 50 and lag.max <= 1.0  # every person heard speaking is decided within 1.0 s of greeting_end
+    assert lag.silent >= 1 and lag.silent_max <= 1.5 + 1e-9  # silence: unsure by 1.5 s from the answer
+    budget = amd_preset("greeting_end")["budget"]
+    assert max(o.seconds for o in outcomes) <= budget + 1e-9
+    for o in outcomes:  # the clock starts are in order and before the verdict
+        if o.speech_start is not None and o.greeting_end is not None:
+            assert 0.0 <= o.speech_start <= o.greeting_end <= o.seconds

@@ -24,6 +24,13 @@ within 1.5 s of the answer a one-sentence or business answer and the start of a 
 timing, so the detector leaves most long greetings ``unsure`` rather than hang up on receptionists.
 :data:`PEOPLE_TAKEN_FOR_MACHINES` is the share of people it takes for machines, for the compliance report.
 
+Where the connect clock starts decides how long it may listen. After a verdict, :attr:`Detector.speech_start` and
+:attr:`Detector.greeting_end` say when the first word began and when the voice last stopped (both err early, so a
+clock started there never starts late). :data:`PRESETS` holds the settings for each clock: ``answer`` and
+``speech_start`` decide by 1.5 s after the answer; ``greeting_end`` (the US rule: the clock starts when the
+person's greeting ends) listens up to 5 s and catches most machines, deciding people within 0.82 s of their
+greeting's end. :data:`PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK` gives each preset's figure.
+
 The detector is Python over PCM frames, so it is tested on a corpus without SIP, and the worker runs it on
 pjmedia's clock thread. webrtcvad and NumPy load when the first detector is built, not on ``import dialer``.
 """
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from dialer.amd._common import FRAME_BYTES, FRAME_SECONDS, MACHINE, PERSON, SAMPLE_RATE, UNSURE
 from dialer.errors import ConfigError
@@ -55,14 +62,112 @@ class FalseMachineEstimate:
     source: str
 
 
-# Measured by ``python -m benchmarks.amd_accuracy`` on the held-out corpus with the default AmdConfig; re-run and
-# update it whenever the detector or its defaults change (tests/test_amd_accuracy.py checks it is consistent).
-PEOPLE_TAKEN_FOR_MACHINES = FalseMachineEstimate(
-    point=8 / 225,
-    upper95=0.0686,
-    people=225,
-    source="benchmarks/amd_accuracy.py, held-out corpus, default AmdConfig (budget 1.5 s): 8 of 225 people",
-)
+# Measured by ``python -m benchmarks.amd_accuracy`` on the held-out corpus, one per connect clock's preset
+# (PRESETS below); re-run and update them whenever the detector or a preset changes (tests/test_amd_accuracy.py
+# checks each is consistent with its counts, and the greeting_end one against a held-out sample).
+PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK: dict[str, FalseMachineEstimate] = {
+    "answer": FalseMachineEstimate(
+        point=8 / 225,
+        upper95=0.0686,
+        people=225,
+        source="benchmarks/amd_accuracy.py, held-out corpus, 'answer' preset (budget 1.5 s): 8 of 225 people",
+    ),
+    "speech_start": FalseMachineEstimate(
+        point=8 / 225,
+        upper95=0.0686,
+        people=225,
+        source="benchmarks/amd_accuracy.py, held-out corpus, 'speech_start' preset (= 'answer'): 8 of 225 people",
+    ),
+    "greeting_end": FalseMachineEstimate(
+        point=4 / 225,
+        upper95=0.0448,
+        people=225,
+        source="benchmarks/amd_accuracy.py, held-out corpus, 'greeting_end' preset (budget 5.0 s): 4 of 225 people",
+    ),
+}
+"""The share of people each connect clock's preset takes for machines: the figure the compliance report adds to
+the abandonment rate depends on which detector settings the campaign ran with."""
+
+PEOPLE_TAKEN_FOR_MACHINES = PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK["answer"]
+"""The default AmdConfig's (the ``answer`` preset's) figure; kept under its old name for existing callers."""
+
+
+ONSET_CHAIN_GAP = 0.6
+"""Voiced bits (each too short to be a word) closer than this to the next are taken as the first word's start."""
+ONSET_DB = 3.0
+"""How far above the noise floor a frame before the first voiced one must be to count as the word's onset."""
+ONSET_LOOKBACK = 0.3
+"""The furthest :attr:`Detector.speech_start` walks back over such frames, so steady noise cannot drag it far."""
+ONSET_MARGIN = 0.1
+"""Taken off the onset found so that ``speech_start`` is never late. On the development corpus, against the true
+onset (the clean recording's first sample above 1% of the voice's peak), the estimate is 0.027-0.35 s early with
+0.1 s taken off; with 0.06 s it was late on 3 of 213 calls (by up to 13 ms)."""
+
+
+class AmdPreset(TypedDict):
+    """The :class:`Detector` keyword arguments (and ``AmdConfig`` fields) one connect clock needs."""
+
+    budget: float
+    initial_silence: float
+    greeting: float
+    after_greeting_silence: float
+    max_person: float
+    waiting: float
+    max_words: int
+
+
+CLOCKS = ("answer", "speech_start", "greeting_end")
+"""Where the 2-s connect clock may start (docs/amd.md, "The clocks"): Canada's rule, the UK's, the US's."""
+
+PRESETS: dict[str, AmdPreset] = {
+    # The clock runs from the answer: a verdict by 1.5 s leaves 0.5 s for the bridge. These are AmdConfig's
+    # defaults, tuned on the development part with the budget fixed at 1.5 s.
+    "answer": {
+        "budget": 1.5,
+        "initial_silence": 1.5,
+        "greeting": 1.2,
+        "after_greeting_silence": 0.3,
+        "max_person": 0.8,
+        "waiting": 0.8,
+        "max_words": 6,
+    },
+    # The clock runs from the first word. Deciding by 1.5 s after it is no better: at most 1.5 s of anyone's talk
+    # is heard either way, and on the development part every setting tried that catches even 2 of 84 machines
+    # takes 44 or more of 150 people for machines (a receptionist's first 1.5 s is a voicemail's). So this is
+    # the "answer" preset; its verdict by 1.5 s after the answer is also by 1.5 s after the first word.
+    "speech_start": {
+        "budget": 1.5,
+        "initial_silence": 1.5,
+        "greeting": 1.2,
+        "after_greeting_silence": 0.3,
+        "max_person": 0.8,
+        "waiting": 0.8,
+        "max_words": 6,
+    },
+    # The clock runs from the end of the person's greeting, so listening longer costs them nothing as long as
+    # the verdict follows the greeting quickly: a person's comes after_greeting_silence (0.5 s) after their last
+    # word, an unsure one after waiting (0.8 s) of quiet, both well inside 2 s less the bridge. Silence is unsure
+    # at 1.5 s (no greeting: the clock runs from the answer). Talk spanning 3.2 s is a machine (a receptionist's
+    # greeting is shorter); 5 s leaves room for a 0.8-s lead, pauses and the beep after short greetings. The
+    # word count is off (99): it added no machine on the development part and can only add people.
+    "greeting_end": {
+        "budget": 5.0,
+        "initial_silence": 1.5,
+        "greeting": 3.2,
+        "after_greeting_silence": 0.5,
+        "max_person": 0.8,
+        "waiting": 0.8,
+        "max_words": 99,
+    },
+}
+"""Detector settings per connect clock, tuned on the development part of the corpus only (docs/amd.md)."""
+
+
+def amd_preset(clock: str) -> AmdPreset:
+    """The detector settings for ``clock`` (a copy): ``dataclasses.replace(amd_cfg, **amd_preset(clock))``."""
+    if clock not in PRESETS:
+        raise ConfigError("campaign.connect_clock", f"must be one of {', '.join(CLOCKS)}, not {clock!r}")
+    return PRESETS[clock].copy()
 
 
 class _Vad(Protocol):
@@ -89,6 +194,9 @@ class Detector:
     split a burst. ``min_word``: voice shorter than this is a click, not a word. ``margin_db``: how far above
     the noise floor voice must be. ``beep``: seconds of steady tone that make a voicemail beep (0 turns the cue
     off). ``vad_mode``: webrtcvad aggressiveness 0-3 (3 rejects the most noise).
+
+    :attr:`speech_start` and :attr:`greeting_end` (seconds after the answer, ``None`` before any word) are where a
+    connect clock that starts at the first word or at the end of the greeting starts; read them after the verdict.
     """
 
     def __init__(
@@ -137,6 +245,9 @@ class Detector:
         self.cue = ""  # what decided: "burst", "words", "beep", "pause", "silence", "budget"
         self._voice_start: float | None = None
         self._voice_end = 0.0
+        self._speech_start: float | None = None
+        self._chain_start = -1  # frame index where the voiced frames leading to the first word began
+        self._last_voiced = -1  # frame index of the latest voiced frame (any length, clicks included)
         self._run = 0.0  # current voiced run (gaps under word_gap bridged)
         self._silence = 0.0  # current silent run
         self._energies: list[float] = []
@@ -178,6 +289,12 @@ class Detector:
         self._track_tone(x, loud)
         voiced = loud and bool(self._vad.is_speech(frame, SAMPLE_RATE))
         if voiced:
+            index = len(self._energies) - 1
+            if self._voice_start is None and (
+                self._chain_start < 0 or (index - self._last_voiced - 1) * FRAME_SECONDS > ONSET_CHAIN_GAP + 1e-9
+            ):
+                self._chain_start = index  # voice after a long quiet: the first word may start here
+            self._last_voiced = index
             if self._silence >= self.word_gap or self._run == 0.0:
                 self._run = 0.0
             self._run += FRAME_SECONDS
@@ -185,6 +302,7 @@ class Detector:
             if self._run >= self.min_word - 1e-9:
                 if self._voice_start is None:
                     self._voice_start = self.elapsed - self._run
+                    self._speech_start = self._onset()
                 if abs(self._run - self.min_word) < FRAME_SECONDS / 2:
                     self.words += 1  # this run just became a word
                 self._voice_end = self.elapsed
@@ -194,6 +312,51 @@ class Detector:
                 self._run = 0.0
         self.verdict = self._decide()
         return self.verdict
+
+    @property
+    def speech_start(self) -> float | None:
+        """Seconds after the answer when the first word began, or ``None`` while no word has been heard.
+
+        The UK's 2-s clock starts here, so the estimate must never be late: it goes back from the first voiced
+        frame over the voiced bits (syllables too short to count as a word) that led to it, then over frames
+        standing ``ONSET_DB`` above the noise floor (a quiet onset webrtcvad misses), then a further
+        ``ONSET_MARGIN``. On the corpus it is 0.027-0.39 s early, never late (docs/amd.md). A click before the
+        word can make it earlier still, which only starts the clock early. Set once, when the first word is
+        heard; a verdict of ``unsure`` on silence leaves it ``None`` (the clock then runs from the answer).
+        """
+        return self._speech_start
+
+    @property
+    def greeting_end(self) -> float | None:
+        """Seconds after the answer when the voice heard so far last stopped, or ``None`` while no word was heard.
+
+        After a ``person`` verdict this is the end of their greeting, where the US 2-s clock starts; after an
+        ``unsure`` one, the end of the talk heard so far (about now if they were still talking). It is the
+        *start* of the last frame heard as voice, up to one frame before the voice really stopped, so the clock
+        is never started late: speech can end anywhere inside that frame. Once a word has been heard, every voiced
+        frame counts, even a run too short to be a word: the quiet that leads to a verdict is counted from the
+        same frame, so a verdict comes at most ``max(after_greeting_silence, waiting)`` plus one frame after it.
+        On the held-out corpus it is 0.001-0.82 s before the last sound of the clean recording heard by the
+        verdict, never after it (docs/amd.md).
+        """
+        if self._voice_start is None:
+            return None
+        return max(self._last_voiced * FRAME_SECONDS, self._voice_start)
+
+    def _onset(self) -> float:
+        """Where the first word began: see :attr:`speech_start` for why each step errs early."""
+        quiet_above = self._floor + ONSET_DB
+        first = best = self._chain_start
+        k, quiet = first, 0
+        while k > 0 and (first - k) * FRAME_SECONDS < ONSET_LOOKBACK - 1e-9:
+            k -= 1
+            if self._energies[k] > quiet_above:
+                best, quiet = k, 0
+            else:
+                quiet += 1
+                if quiet >= 3:  # three quiet frames in a row: the word started after them (1-2 are a dip)
+                    break
+        return max(0.0, best * FRAME_SECONDS - ONSET_MARGIN)
 
     def _track_tone(self, x: Any, loud: bool) -> None:
         """Count consecutive frames whose power sits in one narrow band (the same bin, +-1): a beep."""
@@ -303,18 +466,23 @@ def classify_pcm(pcm: bytes, **params: Any) -> tuple[str, float]:
 
 
 __all__ = [
+    "CLOCKS",
     "FRAME_BYTES",
     "FRAME_SECONDS",
     "MACHINE",
     "PEOPLE_TAKEN_FOR_MACHINES",
+    "PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK",
     "PERSON",
+    "PRESETS",
     "READY",
     "SAMPLE_RATE",
     "TIMED_OUT",
     "UNSURE",
+    "AmdPreset",
     "Detector",
     "FalseMachineEstimate",
     "GreetingEnd",
+    "amd_preset",
     "classify_pcm",
     "run_detector",
 ]
