@@ -359,6 +359,13 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     digit = camp.string("opt_out_digit", "9")
     if len(digit) != 1 or digit not in "0123456789*#":
         raise ConfigError("campaign.opt_out_digit", f"must be one DTMF key (0-9, * or #), not {digit!r}")
+    from dialer.sip.config import CONNECT_CLOCKS
+
+    connect_clock = camp.string("connect_clock", "answer")
+    if connect_clock not in CONNECT_CLOCKS:
+        raise ConfigError(
+            "campaign.connect_clock", f"must be one of {', '.join(CONNECT_CLOCKS)}, not {connect_clock!r}"
+        )
     machine = camp.string("machine", "hangup")
     if machine not in MACHINE_ACTIONS:
         raise ConfigError("campaign.machine", f"must be one of {', '.join(MACHINE_ACTIONS)}, not {machine!r}")
@@ -428,7 +435,11 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         raise ConfigError("campaign.policy" if "unknown policy" in exc.message else "policy", exc.message) from None
 
     trunk = TrunkConfig(**_dataclass_args(top.table("trunk"), TrunkConfig))
-    amd = AmdConfig(**_dataclass_args(top.table("amd"), AmdConfig))
+    from dialer.amd import amd_preset
+
+    # Detection's defaults follow where the 2-s clock starts (a longer listen fits when it starts at the end of the
+    # greeting); any [amd] key the file sets wins over the preset.
+    amd = AmdConfig(**{**amd_preset(connect_clock), **_dataclass_args(top.table("amd"), AmdConfig)})
     voicemail_wav = ""
     if machine == "message":
         if not amd.enabled:
@@ -436,7 +447,12 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         if voicemail is None or not voicemail.is_file():
             raise ConfigError("campaign.machine_message", f"{voicemail or 'a WAV file'} is required and must exist")
         voicemail_wav = str(prepare_message(voicemail, key="campaign.machine_message").path)
-    pool_args = _dataclass_args(top.table("pool"), PoolConfig, skip=("trunk", "amd", "abandon_wav", "voicemail_wav"))
+    pool_args = _dataclass_args(
+        top.table("pool"),
+        PoolConfig,
+        skip=("trunk", "amd", "abandon_wav", "voicemail_wav", "connect_clock", "callin_agents", "connect_deadline"),
+    )
+    pool_args["connect_clock"] = connect_clock
     set_workers: int | None = pool_args.pop("workers", None)
     # Workers play converted copies made once, now: a file pjsua2 cannot play, or one changed later, stops here.
     abandon_wav = str(prepare_message(message, key="campaign.abandon_message").path)
