@@ -3,7 +3,10 @@
 :class:`CampaignLeads` implements the engine's :class:`~dialer.leads.LeadSource`. For each lead it considers, in
 dialing order (due callbacks, then priority, then list order), it asks, in this order: attempts left? on a
 do-not-call list? inside the calling window in every candidate zone? Only a lead that passes all three is
-*claimed* — its attempt is committed to the store — and only then handed to the engine. So:
+*claimed* — its attempt is committed to the store — and only then handed to the engine. The claim itself asks a
+fourth question in its own transaction: is the NUMBER protected store-wide, by an opt-out or an abandonment
+lockout that any campaign on the store recorded (perhaps one running in another process since this one started)?
+A number that opted out finishes the lead as ``do_not_call``; a locked-out one waits for the lockout's end. So:
 
 * a crash after the claim leaves an open attempt, closed as ``interrupted`` at the next start and never dialed
   again under that attempt number (and, since its outcome is unknown, the abandonment lockout applies);
@@ -26,7 +29,7 @@ from dialer.compliance.numbers import time_zones_of
 from dialer.compliance.windows import CallingWindows
 from dialer.errors import DialerError
 from dialer.leads import Lead
-from dialer.store import Store, StoredLead
+from dialer.store import NumberBlocked, Store, StoredLead
 
 if TYPE_CHECKING:
     from dialer.engine.records import CallRecord
@@ -98,7 +101,13 @@ class CampaignLeads:
                     after = _key(lead)
                     wait = self._gate(lead, epoch)
                     if wait is None:
-                        attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch)
+                        try:
+                            attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch)
+                        except NumberBlocked as blocked:
+                            wait = self._blocked(lead, blocked)
+                            if wait > epoch:
+                                parked.append((lead.lead_id, wait))
+                            continue
                         self._open[lead.lead_id] = attempt
                         self.dialed += 1
                         return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, dict(lead.fields))
@@ -194,6 +203,21 @@ class CampaignLeads:
         self._hold(verdict.reason.split(":", 1)[0], verdict.rule)
         opens = self.windows.next_open(lead.phone, epoch, time_zone=lead.time_zone, state=state)
         return opens if opens is not None else epoch + 24 * 3600.0
+
+    def _blocked(self, lead: StoredLead, blocked: NumberBlocked) -> float:
+        """A claim refused for the number's sake (see :meth:`Store.claim`): when to look at the lead again.
+
+        Why at the claim: another campaign's process may have taken an opt-out, or had a call to this number
+        abandoned, after this one loaded its lists. An opt-out ends the lead as ``do_not_call`` and joins this
+        process's list at once; a lockout from an abandoned call, in any campaign, parks the lead until it ends.
+        """
+        if blocked.until == float("inf"):
+            self._hold("do-not-call", "do-not-call: store-wide opt-out")
+            self.dnc.add_internal([lead.phone])
+            self.store.update_lead(self.campaign_id, lead.lead_id, status="done", disposition=Disposition.DO_NOT_CALL)
+            return float("inf")
+        self._hold("abandonment lockout", "store-wide abandonment lockout")
+        return blocked.until
 
     # -- recovery --------------------------------------------------------------------------------------
 

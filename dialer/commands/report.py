@@ -25,8 +25,10 @@ def register(sub: Any) -> None:
         help="abandonment on each regulator's windows",
         description="Abandonment per regulator window (US 30-day/campaign, UK calendar day with Ofcom's machine "
         "adjustment plus the estimated people answering-machine detection took for machines, Canada calendar "
-        "month), from the campaign's durable ledger. Exits with status 1 when a window is over its cap, so a "
-        "scheduled job can alert on it.",
+        "month), from the campaign's durable ledger. A live call whose person waited more than 2 s for an agent "
+        "is abandoned whatever the campaign's connect_limit was. Exits with status 1 when a window is over its cap "
+        "in the worst case (calls interrupted by a crash, or still open, counted as abandoned), so a scheduled job "
+        "can alert on it.",
     )
     c.add_argument("store", metavar="STORE.sqlite", help="the campaign store")
     c.add_argument("--campaign", help="campaign id (default: the only campaign in the store)")
@@ -94,5 +96,5 @@ def run(args: argparse.Namespace) -> int:
             ledger.write_calls_csv(attempts, fh)
     if args.csv != "-":
         print(ledger.summary(campaign, by_regime, amd))
-    over = any(w.over_cap for rows in by_regime.values() for w in rows)
+    over = any(w.over_cap for rows in by_regime.values() for w in rows)  # worst case: a crash hides nothing
     return 1 if over else 0

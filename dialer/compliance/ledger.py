@@ -19,8 +19,16 @@ estimate is added to the abandoned calls after the machine adjustment (it counts
 been machines), so it enters both the numerator and the denominator ``H + d'``. The window keeps the estimate,
 its 95% upper bound, and the rate with that bound, so an auditor sees what the figure rests on.
 
-Attempts whose outcome was lost in a crash (``interrupted``) cannot be classified. They are counted apart, and
-``worst_rate`` counts each as an abandoned live answer: an auditor sees both the measured rate and its bound.
+Abandonment is judged from the MEASURED wait, not from the dialer's own verdict: a live call whose person waited
+more than :data:`LEGAL_WAIT` (2 s, under US, UK and Canadian rules alike) from ``answered_at`` (where the
+regulator's clock starts) to ``connected_at`` is abandoned, whatever ``connect_limit`` the campaign ran with. A
+connected call with no measurement at all cannot prove it was in time, and is abandoned too. So no setting can
+turn a late connect into a handled call.
+
+Attempts whose outcome was lost in a crash (``interrupted``), and attempts still open (a crash not yet recovered,
+or a call in flight), cannot be classified. They are counted apart, and ``worst_rate`` counts each as an abandoned
+live answer (most were answered people who heard nothing). The over-cap flag, and so the alert and the exit status
+of ``dialer report compliance``, uses ``worst_rate``: a crash can never hide an abandonment rate over the cap.
 """
 
 from __future__ import annotations
@@ -40,6 +48,34 @@ DAY = 86400.0
 PERIOD = 30 * DAY
 CAPS = {"us": 0.03, "uk": 0.03, "ca": 0.05}
 ZONES = {"us": "America/New_York", "uk": "Europe/London", "ca": "America/Toronto"}
+#: Seconds a person may wait for an agent before the call is abandoned: the same 2 s for US (from the completed
+#: greeting), UK (from the start of speech) and Canada (from the answer); ``answered_at`` is where it started.
+LEGAL_WAIT = 2.0
+
+
+def measured_wait(a: AttemptRow) -> float | None:
+    """How long the person waited, from the stored instants: answer to connect, else answer to the message's start
+    (an abandoned call), else the runtime's ``wait``; ``None`` when nothing was measured."""
+    if a.answered_at is not None:
+        if a.connected_at is not None:
+            return a.connected_at - a.answered_at
+        if a.message_at is not None:
+            return a.message_at - a.answered_at
+    return a.wait
+
+
+def late_connect(a: AttemptRow) -> bool:
+    """A call the dialer recorded as connected whose person waited more than :data:`LEGAL_WAIT`, or whose wait
+    was never measured (nothing proves it was in time): abandoned in the ledger."""
+    if a.outcome != "connected" or a.abandoned or a.disposition == "machine":
+        return False
+    wait = measured_wait(a)
+    return wait is None or wait > LEGAL_WAIT
+
+
+def judged_abandoned(a: AttemptRow) -> bool:
+    """Whether the ledger counts this live answer as abandoned: the dialer said so, or the measured wait does."""
+    return a.abandoned or a.outcome == "abandoned" or late_connect(a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +96,8 @@ class Window:
     rate: float | None
     worst_rate: float | None
     cap: float
+    late_connects: int = 0  # recorded connected, abandoned by the measured wait (> LEGAL_WAIT, or none measured)
+    open_calls: int = 0  # attempts still open (dialing) when the ledger was read: in worst_rate like interrupted
     amd_machines: int = 0  # calls detection judged machines (and hung up on or left a message)
     amd_live: int = 0  # live answers that went through detection (judged person or unsure)
     amd_people: float = 0.0  # estimated people among amd_machines (UK: in rate)
@@ -68,6 +106,13 @@ class Window:
 
     @property
     def over_cap(self) -> bool:
+        """Over the cap in the worst case (interrupted and open calls counted as abandoned): what alerts."""
+        worst = self.worst_rate if self.worst_rate is not None else self.rate
+        return worst is not None and worst > self.cap
+
+    @property
+    def measured_over_cap(self) -> bool:
+        """Over the cap on the classified calls alone (interrupted and open calls left out)."""
         return self.rate is not None and self.rate > self.cap
 
     @property
@@ -106,15 +151,17 @@ class _Counts:
         "amd_machines",
         "handled",
         "interrupted",
+        "late",
         "live",
         "machine",
         "message",
+        "open",
         "placed",
     )
 
     def __init__(self, amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES) -> None:
         self.placed = self.live = self.handled = self.machine = self.agent_machine = 0
-        self.abandoned = self.message = self.interrupted = 0
+        self.abandoned = self.message = self.interrupted = self.late = self.open = 0
         self.amd_live = self.amd_machines = 0
         self.amd = amd
 
@@ -122,6 +169,8 @@ class _Counts:
         self.placed += 1
         if a.state == "interrupted":
             self.interrupted += 1
+        elif a.state == "dialing":
+            self.open += 1
         elif a.outcome == "machine":
             self.machine += 1
             if a.amd_verdict == "machine":
@@ -133,15 +182,17 @@ class _Counts:
             self.live += 1
             if a.amd_verdict is not None:
                 self.amd_live += 1
-            if a.abandoned:
+            if judged_abandoned(a):
                 self.abandoned += 1
+                self.late += late_connect(a)
                 if a.message_at is not None:
                     self.message += 1
             else:
                 self.handled += 1
 
     def window(self, regime: str, start: float, end: float) -> Window:
-        d, h, am, i = self.abandoned, self.handled, self.agent_machine, self.interrupted
+        d, h, am = self.abandoned, self.handled, self.agent_machine
+        i = self.interrupted + self.open  # fate unknown: abandoned in the worst case
         people = people_upper = 0.0
         upper: float | None = None
         if regime == "uk":
@@ -154,7 +205,7 @@ class _Counts:
             wadj = wd - (wd * am / (h + am) if h + am else 0.0)
             worst = _ratio(wadj + people, h + wadj + people)
         elif regime == "ca":
-            rate = _ratio(d, self.placed)
+            rate = _ratio(d, self.placed - self.open)
             worst = _ratio(d + i, self.placed)
         else:
             rate = _ratio(d, self.live)
@@ -170,10 +221,12 @@ class _Counts:
             am,
             d,
             self.message,
-            i,
+            self.interrupted,
             rate,
             worst,
             CAPS[regime],
+            self.late,
+            self.open,
             self.amd_machines,
             self.amd_live,
             people,
@@ -183,7 +236,8 @@ class _Counts:
 
 
 def _closed(attempts: Iterable[AttemptRow]) -> list[AttemptRow]:
-    return sorted((a for a in attempts if a.state != "dialing"), key=lambda a: a.dialed_at)
+    """Every attempt in time order, open ones included: their fate is unknown, so they count in the worst case."""
+    return sorted(attempts, key=lambda a: a.dialed_at)
 
 
 def us_windows(attempts: Iterable[AttemptRow], amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES) -> list[Window]:
@@ -271,6 +325,9 @@ WINDOW_COLUMNS = (
     "worst_rate",
     "cap",
     "over_cap",
+    "late_connects",
+    "open_calls",
+    "measured_over_cap",
     "amd_machine_verdicts",
     "amd_live_answers",
     "amd_people_estimate",
@@ -309,6 +366,9 @@ def write_windows_csv(rows: Iterable[Window], out: TextIO) -> None:
                 _fmt(r.worst_rate),
                 r.cap,
                 int(r.over_cap),
+                r.late_connects,
+                r.open_calls,
+                int(r.measured_over_cap),
                 r.amd_machines,
                 r.amd_live,
                 f"{r.amd_people:.3f}",
@@ -335,6 +395,7 @@ CALL_COLUMNS = (
     "ended_utc",
     "amd_verdict",
     "amd_seconds",
+    "late_connect",
 )
 
 
@@ -354,13 +415,14 @@ def write_calls_csv(attempts: Iterable[AttemptRow], out: TextIO) -> None:
                 _iso(a.dialed_at),
                 _iso(a.answered_at),
                 _iso(a.connected_at),
-                "" if a.wait is None else f"{a.wait:.3f}",
-                int(a.abandoned),
+                "" if (wait := measured_wait(a)) is None else f"{wait:.3f}",
+                int(judged_abandoned(a)),
                 int(a.message_at is not None),
                 _iso(a.message_at),
                 _iso(a.ended_at),
                 a.amd_verdict or "",
                 "" if a.amd_seconds is None else f"{a.amd_seconds:.3f}",
+                int(late_connect(a)),
             ]
         )
 
@@ -368,8 +430,9 @@ def write_calls_csv(attempts: Iterable[AttemptRow], out: TextIO) -> None:
 def summary(
     campaign_id: str, by_regime: dict[str, list[Window]], amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES
 ) -> str:
-    """A readable account: per regime, the worst window and every window over the cap; for UK windows where
-    detection ran, the estimated people it took for machines (included in the rate) on a line of its own."""
+    """A readable account: per regime, the worst window (measured and worst case) and every window over the cap;
+    for UK windows where detection ran, the estimated people it took for machines (included in the rate) on a line
+    of its own. A window is over the cap when its worst case is: interrupted and open calls counted as abandoned."""
     lines = [f"Abandonment ledger for campaign {campaign_id!r}"]
     for regime, rows in by_regime.items():
         name = {"us": "US (FTC/FCC, 30-day)", "uk": "UK (Ofcom, per day)", "ca": "Canada (CRTC, per month)"}[regime]
@@ -383,17 +446,30 @@ def summary(
         if rated:
             worst = max(rated, key=lambda r: r.rate or 0.0)
             lines.append(f"  worst window {worst.label}: {worst.rate:.2%} ({worst.abandoned} abandoned)")
+        cases = [r for r in rows if r.worst_rate is not None]
+        if cases:
+            bad = max(cases, key=lambda r: r.worst_rate or 0.0)
+            unknown = bad.interrupted + bad.open_calls
+            lines.append(
+                f"  worst case {bad.label}: {bad.worst_rate:.2%} ({bad.abandoned} abandoned + {unknown} interrupted "
+                "or open, counted as abandoned)"
+            )
         for r in rows:
             flag = "  OVER CAP" if r.over_cap else ""
             rate = "n/a" if r.rate is None else f"{r.rate:.2%}"
-            extra = f", {r.interrupted} interrupted (worst case {r.worst_rate:.2%})" if r.interrupted else ""
+            extra = ""
+            if r.late_connects:
+                extra += f", {r.late_connects} connected after more than {LEGAL_WAIT:g} s (counted abandoned)"
+            if r.interrupted or r.open_calls:
+                open_ = f", {r.open_calls} open" if r.open_calls else ""
+                extra += f", {r.interrupted} interrupted{open_} (worst case {r.worst_rate:.2%})"
             lines.append(
                 f"  {r.label}: {r.placed} placed, {r.live} live, {r.machine} machine, {r.abandoned} abandoned "
                 f"({r.message_played} with message): {rate}{extra}{flag}"
             )
             if regime == "uk" and (r.amd_machines or r.amd_live):
                 lines.append("    " + _amd_line(r, amd))
-        lines.append(f"  windows over the cap: {len(over)}")
+        lines.append(f"  windows over the cap (worst case): {len(over)}")
     return "\n".join(lines)
 
 

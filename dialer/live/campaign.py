@@ -64,6 +64,13 @@ RENAMED = {
     "window": "replaced by [hours.REGION] (calling hours in the called party's local time)",
 }
 
+#: Regions the US national registry covers besides the states: territories on the +1 plan (PR, GU, VI, AS, MP).
+#: Listing US in dnc.regions covers them too, so a number there is scrubbed (and held without a registry).
+US_TERRITORIES = ("PR", "GU", "VI", "AS", "MP")
+
+#: The oldest registry data any regime this dialer knows lets a campaign call against (US FTC: 31 days).
+MAX_REGISTRY_AGE_DAYS = 31.0
+
 #: Column names used without a [leads.columns] table when the CSV header has them.
 DEFAULT_COLUMNS = ("lead_id", "name", "time_zone", "priority", "state")
 
@@ -294,7 +301,7 @@ class CampaignConfig:
     dnc_registry: Path | None = None
     registry_required: bool = True
     registry_max_age_days: float = 31.0
-    registry_regions: tuple[str, ...] = ("US",)
+    registry_regions: tuple[str, ...] = ("US", *US_TERRITORIES)
     dnc_internal: tuple[Path, ...] = ()
     hours: Mapping[str, CampaignHours] = field(default_factory=dict)
     retry: RetryPolicy | None = None
@@ -323,6 +330,7 @@ class CampaignConfig:
 
 def load_campaign(path: str | Path) -> CampaignConfig:
     """Read and check a campaign file. Raises :class:`ConfigError` naming the key; opens and dials nothing."""
+    from dialer.compliance.ledger import LEGAL_WAIT
     from dialer.pacing import make_policy
     from dialer.sip.config import AmdConfig, PoolConfig, TrunkConfig
     from dialer.sip.message_audio import prepare_message
@@ -354,6 +362,14 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         raise ConfigError("campaign.abandon_message", f"{message} does not exist")
     policy = camp.string("policy", "progressive")
     connect_limit = camp.number("connect_limit", 2.0, minimum=0.0)
+    if connect_limit > LEGAL_WAIT:
+        # Refused outright: the US (FTC/FCC), UK (Ofcom) and Canada (CRTC) all count a person left more than 2 s
+        # without an agent as abandoned, and no regime we know allows longer; the ledger judges the measured wait.
+        raise ConfigError(
+            "campaign.connect_limit",
+            f"must be at most {LEGAL_WAIT:g} s, not {connect_limit:g}: US, UK and Canadian rules count a person who "
+            f"waits more than {LEGAL_WAIT:g} s for an agent as abandoned (the ledger judges the measured wait)",
+        )
     ring_timeout = camp.optional_number("ring_timeout")
     wrap_up = camp.number("wrap_up", 0.0, minimum=0.0)
     digit = camp.string("opt_out_digit", "9")
@@ -399,8 +415,16 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     dnc = top.table("dnc")
     registry = dnc.path("registry")
     required = dnc.boolean("registry_required", True)
-    max_age = dnc.number("max_age_days", 31.0, minimum=0.0)
+    max_age = dnc.number("max_age_days", MAX_REGISTRY_AGE_DAYS, minimum=0.0)
+    if max_age > MAX_REGISTRY_AGE_DAYS:
+        raise ConfigError(
+            "dnc.max_age_days",
+            f"must be at most {MAX_REGISTRY_AGE_DAYS:g}, not {max_age:g}: numbers must be scrubbed against registry "
+            f"data at most {MAX_REGISTRY_AGE_DAYS:g} days old (US FTC), so an older registry cannot be used",
+        )
     regions = tuple(r.upper() for r in dnc.strings("regions", ("US",)))
+    if "US" in regions:  # the registry covers the territories: scrubbed like the states, never silently skipped
+        regions += tuple(t for t in US_TERRITORIES if t not in regions)
     for r in regions:
         _check_region(r, "dnc.regions")
     internal = dnc.paths("internal")

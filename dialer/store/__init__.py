@@ -4,6 +4,6 @@ The default is an embedded SQLite database in WAL mode (:class:`Store`); nothing
 """
 
 from dialer.store.schema import SCHEMA_VERSION
-from dialer.store.sqlite import AttemptRow, Store, StoredLead, StoreError
+from dialer.store.sqlite import AttemptRow, NumberBlocked, Store, StoredLead, StoreError
 
-__all__ = ["SCHEMA_VERSION", "AttemptRow", "Store", "StoreError", "StoredLead"]
+__all__ = ["SCHEMA_VERSION", "AttemptRow", "NumberBlocked", "Store", "StoreError", "StoredLead"]

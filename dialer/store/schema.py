@@ -85,6 +85,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE attempts ADD COLUMN amd_seconds REAL;
     ALTER TABLE attempts ADD COLUMN picked_up_at REAL
     """,
+    # 3: protections that belong to the NUMBER, not the lead: the end of the abandonment lockout of each number,
+    # whichever campaign's call was abandoned (opt-outs were already per number, in opt_outs). Every claim in any
+    # campaign on the store reads it in the claim's own transaction. Filled from the leads' lockouts, so an
+    # upgraded store keeps the ones already running.
+    """
+    CREATE TABLE number_lockouts (
+        phone TEXT PRIMARY KEY,
+        until REAL NOT NULL,
+        campaign_id TEXT NOT NULL DEFAULT '',
+        lead_id TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO number_lockouts (phone, until, campaign_id, lead_id)
+        SELECT phone, MAX(lockout_until), campaign_id, lead_id FROM leads WHERE lockout_until > 0 GROUP BY phone
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

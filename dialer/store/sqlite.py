@@ -35,6 +35,17 @@ class StoreError(DialerError):
     """The store cannot do what was asked (unknown campaign or lead, a database from a newer dialer, ...)."""
 
 
+class NumberBlocked(StoreError):
+    """A claim refused because the lead's NUMBER is protected store-wide: an opt-out (``until`` is ``inf``) or an
+    abandonment lockout (``until`` is when it ends), recorded by any campaign on the store."""
+
+    def __init__(self, phone: str, reason: str, until: float) -> None:
+        super().__init__(f"{phone}: {reason}")
+        self.phone = phone
+        self.reason = reason
+        self.until = until
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLead:
     """A lead as the store keeps it, with its dialing history summarised.
@@ -174,8 +185,8 @@ class Store:
 
     >>> store = Store(":memory:")
     >>> store.ensure_campaign("spring")
-    >>> store.schema_version
-    2
+    >>> store.schema_version == SCHEMA_VERSION
+    True
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0) -> None:
@@ -336,6 +347,15 @@ class Store:
             )
             if cur.rowcount != 1:
                 raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+            until = changes.get("lockout_until")
+            if until:  # the lockout protects the number in every campaign, in the same transaction
+                self._db.execute(
+                    "INSERT INTO number_lockouts (phone, until, campaign_id, lead_id) "
+                    "SELECT phone, ?, campaign_id, lead_id FROM leads WHERE campaign_id = ? AND lead_id = ? "
+                    "ON CONFLICT (phone) DO UPDATE SET until = excluded.until, campaign_id = excluded.campaign_id, "
+                    "lead_id = excluded.lead_id WHERE excluded.until > number_lockouts.until",
+                    (float(until), campaign_id, lead_id),
+                )
 
     def leads(self, campaign_id: str, *, status: str | None = None) -> list[StoredLead]:
         sql = f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ?"
@@ -374,7 +394,10 @@ class Store:
         """Mark a ready lead as being dialed and open its next attempt, durably, before anything is dialed.
 
         Returns the attempt number. Raises :class:`StoreError` if the lead is not ready (already claimed, done),
-        so two claimers can never dial one lead for one attempt.
+        so two claimers can never dial one lead for one attempt, and :class:`NumberBlocked` if its number opted out
+        or is locked out after an abandoned call, in this campaign or any other on the store. That check runs in
+        the claim's own write transaction: a protection committed by another process before it is always seen, so
+        no process dials a number another one has already protected.
         """
         with self.transaction():
             row = self._db.execute(
@@ -385,6 +408,9 @@ class Store:
                 raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
             if row["status"] != "ready":
                 raise StoreError(f"lead {lead_id!r} is {row['status']}, not ready")
+            blocked = self.number_block(row["phone"], epoch)
+            if blocked is not None:
+                raise NumberBlocked(row["phone"], *blocked)
             attempt_no = int(row["attempts"]) + 1
             self._db.execute(
                 "UPDATE leads SET status = 'dialing', attempts = ?, pass_attempts = pass_attempts + 1, "
@@ -489,3 +515,23 @@ class Store:
 
     def opt_outs(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT phone FROM opt_outs ORDER BY phone")]
+
+    # -- protections of a number, store-wide ---------------------------------------------------------------
+
+    def number_block(self, phone: str, epoch: float) -> tuple[str, float] | None:
+        """Why ``phone`` must not be dialed at ``epoch`` whatever the campaign, as ``(reason, until)``, or ``None``.
+
+        Why read here rather than cached: a campaign process that loaded the opt-outs at its start would miss one
+        taken by another campaign running on the same store. Two primary-key lookups cost microseconds per dial.
+        """
+        if self._db.execute("SELECT 1 FROM opt_outs WHERE phone = ?", (phone,)).fetchone() is not None:
+            return ("opted out", float("inf"))
+        row = self._db.execute("SELECT until FROM number_lockouts WHERE phone = ?", (phone,)).fetchone()
+        if row is not None and float(row[0]) > epoch:
+            return ("abandonment lockout", float(row[0]))
+        return None
+
+    def number_lockout(self, phone: str) -> float:
+        """The end of ``phone``'s abandonment lockout (epoch; 0 when it has none), whichever campaign set it."""
+        row = self._db.execute("SELECT until FROM number_lockouts WHERE phone = ?", (phone,)).fetchone()
+        return 0.0 if row is None else float(row[0])
