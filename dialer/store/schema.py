@@ -99,6 +99,38 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO number_lockouts (phone, until, campaign_id, lead_id)
         SELECT phone, MAX(lockout_until), campaign_id, lead_id FROM leads WHERE lockout_until > 0 GROUP BY phone
     """,
+    # 4: lead imports. One row per import of a file into a campaign: the file's identity (size, mtime, a hash of its
+    # first and last MiB), the settings it was read with, and the progress of the last committed chunk (byte offset
+    # and physical line), so a killed import resumes there and an unchanged file is not imported again at every
+    # start. lead_import_rows keeps what happened to each merged or rejected row, per import (never overwritten).
+    """
+    CREATE TABLE lead_imports (
+        import_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        campaign_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+        byte_offset INTEGER,
+        line INTEGER NOT NULL DEFAULT 0,
+        rows INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX lead_imports_source ON lead_imports (campaign_id, source, import_id);
+    CREATE TABLE lead_import_rows (
+        import_id INTEGER NOT NULL REFERENCES lead_imports(import_id),
+        line INTEGER NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('merged', 'rejected')),
+        lead_id TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        row TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (import_id, line)
+    )
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
