@@ -21,6 +21,7 @@ The file format is documented in ``docs/sip.md`` (section "dialer run").
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import dataclasses
 import logging
@@ -298,6 +299,7 @@ class CampaignConfig:
     columns: Mapping[str, Any] | None = None  # ColumnMapping keyword arguments; None: phone + DEFAULT_COLUMNS found
     default_region: str = "US"
     delimiter: str = ","
+    encoding: str = "utf-8"  # leads.encoding: the CSV's encoding when it has no BOM (UTF-16 is detected)
     dnc_registry: Path | None = None
     registry_required: bool = True
     registry_max_age_days: float = 31.0
@@ -399,6 +401,11 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     delimiter = leads.string("delimiter", ",")
     if len(delimiter) != 1:
         raise ConfigError("leads.delimiter", "must be one character")
+    encoding = leads.string("encoding", "utf-8")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError("leads.encoding", f"unknown encoding {encoding!r}") from None
     columns: dict[str, Any] | None = None
     if leads.has("columns"):
         cols = leads.table("columns")
@@ -506,6 +513,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         columns=columns,
         default_region=region,
         delimiter=delimiter,
+        encoding=encoding,
         dnc_registry=registry,
         registry_required=required,
         registry_max_age_days=max_age,
@@ -586,15 +594,15 @@ def _retry(table: _Table) -> RetryPolicy:
 
 def _mapping(config: CampaignConfig) -> ColumnMapping:
     """The configured columns, or ``phone`` plus those of :data:`DEFAULT_COLUMNS` the file's header has."""
-    import csv
-
-    from dialer.campaign import ColumnMapping
+    from dialer.campaign import ColumnMapping, LeadImportError
+    from dialer.campaign.importer import read_header
 
     if config.columns is not None:
         return ColumnMapping(**config.columns)
-    try:
-        with open(config.leads_file, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            header = next(csv.reader(fh, delimiter=config.delimiter), [])
+    try:  # read as the import reads it: encoding, BOM/UTF-16, bounded lines; a huge header is a clear error
+        header = read_header(config.leads_file, delimiter=config.delimiter, encoding=config.encoding)
+    except LeadImportError as exc:
+        raise ConfigError("leads.file", f"{config.leads_file}: {exc}") from None
     except OSError as exc:
         raise ConfigError("leads.file", f"cannot read {config.leads_file}: {exc.strerror}") from None
     present = {h.strip() for h in header}
@@ -687,6 +695,7 @@ class LiveCampaign:
                     dnc=dnc,
                     rejects=config.rejects_file,
                     delimiter=config.delimiter,
+                    encoding=config.encoding,
                 )
             except LeadImportError as exc:
                 raise ConfigError("leads.file", f"{config.leads_file}: {exc}") from None
