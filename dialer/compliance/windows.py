@@ -270,7 +270,7 @@ class CallingWindows:
         own = numbers.time_zones_of(e164)
         if not own:
             return ()
-        stated = numbers.state_time_zones(state) if state and numbers.region_of(e164) == "US" else ()
+        stated = numbers.state_time_zones(state) if state and e164.startswith("+1") else ()  # any NANP number
         extra = (time_zone,) if time_zone else ()
         return tuple(dict.fromkeys((*own, *extra, *stated)))
 
