@@ -692,6 +692,7 @@ def import_csv(
     max_field: int = MAX_FIELD,
     max_line: int = MAX_LINE,
     workers: int | None = None,
+    scrub_key: str = "",
 ) -> ImportReport:
     """Read a CSV call list into ``campaign_id``; see the module docstring for the guarantees.
 
@@ -700,6 +701,8 @@ def import_csv(
     ``rejects`` receives the rejected rows as CSV (``line,reason`` then the original fields). ``encoding`` is
     the file's text encoding when it has no byte-order mark (a BOM, or UTF-16 without one, is detected).
     ``workers``: processes checking numbers (``None``: two on files of 4 MiB and more, when there are two cores).
+    ``scrub_key`` names the state of the do-not-call data the scrub used (registry date, company lists, opt-outs):
+    an unchanged file is skipped only when it is unchanged too, so new do-not-call data scrubs the list again.
     """
     mapping = mapping or ColumnMapping()
     if not mapping.phone:
@@ -722,6 +725,7 @@ def import_csv(
                     "region": default_region,
                     "delimiter": delimiter,
                     "codec": codec,
+                    "scrub": scrub_key,
                 }
             )
             path = str(Path(source).resolve())

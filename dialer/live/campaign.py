@@ -677,6 +677,7 @@ class LiveCampaign:
             require_registry=config.registry_required,
             max_age_days=config.registry_max_age_days,
             registry_regions=config.registry_regions,
+            default_region=config.default_region,
         )
         try:
             store = Store(config.store)
@@ -696,6 +697,7 @@ class LiveCampaign:
                     rejects=config.rejects_file,
                     delimiter=config.delimiter,
                     encoding=config.encoding,
+                    scrub_key=_scrub_key(config, registry, store),
                 )
             except LeadImportError as exc:
                 raise ConfigError("leads.file", f"{config.leads_file}: {exc}") from None
@@ -802,6 +804,20 @@ class LiveCampaign:
         self.store.close()
         if self.registry is not None:
             self.registry.close()
+
+
+def _scrub_key(config: CampaignConfig, registry: NationalRegistry | None, store: Store) -> str:
+    """What the import's do-not-call scrub depended on: the registry's data, the company lists' files and the
+    opt-outs on record. Cheap (no list is read); any change makes an unchanged lead file be scrubbed again."""
+    import json
+
+    files = []
+    for path in config.dnc_internal:
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            files.append([str(path), st.st_size, st.st_mtime_ns])
+    meta = None if registry is None else [registry.meta.count, registry.meta.as_of, list(registry.meta.sources)]
+    return json.dumps({"registry": meta, "internal": files, "opt_outs": len(store.opt_outs())}, sort_keys=True)
 
 
 def evidence_path(store: Path) -> Path:
