@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from dialer.compliance.numbers import NumberError, normalize
+from dialer.compliance.numbers import NumberError, nanp_key, normalize
 from dialer.errors import ConfigError, DialerError
 from dialer.store import Store
 from dialer.store.imports import LeadBulk
@@ -325,12 +325,15 @@ class _field_limit:
 
 
 class _Numbers:
-    """Phone cell -> (E.164, extension, reason). One phonenumbers pass and one ``dnc`` call per distinct cell.
+    """Phone cell -> (E.164, extension, reason). One normalisation per distinct cell, the scrub batched.
 
-    Why not a cache per prefix: phonenumbers' validity and type are not functions of the first six digits even
-    within NANP (Antigua's pagers are ``26840[69]``, Barbados ``246-521`` mixes valid and invalid lines), so only
-    an exact cache is safe. The type check for common NANP spellings matches the non-callable patterns of the NANP
-    regions' metadata directly (one regex instead of a second parse); other numbers ask phonenumbers.
+    Normalising a plain NANP spelling needs no phonenumbers parse (:func:`~dialer.compliance.numbers.normalize`'s
+    fast path), and the type check reuses the E.164 string instead of parsing again: for NANP numbers it matches
+    the non-callable patterns of the NANP regions' metadata, and its answer is cached per
+    :func:`~dialer.compliance.numbers.nanp_key`, the prefix those very patterns cannot see past (a per-NPA-NXX cache
+    would be wrong: Antigua's pagers are ``26840[69]``, Barbados ``246-521`` mixes valid and invalid lines). Other
+    numbers ask phonenumbers. The do-not-call scrub of a batch is one ``blocked_many`` call when the ``dnc``
+    object has one (:meth:`dialer.compliance.DoNotCall.blocked_many`), else a call per number.
     """
 
     def __init__(self, region: str, dnc: Callable[[str], object] | None) -> None:
@@ -339,7 +342,11 @@ class _Numbers:
         self.pn = pn
         self.region = region
         self.dnc = dnc
+        owner = getattr(dnc, "__self__", dnc)  # ``dnc.blocked`` as well as the DoNotCall object itself
+        many = getattr(owner, "blocked_many", None)
+        self.dnc_many: Callable[[Sequence[str]], list[bool]] | None = many if callable(many) else None
         self.cache: dict[str, tuple[str, str, str]] = {}
+        self.nanp_cache: dict[str, str] = {}
         patterns: dict[str, list[str]] = {}
         for r in pn.region_codes_for_country_code(1):
             meta = pn.PhoneMetadata.metadata_for_region(r)
@@ -351,15 +358,36 @@ class _Numbers:
         self.types = {getattr(pn.PhoneNumberType, name): reason for name, reason in NON_CALLABLE_TYPES.items()}
 
     def __call__(self, cell: str) -> tuple[str, str, str]:
-        hit = self.cache.get(cell)
-        if hit is None:
-            hit = self.cache[cell] = self._classify(cell)
-        return hit
+        return self.batch([cell])[0]
 
     def batch(self, cells: Sequence[str]) -> list[tuple[str, str, str]]:
-        return [self(c) for c in cells]
+        """Classify ``cells`` (in order); the numbers that pass every other check are scrubbed in one batch."""
+        cache = self.cache
+        out: list[tuple[str, str, str] | None] = []
+        fresh: dict[str, tuple[str, str, str]] = {}
+        for cell in cells:
+            hit = cache.get(cell)
+            if hit is None:
+                hit = fresh.get(cell)
+                if hit is None:
+                    hit = fresh[cell] = self._classify(cell)
+            out.append(hit)
+        if fresh:
+            callable_cells = [c for c, (e164, _, reason) in fresh.items() if e164 and not reason]
+            if self.dnc is not None and callable_cells:
+                numbers = [fresh[c][0] for c in callable_cells]
+                many = self.dnc_many
+                verdicts = many(numbers) if many is not None else [bool(self.dnc(n)) for n in numbers]
+                for cell, blocked in zip(callable_cells, verdicts, strict=True):
+                    if blocked:
+                        e164, ext, _ = fresh[cell]
+                        fresh[cell] = (e164, ext, "do-not-call")
+            cache.update(fresh)
+            out = [cache[c] for c in cells]
+        return out  # type: ignore[return-value]
 
     def _classify(self, cell: str) -> tuple[str, str, str]:
+        """Normalised, extension, type reason: everything but the do-not-call scrub."""
         try:
             e164 = normalize(cell, self.region)
         except NumberError as exc:
@@ -370,20 +398,21 @@ class _Numbers:
                 ext = self.pn.parse(cell, self.region).extension or ""
             except self.pn.NumberParseException:
                 ext = ""
-        reason = self._type_reason(e164)
-        if reason:
-            return e164, ext, reason
-        if self.dnc is not None and self.dnc(e164):
-            return e164, ext, "do-not-call"
-        return e164, ext, ""
+        return e164, ext, self._type_reason(e164)
 
     def _type_reason(self, e164: str) -> str:
         if e164.startswith("+1") and len(e164) == 12:
             national = e164[2:]
-            for pattern, reason in self.nanp_types:
-                if pattern.fullmatch(national):
-                    return reason
-            return ""
+            key = nanp_key(national)
+            hit = self.nanp_cache.get(key)
+            if hit is None:
+                hit = ""
+                for pattern, reason in self.nanp_types:
+                    if pattern.fullmatch(national):
+                        hit = reason
+                        break
+                self.nanp_cache[key] = hit
+            return hit
         kind = self.pn.number_type(self.pn.parse(e164, None))
         return self.types.get(kind, "")
 
