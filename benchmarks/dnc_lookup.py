@@ -6,8 +6,14 @@ listed numbers, half random ones, checked for exactness). Baselines measured in 
 same numbers: a Python ``set`` of ints and a sorted NumPy array with ``searchsorted``; the registry's speed is
 printed as a ratio to each. Targets from the issue: >= 5 M lookups/s, <= 2.5 GB resident, loading in seconds.
 
+A company list is measured too (issue 13 item 7: "prepared once like the registry, load <= 1 s for 20 M
+numbers"): a file of N ``+1NXXNXXXXXX`` lines is prepared once into its sorted array (``CompanyList.prepare``),
+then opened in a fresh process (``CompanyList.open``: identity check + memory map) and asked batched and single
+lookups through ``DoNotCall``.
+
     python benchmarks/dnc_lookup.py                 # 250 M numbers (about 2-4 minutes on 2 cores)
     python benchmarks/dnc_lookup.py --size 20000000 # a quicker run
+    python benchmarks/dnc_lookup.py --company-only  # only the 20 M company list
 """
 
 from __future__ import annotations
@@ -153,6 +159,86 @@ def baselines(directory: Path, subset: int, lookups: int, seed: int) -> dict[str
     return {"set_lookups_per_s": set_rate, "set_mb": set_mb, "sorted_lookups_per_s": sorted_rate}
 
 
+def write_company_list(path: Path, size: int, seed: int) -> np.ndarray:
+    """``size`` NANP numbers as ``+1NXXNXXXXXX`` lines, written in blocks; returns a sample of them."""
+    rng = np.random.default_rng(seed)
+    sample = []
+    with open(path, "wb") as fh:
+        done = 0
+        while done < size:
+            numbers = synthetic(rng, min(CHUNK, size - done))
+            text = np.char.add("+1", numbers.astype("U10"))
+            fh.write(("\n".join(text.tolist()) + "\n").encode("ascii"))
+            sample.append(numbers[:1000])
+            done += len(numbers)
+    return np.concatenate(sample)
+
+
+def company_phase(path: Path, lookups: int, seed: int) -> dict[str, float]:
+    """In a fresh process: open the prepared list (timed), then batched and single lookups via DoNotCall."""
+    from dialer.compliance.dnc import CompanyList, DoNotCall
+
+    t0 = time.perf_counter()
+    cl = CompanyList.open(path)
+    load_s = time.perf_counter() - t0
+    assert not cl.rebuilt, "the prepared list should have been reused"
+    members = np.load(str(path) + ".sample.npy")
+    rng = np.random.default_rng(seed + 3)
+    half = lookups // 2
+    q = np.concatenate([rng.choice(members, half), synthetic(rng, lookups - half)]) + np.uint64(10**10)
+    t0 = time.perf_counter()
+    hits = int(cl.contains_many(q).sum())
+    batch_rate = len(q) / (time.perf_counter() - t0)
+    dnc = DoNotCall(company_lists=[cl], require_registry=False)
+    strings = [f"+{v}" for v in q[:200_000].tolist()]
+    t0 = time.perf_counter()
+    many = dnc.check_many(strings)
+    check_many_rate = len(strings) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    single = [dnc.check(s) for s in strings[:50_000]]
+    check_rate = len(single) / (time.perf_counter() - t0)
+    assert many[: len(single)] == single
+    _, peak = rss_mb()
+    return {
+        "load_s": load_s,
+        "count": float(len(cl)),
+        "batch_lookups_per_s": batch_rate,
+        "hit_fraction": hits / len(q),
+        "check_many_per_s": check_many_rate,
+        "check_per_s": check_rate,
+        "peak_rss_mb": peak,
+    }
+
+
+def company_list(size: int, lookups: int, seed: int) -> bool:
+    from dialer.compliance.dnc import CompanyList
+
+    tmp = Path(tempfile.mkdtemp(prefix="dnc-company-"))
+    try:
+        path = tmp / "company.txt"
+        print(f"writing a company list of {size:,} numbers ...", flush=True)
+        sample = write_company_list(path, size, seed)
+        np.save(str(path) + ".sample.npy", sample)
+        t0 = time.perf_counter()
+        prepared = CompanyList.prepare(path)
+        prepare_s = time.perf_counter() - t0
+        count = len(prepared)
+        del prepared
+        cmd = [sys.executable, __file__, "--company-phase", str(path), "--lookups", str(lookups)]
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"company list numbers (distinct) {count:,}")
+    print(f"prepare (once, parse + sort)    {prepare_s:.1f} s")
+    print(f"load at start (check + mmap)    {res['load_s'] * 1000:.1f} ms")
+    print(f"batched lookups                 {res['batch_lookups_per_s'] / 1e6:.1f} M/s (hit {res['hit_fraction']:.0%})")
+    print(f"DoNotCall.check_many            {res['check_many_per_s'] / 1e6:.2f} M numbers/s")
+    print(f"DoNotCall.check, one by one     {res['check_per_s'] / 1e3:.0f} k numbers/s")
+    ok = res["load_s"] <= 1.0
+    print(f"target: load <= 1 s for {size:,} numbers: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=250_000_000, help="numbers in the synthetic registry")
@@ -161,11 +247,20 @@ def main() -> int:
     p.add_argument("--baseline-size", type=int, default=5_000_000, help="numbers in the set/sorted baselines")
     p.add_argument("--dir", help="where to put the registry (default: a temporary directory, removed after)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--company-size", type=int, default=20_000_000, help="numbers in the company list (0: skip)")
+    p.add_argument("--company-only", action="store_true", help="measure only the company list")
     p.add_argument("--lookup-phase", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--company-phase", metavar="FILE", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.lookup_phase:
         print(json.dumps(lookup_phase(Path(args.lookup_phase), args.lookups, args.batch, args.seed)))
         return 0
+    if args.company_phase:
+        print(json.dumps(company_phase(Path(args.company_phase), min(args.lookups, 5_000_000), args.seed)))
+        return 0
+    if args.company_only:
+        print(f"machine: {machine()}")
+        return 0 if company_list(args.company_size, min(args.lookups, 5_000_000), args.seed) else 1
 
     print(f"machine: {machine()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}")
@@ -206,7 +301,11 @@ def main() -> int:
         f"targets: >=5 M lookups/s {'PASS' if ok_rate else 'FAIL'}; <=2.5 GB resident {'PASS' if ok_mem else 'FAIL'};"
         f" load in seconds {'PASS' if ok_load else 'FAIL'}; exact {'PASS' if ok_exact else 'FAIL'}"
     )
-    return 0 if ok_rate and ok_mem and ok_load and ok_exact else 1
+    ok_company = True
+    if args.company_size:
+        print()
+        ok_company = company_list(args.company_size, min(args.lookups, 5_000_000), args.seed)
+    return 0 if ok_rate and ok_mem and ok_load and ok_exact and ok_company else 1
 
 
 if __name__ == "__main__":

@@ -755,7 +755,7 @@ class CompanyList:
         source = Path(path)
         identity = _company_identity(source, default_region)
         batches = list(_read_company_file(source, default_region))
-        numbers = np.unique(np.concatenate(batches)) if batches else np.zeros(0, dtype=np.uint64)
+        numbers = _sorted_unique(np.concatenate(batches)) if batches else np.zeros(0, dtype=np.uint64)
         if _company_identity(source, default_region) != identity:
             raise DncError(f"{source}: changed while it was being prepared; open it again")
         data, meta = cls.prepared_paths(source)
@@ -780,7 +780,10 @@ class CompanyList:
     def contains_value(self, value: int) -> bool:
         """Whether the E.164 number with digits ``value`` (``12025550101``) is on the list."""
         numbers = self.numbers
-        i = int(numbers.searchsorted(value))
+        if not 0 <= value < 1 << 64:
+            return False
+        # An np.uint64 key: a Python int would make NumPy convert (copy) the whole array to a common type.
+        i = int(numbers.searchsorted(_np().uint64(value)))
         return i < len(numbers) and int(numbers[i]) == value
 
     def __contains__(self, e164: object) -> bool:
@@ -789,15 +792,35 @@ class CompanyList:
         return self.contains_value(int(e164[1:]))
 
     def contains_many(self, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        """Membership of each E.164 integer in ``values`` (one vectorised binary search)."""
+        """Membership of each E.164 integer in ``values`` (one vectorised binary search).
+
+        The queries are sorted first: successive searches then walk the array in order, touching each page of
+        the mapping once instead of at random (several times faster on a list of millions).
+        """
         np = _np()
         values = np.asarray(values, dtype=np.uint64)
         numbers = self.numbers
-        if len(numbers) == 0:
-            return np.zeros(len(values), dtype=bool)
-        idx = numbers.searchsorted(values)
+        out = np.zeros(len(values), dtype=bool)
+        if len(numbers) == 0 or len(values) == 0:
+            return out
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        idx = numbers.searchsorted(ordered)
         idx[idx == len(numbers)] = len(numbers) - 1
-        return np.asarray(numbers[idx] == values)
+        out[order] = np.asarray(numbers[idx]) == ordered
+        return out
+
+
+def _sorted_unique(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Sorted distinct values (``np.unique`` hashes first in NumPy 2, ten times slower on 20 M integers)."""
+    np = _np()
+    values = np.sort(values)
+    if len(values) < 2:
+        return values
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def _company_identity(source: Path, default_region: str) -> dict[str, Any]:
