@@ -141,6 +141,7 @@ def run_one(args: argparse.Namespace) -> dict[str, float]:
         spec = importlib.util.spec_from_file_location("old_importer", args.old)
         assert spec is not None and spec.loader is not None
         old = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = old  # dataclasses look their module up while the class is being made
         spec.loader.exec_module(old)
         report = old.import_csv(args.csv, store, "bench", old.ColumnMapping(**dataclasses.asdict(mapping)), dnc=dnc)
     else:
