@@ -334,7 +334,7 @@ async def drive(args: argparse.Namespace, trunk_port: int, agent_port: int, mess
             close(call, f"not placed {event.why}")
 
     config = PoolConfig(
-        trunk=TrunkConfig(port=trunk_port),
+        trunk=TrunkConfig(port=trunk_port, caller_id="+12127362000"),
         workers=args.workers,
         calls_per_worker=SLOTS,
         agent_legs=True,

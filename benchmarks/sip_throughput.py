@@ -240,7 +240,7 @@ async def run_driver(
 
     span = 20  # RTP ports per worker: 4 calls x (RTP + RTCP), with room for ports in their 500-ms reuse delay
     config = PoolConfig(
-        trunk=TrunkConfig(port=port),
+        trunk=TrunkConfig(port=port, caller_id="+12127362000"),
         workers=workers,
         agent_legs=False,
         rtp_port=free_range(workers * span),

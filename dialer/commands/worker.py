@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
     s.add_argument("--trunk-host", help="SIP trunk host (required unless --stand-in)")
     s.add_argument("--trunk-port", type=int, default=5060)
     s.add_argument("--transport", choices=("udp", "tcp"), default="udp")
-    s.add_argument("--caller-id", default="dialer")
+    s.add_argument("--caller-id", metavar="E164", help="the number people see and can call back (required)")
     s.add_argument("--trunk-username", default="")
     s.add_argument("--trunk-password-env", metavar="VAR", help="environment variable holding the trunk password")
     s.add_argument("--register", action="store_true", help="REGISTER with the trunk before dialing")
@@ -119,6 +119,8 @@ def pool_config(args: argparse.Namespace) -> Any:
 
     if not args.trunk_host:
         raise ConfigError("--trunk-host", "is required to place calls (--stand-in is for tests only)")
+    if not args.caller_id:
+        raise ConfigError("--caller-id", "is required: the number people see and can call back (like +12125550123)")
     trunk = TrunkConfig(
         host=args.trunk_host,
         port=args.trunk_port,
@@ -126,7 +128,7 @@ def pool_config(args: argparse.Namespace) -> Any:
         register=args.register,
         username=args.trunk_username,
         password=_secret(args.trunk_password_env, "--trunk-password-env") or "",
-        caller_id=args.caller_id,
+        caller_id=args.caller_id or "",
         max_calls=args.max_calls,
         calls_per_second=args.calls_per_second,
     )
@@ -158,8 +160,8 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         from dialer.bus.sip_placer import SipPlacer
 
-        pool = pool_config(args)
         agents = _agents(args.agent)
+        pool = pool_config(args)
         bus = MqttBus(config, args.campaign, role="worker", capacity=0)
         sip = SipPlacer(pool, agents=agents)
         worker = Worker(bus, sip, 0, group=args.group)
@@ -190,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     if not args.stand_in:
-        pool_config(args)  # fail on a bad setting before anything starts
+        _agents(args.agent)  # fail on a bad setting before anything starts
+        pool_config(args)
         if args.abandon_wav:
             # Converted once, before the pool or the broker: a file the workers could not play is one line and
             # exit 2 now, not silence for the first abandoned person; the copy is what plays from here on.

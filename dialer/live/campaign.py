@@ -466,6 +466,8 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         raise ConfigError("campaign.policy" if "unknown policy" in exc.message else "policy", exc.message) from None
 
     trunk = TrunkConfig(**_dataclass_args(top.table("trunk"), TrunkConfig))
+    if not trunk.caller_id:
+        raise ConfigError("trunk.caller_id", "is required: the number people see and can call back (like +12125550123)")
     from dialer.amd import amd_preset
 
     # Detection's defaults follow where the 2-s clock starts (a longer listen fits when it starts at the end of the

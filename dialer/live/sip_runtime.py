@@ -14,10 +14,10 @@ orders the message (played and hung up like any other) and pauses the agent.
     >>> import asyncio
     >>> from dialer import Engine, ListLeads, make_policy
     >>> from dialer.live.runtime import AsyncRuntime
-    >>> from dialer.sip import PoolConfig
+    >>> from dialer.sip import PoolConfig, TrunkConfig
     >>> async def main():
     ...     runtime = AsyncRuntime(Engine(make_policy("progressive"), ListLeads([])))
-    ...     sip = SipRuntime(runtime, PoolConfig(), agents={})
+    ...     sip = SipRuntime(runtime, PoolConfig(trunk=TrunkConfig(caller_id="+12125550123")), agents={})
     ...     return sip.status()
     >>> asyncio.run(main())["in_flight"]
     0

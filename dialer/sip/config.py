@@ -35,8 +35,10 @@ class TrunkConfig:
 
     ``host``/``port``: where INVITEs go (``sip:NUMBER@host:port``). ``register``: send REGISTER to the trunk
     before dialing (needs ``username``). ``username``/``password``/``realm``: digest credentials, answered for
-    any challenge (``realm`` ``*`` matches all). ``caller_id``: our From user part. ``max_calls``: the trunk's
-    limit on calls at once; ``calls_per_second``: its limit on new INVITEs per second.
+    any challenge (``realm`` ``*`` matches all). ``caller_id``: the number presented to the people we call, in
+    E.164 (``+12125550123``): US rules want a number that can be called back, UK rules a valid diallable CLI, so a
+    word or a malformed number is refused; there is no default, and a driver will not start without one.
+    ``max_calls``: the trunk's limit on calls at once; ``calls_per_second``: its limit on new INVITEs per second.
     """
 
     host: str = "127.0.0.1"
@@ -46,7 +48,7 @@ class TrunkConfig:
     username: str = ""
     password: str = ""
     realm: str = "*"
-    caller_id: str = "dialer"
+    caller_id: str = ""
     max_calls: int | None = None
     calls_per_second: float | None = None
 
@@ -61,8 +63,8 @@ class TrunkConfig:
             raise ConfigError("trunk.max_calls", "must be >= 1")
         if self.calls_per_second is not None and self.calls_per_second <= 0:
             raise ConfigError("trunk.calls_per_second", "must be > 0")
-        if not self.caller_id or any(c in self.caller_id for c in ' <>@;:"\r\n'):
-            raise ConfigError("trunk.caller_id", "must be a plain SIP user part (digits or a name)")
+        if self.caller_id:
+            check_caller_id(self.caller_id)
 
     def uri(self, number: str) -> str:
         """The Request-URI for ``number``; rejects characters that would let a lead rewrite the SIP message."""
@@ -247,6 +249,22 @@ class WorkerConfig:
     poll_ms: int = 5
     idle_poll_ms: int = 20
     pjsip_log_level: int = 0
+
+
+def check_caller_id(number: str) -> str:
+    """Refuse a caller ID that is not a valid telephone number in E.164 form (the one people see and call back)."""
+    import phonenumbers
+
+    key = "trunk.caller_id"
+    if not number.startswith("+") or not number[1:].isdigit():
+        raise ConfigError(key, f"{number!r} is not a telephone number in E.164 form (like +12125550123)")
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        raise ConfigError(key, f"{number!r} is not a telephone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ConfigError(key, f"{number!r} is not a valid number: people could not call it back")
+    return number
 
 
 def check_ring_timeout(ring_timeout: float | None) -> float | None:

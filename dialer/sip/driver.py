@@ -211,6 +211,11 @@ class SipDriver:
         on_alert: Callable[[str, str], None] | None = None,
         on_agent: AgentListener | None = None,
     ) -> None:
+        if not config.trunk.caller_id:
+            raise ConfigError(
+                "trunk.caller_id",
+                "is required: the number people see and can call back, in E.164 form (like +12125550123)",
+            )
         self.config = config
         self._listener = listener
         self._on_capacity = on_capacity

@@ -183,6 +183,9 @@ file = "leads.csv"
 [dnc]
 {dnc}
 
+[trunk]
+caller_id = "+12127362000"
+
 [agents]
 alice = "sip:alice@127.0.0.1:5062"
 """,

@@ -267,7 +267,10 @@ def test_two_dialer_runs_on_one_store(sipp: type, tmp_path: Path, protection: st
     customers = sipp(customers_scenario(tmp_path))
     agent = sipp("agent.xml", "-rtp_echo")
     make_message(tmp_path)
-    common = f'[trunk]\nport = {customers.port}\n\n[agents]\nalice = "sip:alice@127.0.0.1:{agent.port}"\n'
+    common = (
+        f'[trunk]\nport = {customers.port}\ncaller_id = "+12127362000"\n\n'
+        f'[agents]\nalice = "sip:alice@127.0.0.1:{agent.port}"\n'
+    )
     digit = "9" if protection == "opt_out" else "*"
     a = _campaign_file(
         tmp_path,

@@ -16,6 +16,10 @@ from dialer.sip import DriverEvent, PoolConfig, SipDriver, TrunkConfig
 T = TypeVar("T")
 
 
+#: The caller ID the tests present: a valid number, as the driver requires.
+CALLER_ID = "+12127362000"
+
+
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
     """Run a test coroutine with a hard bound, so a hung SIP exchange fails instead of stalling CI."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
@@ -49,6 +53,7 @@ class Recorder:
 
 def pool(port: int, **changes: Any) -> PoolConfig:
     trunk_changes = {k[6:]: changes.pop(k) for k in list(changes) if k.startswith("trunk_")}
+    trunk_changes.setdefault("caller_id", CALLER_ID)
     workers = int(changes.get("workers", 1))
     span = int(changes.get("rtp_ports_per_worker", 200))
     changes.setdefault("agent_legs", False)

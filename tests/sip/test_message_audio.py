@@ -251,7 +251,7 @@ def test_dialer_worker_refuses_a_bad_message_before_the_pool_or_the_broker(tmp_p
     bad.write_text("not audio")
     cmd = [sys.executable, "-m", "dialer.cli", "worker", "--broker-port", str(free_port()), "--campaign", "c1",
            "--worker-id", "w1", "--trunk-host", "127.0.0.1", "--trunk-port", str(free_port()),
-           "--abandon-wav", str(bad)]  # fmt: skip
+           "--caller-id", "+12127362000", "--abandon-wav", str(bad)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30, cwd=tmp_path)
     assert done.returncode == 2, done

@@ -121,6 +121,7 @@ registry_required = false
 
 [trunk]
 port = {trunk_port}
+caller_id = "+12127362000"
 
 [pool]
 rtp_port = {free_rtp_base(2000)}

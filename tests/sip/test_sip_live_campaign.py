@@ -118,6 +118,7 @@ internal = "company-dnc.txt"
 
 [trunk]
 port = {customers_port}
+caller_id = "+12127362000"
 
 [pool]
 workers = 1

@@ -9,7 +9,7 @@ from sip_helpers import Recorder, pool, run, started
 
 from dialer.engine.events import FailureReason
 from dialer.errors import ConfigError
-from dialer.sip import Answered, Ended, Failed, Placed, Ringing, TrunkConfig, classify
+from dialer.sip import Answered, Ended, Failed, Placed, Ringing, SipDriver, TrunkConfig, classify
 from dialer.sip.config import PoolConfig
 
 
@@ -48,6 +48,12 @@ def test_trunk_config_rejects_bad_values() -> None:
         TrunkConfig(register=True)
     with pytest.raises(ConfigError, match=r"trunk\.caller_id"):
         TrunkConfig(caller_id="a b")
+    for word in ("dialer", "2125550123", "+1555555010", "+12125550123;x=1"):
+        with pytest.raises(ConfigError, match=r"trunk\.caller_id"):
+            TrunkConfig(caller_id=word)  # a word, no country code, not a valid number, not only digits
+    with pytest.raises(ConfigError, match=r"trunk\.caller_id"):
+        SipDriver(PoolConfig(), lambda event: None)  # no caller ID at all: no driver
+    assert TrunkConfig(caller_id="+442071234567").caller_id == "+442071234567"
     with pytest.raises(ConfigError, match=r"pool\.calls_per_worker"):
         PoolConfig(calls_per_worker=1, agent_legs=True)
     with pytest.raises(ConfigError, match=r"lead\.phone"):

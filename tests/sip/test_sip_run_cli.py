@@ -34,6 +34,7 @@ registry_required = false
 
 [trunk]
 port = 5060
+caller_id = "+12127362000"
 
 [pool]
 workers = 1
