@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from dialer.campaign.lifecycle import Disposition, RetryPolicy, after_attempt, capped, recyclable
 from dialer.compliance.dnc import DoNotCall
@@ -68,6 +68,7 @@ class CampaignLeads:
         policy: RetryPolicy | None = None,
         epoch_offset: float = 0.0,
         scan_limit: int = 2000,
+        on_hold: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.campaign_id = campaign_id
@@ -78,6 +79,7 @@ class CampaignLeads:
         self.scan_limit = scan_limit
         self.held: dict[str, int] = {}
         self.held_by_rule: dict[str, int] = {}
+        self._on_hold = on_hold
         self.dialed = 0
         self._open: dict[str, int] = {}
         store.ensure_campaign(campaign_id)
@@ -164,10 +166,49 @@ class CampaignLeads:
 
     # -- gates -----------------------------------------------------------------------------------------
 
-    def _hold(self, reason: str, rule: str | None = None) -> None:
+    def _hold(
+        self, reason: str, rule: str | None = None, lead: StoredLead | None = None, until: float | None = None
+    ) -> None:
         self.held[reason] = self.held.get(reason, 0) + 1
         key = rule or reason
         self.held_by_rule[key] = self.held_by_rule.get(key, 0) + 1
+        if self._on_hold is not None and lead is not None:
+            # Evidence: which rule held which number, on what data (the list's version), and until when.
+            self._on_hold({
+                "campaign_id": self.campaign_id,
+                "lead_id": lead.lead_id,
+                "phone": lead.phone,
+                "reason": reason,
+                "rule": key,
+                "source": self._source_of(key),
+                "version": self._version_of(key),
+                "until": None if until is None or until == float("inf") else until,
+                "final": until == float("inf"),
+            })  # fmt: skip
+
+    def _source_of(self, rule: str) -> str:
+        if rule.startswith("do-not-call: national registry"):
+            registry = self.dnc.registry
+            return str(registry.directory) if registry is not None else "national registry (none loaded)"
+        if rule.startswith("do-not-call"):
+            return "company list and opt-outs on the store"
+        if rule.startswith(("store-wide", "abandonment")):
+            return "store number lockouts"
+        return "calling-hours rules"
+
+    def _version_of(self, rule: str) -> str:
+        """The version of the data the rule read: the registry's date and size, the holiday calendar's package."""
+        if rule.startswith("do-not-call: national registry") and self.dnc.registry is not None:
+            meta = self.dnc.registry.meta
+            return f"as of {dt.datetime.fromtimestamp(meta.as_of, dt.UTC).date().isoformat()}, {meta.count} numbers"
+        if "holiday" in rule:
+            try:
+                from importlib.metadata import version
+
+                return f"holidays {version('holidays')}"
+            except Exception:  # not installed: the rule came from campaign holiday files only
+                return "campaign holiday files"
+        return ""
 
     def reach(self) -> list[tuple[str, int]]:
         """Dial-time holds per rule, most costly first: the reach each rule costs this run (a lead parked until
@@ -177,32 +218,33 @@ class CampaignLeads:
     def _gate(self, lead: StoredLead, epoch: float) -> float | None:
         """``None`` if the lead may be dialed now; else the epoch to look at it again (``inf``: never)."""
         if capped(lead, self.policy):
-            self._hold("attempts exhausted")
+            self._hold("attempts exhausted", lead=lead, until=float("inf"))
             self.store.update_lead(self.campaign_id, lead.lead_id, status="done", disposition=Disposition.MAX_ATTEMPTS)
             return float("inf")
         reason = self.dnc.check(lead.phone)
         if reason is not None:
             if reason in ("internal list", "national registry"):
-                self._hold("do-not-call", f"do-not-call: {reason}")
+                self._hold("do-not-call", f"do-not-call: {reason}", lead, float("inf"))
                 self.store.update_lead(
                     self.campaign_id, lead.lead_id, status="done", disposition=Disposition.DO_NOT_CALL
                 )
                 return float("inf")
             if reason.startswith("not an E.164 number"):  # stored before the one normaliser: never dialable
-                self._hold("invalid number")
+                self._hold("invalid number", lead=lead, until=float("inf"))
                 self.store.update_lead(
                     self.campaign_id, lead.lead_id, status="done", disposition=Disposition.INVALID_NUMBER
                 )
                 return float("inf")
-            self._hold("no usable do-not-call registry", f"do-not-call: {reason}")
+            self._hold("no usable do-not-call registry", f"do-not-call: {reason}", lead, epoch + RETRY_GATE)
             return epoch + RETRY_GATE  # no or stale registry: wait for a fresh one, never dial meanwhile
         state = lead.fields.get("state", "")
         verdict = self.windows.decide(lead.phone, epoch, time_zone=lead.time_zone, state=state)
         if verdict.reason is None:
             return None
-        self._hold(verdict.reason.split(":", 1)[0], verdict.rule)
         opens = self.windows.next_open(lead.phone, epoch, time_zone=lead.time_zone, state=state)
-        return opens if opens is not None else epoch + 24 * 3600.0
+        again = opens if opens is not None else epoch + 24 * 3600.0
+        self._hold(verdict.reason.split(":", 1)[0], verdict.rule, lead, again)
+        return again
 
     def _blocked(self, lead: StoredLead, blocked: NumberBlocked) -> float:
         """A claim refused for the number's sake (see :meth:`Store.claim`): when to look at the lead again.
@@ -212,11 +254,11 @@ class CampaignLeads:
         process's list at once; a lockout from an abandoned call, in any campaign, parks the lead until it ends.
         """
         if blocked.until == float("inf"):
-            self._hold("do-not-call", "do-not-call: store-wide opt-out")
+            self._hold("do-not-call", "do-not-call: store-wide opt-out", lead, float("inf"))
             self.dnc.add_internal([lead.phone])
             self.store.update_lead(self.campaign_id, lead.lead_id, status="done", disposition=Disposition.DO_NOT_CALL)
             return float("inf")
-        self._hold("abandonment lockout", "store-wide abandonment lockout")
+        self._hold("abandonment lockout", "store-wide abandonment lockout", lead, blocked.until)
         return blocked.until
 
     # -- recovery --------------------------------------------------------------------------------------

@@ -685,7 +685,14 @@ class LiveCampaign:
             store = Store(config.store)
         except StoreError as exc:
             raise ConfigError("campaign.store", str(exc)) from None
+        from dialer.compliance.evidence import EvidenceError, EvidenceLog
+
+        evidence: EvidenceLog | None = None
         try:
+            try:
+                evidence = EvidenceLog(evidence_path(config.store))
+            except EvidenceError as exc:  # no evidence, no calls
+                raise ConfigError("campaign.store", str(exc)) from None
             dnc.add_internal(store.opt_outs())  # before the import: a number that opted out is scrubbed there too
             mapping = _mapping(config)
             try:
@@ -705,13 +712,31 @@ class LiveCampaign:
                 raise ConfigError("leads.file", f"{config.leads_file}: {exc}") from None
             except OSError as exc:
                 raise ConfigError("leads.file", f"cannot read {config.leads_file}: {exc.strerror}") from None
-            leads = CampaignLeads(store, config.campaign_id, dnc=dnc, windows=config.windows(), policy=config.retry)
+            if not imported.skipped:
+                evidence.append("import", _import_evidence(config, imported))
+            chain = evidence
+
+            def log_hold(data: dict[str, Any]) -> None:
+                chain.append("hold", data)
+
+            leads = CampaignLeads(
+                store,
+                config.campaign_id,
+                dnc=dnc,
+                windows=config.windows(),
+                policy=config.retry,
+                on_hold=log_hold,
+            )
         except BaseException:
+            if evidence is not None:
+                evidence.close()
             store.close()
             if registry is not None:
                 registry.close()
             raise
-        return cls(config, store, dnc, leads, imported, registry)
+        campaign = cls(config, store, dnc, leads, imported, registry)
+        campaign._evidence = evidence
+        return campaign
 
     # -- hooks of the SIP runtime ------------------------------------------------------------------------
 
@@ -768,7 +793,7 @@ class LiveCampaign:
         """
         from dialer.compliance.evidence import EvidenceLog
 
-        if self._evidence is None:
+        if self._evidence is None:  # a campaign built by hand rather than by open()
             self._evidence = EvidenceLog(self.evidence_path)
         ring_end = record.picked_up_at or record.answered_at or record.ended_at
         self._evidence.append("call", {
@@ -806,6 +831,33 @@ class LiveCampaign:
         self.store.close()
         if self.registry is not None:
             self.registry.close()
+
+
+def _import_evidence(config: CampaignConfig, imported: ImportReport) -> dict[str, Any]:
+    """One import's counts for the evidence log, its rejects kept in a file of their own (the next import writes
+    ``leads.rejects_file`` anew; this copy, named by time and fingerprinted in the log, stays)."""
+    import hashlib
+    import shutil
+
+    kept = ""
+    digest = ""
+    if imported.rejected and config.rejects_file.is_file():
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = config.rejects_file.with_name(f"{config.rejects_file.stem}.{stamp}{config.rejects_file.suffix}")
+        shutil.copyfile(config.rejects_file, target)
+        kept = str(target)
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    return {
+        "campaign_id": config.campaign_id,
+        "file": str(config.leads_file),
+        "rows": imported.rows,
+        "accepted": imported.accepted,
+        "merged": len(imported.merged),
+        "rejected": len(imported.rejected),
+        "rejects_file": kept,
+        "rejects_sha256": digest,
+        "resumed_at": imported.resumed_at,
+    }
 
 
 def _scrub_key(config: CampaignConfig, registry: NationalRegistry | None, store: Store) -> str:

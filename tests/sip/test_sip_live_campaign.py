@@ -166,7 +166,15 @@ def test_live_campaign_end_to_end(sipp_factory: type, tmp_path: Path, capsys: py
     from dialer.compliance.evidence import entries, verify
 
     assert verify(tmp_path / "spring.evidence.jsonl").ok
-    calls = {e["data"]["lead_id"]: e["data"] for e in entries(tmp_path / "spring.evidence.jsonl")}
+    log = list(entries(tmp_path / "spring.evidence.jsonl"))
+    calls = {e["data"]["lead_id"]: e["data"] for e in log if e["kind"] == "call"}
+    # The import's counts and its rejects, kept apart from the next import's (fingerprinted); every lead held at
+    # dial time with the rule, its source and that source's version.
+    (imported,) = [e["data"] for e in log if e["kind"] == "import"]
+    assert imported["rejected"] == 4 and Path(imported["rejects_file"]).is_file() and imported["rejects_sha256"]
+    holds = {e["data"]["lead_id"]: e["data"] for e in log if e["kind"] == "hold"}
+    assert holds["late"]["rule"].startswith("hours") and holds["late"]["until"] > start
+    assert holds["later"]["rule"] == "do-not-call: internal list" and holds["later"]["final"]
     assert sorted(calls) == ["busy", "gone", "optout", "talk"]
     assert {lead: c["sip_status"] for lead, c in calls.items()} == {
         "busy": 486,
