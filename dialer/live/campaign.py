@@ -641,7 +641,8 @@ class LiveCampaign:
     def open(cls, config: CampaignConfig, *, now: float | None = None) -> LiveCampaign:
         """Open the registry (required ones must be there and fresh), the store, import the list, build the gates."""
         from dialer.campaign import CampaignLeads, LeadImportError, import_csv
-        from dialer.compliance import DncError, DoNotCall, NationalRegistry, load_internal_list
+        from dialer.compliance import DncError, DoNotCall, NationalRegistry
+        from dialer.compliance.dnc import CompanyList
         from dialer.store import Store, StoreError
 
         now = time.time() if now is None else now
@@ -665,17 +666,20 @@ class LiveCampaign:
                 "is required (dnc.registry_required = true) but not given: name the prepared national registry "
                 "directory, or set dnc.registry_required = false if the campaign may skip it",
             )
-        internal: list[str] = []
+        # Company lists are prepared once beside their files (a sorted array, rebuilt only when the file changes),
+        # so a 20-million-number list loads in milliseconds at every start instead of being parsed again.
+        lists: list[CompanyList] = []
         for path in config.dnc_internal:
             try:
-                internal += load_internal_list(path, default_region=config.default_region)
+                lists.append(CompanyList.open(path, default_region=config.default_region))
             except OSError as exc:
                 raise ConfigError("dnc.internal", f"cannot read {path}: {exc.strerror}") from None
             except DncError as exc:
                 raise ConfigError("dnc.internal", str(exc)) from None
         dnc = DoNotCall(
             registry,
-            internal,
+            (),
+            company_lists=lists,
             require_registry=config.registry_required,
             max_age_days=config.registry_max_age_days,
             registry_regions=config.registry_regions,
