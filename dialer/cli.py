@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.sweep",
     "dialer.commands.run",
     "dialer.commands.report",
+    "dialer.commands.purge",
     "dialer.commands.worker",
 )
 

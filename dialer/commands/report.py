@@ -1,4 +1,9 @@
-"""``dialer report compliance``: the abandonment ledger of a campaign, as CSV and as a readable summary."""
+"""``dialer report compliance``: the abandonment ledger of a campaign, as CSV and as a readable summary, and
+with ``--audit DIR`` the audit export a compliance officer signs (:mod:`dialer.compliance.audit`).
+
+Exit statuses: 0 in order; 1 a window over its cap in the worst case; 2 a usage or configuration error; 3 (with
+``--audit``) the evidence chain is broken, or missing while the store holds calls.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,19 @@ def register(sub: Any) -> None:
         f"(default: the measured dialer.amd.PEOPLE_TAKEN_FOR_MACHINES, {measured.point * 100:.1f}%%, upper 95%% "
         f"bound {measured.upper95 * 100:.1f}%%); given, it is used for both the estimate and its bound",
     )
+    c.add_argument(
+        "--audit",
+        metavar="DIR",
+        help="write the audit export into DIR: calls.csv (every call in the evidence log, with the attempt's "
+        "disposition), holds.csv, imports.csv, windows.csv and summary.md (one page to sign: the ledger, ring time, "
+        "the 2-s rule, caller ID, the evidence chain and its head); without --campaign, every campaign in the store. "
+        "Exits 3 when the evidence chain is broken, or missing while the store holds calls",
+    )
+    c.add_argument(
+        "--evidence",
+        metavar="FILE",
+        help="the evidence log, for --audit (default: beside the store, STORE.evidence.jsonl)",
+    )
     p.set_defaults(func=run)
 
 
@@ -71,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.store).is_file():
         raise ConfigError("STORE", f"{args.store}: no such file")
+    if args.audit:
+        return _audit(args)
     with Store(args.store) as store:
         campaigns = store.campaigns()
         campaign = args.campaign
@@ -98,3 +118,26 @@ def run(args: argparse.Namespace) -> int:
         print(ledger.summary(campaign, by_regime, amd))
     over = any(w.over_cap for rows in by_regime.values() for w in rows)  # worst case: a crash hides nothing
     return 1 if over else 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``--audit DIR``: the export, its summary on standard output, and the export's exit status (0 in order,
+    1 a window over its cap in the worst case, 3 the evidence chain broken or missing; see
+    :mod:`dialer.compliance.audit`)."""
+    from dialer.compliance import audit
+
+    regimes = REGIMES if args.regime == "all" else (args.regime,)
+    found = audit.collect(
+        args.store,
+        campaigns=[args.campaign] if args.campaign else None,
+        evidence=args.evidence,
+        regimes=regimes,
+        amd=_amd_estimate(args.amd_false_positive_rate),
+    )
+    files = audit.write(found, args.audit)
+    print(files["summary.md"].read_text(encoding="utf-8"), end="")
+    print(f"written: {', '.join(str(f) for f in files.values())}")
+    if found.chain in ("BROKEN", "MISSING"):
+        why = found.verdict.why if found.verdict is not None else f"no log at {found.evidence}"
+        print(f"dialer: error: the evidence chain is {found.chain}: {why}", file=sys.stderr)
+    return found.exit_status

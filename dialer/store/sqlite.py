@@ -480,6 +480,31 @@ class Store:
                 (campaign_id, lead_id),
             )
 
+    def purge_attempts(self, before: float, *, campaign_id: str | None = None) -> list[AttemptRow]:
+        """Delete the closed attempts dialed before ``before`` (epoch) and return them, for a retention run.
+
+        Why only attempts, and only closed ones: an open attempt is a crash not yet recovered (its lead's lockout
+        depends on it), and the lead's own counters (attempts, per-outcome counts, lockouts) and the store's
+        opt-outs are what keep the next dial lawful, so they stay. Run it inside :meth:`transaction` together
+        with the record of the purge, so the rows are never gone without it.
+        """
+        where = "state != 'dialing' AND dialed_at < ?"
+        args: list[Any] = [before]
+        if campaign_id is not None:
+            where += " AND campaign_id = ?"
+            args.append(campaign_id)
+        with self.transaction():
+            rows = [
+                _attempt(r)
+                for r in self._db.execute(
+                    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE {where} ORDER BY campaign_id, dialed_at, lead_id, "
+                    "attempt_no",
+                    args,
+                )
+            ]
+            self._db.execute(f"DELETE FROM attempts WHERE {where}", args)
+        return rows
+
     def open_attempts(self, campaign_id: str) -> list[AttemptRow]:
         rows = self._db.execute(
             f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = ? AND state = 'dialing' ORDER BY dialed_at",
