@@ -35,14 +35,17 @@ import io
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from dialer.compliance.consent import Consent, ConsentError, Purpose, parse_consent, registry_exemption
 from dialer.compliance.numbers import NumberError, nanp_key, normalize
 from dialer.errors import ConfigError, DialerError
 from dialer.store import Store
+from dialer.store.consents import ConsentStore
 from dialer.store.imports import LeadBulk
 
 MAX_FIELD = 1 << 20  # characters of one CSV field: more is certainly not a call list
@@ -66,6 +69,7 @@ NON_CALLABLE_TYPES = {
 #: The spellings of a NANP number the fast type check understands (anything else takes phonenumbers' own path).
 _NANP_SPELLING = re.compile(r"\s*(?:\+?1[\s.-]?)?\(?(\d{3})\)?[\s.-]?(\d{3})[\s.-]?(\d{4})\s*")
 _PLAIN = re.compile(r"[\d\s+().\-/]*")  # no letters, ';', '#', ',': cannot carry an extension
+REGISTRY_ONLY = "do-not-call: national registry"  # a scrub verdict a consent basis may lift (never a reject reason)
 
 
 class LeadImportError(DialerError):
@@ -83,6 +87,11 @@ class ColumnMapping:
     ``fields``: the columns passed through to the lead untouched; ``None`` passes every column not mapped to
     something else. ``state`` (a US state name or code) lets per-state calling hours apply without guessing from
     the area code. ``priority`` must hold integers (higher is dialed first).
+
+    ``consent_type``, ``consent_date`` and ``consent_source`` hold one consent record per row (see
+    :mod:`dialer.compliance.consent`): checked here (an unknown type or a bad date rejects the row with its
+    reason) and stored with the lead, several per lead when rows merge, so the dial-time gate can tell whether a
+    national-registry number has a basis on the day of the call.
     """
 
     phone: str = "phone"
@@ -92,9 +101,16 @@ class ColumnMapping:
     priority: str | None = None
     state: str | None = None
     fields: Sequence[str] | None = None
+    consent_type: str | None = None
+    consent_date: str | None = None
+    consent_source: str | None = None
 
     def mapped(self) -> list[str]:
-        return [c for c in (self.phone, self.name, self.time_zone, self.lead_id, self.priority) if c]
+        return [c for c in (self.phone, self.name, self.time_zone, self.lead_id, self.priority, *self.consent()) if c]
+
+    def consent(self) -> list[str]:
+        """The consent columns configured (none, or some of type, date, source)."""
+        return [c for c in (self.consent_type, self.consent_date, self.consent_source) if c]
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +361,12 @@ class _Numbers:
         owner = getattr(dnc, "__self__", dnc)  # ``dnc.blocked`` as well as the DoNotCall object itself
         many = getattr(owner, "blocked_many", None)
         self.dnc_many: Callable[[Sequence[str]], list[bool]] | None = many if callable(many) else None
+        # With reasons (a DoNotCall), a number blocked by the national registry ONLY is marked as such: a row with
+        # a consent basis (or an exempt campaign purpose) may keep it. Anything else blocked stays "do-not-call".
+        reasons = getattr(owner, "check_many", None)
+        self.dnc_reasons: Callable[[Sequence[str]], list[str | None]] | None = (
+            reasons if callable(reasons) and many is not None else None
+        )
         self.cache: dict[str, tuple[str, str, str]] = {}
         self.nanp_cache: dict[str, str] = {}
         patterns: dict[str, list[str]] = {}
@@ -377,11 +399,15 @@ class _Numbers:
             if self.dnc is not None and callable_cells:
                 numbers = [fresh[c][0] for c in callable_cells]
                 many = self.dnc_many
-                verdicts = many(numbers) if many is not None else [bool(self.dnc(n)) for n in numbers]
+                verdicts: Sequence[str | bool | None]
+                if self.dnc_reasons is not None:
+                    verdicts = self.dnc_reasons(numbers)
+                else:
+                    verdicts = many(numbers) if many is not None else [bool(self.dnc(n)) for n in numbers]
                 for cell, blocked in zip(callable_cells, verdicts, strict=True):
                     if blocked:
                         e164, ext, _ = fresh[cell]
-                        fresh[cell] = (e164, ext, "do-not-call")
+                        fresh[cell] = (e164, ext, REGISTRY_ONLY if blocked == "national registry" else "do-not-call")
             cache.update(fresh)
             out = [cache[c] for c in cells]
         return out  # type: ignore[return-value]
@@ -470,6 +496,8 @@ class _Row:
     priority: int
     bad_priority: str
     fields: dict[str, str]
+    consent: Consent | None = None
+    bad_consent: str = ""
 
 
 class _Chunk:
@@ -494,9 +522,17 @@ class _Import:
         report: ImportReport,
         import_id: int | None,
         codec: str,
+        purpose: Purpose = Purpose.TELEMARKETING,
+        now: float = 0.0,
     ) -> None:
         self.store = store
         self.bulk = LeadBulk(store)
+        self.consents = ConsentStore(store)
+        self.purpose = purpose
+        self.now = now
+        from dialer.compliance.consent import call_date
+
+        self.today = call_date(now)
         self.campaign_id = campaign_id
         self.mapping = mapping
         self.classifier = classifier
@@ -519,6 +555,11 @@ class _Import:
             raise LeadImportError(f"line {line}: duplicate header column(s): {named}; one value would be lost")
         m = self.mapping
         missing = [c for c in [*m.mapped(), m.state] if c and c not in header]
+        if m.consent() and not (m.consent_type and m.consent_date):
+            raise LeadImportError(
+                f"line {line}: consent columns {m.consent()} need both a type and a date column (consent_type and "
+                "consent_date): a record without either cannot be a basis"
+            )
         if missing:
             raise LeadImportError(f"line {line}: column(s) {missing} not in the header {header}")
         if m.fields is not None:
@@ -558,7 +599,17 @@ class _Import:
             fields.setdefault("state", row[idx[m.state]])
         lead_id = row[idx[m.lead_id]].strip() if m.lead_id else ""
         name = row[idx[m.name]].strip() if m.name else ""
-        chunk.rows.append(_Row(line, row, lead_id, name, zone, priority, bad_priority, fields))
+        consent: Consent | None = None
+        bad_consent = ""
+        if m.consent_type and m.consent_date:
+            kind, date = row[idx[m.consent_type]], row[idx[m.consent_date]]
+            source = row[idx[m.consent_source]] if m.consent_source else ""
+            if kind.strip() or date.strip() or source.strip():
+                try:
+                    consent = parse_consent(kind, date, source, today=self.today)
+                except ConsentError as exc:
+                    bad_consent = str(exc)
+        chunk.rows.append(_Row(line, row, lead_id, name, zone, priority, bad_priority, fields, consent, bad_consent))
         chunk.phones.append(row[idx[m.phone]])
 
     def store_chunk(self, chunk: _Chunk, results: list[tuple[str, str, str]], *, done: bool) -> None:
@@ -568,7 +619,7 @@ class _Import:
         rejects = list(chunk.rejects)
         good: list[tuple[_Row, str, str]] = []
         for row, (e164, ext, reason) in zip(chunk.rows, results, strict=True):
-            if reason and reason != "do-not-call":
+            if reason and not reason.startswith("do-not-call"):
                 rejects.append(Reject(row.line, reason, tuple(row.cells)))
                 continue
             if row.zone and not _valid_zone(row.zone):
@@ -577,6 +628,22 @@ class _Import:
             if row.bad_priority:
                 rejects.append(Reject(row.line, row.bad_priority, tuple(row.cells)))
                 continue
+            if row.bad_consent:
+                rejects.append(Reject(row.line, row.bad_consent, tuple(row.cells)))
+                continue
+            if reason == REGISTRY_ONLY:
+                # On the national registry only: kept when the row's consent (or the campaign's purpose) is a basis
+                # today; the dial-time gate asks again on the day of each call. Company lists and opt-outs are
+                # "do-not-call" verdicts and never reach this.
+                mine = [row.consent] if row.consent is not None else []
+                if registry_exemption(mine, self.purpose, self.now) is None:
+                    why = "do-not-call"
+                    if row.consent is not None:
+                        c = row.consent
+                        why += f" (national registry; {c.kind.value} of {c.date.isoformat()} is no basis today)"
+                    rejects.append(Reject(row.line, why, tuple(row.cells)))
+                    continue
+                reason = ""
             if reason:
                 rejects.append(Reject(row.line, reason, tuple(row.cells)))
                 continue
@@ -601,6 +668,7 @@ class _Import:
         new: dict[str, dict[str, Any]] = {}
         changed: dict[str, dict[str, Any]] = {}
         merged: list[tuple[int, str]] = []
+        consents: list[tuple[str, Consent, int | None, int | None]] = []
         for row, phone, ext in good:
             cur = new.get(phone) or stored.get(phone)
             if cur is None:
@@ -621,6 +689,8 @@ class _Import:
                 }
                 self.next_seq += 1
                 report.accepted += 1
+                if row.consent is not None:
+                    consents.append((lead_id, row.consent, self.import_id, row.line))
                 continue
             # Merge: earlier values win, gaps are filled, new pass-through fields are added, and a different id the
             # row carried is kept (``merged_ids``) so the CRM records behind both rows can still be found. Two
@@ -652,6 +722,8 @@ class _Import:
                 changed[cur["lead_id"]] = cur
             merged.append((row.line, cur["lead_id"]))
             report.merged[row.line] = cur["lead_id"]
+            if row.consent is not None:  # every row's record is kept: a later purchase extends the EBR
+                consents.append((cur["lead_id"], row.consent, self.import_id, row.line))
 
         rejects.sort(key=lambda r: r.line)
         report.rejected.extend(rejects)
@@ -674,6 +746,8 @@ class _Import:
             self.bulk.update_leads(
                 (d["name"], d["time_zone"], _json(d["fields"]), d["priority"], cid, lid) for lid, d in changed.items()
             )
+            if consents:
+                self.consents.add(cid, consents)
             if self.import_id is not None:
                 self.bulk.add_rows(
                     self.import_id,
@@ -722,6 +796,8 @@ def import_csv(
     max_line: int = MAX_LINE,
     workers: int | None = None,
     scrub_key: str = "",
+    purpose: Purpose | str = Purpose.TELEMARKETING,
+    now: float | None = None,
 ) -> ImportReport:
     """Read a CSV call list into ``campaign_id``; see the module docstring for the guarantees.
 
@@ -732,7 +808,12 @@ def import_csv(
     ``workers``: processes checking numbers (``None``: two on files of 4 MiB and more, when there are two cores).
     ``scrub_key`` names the state of the do-not-call data the scrub used (registry date, company lists, opt-outs):
     an unchanged file is skipped only when it is unchanged too, so new do-not-call data scrubs the list again.
+    ``purpose`` (the campaign's, see :mod:`dialer.compliance.consent`) and the rows' consent records decide whether
+    a number on the national registry ONLY is kept, judged at ``now`` (epoch, default the clock); a number on a
+    company list or an opt-out is rejected whatever either says.
     """
+    purpose = Purpose(purpose)
+    now = time.time() if now is None else now
     mapping = mapping or ColumnMapping()
     if not mapping.phone:
         raise ConfigError("mapping.phone", "the phone column must be named")
@@ -748,15 +829,18 @@ def import_csv(
             raw = open(source, "rb")  # noqa: SIM115 - closed in the finally below
             size, mtime_ns, fingerprint = _identity(raw)
             codec, bom = sniff_encoding(raw.read(4096), encoding)
-            settings = json.dumps(
-                {
-                    "mapping": [*dataclasses.astuple(mapping)[:6], _fields_list(mapping)],
-                    "region": default_region,
-                    "delimiter": delimiter,
-                    "codec": codec,
-                    "scrub": scrub_key,
-                }
-            )
+            described: dict[str, Any] = {
+                "mapping": [*dataclasses.astuple(mapping)[:6], _fields_list(mapping)],
+                "region": default_region,
+                "delimiter": delimiter,
+                "codec": codec,
+                "scrub": scrub_key,
+            }
+            if mapping.consent():  # only when used, so a store imported before consent existed is not re-read
+                described["consent"] = [mapping.consent_type, mapping.consent_date, mapping.consent_source]
+            if purpose is not Purpose.TELEMARKETING:
+                described["purpose"] = purpose.value
+            settings = json.dumps(described)
             path = str(Path(source).resolve())
             last = bulk.latest_import(campaign_id, path)
             same = last is not None and (last.size, last.mtime_ns, last.fingerprint, last.settings) == (
@@ -797,6 +881,8 @@ def import_csv(
                 workers,
                 report,
                 import_id,
+                purpose,
+                now,
             )
         else:
             lines = _StreamLines(source, max_line)
@@ -815,6 +901,8 @@ def import_csv(
                     0,
                     report,
                     None,
+                    purpose,
+                    now,
                 )
     finally:
         if raw is not None:
@@ -849,10 +937,12 @@ def _run(
     workers: int,
     report: ImportReport,
     import_id: int | None,
+    purpose: Purpose = Purpose.TELEMARKETING,
+    now: float = 0.0,
 ) -> None:
     """Read, check and store chunk by chunk; the numbers of chunk k are checked while chunk k+1 is read."""
     classifier = _Classifier(_Numbers(region, dnc), workers)
-    job = _Import(store, campaign_id, mapping, classifier, report, import_id, lines.codec)
+    job = _Import(store, campaign_id, mapping, classifier, report, import_id, lines.codec, purpose, now)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     pending: tuple[_Chunk, Callable[[], list[tuple[str, str, str]]]] | None = None
     chunk = _Chunk()

@@ -6,7 +6,13 @@ do-not-call list? inside the calling window in every candidate zone? Only a lead
 *claimed* — its attempt is committed to the store — and only then handed to the engine. The claim itself asks a
 fourth question in its own transaction: is the NUMBER protected store-wide, by an opt-out or an abandonment
 lockout that any campaign on the store recorded (perhaps one running in another process since this one started)?
-A number that opted out finishes the lead as ``do_not_call``; a locked-out one waits for the lockout's end. So:
+A number that opted out finishes the lead as ``do_not_call``; a locked-out one waits for the lockout's end.
+
+A number on the NATIONAL REGISTRY (and on no company list or opt-out) may still be dialed when the law exempts the
+call: the lead's consent records (express written consent, an EBR within its window on the day of the call) or the
+campaign's purpose (charity, political, survey); see :mod:`dialer.compliance.consent`. The basis is recorded on the
+attempt row (``registry_basis``) and handed to the engine in the lead's ``fields["registry_basis"]``, so the call's
+evidence names it. Nothing exempts a number on the company list or one that opted out. So:
 
 * a crash after the claim leaves an open attempt, closed as ``interrupted`` at the next start and never dialed
   again under that attempt number (and, since its outcome is unknown, the abandonment lockout applies);
@@ -24,12 +30,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dialer.campaign.lifecycle import Disposition, RetryPolicy, after_attempt, capped, recyclable
+from dialer.compliance.consent import Basis, Purpose, expired_records, registry_exemption
 from dialer.compliance.dnc import DoNotCall
 from dialer.compliance.numbers import time_zones_of
 from dialer.compliance.windows import CallingWindows
 from dialer.errors import DialerError
 from dialer.leads import Lead
 from dialer.store import NumberBlocked, Store, StoredLead
+from dialer.store.consents import ConsentStore
 
 if TYPE_CHECKING:
     from dialer.engine.records import CallRecord
@@ -55,7 +63,8 @@ class CampaignLeads:
     decided (``do-not-call: internal list``, ``hours: US federal``, ``area-code zone``, ``stated state zone``,
     ``public holiday: AU-NSW``, ...): what each rule costs in reach (:meth:`reach`). ``scan_limit`` bounds the
     leads examined per :meth:`next_lead` call, so one call never stalls the engine on a list that is entirely
-    outside its window.
+    outside its window. ``purpose`` is the campaign's (``telemarketing``: no exemption of its own); ``exempted``
+    counts the registry numbers dialed under an exemption, by the rule of their basis.
     """
 
     def __init__(
@@ -69,8 +78,13 @@ class CampaignLeads:
         epoch_offset: float = 0.0,
         scan_limit: int = 2000,
         on_hold: Callable[[dict[str, Any]], None] | None = None,
+        purpose: Purpose | str = Purpose.TELEMARKETING,
     ) -> None:
         self.store = store
+        self.purpose = Purpose(purpose)
+        self.consents = ConsentStore(store)
+        self.exempted: dict[str, int] = {}
+        self._bases: dict[str, Basis] = {}
         self.campaign_id = campaign_id
         self.dnc = dnc
         self.windows = windows or CallingWindows()
@@ -103,6 +117,7 @@ class CampaignLeads:
                     after = _key(lead)
                     wait = self._gate(lead, epoch)
                     if wait is None:
+                        basis = self._bases.pop(lead.lead_id, None)
                         try:
                             attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch)
                         except NumberBlocked as blocked:
@@ -112,7 +127,12 @@ class CampaignLeads:
                             continue
                         self._open[lead.lead_id] = attempt
                         self.dialed += 1
-                        return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, dict(lead.fields))
+                        fields = dict(lead.fields)
+                        if basis is not None:  # recorded before the dial: the attempt row, then the call's evidence
+                            fields["registry_basis"] = basis.describe()
+                            self.consents.set_attempt_basis(self.campaign_id, lead.lead_id, attempt, basis.describe())
+                            self.exempted[basis.rule] = self.exempted.get(basis.rule, 0) + 1
+                        return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, fields)
                     if wait > epoch:
                         parked.append((lead.lead_id, wait))
             return None
@@ -167,14 +187,19 @@ class CampaignLeads:
     # -- gates -----------------------------------------------------------------------------------------
 
     def _hold(
-        self, reason: str, rule: str | None = None, lead: StoredLead | None = None, until: float | None = None
+        self,
+        reason: str,
+        rule: str | None = None,
+        lead: StoredLead | None = None,
+        until: float | None = None,
+        note: str = "",
     ) -> None:
         self.held[reason] = self.held.get(reason, 0) + 1
         key = rule or reason
         self.held_by_rule[key] = self.held_by_rule.get(key, 0) + 1
         if self._on_hold is not None and lead is not None:
             # Evidence: which rule held which number, on what data (the list's version), and until when.
-            self._on_hold({
+            entry = {
                 "campaign_id": self.campaign_id,
                 "lead_id": lead.lead_id,
                 "phone": lead.phone,
@@ -184,7 +209,10 @@ class CampaignLeads:
                 "version": self._version_of(key),
                 "until": None if until is None or until == float("inf") else until,
                 "final": until == float("inf"),
-            })  # fmt: skip
+            }
+            if note:
+                entry["note"] = note
+            self._on_hold(entry)
 
     def _source_of(self, rule: str) -> str:
         if rule.startswith("do-not-call: national registry"):
@@ -222,9 +250,15 @@ class CampaignLeads:
             self.store.update_lead(self.campaign_id, lead.lead_id, status="done", disposition=Disposition.MAX_ATTEMPTS)
             return float("inf")
         reason = self.dnc.check(lead.phone)
+        basis: Basis | None = None
+        note = ""
+        if reason == "national registry":  # only the registry: "internal list" (company list, opt-out) never is
+            basis, note = self._exemption(lead, epoch)
+            if basis is not None:
+                reason = None
         if reason is not None:
             if reason in ("internal list", "national registry"):
-                self._hold("do-not-call", f"do-not-call: {reason}", lead, float("inf"))
+                self._hold("do-not-call", f"do-not-call: {reason}", lead, float("inf"), note)
                 self.store.update_lead(
                     self.campaign_id, lead.lead_id, status="done", disposition=Disposition.DO_NOT_CALL
                 )
@@ -240,11 +274,28 @@ class CampaignLeads:
         state = lead.fields.get("state", "")
         verdict = self.windows.decide(lead.phone, epoch, time_zone=lead.time_zone, state=state)
         if verdict.reason is None:
+            if basis is not None:
+                self._bases[lead.lead_id] = basis
             return None
         opens = self.windows.next_open(lead.phone, epoch, time_zone=lead.time_zone, state=state)
         again = opens if opens is not None else epoch + 24 * 3600.0
         self._hold(verdict.reason.split(":", 1)[0], verdict.rule, lead, again)
         return again
+
+    def _exemption(self, lead: StoredLead, epoch: float) -> tuple[Basis | None, str]:
+        """The basis on which a national-registry number may be dialed now, and, when there is none although the
+        lead has consent records, a note naming them (the hold's evidence says why they were no basis)."""
+        records = self.consents.of_lead(self.campaign_id, lead.lead_id)
+        # The call's date is the person's: every zone the number may ring in, and the stated one.
+        zones = {*time_zones_of(lead.phone), *([lead.time_zone] if lead.time_zone else [])}
+        basis = registry_exemption(records, self.purpose, epoch, sorted(zones))
+        if basis is not None or not records:
+            return basis, ""
+        stale = ", ".join(
+            f"{c.kind.value} {c.date.isoformat()}" + (f" expired {c.expires.isoformat()}" if c.expires else "")
+            for c in expired_records(records, epoch, sorted(zones))
+        )
+        return None, f"consent records no basis on this date: {stale}"
 
     def _blocked(self, lead: StoredLead, blocked: NumberBlocked) -> float:
         """A claim refused for the number's sake (see :meth:`Store.claim`): when to look at the lead again.

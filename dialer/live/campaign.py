@@ -73,7 +73,16 @@ US_TERRITORIES = ("PR", "GU", "VI", "AS", "MP")
 MAX_REGISTRY_AGE_DAYS = 31.0
 
 #: Column names used without a [leads.columns] table when the CSV header has them.
-DEFAULT_COLUMNS = ("lead_id", "name", "time_zone", "priority", "state")
+DEFAULT_COLUMNS = (
+    "lead_id",
+    "name",
+    "time_zone",
+    "priority",
+    "state",
+    "consent_type",
+    "consent_date",
+    "consent_source",
+)
 
 
 # -- reading tables ------------------------------------------------------------------------------------------
@@ -314,6 +323,7 @@ class CampaignConfig:
     wrap_up: float = 0.0
     opt_out_digit: str = "9"
     machine: str = "hangup"
+    purpose: str = "telemarketing"  # campaign.purpose: charity, political and survey calls skip the national registry
     pool_plan: PoolPlan | None = None  # how pool.workers was chosen (load_campaign sizes it unless [pool] sets it)
 
     def engine_config(self) -> EngineConfig:
@@ -388,6 +398,12 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     if machine not in MACHINE_ACTIONS:
         raise ConfigError("campaign.machine", f"must be one of {', '.join(MACHINE_ACTIONS)}, not {machine!r}")
     voicemail = camp.path("machine_message")
+    from dialer.compliance.consent import ConsentError, parse_purpose
+
+    try:  # exempts from the national registry only, never from the company list or an opt-out
+        purpose = parse_purpose(camp.string("purpose", "telemarketing")).value
+    except ConsentError as exc:
+        raise ConfigError("campaign.purpose", str(exc)) from None
     camp.finish()
 
     leads = top.table("leads")
@@ -528,6 +544,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         connect_limit=connect_limit,
         ring_timeout=ring_timeout,
         wrap_up=wrap_up,
+        purpose=purpose,
         opt_out_digit=digit,
         machine=machine,
         pool_plan=plan,
@@ -711,6 +728,8 @@ class LiveCampaign:
                     delimiter=config.delimiter,
                     encoding=config.encoding,
                     scrub_key=_scrub_key(config, registry, store),
+                    purpose=config.purpose,
+                    now=now,
                 )
             except LeadImportError as exc:
                 raise ConfigError("leads.file", f"{config.leads_file}: {exc}") from None
@@ -730,6 +749,7 @@ class LiveCampaign:
                 windows=config.windows(),
                 policy=config.retry,
                 on_hold=log_hold,
+                purpose=config.purpose,
             )
         except BaseException:
             if evidence is not None:
@@ -827,6 +847,7 @@ class LiveCampaign:
             "agent_lost": record.agent_lost,
             "customer_hung_up": record.customer_hung_up,
             "ended_at": record.ended_at,
+            "registry_basis": record.lead.fields.get("registry_basis"),
         })  # fmt: skip
 
     def close(self) -> None:

@@ -131,6 +131,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (import_id, line)
     )
     """,
+    # 5: consent (issue 13, item 6). lead_consents keeps each consent record a lead file gave for a lead (type,
+    # date, source, and the import and line it came from), so the dial-time gate can tell whether a national-registry
+    # number has a basis on the day of the call, and an auditor can see the record. attempts.registry_basis names the
+    # basis a registry number was dialed on (NULL: the number was not on the registry, or no exemption was needed).
+    """
+    CREATE TABLE lead_consents (
+        campaign_id TEXT NOT NULL,
+        lead_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        date TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        import_id INTEGER,
+        line INTEGER,
+        PRIMARY KEY (campaign_id, lead_id, kind, date, source)
+    );
+    ALTER TABLE attempts ADD COLUMN registry_basis TEXT
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
