@@ -592,6 +592,13 @@ def _retry(table: _Table) -> RetryPolicy:
 
     policy = RetryPolicy()
     lockout = table.number("abandon_lockout_hours", policy.abandon_lockout / 3600.0, minimum=0.0)
+    if lockout < 72.0:
+        # Ofcom: a number whose call was abandoned is not called again within 72 hours unless an agent is
+        # guaranteed to be free, which a predictive dialer cannot promise. Longer is allowed; shorter is refused.
+        raise ConfigError(
+            "retry.abandon_lockout_hours",
+            f"must be at least 72, not {lockout:g}: an abandoned number is not called again within 72 hours (UK)",
+        )
     max_attempts = table.integer("max_attempts", policy.max_attempts, minimum=1)
     max_total = table.integer("max_total_attempts", policy.max_total_attempts, minimum=1)
     rules = dict(policy.rules)

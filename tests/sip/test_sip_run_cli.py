@@ -103,6 +103,7 @@ def _sub(old: str, new: str) -> Mutation:
         (_sub("[trunk]", "[trunk]\ntransport = 'sctp'"), "trunk.transport"),
         (_sub("port = 5060", 'port = "5060"'), "trunk.port: must be an integer"),
         (_sub("[pool]", "[pool]\nworkerz = 2"), "pool.workerz: unknown key"),
+        (_sub("[pool]", "[retry]\nabandon_lockout_hours = 1\n\n[pool]"), "retry.abandon_lockout_hours: must be at"),
         (_sub("[pool]", "[pool]\nsetups_per_worker = 0"), "pool.setups_per_worker"),
         (_sub("[pool]", "[pool]\ntrunk = 1"), "pool.trunk: unknown key"),
         (_sub('alice = "sip:', 'alice = "tel:'), "agents.alice"),
