@@ -450,6 +450,15 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         regions += tuple(t for t in US_TERRITORIES if t not in regions)
     for r in regions:
         _check_region(r, "dnc.regions")
+    if not required and registry is None and purpose == "telemarketing" and "US" in regions:
+        # Refused, not noted: without the registry, US numbers would be dialed unscrubbed. Only calls the rules
+        # exempt (charity, political, survey) or a campaign whose regions the registry does not cover may go without.
+        raise ConfigError(
+            "dnc.registry_required",
+            "cannot be false for a telemarketing campaign calling the US: name the prepared national registry "
+            "(dnc.registry), or set campaign.purpose for an exempt campaign (charity, political, survey), or set "
+            "dnc.regions to the regions you call if the US registry does not cover them",
+        )
     internal = dnc.paths("internal")
     dnc.finish()
 

@@ -171,10 +171,13 @@ def _campaign(tmp_path: Path, *, campaign: str = "", dnc: str = "registry_requir
         f"{r},{n}\n" for r, n in TERRITORY_NUMBERS.items()
     ) + "US,+12127362001\n", encoding="utf-8")  # fmt: skip
     path = tmp_path / "c.toml"
+    # Without a registry loaded, only a campaign the rules exempt from it may call the US.
+    purpose = 'purpose = "survey"' if "registry =" not in dnc else ""
     path.write_text(
         f"""
 [campaign]
 abandon_message = "abandon.wav"
+{purpose}
 {campaign}
 
 [leads]

@@ -16,12 +16,14 @@ from test_sip_runtime import make_message
 
 from dialer.cli import main
 from dialer.compliance import NationalRegistry
+from dialer.errors import ConfigError
 from dialer.live.campaign import LiveCampaign, load_campaign
 
 BASE = """
 [campaign]
 id = "autumn"
 abandon_message = "abandon.wav"
+purpose = "survey"  # exempt from the national registry, which these tests do not load
 policy = "progressive"
 connect_limit = 2.0
 ring_timeout = 20
@@ -185,3 +187,23 @@ def test_unreadable_call_list_stores_nothing(tmp_path: Path, capsys: pytest.Capt
 
     with Store(config.store) as store:
         assert store.leads("autumn") == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "ok"),
+    [
+        ("", False),  # telemarketing to the US with no registry: refused
+        ('purpose = "charity"', True),  # exempt from the national registry
+        ('purpose = "survey"\n', True),
+    ],
+)
+def test_a_telemarketing_campaign_cannot_call_the_us_without_the_registry(tmp_path: Path, edit: str, ok: bool) -> None:
+    body = BASE.replace('purpose = "survey"  # exempt from the national registry, which these tests do not load', edit)
+    if ok:
+        assert load_campaign(write_campaign(tmp_path, body)).purpose in ("charity", "survey")
+        return
+    with pytest.raises(ConfigError) as info:
+        load_campaign(write_campaign(tmp_path, body))
+    assert info.value.key == "dnc.registry_required"
+    other = body.replace("registry_required = false", 'registry_required = false\nregions = ["CA"]')
+    assert load_campaign(write_campaign(tmp_path, other)).registry_regions == ("CA",)
