@@ -150,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(records)} calls: {summary}")
     held = ", ".join(f"{k} {v}" for k, v in sorted(result.held.items())) or "none"
     print(f"abandoned {abandoned} of {live} live answers; {len(result.opted_out)} opt-outs; held at dial time: {held}")
+    reach = campaign.leads.reach()
+    if reach:  # what each rule cost in reach this run, most costly first (each hold is in the evidence log too)
+        print("reach lost per rule: " + ", ".join(f"{rule} {n}" for rule, n in reach))
     leads = ", ".join(f"{v} {k}" for k, v in sorted(result.leads.items()))
     later = f"; next due {_when(result.next_due)}" if result.next_due is not None and result.leads.get("ready") else ""
     print(f"leads: {leads}{later}")

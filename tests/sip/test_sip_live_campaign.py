@@ -148,6 +148,7 @@ def test_live_campaign_end_to_end(sipp_factory: type, tmp_path: Path, capsys: py
     assert "10 rows: 5 accepted, 1 merged into earlier leads, 4 rejected" in out, out
     assert "4 calls: abandoned 1, busy 1, connected 1, invalid_number 1" in out, out
     assert "abandoned 1 of 2 live answers; 1 opt-outs" in out, out
+    assert "reach lost per rule: " in out and "do-not-call: internal list 1" in out, out  # what each rule cost
 
     with open(tmp_path / "leads.rejects.csv", newline="", encoding="utf-8") as f:
         rejects = {row[0]: row[1] for row in list(csv.reader(f))[1:]}
