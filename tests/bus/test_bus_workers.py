@@ -236,6 +236,10 @@ def test_worker_command_refuses_to_run_without_a_trunk() -> None:
                            "--trunk-host", "127.0.0.1", "--agent", "alice=http://x"],
                           capture_output=True, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 2 and b"--agent" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "dialer.cli", "worker", "--campaign", "c1", "--worker-id", "w",
+                           "--trunk-host", "127.0.0.1", "--caller-id", "+12127362000", "--connect-limit", "5"],
+                          capture_output=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2 and b"--connect-limit" in proc.stderr  # a worker never waits past the 2 s
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -109,3 +109,42 @@ def test_slots_held_by_silent_invites_are_not_given_to_answered_people(sipp_fact
         assert record.outcome is Outcome.CONNECTED and not record.abandoned and not record.bridge_failed, record
     assert not sip.bridge_failed
     assert sip.engine.stats.totals.abandoned == 0
+
+
+def test_the_worker_plays_the_message_at_its_own_deadline_when_nobody_orders_it(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """The 2-second rule held at the edge: an answered person with no agent and no order from above (a dispatcher
+    gone, a stalled loop) hears the message from the worker at its connect deadline, measured on the wire."""
+    from sip_helpers import Recorder
+    from wire import WireCapture
+
+    from dialer.sip import Answered, MessageStarted
+
+    customers = sipp_factory("customers.xml")
+    capture = WireCapture(ports={customers.port, customers.media_port}).start()
+
+    async def scenario() -> Recorder:
+        rec = Recorder()
+        config = pool(customers.port, abandon_wav=str(tone_wav(tmp_path / "m.wav", 440, 1.0)), connect_deadline=1.5)
+        driver = await started(config, rec)
+        try:
+            await driver.dial(1, "2000001", 20.0)  # answers and stays: nobody here ever orders an agent or message
+            await rec.wait(lambda e: isinstance(e, MessageStarted), 10)
+            driver.hangup(1)
+            await asyncio.sleep(0.5)
+        finally:
+            await driver.close()
+        return rec
+
+    try:
+        rec = run(scenario(), 40)
+    finally:
+        capture.stop()
+    answered = next(e for e in rec.of(1) if isinstance(e, Answered))
+    started_ = next(e for e in rec.of(1) if isinstance(e, MessageStarted))
+    assert answered.answered_at is not None and started_.at is not None
+    assert 1.4 <= started_.at - answered.answered_at <= 1.7
+    (call_id,) = capture.call_ids()
+    heard = capture.answer_to_audio(call_id)
+    assert heard is not None and 1.4 <= heard <= 2.0, heard  # the first sound of the message, from the packets
