@@ -46,7 +46,6 @@ import logging
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import describe
+from benchmarks.sip_throughput import free_port, free_range
 from benchmarks.wire_capture import WireCapture
 from dialer.sip import (
     Answered,
@@ -83,30 +83,6 @@ MESSAGE_MARGIN = 0.25  # the engine orders the message this long before the conn
 WORKER_MARGIN = 0.1  # the worker plays it itself this long before the limit if no order came
 SESSION, PER_CONNECT, MESSAGE = "agent session", "per-connect agent leg", "message"
 AGENT_TARGET = 0.300  # agent audio p99, seconds after the answer (issue 12)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_range(span: int) -> int:
-    """A base port with ``span`` free UDP ports after it, for the pool's RTP ranges."""
-    for base in range(20000, 60000 - span, span):
-        socks = []
-        try:
-            for p in range(base, base + span):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def tool(name: str, package: str) -> str:

@@ -39,7 +39,7 @@ from dialer.engine.state import AgentState, CallState
 from dialer.errors import ConfigError, InvalidTransition
 from dialer.leads import Lead
 from dialer.live.runtime import AsyncRuntime
-from dialer.sip.config import PoolConfig
+from dialer.sip.config import PoolConfig, clock_offset
 from dialer.sip.driver import (
     AgentSessionEvent,
     Answered,
@@ -153,7 +153,6 @@ class SipRuntime:
         runtime.engine.config = dataclasses.replace(
             runtime.engine.config, connect_limit=max(0.0, limit - margin), ring_slack=RING_SLACK
         )
-        self.connect_limit = limit
         self.runtime = runtime
         self.engine = runtime.engine
         self.agents = dict(agents)
@@ -275,7 +274,7 @@ class SipRuntime:
     async def _dial(self, action: DialLead) -> None:
         self._leads[action.call_id] = action.lead
         self._dialed_at[action.call_id] = self.runtime.now()
-        if self.driver.closing or not self.driver.running:  # ordered as we stop: the lead was never dialed
+        if not self.driver.running:  # ordered as we stop: the lead was never dialed
             self._submit(ev.CallNotPlaced, call_id=action.call_id, why="SIP driver not running")
             return
         await self.driver.dial(action.call_id, action.lead.phone, action.ring_timeout)
@@ -362,12 +361,8 @@ class SipRuntime:
                 now = self.runtime.now()
                 wire = event.answered_at if event.answered_at is not None else now - event.detect_seconds
                 picked_up = min(max(wire, self._dialed_at.get(cid, now)), now)
-                offset = None
-                if detected and self.connect_clock == "speech_start":
-                    offset = event.speech_start
-                elif detected and self.connect_clock == "greeting_end":
-                    offset = event.greeting_end
-                clock = picked_up if offset is None else min(picked_up + min(offset, event.detect_seconds), now)
+                offset = clock_offset(self.connect_clock, event.speech_start, event.greeting_end, event.detect_seconds)
+                clock = min(picked_up + offset, now)
                 self._submit(
                     ev.CallAnsweredByPerson,
                     call_id=cid,
@@ -397,14 +392,12 @@ class SipRuntime:
             log.warning("call %d: agent %s did not answer (status %d); abandoned", cid, agent_id, event.status)
             self._submit(ev.CallBridgeFailed, call_id=cid, status=event.status)
         elif isinstance(event, MessageStarted):
-            now = self.runtime.now()
-            started = min(event.at, now) if event.at is not None else now
+            started = self._heard_at(event.at)
             self.message_started[cid] = started
             if state is CallState.ABANDONING:
                 self._submit(ev.MessagePlayed, call_id=cid, started_at=started)
         elif isinstance(event, VoicemailStarted):
-            now = self.runtime.now()
-            self.voicemail_started[cid] = min(event.at, now) if event.at is not None else now
+            self.voicemail_started[cid] = self._heard_at(event.at)
         elif isinstance(event, Dtmf):
             lead = self._leads.get(cid)
             if event.digit == self.opt_out_digit and lead is not None and cid in self._message_ordered:
@@ -414,6 +407,11 @@ class SipRuntime:
         elif isinstance(event, Bridged):
             self.bridged.add(cid)
         self._idle.set()
+
+    def _heard_at(self, at: float | None) -> float:
+        """A moment the worker measured, on our clock: never later than now (the clocks of two processes)."""
+        now = self.runtime.now()
+        return now if at is None else min(at, now)
 
     def _agent_event(self, event: AgentSessionEvent) -> None:
         """A standing leg is up (the agent logs in, ready) or gone (logged out: no paused ghost left behind)."""

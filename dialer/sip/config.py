@@ -251,6 +251,17 @@ class WorkerConfig:
     pjsip_log_level: int = 0
 
 
+def clock_offset(clock: str, speech_start: float | None, greeting_end: float | None, decided: float) -> float:
+    """Seconds after the 200 OK at which the connect clock starts under ``clock``, from detection's timings.
+
+    One rule for the worker (its own message deadline) and the runtime (the ledger's ``answered_at``), so the two
+    can never disagree: the first word or the greeting's end as detection heard it, never later than its verdict
+    (``decided``), and the answer itself when detection heard no such moment.
+    """
+    offset = {"speech_start": speech_start, "greeting_end": greeting_end}.get(clock)
+    return 0.0 if offset is None else min(offset, decided)
+
+
 def check_caller_id(number: str) -> str:
     """Refuse a caller ID that is not a valid telephone number in E.164 form (the one people see and call back)."""
     import phonenumbers

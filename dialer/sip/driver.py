@@ -440,10 +440,11 @@ class SipDriver:
         if agent_id in self._agent_host:
             return True
         best: _Handle | None = None
+        best_room = AGENT_SLOTS - 1
         for handle in self._workers:
             room = handle.free(self.legs_per_call)
-            if handle.alive and room >= AGENT_SLOTS and (best is None or room > best.free(self.legs_per_call)):
-                best = handle
+            if handle.alive and room > best_room:
+                best, best_room = handle, room
         if best is None:
             return False
         best.agents.add(agent_id)

@@ -53,7 +53,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from dialer.sip.config import WorkerConfig
+from dialer.sip.config import WorkerConfig, clock_offset
 
 PJ_ETOOMANY = 70010
 #: Regulators' minimum ring time, counted from the first 180/183 on the wire.
@@ -1069,9 +1069,7 @@ class Worker:
         if customer.machine:
             customer.connect_deadline = None  # a machine waits for nobody
         elif self.cfg.connect_deadline is not None:
-            clock = self.cfg.connect_clock
-            offset = {"speech_start": speech_start, "greeting_end": greeting_end}.get(clock)
-            start = customer.answered_mono + (min(offset, seconds) if offset is not None else 0.0)
+            start = customer.answered_mono + clock_offset(self.cfg.connect_clock, speech_start, greeting_end, seconds)
             customer.connect_deadline = start + self.cfg.connect_deadline
         port = customer.port
         if port is not None and customer.call is not None:
