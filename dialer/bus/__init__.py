@@ -16,8 +16,10 @@ from dialer.bus.topics import Topics
 if TYPE_CHECKING:
     from dialer.bus.bridge import CampaignBus
     from dialer.bus.client import BusConfig, BusError, MqttBus, TlsConfig
-    from dialer.bus.sip_placer import SipPlacer
-    from dialer.bus.worker import Dispatcher, StandInPlacer, Worker
+    from dialer.distributed.dial_worker import DialWorker, StandInPlacer
+    from dialer.distributed.dial_worker import DialWorker as Worker
+    from dialer.distributed.dispatcher import Dispatcher
+    from dialer.distributed.sip_placer import SipPlacer
 
 _LAZY = {
     "BusConfig": "dialer.bus.client",
@@ -25,10 +27,11 @@ _LAZY = {
     "MqttBus": "dialer.bus.client",
     "TlsConfig": "dialer.bus.client",
     "CampaignBus": "dialer.bus.bridge",
-    "Dispatcher": "dialer.bus.worker",
-    "SipPlacer": "dialer.bus.sip_placer",
-    "StandInPlacer": "dialer.bus.worker",
-    "Worker": "dialer.bus.worker",
+    "Dispatcher": "dialer.distributed.dispatcher",
+    "DialWorker": "dialer.distributed.dial_worker",
+    "SipPlacer": "dialer.distributed.sip_placer",
+    "StandInPlacer": "dialer.distributed.dial_worker",
+    "Worker": "dialer.bus.worker",  # the old name of DialWorker
 }
 
 
@@ -47,6 +50,7 @@ __all__ = [
     "BusError",
     "CampaignBus",
     "Deduplicator",
+    "DialWorker",
     "Dispatcher",
     "Message",
     "MqttBus",

@@ -1,10 +1,10 @@
 """``dialer worker``: a dial worker on the MQTT bus, placing a campaign's calls over SIP.
 
 Run one per machine (or several per machine, with distinct ``--worker-id``, SIP and RTP ports) next to the SIP
-trunk; the campaign's pacing process runs the :class:`~dialer.bus.worker.Dispatcher`. Workers take dial requests
-through the MQTT 5 shared subscription of ``--group``, so adding a worker adds capacity with no configuration
-elsewhere. SIGTERM or Ctrl-C stops taking dials, hangs up the calls in progress (each reported, so the pacing side
-closes them at once) and leaves; a worker that dies instead is announced by its MQTT last will.
+trunk; the campaign's pacing process runs the :class:`~dialer.distributed.dispatcher.Dispatcher`. Workers take
+dial requests through the MQTT 5 shared subscription of ``--group``, so adding a worker adds capacity with no
+configuration elsewhere. SIGTERM or Ctrl-C stops taking dials, hangs up the calls in progress (each reported, so
+the pacing side closes them at once) and leaves; a worker that dies instead is announced by its MQTT last will.
 
 Secrets never go on the command line, where ``ps`` shows them: ``--password-env`` and ``--trunk-password-env``
 name environment variables that hold them.
@@ -159,7 +159,7 @@ def pool_config(args: argparse.Namespace) -> Any:
 
 async def serve(args: argparse.Namespace) -> int:
     from dialer.bus.client import MqttBus
-    from dialer.bus.worker import StandInPlacer, Worker
+    from dialer.distributed.dial_worker import DialWorker, StandInPlacer
 
     config = bus_config(args)
     log = logging.getLogger("dialer.worker")
@@ -167,16 +167,16 @@ async def serve(args: argparse.Namespace) -> int:
         if args.capacity < 1:
             raise ConfigError("--capacity", "must be >= 1")
         bus = MqttBus(config, args.campaign, role="worker", capacity=args.capacity)
-        worker = Worker(bus, StandInPlacer(), args.capacity, group=args.group)
+        worker = DialWorker(bus, StandInPlacer(), args.capacity, group=args.group)
         sip = None
     else:
-        from dialer.bus.sip_placer import SipPlacer
+        from dialer.distributed.sip_placer import SipPlacer
 
         agents = _agents(args.agent)
         pool = pool_config(args)
         bus = MqttBus(config, args.campaign, role="worker", capacity=0)
         sip = SipPlacer(pool, agents=agents)
-        worker = Worker(bus, sip, 0, group=args.group)
+        worker = DialWorker(bus, sip, 0, group=args.group)
         sip.on_capacity = worker.set_capacity
         await sip.start()  # before the broker: a worker that cannot dial never offers to
     stop = asyncio.Event()

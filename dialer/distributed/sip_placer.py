@@ -1,9 +1,9 @@
 """The SIP driver as a bus worker's call placer: dial requests from MQTT become real calls over SIP.
 
 :class:`SipPlacer` adapts :class:`~dialer.sip.SipDriver` (a pool of pjsua2 processes) to the
-:class:`~dialer.bus.worker.CallPlacer` protocol. It only translates: driver events become ``work.event`` reports,
-the driver's capacity becomes the worker's capacity. The driver already guarantees one final event per call
-(a crashed pjsua2 process included), which is exactly what the worker needs to free its slots.
+:class:`~dialer.distributed.dial_worker.CallPlacer` protocol. It only translates: driver events become
+``work.event`` reports, the driver's capacity becomes the worker's capacity. The driver already guarantees one
+final event per call (a crashed pjsua2 process included), which is exactly what the worker needs to free its slots.
 
 Answering-machine detection runs in the worker, next to the audio; the verdict travels as ``answered_machine``
 or ``answered_person`` with the answer time back-dated by the detection time, so the dispatcher's engine counts
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from dialer.bus.worker import DialRequest, Report
+from dialer.distributed.dial_worker import DialRequest, Report
 from dialer.errors import ConfigError
 
 if TYPE_CHECKING:
