@@ -9,8 +9,17 @@ Commands are handled all-or-nothing: a command is decoded and validated, mapped 
 anything wrong at any step (bad JSON, unknown type, a field out of range, an event illegal in the engine's current
 state, a lead source that cannot take callbacks) produces an error reply on ``reply/<source>`` and leaves the
 campaign exactly as it was, because the engine itself rejects illegal events before changing anything. Every
-command gets a reply, so a backend can wait for it. A command redelivered by MQTT (same ``id``) is not applied
-twice; the first reply is sent again.
+command gets a reply, so a backend can wait for it.
+
+Who sent a command is read from its topic, ``from/<role>/<name>/cmd/…``, which the broker lets only that user
+publish to; a ``source`` in the body that says otherwise is refused as forged, and the reply goes to the topic's
+sender, never to a topic built from the body. The sender's role decides which commands it may give
+(:data:`~dialer.bus.schema.COMMAND_ROLES`): a monitor may only ask for a replay, a worker for nothing.
+
+Commands are idempotent by (sender, id): a repeat (MQTT redelivery, a backend's retry) is not applied again and
+gets the original reply; the same id reused for a different command is refused (``duplicate_id``), never answered
+with another command's result. A retained command is refused (``retained``): the broker would hand it to every
+dispatcher that ever subscribes, and a campaign.start from last week must not restart anything.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 from collections import OrderedDict
@@ -25,8 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from dialer.bus.client import MqttBus
-from dialer.bus.schema import COMMANDS, Message, SchemaError, decode, make
-from dialer.bus.topics import check_ident
+from dialer.bus.schema import COMMAND_ROLES, COMMANDS, Message, SchemaError, decode, is_ident, make
 from dialer.engine import events as ev
 from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.records import CallRecord
@@ -112,7 +121,8 @@ class CampaignBus:
         self.state = "running" if self.engine.dialing else "paused"
         self._clock = clock or runtime.now
         self._agent_states: dict[str, AgentState] = {}
-        self._replies: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        # (sender, command id) -> (digest of the command, reply fields): what a repeat is answered with.
+        self._replies: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
         self._stats_task: asyncio.Task[None] | None = None
         self.commands_ok = 0
         self.commands_failed = 0
@@ -259,74 +269,104 @@ class CampaignBus:
     # -- in ----------------------------------------------------------------------------------------------
 
     def _on_command(self, topic: str, payload: bytes, properties: Any) -> None:
-        topic_type = self.bus.topics.command_type(topic)
+        topics = self.bus.topics
+        sender = topics.sender(topic)
+        topic_type = topics.command_type(topic)
+        if sender is None or topic_type is None:
+            log.warning("dropped a command on %r: not a from/<role>/<name>/cmd/... topic", topic)
+            return
+        retained = self.bus.delivery_retained
         try:
             message = decode(payload, expect=COMMANDS)
         except SchemaError as exc:
-            self._reply_undecodable(payload, topic_type, exc)
+            self._reply_undecodable(sender, payload, topic_type, exc)
             return
-        cached = self._replies.get(message.id)
-        if cached is not None:  # MQTT redelivered it: never apply twice, answer the same
-            self._send_reply(message, *cached)
+        key = (sender, message.id)
+        digest = hashlib.sha256(json.dumps([message.type, dict(message.data)], sort_keys=True).encode()).hexdigest()
+        cached = self._replies.get(key)
+        if cached is not None:
+            if cached[0] == digest:  # a repeat: never apply twice, answer the same
+                self._send_reply(sender, message, cached[1])
+            else:
+                self._fail(sender, message, "duplicate_id", f"command id {message.id!r} was already used by "
+                           f"{sender} for another command; nothing done", remember=False)  # fmt: skip
             return
         try:
+            if retained:
+                raise CommandRejected("retained", "a retained command is refused: publish commands with retain off")
+            if message.source != sender:
+                raise CommandRejected("forbidden", f"source {message.source!r} is not the sender {sender!r}")
+            if message.type not in COMMAND_ROLES.get(sender.split("/", 1)[0], frozenset()):
+                raise CommandRejected("forbidden", f"a {sender.split('/', 1)[0]} may not give {message.type}")
             if topic_type != message.type:
                 raise CommandRejected("topic_mismatch", f"{message.type!r} sent on the topic for {topic_type!r}")
             if message.campaign != self.bus.campaign:
                 raise CommandRejected("wrong_campaign", f"command for campaign {message.campaign!r}")
-            self._apply(message)
+            result = self._apply(message, sender)
         except (SchemaError, CommandRejected) as exc:
-            self._fail(message, getattr(exc, "code", "invalid"), str(exc))
+            self._fail(sender, message, getattr(exc, "code", "invalid"), str(exc), digest=digest)
         except InvalidTransition as exc:
-            self._fail(message, "invalid_transition", str(exc))
+            self._fail(sender, message, "invalid_transition", str(exc), digest=digest)
         except DialerError as exc:
-            self._fail(message, "rejected", str(exc))
+            self._fail(sender, message, "rejected", str(exc), digest=digest)
         else:
             self.commands_ok += 1
-            self._remember(message, {"ok": True, "code": None, "error": None})
+            fields: dict[str, Any] = {"ok": True, "code": None, "error": None}
+            if result is not None:
+                fields["result"] = result
+            self._remember(sender, message, digest, fields)
 
-    def _fail(self, message: Message, code: str, error: str) -> None:
+    def _fail(
+        self, sender: str, message: Message, code: str, error: str, *, digest: str = "", remember: bool = True
+    ) -> None:
         self.commands_failed += 1
-        log.info("command %s from %s refused: %s", message.type, message.source, error)
-        self._remember(message, {"ok": False, "code": code, "error": error})
+        log.info("command %s from %s refused: %s", message.type, sender, error)
+        fields = {"ok": False, "code": code, "error": error}
+        if remember:
+            self._remember(sender, message, digest, fields)
+        else:
+            self._send_reply(sender, message, fields)
 
-    def _remember(self, message: Message, result: dict[str, Any]) -> None:
-        topic = self.bus.topics.reply(message.source)
-        self._replies[message.id] = (topic, result)
-        if len(self._replies) > 10_000:
+    def _remember(self, sender: str, message: Message, digest: str, result: dict[str, Any]) -> None:
+        self._replies[(sender, message.id)] = (digest, result)
+        if len(self._replies) > 100_000:
             self._replies.popitem(last=False)
-        self._send_reply(message, topic, result)
+        self._send_reply(sender, message, result)
 
-    def _send_reply(self, message: Message, topic: str, result: dict[str, Any]) -> None:
+    def _send_reply(self, sender: str, message: Message, result: dict[str, Any]) -> None:
         reply = make(
             "reply", self.bus.campaign, self.bus.source, command_id=message.id, command_type=message.type, **result
         )
-        self.bus.send(reply, topic)
+        self.bus.send(reply, self.bus.topics.reply(sender))
 
-    def _reply_undecodable(self, payload: bytes, topic_type: str | None, exc: SchemaError) -> None:
-        """Reply to a command we could not validate, if we can tell who sent it; otherwise only log it."""
+    def _reply_undecodable(self, sender: str, payload: bytes, topic_type: str, exc: SchemaError) -> None:
+        """Reply to a command we could not validate: the topic names its sender, so there is always someone."""
         self.commands_failed += 1
+        command_id = ""
+        command_type = topic_type[:128]
         try:
             doc = json.loads(payload)
-            command_id = check_ident(doc["id"], "id")
-            topic = self.bus.topics.reply(doc["source"])
-            reply = make(
-                "reply",
-                self.bus.campaign,
-                self.bus.source,
-                command_id=command_id,
-                command_type=str(doc.get("type", topic_type))[:128],
-                ok=False,
-                code=exc.code,
-                error=str(exc),
-            )
-        except Exception:
-            log.warning("dropped an unreadable command on %s: %s", topic_type, exc)
-            return
-        log.info("command on %s refused: %s", topic_type, exc)
-        self.bus.send(reply, topic)
+            if isinstance(doc, dict):
+                if is_ident(doc.get("id")):
+                    command_id = doc["id"]
+                if isinstance(doc.get("type"), str) and doc["type"] in COMMANDS:
+                    command_type = doc["type"]
+        except ValueError:
+            pass
+        log.info("command on %s from %s refused: %s", topic_type, sender, exc)
+        reply = make(
+            "reply",
+            self.bus.campaign,
+            self.bus.source,
+            command_id=command_id,
+            command_type=command_type,
+            ok=False,
+            code=exc.code,
+            error=str(exc)[:1000],
+        )
+        self.bus.send(reply, self.bus.topics.reply(sender))
 
-    def _apply(self, m: Message) -> None:
+    def _apply(self, m: Message, sender: str) -> dict[str, Any] | None:
         d = m.data
         t = self.runtime.now()
         feed = self.runtime.feed
@@ -376,8 +416,20 @@ class CampaignBus:
             except NumberError as exc:
                 raise CommandRejected("invalid_number", f"opt-out not recorded: {exc}") from None
             leads.opt_out(phone, d.get("lead_id"), d.get("reason"))
+        elif m.type == "events.replay":
+            return self._replay(sender, int(d["after"]), int(d.get("limit", 10_000)))
         else:  # pragma: no cover - COMMANDS and this switch are kept in step by the tests
             raise CommandRejected("unknown_type", f"no handler for {m.type!r}")
+        return None
+
+    def _replay(self, sender: str, after: int, limit: int) -> dict[str, Any]:
+        """Send ``sender`` the kept events after ``after`` on its replay topic; the reply says how many and the
+        oldest ``seq`` kept (above ``after + 1``: some were already forgotten, see ``BusConfig.retention``)."""
+        payloads, oldest = self.bus.replay(after, limit)
+        topic = self.bus.topics.replay(sender)
+        if payloads and not all(self.bus.send_now(topic, p) for p in payloads):
+            raise CommandRejected("unavailable", "not connected to the broker; ask again")
+        return {"count": len(payloads), "oldest": oldest, "complete": oldest is None or oldest <= after + 1}
 
     def _retarget(self, changes: dict[str, float]) -> None:
         if not changes:

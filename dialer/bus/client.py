@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import ssl
@@ -35,7 +36,7 @@ from paho.mqtt.properties import Properties
 
 from dialer.bus.outbox import Entry, Outbox
 from dialer.bus.schema import Message, make
-from dialer.bus.topics import DEFAULT_ROOT, Topics, check_ident
+from dialer.bus.topics import DEFAULT_ROOT, Topics, check_identity
 from dialer.errors import ConfigError, DialerError
 
 log = logging.getLogger("dialer.bus")
@@ -45,6 +46,21 @@ Handler = Callable[[str, bytes, Any], Awaitable[None] | None]
 
 class BusError(DialerError):
     """The bus cannot do what was asked (not started, closed, or the broker refused us for good)."""
+
+
+def check_topic(topic: str) -> str:
+    """``topic`` if a broker will take it for a PUBLISH, else :class:`BusError`.
+
+    Checked before a message is stored, so nothing derived from unchecked input can reach the outbox and be
+    resent, refused and resent again on every reconnect."""
+    if (
+        not topic
+        or len(topic.encode("utf-8", "surrogatepass")) > 65535
+        or any(c in topic for c in "+#")
+        or any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in topic)
+    ):
+        raise BusError(f"not a topic one can publish to: {topic!r}")
+    return topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +89,19 @@ class TlsConfig:
 class BusConfig:
     """Where the broker is and how to talk to it.
 
-    ``client_id`` is both the MQTT client identifier and the ``source`` of every message we send, so it must be
-    unique among the dialers and workers on a broker. ``outbox`` is the SQLite file of unsent messages
-    (``":memory:"`` loses them if this process dies). ``window`` bounds messages awaiting PUBACK.
+    ``client_id`` is our identity, ``role/name`` (``worker/w1``): the MQTT client identifier, the ``source`` of
+    every message we send and the level of the topic tree we publish under. With a ``username`` it must be the
+    same string, because the broker's ACL lets a user publish only under its own name (see ``docs/deploy/``).
+    A configuration with neither a user name nor a client certificate is refused unless ``insecure`` (a lab
+    broker that lets anyone in: anyone who reaches it could place calls). ``outbox`` is the SQLite file of unsent
+    messages (``":memory:"`` loses them if this process dies). ``window`` bounds messages awaiting PUBACK.
     ``replay_window``: seconds of acknowledged messages sent again after a lost connection (0: none).
+    ``retention``: seconds acknowledged events stay in the outbox for ``events.replay`` (a consumer back from an
+    outage asks for what it missed); about 0.6 KB of disk per event kept. ``heartbeat``: seconds between the
+    status beats others judge our liveness by (0: none). ``session_expiry``: seconds the broker keeps our
+    subscriptions and queues messages for us while we are away (0: a clean session each time).
+    ``dead_letter_after``: a message the connection fails on that many times in a row is set aside (logged and
+    kept in the outbox's dead-letter table) instead of being resent forever.
     """
 
     host: str = "127.0.0.1"
@@ -93,9 +118,32 @@ class BusConfig:
     durable: bool = False
     window: int = 256
     replay_window: float = 5.0
+    retention: float = 0.0
+    heartbeat: float = 0.0
+    session_expiry: int = 0
+    dead_letter_after: int = 3
+    insecure: bool = False
+
+    @property
+    def role(self) -> str:
+        return self.client_id.split("/", 1)[0]
 
     def __post_init__(self) -> None:
-        check_ident(self.client_id, "client_id")
+        check_identity(self.client_id, "client_id")
+        if self.username is not None and self.username != self.client_id:
+            raise ConfigError(
+                "bus.username",
+                f"must be the identity {self.client_id!r}: the broker lets a user publish only under its own name",
+            )
+        if self.username is None and (self.tls is None or self.tls.cert_file is None) and not self.insecure:
+            raise ConfigError(
+                "bus.username",
+                "no credentials (user name or client certificate): refused unless insecure, for a lab broker only",
+            )
+        if self.retention < 0 or self.heartbeat < 0 or self.session_expiry < 0:
+            raise ConfigError("bus.retention", "retention, heartbeat and session_expiry must be >= 0")
+        if self.dead_letter_after < 1:
+            raise ConfigError("bus.dead_letter_after", "must be >= 1")
         if not 0 < self.port < 65536:
             raise ConfigError("bus.port", "must be 1-65535")
         if self.window < 1:
@@ -122,7 +170,6 @@ class MqttBus:
         config: BusConfig,
         campaign: str,
         *,
-        role: str = "dialer",
         capacity: int | None = None,
         outbox: Outbox | None = None,
     ) -> None:
@@ -130,8 +177,11 @@ class MqttBus:
         self.topics = Topics(campaign, config.root)
         self.campaign = campaign
         self.source = config.client_id
-        self.role = role
+        self.role = config.role
         self.capacity = capacity
+        self.status_fields: dict[str, Any] = {}  # extra dialer.status fields (calls, lease, epoch), set by roles
+        self.beat = 0
+        self.dead_lettered = 0
         self.outbox = outbox if outbox is not None else Outbox(config.outbox, durable=config.durable)
         self.connected = asyncio.Event()
         self.connections = 0  # successful connects so far (tests and health checks read it)
@@ -143,10 +193,13 @@ class MqttBus:
         self._acked: list[int] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._send_error: BaseException | None = None
+        self._inflight_seq: dict[asyncio.Task[None], int] = {}
+        self._broken: set[int] = set()  # seqs whose publish failed on the current connection
         self._stopping = False
         self._stop = asyncio.Event()
         self._lost_at: float | None = None
         self.replayed = 0  # acknowledged messages sent again after lost connections
+        self.delivery_retained = False  # while a handler runs: whether the broker delivered a retained message
 
     # -- publishing ------------------------------------------------------------------------------------
 
@@ -179,9 +232,25 @@ class MqttBus:
         replace: bool = False,
         expiry: int | None = None,
     ) -> None:
-        """Queue an already built message (raises :class:`~dialer.bus.outbox.OutboxError` if it cannot be kept)."""
-        self.outbox.put(message.id, topic, message.to_json(), retain=retain, replace=replace, expiry=expiry)
+        """Queue an already built message (raises :class:`~dialer.bus.outbox.OutboxError` if it cannot be kept).
+
+        Events and state (the dispatcher's public stream) carry their outbox sequence number as ``seq``, which is
+        what a consumer resumes from with ``events.replay``."""
+        check_topic(topic)
+        payload: bytes | Callable[[int], bytes] = message.to_json()
+        if topic.startswith(self._stream_prefixes):
+            payload = lambda seq: dataclasses.replace(message, seq=seq).to_json()  # noqa: E731
+        self.outbox.put(message.id, topic, payload, retain=retain, replace=replace, expiry=expiry)
         self._wakeup.set()
+
+    @property
+    def _stream_prefixes(self) -> tuple[str, ...]:
+        return (f"{self.topics.base}/event/", f"{self.topics.base}/state/")
+
+    def replay(self, after: int, limit: int = 10_000) -> tuple[list[bytes], int | None]:
+        """The events and state still kept with ``seq > after`` (payloads, oldest first), and the oldest kept."""
+        entries = self.outbox.since(after, self._stream_prefixes, limit)
+        return [e.payload for e in entries], self.outbox.oldest(self._stream_prefixes)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the broker has acknowledged everything queued so far; False if ``timeout`` ran out."""
@@ -198,6 +267,25 @@ class MqttBus:
         except TimeoutError:
             return False
         return True
+
+    def send_now(self, topic: str, payload: bytes) -> bool:
+        """Publish ``payload`` on the current connection, bypassing the outbox (False if not connected).
+
+        For what can be asked for again and must keep its original ``id``, such as replayed events: the outbox
+        keys messages by ``id`` and would take a replay for a duplicate."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        check_topic(topic)
+        task = asyncio.ensure_future(client.publish(topic, payload, 1, False, timeout=30.0))
+        self._inflight.add(task)
+        task.add_done_callback(self._quiet_done)
+        return True
+
+    def _quiet_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("direct publish failed: %s", task.exception())
 
     # -- subscribing ------------------------------------------------------------------------------------
 
@@ -261,15 +349,36 @@ class MqttBus:
         self._flush_acks()
 
     def _status(self, online: bool) -> bytes:
-        return make(
-            "dialer.status", self.campaign, self.source, online=online, role=self.role, capacity=self.capacity
-        ).to_json()
+        return self._status_message(online).to_json()
 
-    def set_capacity(self, capacity: int) -> None:
+    def _status_message(self, online: bool) -> Message:
+        fields = dict(self.status_fields) if online else {}
+        return make(
+            "dialer.status",
+            self.campaign,
+            self.source,
+            online=online,
+            role=self.role,
+            capacity=self.capacity if online else 0,
+            beat=self.beat,
+            **fields,
+        )
+
+    def set_capacity(self, capacity: int, **fields: Any) -> None:
         """Announce a new free capacity (workers): a retained status others read to plan dials."""
         self.capacity = capacity
-        message = make("dialer.status", self.campaign, self.source, online=True, role=self.role, capacity=capacity)
+        self.status_fields.update(fields)
+        self.beat += 1
+        message = self._status_message(True)
         self.send(message, self.topics.status(self.source), retain=True, replace=True)
+
+    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        """Repeat our status every ``heartbeat`` seconds, straight to the connection (not through the outbox: a
+        beat is only worth something now, and must not wait behind a backlog of records)."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            self.beat += 1
+            await client.publish(self.topics.status(self.source), self._status(True), 0, True, timeout=5.0)
 
     def _client_kwargs(self) -> dict[str, Any]:
         c = self.config
@@ -281,6 +390,8 @@ class MqttBus:
             "password": c.password,
             "identifier": self.source,
             "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": c.session_expiry == 0,
+            "properties": self._connect_properties(),
             "will": will,
             "keepalive": c.keepalive,
             "tls_context": c.tls.context() if c.tls is not None else None,
@@ -288,6 +399,13 @@ class MqttBus:
             "max_inflight_messages": c.window,
             "timeout": 10.0,
         }
+
+    def _connect_properties(self) -> Properties | None:
+        if self.config.session_expiry == 0:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.session_expiry
+        return props
 
     async def _run(self) -> None:
         delay = self.config.reconnect_min
@@ -311,6 +429,7 @@ class MqttBus:
             except aiomqtt.MqttError as exc:
                 # paho's messages name the broker and the reason, never the credentials.
                 log.warning("broker %s: %s; retrying in %.1f s", where, exc, delay)
+                self._suspect(str(exc))
             finally:
                 self._cancel_inflight()
                 # Record acks that arrived before the loss first, so the replay below covers them too.
@@ -329,8 +448,11 @@ class MqttBus:
         sender = asyncio.create_task(self._send_loop(client))
         reader = asyncio.create_task(self._read_loop(client))
         stopper = asyncio.create_task(self._stop.wait())
+        tasks = {sender, reader, stopper}
+        if self.config.heartbeat > 0:
+            tasks.add(asyncio.create_task(self._heartbeat(client)))
         try:
-            done, _ = await asyncio.wait({sender, reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if stopper in done:
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     await client.publish(self.topics.status(self.source), self._status(False), 1, True, timeout=2.0)
@@ -338,21 +460,35 @@ class MqttBus:
             for task in done:
                 task.result()  # re-raise the MqttError that ended the connection
         finally:
-            for task in (sender, reader, stopper):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(sender, reader, stopper, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- sending ----------------------------------------------------------------------------------------
+
+    def _suspect(self, why: str) -> None:
+        """The connection failed while messages were in flight: the oldest of them may be what the broker choked
+        on (an invalid topic makes it disconnect us). After ``dead_letter_after`` such failures it is set aside."""
+        candidates = set(self._inflight_seq.values()) | self._broken
+        self._broken.clear()
+        if not candidates:
+            return
+        seq = min(candidates)
+        if self.outbox.failed(seq, why, time.time(), self.config.dead_letter_after):
+            self.dead_lettered += 1
+            log.error("message %d dead-lettered after %d failed connections: %s", seq, self.config.dead_letter_after,
+                      why)  # fmt: skip
 
     def _cancel_inflight(self) -> None:
         for task in list(self._inflight):
             task.cancel()
         self._inflight.clear()
+        self._inflight_seq.clear()
 
     def _flush_acks(self) -> None:
         if self._acked:
             acked, self._acked = self._acked, []
-            self.outbox.ack(acked, time.time(), self.config.replay_window)
+            self.outbox.ack(acked, time.time(), max(self.config.replay_window, self.config.retention))
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         after = 0  # a fresh connection resends everything not yet acknowledged
@@ -380,6 +516,7 @@ class MqttBus:
                 after = entry.seq
                 task = asyncio.ensure_future(self._send_one(client, entry))
                 self._inflight.add(task)
+                self._inflight_seq[task] = entry.seq
                 task.add_done_callback(self._sent)
 
     async def _send_one(self, client: aiomqtt.Client, entry: Entry) -> None:
@@ -387,14 +524,23 @@ class MqttBus:
         if entry.expiry is not None:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = entry.expiry
-        await client.publish(entry.topic, entry.payload, entry.qos, entry.retain, props, timeout=30.0)
+        try:
+            await client.publish(entry.topic, entry.payload, entry.qos, entry.retain, props, timeout=30.0)
+        except (ValueError, TypeError) as exc:  # refused by the client library itself: it will never go
+            self.outbox.failed(entry.seq, str(exc), time.time(), 1)
+            self.dead_lettered += 1
+            log.error("message %d to %r dead-lettered: %s", entry.seq, entry.topic, exc)
+            return
         self._acked.append(entry.seq)
         self.sent += 1
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        seq = self._inflight_seq.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             self._send_error = task.exception()
+            if seq is not None:
+                self._broken.add(seq)
         self._wakeup.set()
 
     # -- receiving --------------------------------------------------------------------------------------
@@ -406,6 +552,7 @@ class MqttBus:
             for topic_filter, _, handler in list(self._handlers):
                 if not message.topic.matches(topic_filter):
                     continue
+                self.delivery_retained = bool(message.retain)
                 try:
                     result = handler(message.topic.value, bytes(raw), message.properties)
                     if inspect.isawaitable(result):

@@ -12,6 +12,12 @@ broker between its ack and its next disk flush): acknowledged is not delivered. 
 for a short replay window, and after a lost connection the sender hands everything acknowledged within that
 window to the new connection again (:meth:`Outbox.requeue`). Consumers drop the copies by id.
 
+Acknowledged events can also be kept longer, for ``retention`` seconds, so a consumer that was away can ask for
+what it missed by sequence number (:meth:`Outbox.since`; the ``events.replay`` command). A message the
+connection keeps failing on (a topic the broker refuses, say) is moved to the ``dead_letter`` table after a few
+tries (:meth:`Outbox.failed`) instead of being resent on every reconnect forever: one poisoned message must not
+cut the sender off the broker.
+
 ``replace`` entries are latest-value state (retained statistics): a newer one supersedes an unsent older one on
 the same topic, so a long outage does not queue thousands of stale snapshots.
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +60,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain INTEGER NOT NULL,
     expiry INTEGER,
     replace INTEGER NOT NULL DEFAULT 0,
-    acked_at REAL
+    acked_at REAL,
+    failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    failed_at REAL NOT NULL,
+    why TEXT NOT NULL
+);
 """
 
 
@@ -75,6 +91,9 @@ class Outbox:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            if "failures" not in columns:  # an outbox written by an older version
+                self._db.execute("ALTER TABLE outbox ADD COLUMN failures INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
 
@@ -82,14 +101,17 @@ class Outbox:
         self,
         id: str,
         topic: str,
-        payload: bytes,
+        payload: bytes | Callable[[int], bytes],
         *,
         qos: int = 1,
         retain: bool = False,
         replace: bool = False,
         expiry: int | None = None,
     ) -> int:
-        """Store one message; returns its sequence number. A duplicate ``id`` is ignored (returns the old seq)."""
+        """Store one message; returns its sequence number. A duplicate ``id`` is ignored (returns the old seq).
+
+        ``payload`` may be a function of the sequence number, for messages that carry their own ``seq``.
+        """
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -100,12 +122,15 @@ class Outbox:
                 cur = self._db.execute(
                     "INSERT OR IGNORE INTO outbox (id, topic, payload, qos, retain, expiry, replace) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (id, topic, payload, qos, int(retain), expiry, int(replace)),
+                    (id, topic, payload if isinstance(payload, bytes) else b"", qos, int(retain), expiry, int(replace)),
                 )
                 if cur.rowcount == 0:
                     row = self._db.execute("SELECT seq FROM outbox WHERE id = ?", (id,)).fetchone()
                     return int(row[0]) if row else 0
-                return int(cur.lastrowid or 0)
+                seq = int(cur.lastrowid or 0)
+                if not isinstance(payload, bytes):
+                    self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (payload(seq), seq))
+                return seq
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
 
@@ -141,6 +166,56 @@ class Outbox:
                 return cur.rowcount
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
+
+    def since(self, after: int, prefixes: tuple[str, ...], limit: int = 10_000) -> list[Entry]:
+        """Messages still kept (sent or not) with ``seq > after`` on topics under ``prefixes``, oldest first."""
+        where = " OR ".join("substr(topic, 1, ?) = ?" for _ in prefixes) or "0"
+        args: list[object] = [after]
+        for prefix in prefixes:
+            args += [len(prefix), prefix]
+        rows = self._db.execute(
+            "SELECT seq, id, topic, payload, qos, retain, expiry FROM outbox "
+            f"WHERE seq > ? AND ({where}) ORDER BY seq LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [Entry(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
+
+    def oldest(self, prefixes: tuple[str, ...]) -> int | None:
+        """The lowest ``seq`` still kept on topics under ``prefixes`` (what a replay can start from)."""
+        where = " OR ".join("substr(topic, 1, ?) = ?" for _ in prefixes) or "0"
+        args: list[object] = []
+        for prefix in prefixes:
+            args += [len(prefix), prefix]
+        row = self._db.execute(f"SELECT MIN(seq) FROM outbox WHERE {where}", args).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def failed(self, seq: int, why: str, now: float, limit: int) -> bool:
+        """The connection failed with message ``seq`` in flight; after ``limit`` such failures it is dead-lettered.
+
+        True if it was moved to the dead-letter table (it is then never sent again by itself)."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("UPDATE outbox SET failures = failures + 1 WHERE seq = ?", (seq,))
+                row = self._db.execute(
+                    "SELECT failures, id, topic, payload FROM outbox WHERE seq = ?", (seq,)
+                ).fetchone()
+                if row is None or row[0] < limit:
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO dead_letter (seq, id, topic, payload, failed_at, why) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, row[1], row[2], row[3], now, why),
+                )
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                return True
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
+
+    def dead_letters(self) -> list[tuple[int, str, str, str]]:
+        """``(seq, id, topic, why)`` of every dead-lettered message, oldest first."""
+        rows = self._db.execute("SELECT seq, id, topic, why FROM dead_letter ORDER BY seq").fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     def __len__(self) -> int:
         """Messages not yet acknowledged."""

@@ -33,8 +33,26 @@ SCHEMA_VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_STRING: Final = 1024
 
-# Identifiers end up inside MQTT topics, so they may not contain '/', '+', '#' or control characters.
-IDENT_RE: Final = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+# Identifiers end up inside MQTT topics, so they may not contain '/', '+', '#' or control characters. ``\Z``, not
+# ``$``: ``$`` also matches before a trailing newline, and "w1\n" would pass into a topic the broker then refuses.
+IDENT_RE: Final = re.compile(r"\A[A-Za-z0-9_.:@-]{1,128}\Z")
+
+#: The roles an identity on the bus can have (see :mod:`dialer.bus.topics` for what each may do).
+ROLES: Final = ("dispatcher", "worker", "backend", "monitor")
+
+# A sender's identity: its role and name, "worker/w1". It is the MQTT user name and client id, and it is the
+# level of the topic tree the broker lets that client publish under, which is what receivers trust.
+IDENTITY_RE: Final = re.compile(r"\A(dispatcher|worker|backend|monitor)/[A-Za-z0-9_.:@-]{1,128}\Z")
+
+
+def is_ident(value: object) -> bool:
+    """A whole-string match of :data:`IDENT_RE` (safe as one topic level)."""
+    return isinstance(value, str) and IDENT_RE.fullmatch(value) is not None
+
+
+def is_identity(value: object) -> bool:
+    """A whole-string match of :data:`IDENTITY_RE` (``role/name``)."""
+    return isinstance(value, str) and IDENTITY_RE.fullmatch(value) is not None
 
 
 class SchemaError(DialerError, ValueError):
@@ -184,8 +202,19 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
     ),
     "dialer.status": (
         "out",
-        {"online": F("bool"), "role": F("str", choices=("dialer", "worker")), "capacity": _opt("int", lo=0)},
-        "A dialer or worker came online or went offline (retained; the offline message is the MQTT last will).",
+        {
+            "online": F("bool"),
+            "role": F("str", choices=ROLES),
+            "capacity": _opt("int", lo=0),
+            "calls": _opt("int", lo=0),
+            "lease": _opt("num", lo=0),
+            "epoch": _opt("ident"),
+            "beat": _opt("int", lo=0),
+        },
+        "A dispatcher, worker or client came online or went offline (retained; the offline message is the MQTT "
+        "last will). Live ones repeat it as a heartbeat: ``beat`` counts up. A worker says its free ``capacity`` and "
+        "the ``calls`` it holds; a dispatcher says its ``epoch`` (one per process start) and ``lease``, the seconds "
+        "its workers keep dialing for it without hearing from it again.",
     ),
     "reply": (
         "out",
@@ -195,8 +224,10 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "ok": F("bool"),
             "code": _opt("str"),
             "error": _opt("str"),
+            "result": F("obj", required=False),
         },
-        "The answer to one command: ok, or an error code and message (the command then changed nothing).",
+        "The answer to one command: ok, or an error code and message (the command then changed nothing). "
+        "``result`` holds what a command returns (``events.replay``: how many follow, the oldest kept ``seq``).",
     ),
     # -- in: commands ---------------------------------------------------------------------------------------
     "agent.login": ("in", dict(_AGENT), "An agent joins the campaign (paused)."),
@@ -229,6 +260,13 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
         "in",
         {"phone": F("str"), "lead_id": _opt("str"), "reason": _opt("str")},
         "Do not call this number again (an opt-out taken on a call takes effect at once).",
+    ),
+    "events.replay": (
+        "in",
+        {"after": F("int", lo=0), "limit": F("int", required=False, lo=1, hi=100_000)},
+        "Send me again every event and record with ``seq`` > ``after`` that the dispatcher's outbox still keeps, "
+        "on ``to/<role>/<name>/replay``, oldest first (a consumer back from an outage resumes from the last "
+        "``seq`` it saw). Read-only: monitors may ask too.",
     ),
     # -- worker protocol (scale-out) ------------------------------------------------------------------------
     "work.dial": (
@@ -268,6 +306,15 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
 
 COMMANDS: Final = frozenset(name for name, (direction, _, _) in MESSAGES.items() if direction == "in")
 
+#: The commands each role's sender may give the dispatcher; the role is read from the command's topic, which the
+#: broker's ACL ties to the sender's user name. Workers give none: they report on ``from/worker/<name>/event``.
+COMMAND_ROLES: Final[dict[str, frozenset[str]]] = {
+    "backend": COMMANDS,
+    "dispatcher": COMMANDS,
+    "monitor": frozenset({"events.replay"}),
+    "worker": frozenset(),
+}
+
 
 def _check(name: str, spec: F, value: Any) -> Any:
     if value is None:
@@ -275,13 +322,15 @@ def _check(name: str, spec: F, value: Any) -> Any:
             return None
         raise SchemaError("may not be null", path=name)
     kind = spec.kind
-    if kind in ("str", "ident"):
+    if kind in ("str", "ident", "identity"):
         if not isinstance(value, str):
             raise SchemaError("must be a string", path=name)
         if len(value) > MAX_STRING:
             raise SchemaError(f"longer than {MAX_STRING} characters", path=name)
-        if kind == "ident" and not IDENT_RE.match(value):
+        if kind == "ident" and not is_ident(value):
             raise SchemaError("must be 1-128 of A-Z a-z 0-9 _ . : @ -", path=name)
+        if kind == "identity" and not is_identity(value):
+            raise SchemaError(f"must be role/name, role one of {', '.join(ROLES)}", path=name)
         if spec.choices is not None and value not in spec.choices:
             raise SchemaError(f"must be one of {', '.join(spec.choices)}", path=name)
         return value
@@ -324,6 +373,7 @@ class Message:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     ts: float = field(default_factory=time.time)
     v: int = SCHEMA_VERSION
+    seq: int | None = None  # the sender's outbox sequence number (events and state): what a replay resumes from
 
     def to_json(self) -> bytes:
         return encode(self)
@@ -365,6 +415,8 @@ def encode(message: Message) -> bytes:
         "ts": message.ts,
         "data": dict(message.data),
     }
+    if message.seq is not None:
+        doc["seq"] = message.seq
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -383,11 +435,13 @@ def decode(payload: bytes | bytearray | str, *, expect: frozenset[str] | None = 
         raise SchemaError("missing schema version", path="v")
     if v != SCHEMA_VERSION:
         raise SchemaError(f"unsupported schema version {v} (this dialer speaks {SCHEMA_VERSION})", code="version")
-    unknown = set(doc) - {"v", "id", "type", "campaign", "source", "ts", "data"}
+    unknown = set(doc) - {"v", "id", "type", "campaign", "source", "ts", "data", "seq"}
     if unknown:
         raise SchemaError(f"unknown envelope field(s) {', '.join(sorted(map(str, unknown)))}")
-    for name in ("id", "campaign", "source"):
+    for name in ("id", "campaign"):
         _check(name, F("ident"), doc.get(name))
+    _check("source", F("identity"), doc.get("source"))
+    seq = _check("seq", F("int", null=True, lo=1), doc.get("seq"))
     type_ = _check("type", F("str"), doc.get("type"))
     if type_ not in MESSAGES:
         raise SchemaError(f"unknown message type {type_!r}", code="unknown_type", path="type")
@@ -395,12 +449,14 @@ def decode(payload: bytes | bytearray | str, *, expect: frozenset[str] | None = 
         raise SchemaError(f"{type_!r} is not accepted here", code="unknown_type", path="type")
     ts = _check("ts", F("num"), doc.get("ts"))
     data = validate_data(type_, doc.get("data", {}))
-    return Message(type_, data, doc["campaign"], doc["source"], id=doc["id"], ts=float(ts), v=v)
+    return Message(type_, data, doc["campaign"], doc["source"], id=doc["id"], ts=float(ts), v=v, seq=seq)
 
 
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string", "maxLength": MAX_STRING},
-    "ident": {"type": "string", "pattern": IDENT_RE.pattern},
+    # ECMA-262 patterns (JSON Schema's dialect): there "$" without the multiline flag is the very end.
+    "ident": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
+    "identity": {"type": "string", "pattern": "^(dispatcher|worker|backend|monitor)/[A-Za-z0-9_.:@-]{1,128}$"},
     "int": {"type": "integer"},
     "num": {"type": "number"},
     "bool": {"type": "boolean"},
@@ -438,8 +494,9 @@ def json_schema(type_: str) -> dict[str, Any]:
             "id": ident,
             "type": {"const": type_},
             "campaign": ident,
-            "source": ident,
+            "source": _JSON_TYPES["identity"],
             "ts": {"type": "number"},
+            "seq": {"type": "integer", "minimum": 1},
             "data": {
                 "type": "object",
                 "additionalProperties": False,

@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     b = p.add_argument_group("broker")
     b.add_argument("--broker", default="127.0.0.1", metavar="HOST", help="MQTT broker host (default 127.0.0.1)")
     b.add_argument("--broker-port", type=int, default=1883, metavar="PORT")
-    b.add_argument("--username", help="MQTT user name")
+    b.add_argument("--username", help="MQTT user name (default: the identity, worker/<worker-id>)")
     b.add_argument("--password-env", metavar="VAR", help="environment variable holding the MQTT password")
     b.add_argument("--tls", action="store_true", help="connect with TLS (system CAs unless --tls-ca)")
     b.add_argument("--tls-ca", metavar="FILE", help="CA file to verify the broker (implies --tls)")
@@ -45,8 +45,17 @@ def register(sub: Any) -> None:
 
     w = p.add_argument_group("worker")
     w.add_argument("--campaign", required=True, help="campaign id (as in the topic tree)")
-    w.add_argument("--worker-id", required=True, help="unique among workers: MQTT client id and message source")
-    w.add_argument("--group", default="workers", help="shared-subscription group (default workers)")
+    w.add_argument(
+        "--worker-id",
+        required=True,
+        help="unique among workers; the identity is worker/<this>: the MQTT user name, client id and source",
+    )
+    w.add_argument("--group", default="workers", help="unused (offers now come to each worker's own inbox)")
+    b.add_argument(
+        "--insecure",
+        action="store_true",
+        help="lab only: run without credentials against a broker that lets anyone in",
+    )
     w.add_argument("--drain-timeout", type=float, default=10.0, metavar="S", help="wait for hang-ups on stop")
     w.add_argument("--stand-in", action="store_true", help="tests only: no SIP, play each lead's 'outcome' field")
     w.add_argument("--capacity", type=int, default=10, help="calls at once with --stand-in (SIP: from the pool)")
@@ -109,16 +118,19 @@ def bus_config(args: argparse.Namespace) -> Any:
     tls = None
     if args.tls or args.tls_ca or args.tls_cert:
         tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+    identity = f"worker/{args.worker_id}"
     return BusConfig(
         args.broker,
         args.broker_port,
-        args.worker_id,
-        username=args.username,
+        identity,
+        username=args.username if args.username is not None else (None if args.insecure else identity),
         password=_secret(args.password_env, "--password-env"),
         tls=tls,
         root=args.root,
         outbox=args.outbox,
         durable=args.outbox != ":memory:",
+        heartbeat=0.25,
+        insecure=args.insecure,
     )
 
 
@@ -166,17 +178,18 @@ async def serve(args: argparse.Namespace) -> int:
     if args.stand_in:
         if args.capacity < 1:
             raise ConfigError("--capacity", "must be >= 1")
-        bus = MqttBus(config, args.campaign, role="worker", capacity=args.capacity)
-        worker = DialWorker(bus, StandInPlacer(), args.capacity, group=args.group)
+        bus = MqttBus(config, args.campaign, capacity=args.capacity)
+        placer = StandInPlacer(connect_deadline=max(0.0, args.connect_limit - 0.1))
+        worker = DialWorker(bus, placer, args.capacity)
         sip = None
     else:
         from dialer.distributed.sip_placer import SipPlacer
 
         agents = _agents(args.agent)
         pool = pool_config(args)
-        bus = MqttBus(config, args.campaign, role="worker", capacity=0)
+        bus = MqttBus(config, args.campaign, capacity=0)
         sip = SipPlacer(pool, agents=agents)
-        worker = DialWorker(bus, sip, 0, group=args.group)
+        worker = DialWorker(bus, sip, 0)
         sip.on_capacity = worker.set_capacity
         await sip.start()  # before the broker: a worker that cannot dial never offers to
     stop = asyncio.Event()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dialer.bus.client import MqttBus
-from dialer.bus.schema import SchemaError, decode
+from dialer.bus.schema import Message, SchemaError, decode
 from dialer.errors import ConfigError
 
 log = logging.getLogger("dialer.distributed.worker")
@@ -58,13 +58,37 @@ class CallPlacer(Protocol):
     async def play_message(self, call_id: int) -> None: ...
 
 
-class DialWorker:
-    """Take dial requests from the shared subscription and run them on ``placer``, at most ``capacity`` at once.
+@dataclass(slots=True)
+class _HeldCall:
+    """What this worker knows of a call it holds, from its own reports and the dispatcher's orders."""
 
-    ``capacity`` may change while running (:meth:`set_capacity`: the SIP driver lost a process or the trunk is
-    congested); the worker announces its free capacity in its retained status after every change, which is what
-    the dispatcher paces on. ``hangup_grace``: seconds after a hang-up after which the slot is freed even if the
-    placer never confirmed the call's end (a placer bug must not shrink the pool for good).
+    answered: str | None = None  # "person" or "machine"
+    bridged: bool = False
+    message: bool = False
+    released: bool = False  # hung up or message ordered by the worker itself after the lease lapsed
+
+
+class DialWorker:
+    """Take dial offers from this worker's inbox and run them on ``placer``, at most ``capacity`` at once.
+
+    Offers come only on ``to/worker/<name>/cmd``, which the broker lets only this worker read and only a dispatcher
+    write: the dispatcher picks the worker (the one with most room among those whose heartbeat is fresh), so a
+    worker that froze is skipped within a second instead of being handed dials by a broker that still thinks it
+    is connected. The worker's status (free ``capacity``, ``calls`` held) goes out with every change and as a
+    heartbeat (``BusConfig.heartbeat``).
+
+    **The dispatcher's lease.** The dispatcher's status carries ``lease`` (seconds). While it keeps beating, the
+    worker works for it; when no beat arrives for a lease (a SIGKILL, a network cut) or its last will says it is
+    gone, the worker takes no more dials and finishes what it holds safely on its own: calls not answered are
+    hung up, a person answered and not with an agent gets the abandonment message and then the hang-up (the SIP
+    worker's own connect deadline has usually played it already), machines are hung up, calls with an agent go
+    on until they end. Every end is reported as usual (kept in the outbox until the broker takes it), so a
+    dispatcher that comes back learns each one, and the slots are free again at once.
+
+    ``capacity`` may change while running (:meth:`set_capacity`). ``hangup_grace``: seconds after a hang-up after
+    which the slot is freed even if the placer never confirmed the call's end (a placer bug must not shrink the
+    pool for good). ``group`` is accepted for old callers and unused: offers no longer go through a shared
+    subscription.
     """
 
     def __init__(
@@ -73,31 +97,41 @@ class DialWorker:
         placer: CallPlacer,
         capacity: int,
         *,
-        group: str = "workers",
+        group: str | None = None,
         hangup_grace: float = 10.0,
     ) -> None:
         if capacity < 0:
             raise ConfigError("worker.capacity", "must be >= 0")
+        if bus.role != "worker":
+            raise ConfigError("bus.client_id", f"a dial worker's identity is worker/<name>, not {bus.source!r}")
         self.bus = bus
         self.placer = placer
         self.capacity = capacity
         self.hangup_grace = hangup_grace
         self.worker_id = bus.source
         self.active: set[int] = set()
+        self.held: dict[int, _HeldCall] = {}
         self.accepted = 0
         self.rejected = 0
         self.closing = False
+        self.lease_until: float | None = None  # loop time the dispatcher's lease runs out; None: none seen yet
+        self.lapsed = False
+        self.lapses = 0
+        self.released_calls = 0  # calls this worker ended or gave the message to on its own after a lapse
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
-        bus.role = "worker"
+        self._watch: asyncio.TimerHandle | None = None
         bus.capacity = capacity
+        bus.status_fields["calls"] = 0
         bus.subscribe(bus.topics.worker_cmd(self.worker_id), self._on_command)
-        bus.subscribe(bus.topics.dial_shared(group), self._on_dial)
+        bus.subscribe(bus.topics.statuses("dispatcher"), self._on_dispatcher)
 
     @property
     def free(self) -> int:
-        return 0 if self.closing else max(0, self.capacity - len(self.active))
+        if self.closing or self.lapsed:
+            return 0
+        return max(0, self.capacity - len(self.active))
 
     def set_capacity(self, capacity: int) -> None:
         """The placer can now hold ``capacity`` calls at once (in-flight calls are not touched)."""
@@ -105,8 +139,66 @@ class DialWorker:
         self._announce()
 
     def _announce(self) -> None:
-        if self.free != self.bus.capacity:
-            self.bus.set_capacity(self.free)
+        if self.free != self.bus.capacity or self.bus.status_fields.get("calls") != len(self.active):
+            self.bus.set_capacity(self.free, calls=len(self.active))
+
+    # -- the dispatcher's lease --------------------------------------------------------------------------
+
+    def _on_dispatcher(self, topic: str, payload: bytes, properties: Any) -> None:
+        sender = self.bus.topics.sender(topic)
+        try:
+            m = decode(payload, expect=frozenset({"dialer.status"}))
+        except SchemaError as exc:
+            log.warning("dropped a bad dispatcher status: %s", exc)
+            return
+        if sender is None or m.source != sender:
+            return
+        loop = asyncio.get_running_loop()
+        if not m.data["online"]:
+            if self.lease_until is not None and not self.lapsed:
+                log.warning("dispatcher %s is gone (last will): finishing our calls on our own", sender)
+                self._lapse()
+            return
+        lease = m.data.get("lease")
+        if lease is None:
+            return
+        self.lease_until = loop.time() + float(lease)
+        if self.lapsed:
+            log.warning("dispatcher %s is back: taking dials again", sender)
+            self.lapsed = False
+            self._announce()
+        if self._watch is None:
+            self._watch = loop.call_later(0.1, self._check_lease)
+
+    def _check_lease(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._watch = loop.call_later(0.1, self._check_lease)
+        if self.lease_until is not None and not self.lapsed and loop.time() > self.lease_until:
+            log.warning("no word from the dispatcher for its whole lease: finishing our calls on our own")
+            self._lapse()
+
+    def _lapse(self) -> None:
+        self.lapsed = True
+        self.lapses += 1
+        self._announce()
+        for call_id in sorted(self.active):
+            self._release_orphan(call_id)
+
+    def _release_orphan(self, call_id: int) -> None:
+        """Finish one call safely with nobody to ask (see the class docstring)."""
+        held = self.held.get(call_id)
+        if held is None or held.released or held.bridged:
+            return
+        held.released = True
+        self.released_calls += 1
+        if held.answered == "person" and not held.message:
+            self._spawn(self.placer.play_message(call_id))  # the message, then the hang-up
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.hangup_grace + 30.0, self._hangup_overdue, call_id)
+        else:
+            self._hangup(call_id, "lease")
+
+    # -- reports ---------------------------------------------------------------------------------------
 
     def report(
         self,
@@ -126,10 +218,24 @@ class DialWorker:
             answered_at=answered_at,
             at=at,
         )
+        held = self.held.get(call_id)
+        if held is not None:
+            if kind == "answered_person":
+                held.answered = "person"
+            elif kind == "answered_machine":
+                held.answered = "machine"
+            elif kind == "message":
+                held.message = True
+            elif kind == "bridge_failed":
+                held.bridged = False
+                if self.lapsed:
+                    held.released = False
+                    self._release_orphan(call_id)
         if kind in ("failed", "ended", "not_placed"):
             self._release(call_id)
 
     def _release(self, call_id: int) -> None:
+        self.held.pop(call_id, None)
         if call_id in self.active:
             self.active.discard(call_id)
             self._announce()
@@ -141,12 +247,9 @@ class DialWorker:
         self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id,
                          kind="rejected", reason=reason)  # fmt: skip
 
-    def _on_dial(self, topic: str, payload: bytes, properties: Any) -> None:
-        try:
-            m = decode(payload, expect=frozenset({"work.dial"}))
-        except SchemaError as exc:
-            log.warning("dropped a bad dial request: %s", exc)
-            return
+    # -- the dispatcher's orders -----------------------------------------------------------------------
+
+    def _on_dial(self, m: Message) -> None:
         d = m.data
         call_id = d["call_id"]
         if d["deadline"] < time.time():
@@ -155,10 +258,16 @@ class DialWorker:
         if self.closing:
             self._reject(call_id, "closing")
             return
-        if len(self.active) >= self.capacity or call_id in self.active:
+        if self.lapsed:
+            self._reject(call_id, "no_lease")
+            return
+        if call_id in self.active:
+            return  # the same offer again (a redelivery): already ours
+        if len(self.active) >= self.capacity:
             self._reject(call_id, "full")
             return
         self.active.add(call_id)
+        self.held[call_id] = _HeldCall()
         self._idle.clear()
         self.accepted += 1
         self.report("accepted", call_id)
@@ -176,18 +285,27 @@ class DialWorker:
                 self.report("failed", dial.call_id, reason="network")
 
     def _on_command(self, topic: str, payload: bytes, properties: Any) -> None:
+        if self.bus.delivery_retained:
+            log.warning("ignored a retained order on %s: orders are never retained", topic)
+            return
         try:
             m = decode(payload, expect=frozenset({"work.dial", "work.hangup", "work.connect", "work.play_message"}))
         except SchemaError as exc:
             log.warning("dropped a bad worker command: %s", exc)
             return
-        if m.type == "work.dial":  # offered to this worker by name, after another one was full
-            self._on_dial(topic, payload, properties)
+        if not m.source.startswith("dispatcher/"):
+            log.warning("ignored an order from %s: only a dispatcher gives orders", m.source)
+            return
+        if m.type == "work.dial":
+            self._on_dial(m)
             return
         call_id = m.data["call_id"]
         if m.type == "work.hangup":
             self._hangup(call_id, m.data["reason"])
         elif m.type == "work.connect":
+            held = self.held.get(call_id)
+            if held is not None:
+                held.bridged = True
             self._spawn(self.placer.connect(call_id, m.data["agent_id"], m.data.get("agent_uri")))
         else:
             self._spawn(self.placer.play_message(call_id))
@@ -209,6 +327,9 @@ class DialWorker:
         this worker's last will. ``False`` if some call had not ended in time.
         """
         self.closing = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         self._announce()
         for call_id in sorted(self.active):
             self._hangup(call_id, "shutdown")
@@ -232,14 +353,22 @@ class StandInPlacer:
     Outcomes: a failure reason (``busy``, ``no_answer``, …) fails after ringing; ``person`` answers and ends after
     ``talk`` seconds; ``machine`` answers as a machine; ``hold`` answers and stays up until hung up; ``ring``
     rings until hung up. A hang-up ends the call with the report a real line would give: ``ended`` once
-    answered, ``failed`` (``no_answer``, our CANCEL) before.
+    answered, ``failed`` (``no_answer``, our CANCEL) before. The message "plays" for ``message_seconds`` and then
+    the call ends, as the SIP worker hangs up after it. ``connect_deadline``: like the SIP worker's, seconds after
+    a person answers after which, with no bridge ordered, the stand-in plays the message on its own.
     """
 
-    def __init__(self, ring: float = 0.02) -> None:
+    def __init__(
+        self, ring: float = 0.02, *, message_seconds: float = 0.05, connect_deadline: float | None = None
+    ) -> None:
         self.ring = ring
+        self.message_seconds = message_seconds
+        self.connect_deadline = connect_deadline
         self._calls: dict[int, asyncio.Task[None]] = {}
         self._answered: set[int] = set()
         self._reports: dict[int, Report] = {}
+        self._bridged: set[int] = set()
+        self._message: set[int] = set()
 
     async def place(self, dial: DialRequest, report: Report) -> None:
         task = asyncio.ensure_future(self._play(dial, report))
@@ -258,6 +387,8 @@ class StandInPlacer:
         if outcome in ("person", "hold"):
             self._answered.add(call_id)
             report("answered_person", call_id, answered_at=time.time())
+            if self.connect_deadline is not None:
+                asyncio.get_running_loop().call_later(self.connect_deadline, self._deadline, call_id)
             if outcome == "hold":
                 await asyncio.Event().wait()
             await asyncio.sleep(float(dial.fields.get("talk", 0.05)))
@@ -271,9 +402,20 @@ class StandInPlacer:
         else:
             self._final(call_id, "failed", outcome)
 
+    def _deadline(self, call_id: int) -> None:
+        if call_id in self._answered and call_id not in self._bridged and call_id not in self._message:
+            self._spawn_message(call_id)
+
+    def _spawn_message(self, call_id: int) -> None:
+        task = asyncio.ensure_future(self.play_message(call_id))
+        self._calls.setdefault(-call_id, task)
+
     def _final(self, call_id: int, kind: str, reason: str | None = None) -> None:
         report = self._reports.pop(call_id, None)
         self._answered.discard(call_id)
+        self._bridged.discard(call_id)
+        self._message.discard(call_id)
+        self._calls.pop(-call_id, None)
         if report is not None:
             report(kind, call_id, reason=reason)
 
@@ -288,9 +430,18 @@ class StandInPlacer:
             self._final(call_id, "failed", "no_answer")
 
     async def connect(self, call_id: int, agent_id: str, agent_uri: str | None) -> None:
-        return None
+        if call_id in self._reports and call_id not in self._message:
+            self._bridged.add(call_id)
 
     async def play_message(self, call_id: int) -> None:
         report = self._reports.get(call_id)
-        if report is not None:
-            report("message", call_id)
+        if report is None or call_id in self._message:
+            return
+        self._message.add(call_id)
+        report("message", call_id, at=time.time())
+        await asyncio.sleep(self.message_seconds)
+        task = self._calls.get(call_id)
+        if task is not None and not task.done():
+            task.cancel()
+        if call_id in self._reports:
+            self._final(call_id, "ended")

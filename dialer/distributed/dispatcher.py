@@ -1,32 +1,42 @@
-"""Scale-out: SIP worker processes take dial requests over MQTT; one dispatcher keeps the campaign's books.
+"""Scale-out: SIP worker processes take dial offers over MQTT; one dispatcher keeps the campaign's books.
 
 The pacing core (engine, policy, abandonment ledger) must run in exactly one process, because abandonment is
 counted per campaign; placing calls is what needs more machines. So:
 
-* The :class:`Dispatcher` runs next to the engine. It turns ``DialLead`` actions into ``work.dial`` messages on
-  ``work/dial``, which workers take through the MQTT 5 shared subscription ``$share/<group>/…/work/dial`` (the
-  broker gives each message to one member of the group). It routes hang-up, bridge and message actions to the
-  worker that accepted the call, feeds the workers' reports back into the engine as events, and tracks every
-  worker's free capacity from its retained status. Pacing follows it: the engine's ``max_in_flight`` is kept at
-  what the online workers can carry (fed as ``CapacityChanged``), so the engine never launches calls nobody can
-  place, and launches none at all while no worker is online.
-* A :class:`~dialer.distributed.dial_worker.DialWorker` accepts dials up to its capacity, hands them to a call
-  placer, and reports what happens as ``work.event`` messages. The real placer is
-  :class:`~dialer.distributed.sip_placer.SipPlacer` (the SIP driver); ``dialer worker`` runs one
-  (:mod:`dialer.commands.worker`).
+* The :class:`Dispatcher` runs next to the engine. It turns each ``DialLead`` action into a ``work.dial`` offer
+  sent to ONE worker's inbox (``to/worker/<name>/cmd``): the worker with the most room among those whose
+  heartbeat is fresh. It routes hang-up, bridge and message actions to the worker that accepted the call, feeds
+  the workers' reports back into the engine as events, and tracks every worker's free capacity from its status.
+  Pacing follows it: the engine's ``max_in_flight`` is kept at what the live workers can carry (fed as
+  ``CapacityChanged``), so the engine never launches calls nobody can place, and launches none at all while no
+  worker is live.
+* A :class:`~dialer.distributed.dial_worker.DialWorker` accepts offers up to its capacity, hands them to a call
+  placer, and reports what happens as ``work.event`` messages on ``from/worker/<name>/event``. The real placer
+  is :class:`~dialer.distributed.sip_placer.SipPlacer` (the SIP driver); ``dialer worker`` runs one.
+
+Liveness, measured by the application, not the broker's keep-alive (which takes tens of seconds to notice a
+frozen process whose socket is still open): every worker beats its status several times a second; a worker not
+heard from for ``liveness`` seconds gets no new offers and its free slots leave the engine's capacity. An offer
+not accepted within ``offer_timeout`` (under a second) is withdrawn and made to the next worker with the most
+room; the silent worker gets no more offers until it speaks again. A worker that turns an offer down for want of
+room (``full``, ``closing``, ``no_lease``) sends it straight on to the worker with the most room, without counting
+an attempt; after ``max_attempts`` real failures (timeouts, other refusals) the call fails as ``NETWORK``.
 
 Failure accounting: a worker that dies is announced by its MQTT last will (``dialer.status`` online false). The
 dispatcher first lowers the engine's capacity, then closes each of the worker's calls in the engine: not yet
 answered -> ``CallFailed(NETWORK)``, answered -> ``CallEnded``. Either way the engine emits the call's record and
-reports it to the lead source, so no lead is lost: the source decides about the retry. A dial no worker accepts
-within ``accept_timeout`` is offered again, and fails as ``NETWORK`` after ``max_attempts``; a worker turning a
-dial down because it is full does not count as an attempt, and the dial goes next straight to the worker with the
-most room. Dial requests carry a ``deadline`` and a broker expiry, so a request that waited out an outage is never
-placed after the engine has given up on it; a call the engine already closed that a worker still reports as
-up (a late acceptance, a worker declared dead that was only cut off) is hung up.
+reports it to the lead source, so no lead is lost: the source decides about the retry. Offers carry a
+``deadline`` and a broker expiry, so one that waited out an outage is never placed after the engine has given
+up on it; a call the engine already closed that a worker still reports as up (a late acceptance, a worker
+declared dead that was only cut off) is hung up.
 
-:class:`StandInPlacer` is a stand-in for the SIP side, for tests and demos of the bus only: it "places" a call by
-reporting the outcome named in the lead's ``outcome`` field. It makes no calls.
+The dispatcher's own death: its status beats carry a ``lease``; workers that stop hearing it finish their calls
+safely on their own (see :class:`~dialer.distributed.dial_worker.DialWorker`), so nobody waits on a silent line
+for a dispatcher that is gone. Call ids start from the clock's microseconds (:func:`fresh_call_ids`), so a
+restarted dispatcher never reuses the id of a call that may still be up.
+
+Who is who comes from the topic (``from/worker/<name>/…``), which the broker's ACL lets only that worker publish
+to; a report or status whose body names another source is dropped.
 """
 
 from __future__ import annotations
@@ -34,26 +44,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dialer.bus.client import MqttBus
-from dialer.bus.schema import SchemaError, decode
+from dialer.bus.schema import Message, SchemaError, decode
 from dialer.engine import events as ev
 from dialer.engine.actions import ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
 from dialer.engine.state import CallState
-from dialer.errors import DialerError, InvalidTransition
+from dialer.errors import ConfigError, DialerError, InvalidTransition
 from dialer.live.runtime import AsyncRuntime, RuntimeClosed
 
 log = logging.getLogger("dialer.distributed.dispatcher")
 
 
+def fresh_call_ids(now: float | None = None) -> int:
+    """The first call id for a dispatcher starting ``now``: microseconds since the epoch.
+
+    Why: the ids of a dispatcher that crashed may still name live calls on its workers. Starting from the clock
+    puts every new id past every old one as long as no run dialed more than a million calls a second, and needs
+    no state that a crash could lose. The ids stay under 2**53, so JSON consumers in any language read them
+    exactly."""
+    return int((time.time() if now is None else now) * 1_000_000)
+
+
 @dataclass(slots=True)
 class _WorkerInfo:
-    capacity: int = 0  # free slots, as last announced (and adjusted for reports not yet followed by a status)
+    capacity: int = 0  # free slots, as last announced (0 after a "full" refusal until the next status)
     online: bool = False
+    seen: float = float("-inf")  # loop time of its last status
+    silent: bool = False  # an offer to it timed out: no more offers until it speaks again
     calls: set[int] = field(default_factory=set)
+    offers: set[int] = field(default_factory=set)  # offered to it, not yet accepted or refused
     accepted: int = 0
 
 
@@ -62,21 +86,24 @@ class _Pending:
     dial: DialLead
     dialed_at: float
     worker: str | None = None
+    offered_to: str | None = None  # the worker holding the current offer
+    tried: set[str] = field(default_factory=set)
     attempts: int = 0
     timer: asyncio.TimerHandle | None = None
     closed: bool = False
-    offered: bool = False  # a work.dial is out and nobody has taken it yet
     message: bool = False  # the abandonment message has started: an opt-out digit counts from here
 
 
 class Dispatcher:
-    """The campaign side of scale-out (see the module docstring): dials out to workers, their reports in.
+    """The campaign side of scale-out (see the module docstring): offers out to workers, their reports in.
 
-    Pacing follows the workers: the engine's ``max_in_flight`` is kept at what the online workers can carry
-    (the calls they hold for us plus their free slots, capped by the engine's own configured limit), fed as
-    :class:`~dialer.engine.events.CapacityChanged` whenever a worker joins, dies or announces new capacity.
-    With no worker online it is 0, so no lead is dialed into the void.
+    Pacing follows the workers: the engine's ``max_in_flight`` is kept at what the live workers can carry (the
+    calls they hold for us plus the free slots of those heard from within ``liveness`` seconds, capped by the
+    engine's own configured limit), fed as :class:`~dialer.engine.events.CapacityChanged` whenever that changes.
+    With no worker live it is 0, so no lead is dialed into the void.
 
+    ``offer_timeout`` (``accept_timeout`` is its old name): seconds a worker has to accept an offer. ``lease``:
+    seconds workers keep dialing for us without a beat (our ``BusConfig.heartbeat`` must be well under it).
     ``agents`` maps agent ids to SIP URIs sent with each bridge request (workers may also have their own map).
     ``opt_out_digit``: a key pressed during the abandonment message that records a do-not-call opt-out through
     the lead source (``opt_out(phone, lead_id, reason)``); if the source cannot record it, that is logged as an
@@ -88,48 +115,87 @@ class Dispatcher:
         runtime: AsyncRuntime,
         bus: MqttBus,
         *,
-        accept_timeout: float = 5.0,
+        offer_timeout: float = 0.75,
+        liveness: float = 1.0,
+        lease: float = 3.0,
         max_attempts: int = 3,
         dial_ttl: int = 10,
         agents: Mapping[str, str] | None = None,
         opt_out_digit: str = "9",
+        accept_timeout: float | None = None,
     ) -> None:
+        if bus.role != "dispatcher":
+            raise ConfigError("bus.client_id", f"a dispatcher's identity is dispatcher/<name>, not {bus.source!r}")
+        heartbeat = bus.config.heartbeat
+        if not 0 < heartbeat <= lease / 3:
+            raise ConfigError("bus.heartbeat", f"must be more than 0 and at most lease/3 ({lease / 3:g} s)")
         self.runtime = runtime
         self.bus = bus
-        self.accept_timeout = accept_timeout
+        self.offer_timeout = accept_timeout if accept_timeout is not None else offer_timeout
+        self.liveness = liveness
+        self.lease = lease
         self.max_attempts = max_attempts
         self.dial_ttl = dial_ttl
         self.agents = dict(agents or {})
         self.opt_out_digit = opt_out_digit
+        self.epoch = uuid.uuid4().hex[:16]
         self.workers: dict[str, _WorkerInfo] = {}
         self.calls: dict[int, _Pending] = {}
         self._waiting: list[int] = []  # dials held until some worker has room
         self._configured_cap = runtime.engine.config.max_in_flight
         self._capacity_due = False
+        self._watch: asyncio.TimerHandle | None = None
         self.lost_worker_calls = 0
+        self.withdrawn = 0  # offers a worker did not take in time
         self.capacity_changes: list[int | None] = []  # every cap fed to the engine, in order (tests, status lines)
         self.opt_outs: list[str] = []  # lead ids opted out by DTMF during the message
         self.messages: list[int] = []  # call ids whose abandonment message a worker reported started
+        bus.status_fields.update(lease=lease, epoch=self.epoch)
         runtime.on(DialLead, self._dial)
         runtime.on(HangUp, self._hangup)
         runtime.on(ConnectCall, self._connect)
         runtime.on(PlayAbandonMessage, self._message)
         runtime.on(RecordCall, self._recorded)
         bus.subscribe(bus.topics.worker_events, self._on_event)
-        bus.subscribe(bus.topics.statuses, self._on_status)
+        bus.subscribe(bus.topics.statuses("worker"), self._on_status)
         self._update_capacity()
+
+    # -- liveness ----------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def live(self, info: _WorkerInfo) -> bool:
+        """Online, heard from within ``liveness`` seconds, and not silent on an offer."""
+        return info.online and not info.silent and self._now() - info.seen <= self.liveness
+
+    def _free(self, info: _WorkerInfo) -> int:
+        return max(0, info.capacity - len(info.offers))
+
+    def _ensure_watch(self) -> None:
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().call_later(self.liveness / 4, self._check_liveness)
+
+    def _check_liveness(self) -> None:
+        """Every quarter of ``liveness``: a worker that went quiet leaves the capacity (and the offers)."""
+        self._watch = None
+        if any(info.online for info in self.workers.values()):
+            self._ensure_watch()
+        self._update_capacity()
+        if self._waiting:
+            self._drain_waiting()
 
     @property
     def free_capacity(self) -> int:
-        """Calls the online workers can still take, minus dials offered and not yet accepted."""
-        free = sum(max(0, w.capacity) for w in self.workers.values() if w.online)
-        unassigned = sum(1 for c in self.calls.values() if c.offered and c.worker is None and not c.closed)
-        return max(0, free - unassigned)
+        """Calls the live workers can still take, minus offers out and not yet answered."""
+        return sum(self._free(w) for w in self.workers.values() if self.live(w))
 
     @property
     def capacity(self) -> int:
-        """Calls the online workers can carry for this campaign: those they hold for us plus their free slots."""
-        cap = sum(max(0, w.capacity) + len(w.calls) for w in self.workers.values() if w.online)
+        """Calls the workers can carry for us: those they hold (live or not: they are in flight) plus the free
+        slots of the live ones."""
+        cap = sum(len(w.calls) + (self._free(w) + len(w.offers) if self.live(w) else 0)
+                  for w in self.workers.values() if w.online)  # fmt: skip
         return cap if self._configured_cap is None else min(cap, self._configured_cap)
 
     # -- pacing capacity -------------------------------------------------------------------------------
@@ -155,32 +221,42 @@ class Dispatcher:
         self.calls[action.call_id] = _Pending(action, self.runtime.now())
         self._offer(action.call_id)
 
+    def _pick(self, call: _Pending) -> str | None:
+        """The live worker with the most room, preferring those this call was not yet offered to."""
+        best: str | None = None
+        best_key: tuple[bool, int] = (False, 0)
+        for wid, info in self.workers.items():
+            free = self._free(info)
+            if free <= 0 or not self.live(info):
+                continue
+            key = (wid not in call.tried, free)
+            if best is None or key > best_key:
+                best, best_key = wid, key
+        return best
+
     def _offer(self, call_id: int) -> None:
-        """Offer a dial: first to the whole group (the broker picks a worker), then, after a worker turned it
-        down for being full, straight to the worker with the most room (round-robin would keep hitting full
-        workers). With no room anywhere the dial waits until a worker announces some."""
+        """Offer a dial to the live worker with the most room; with room nowhere it waits for some."""
         call = self.calls.get(call_id)
         if call is None or call.closed:
             return
         if call.timer is not None:
             call.timer.cancel()
-        call.offered = False  # deciding again: free_capacity must not hold a slot for it meanwhile
-        if self.free_capacity <= 0:
+            call.timer = None
+        wid = self._pick(call)
+        if wid is None:
             if call_id not in self._waiting:
                 self._waiting.append(call_id)
             return
-        topic = self.bus.topics.dial
-        if call.attempts > 0:
-            online = [(info.capacity, wid) for wid, info in self.workers.items() if info.online and info.capacity > 0]
-            if online:
-                topic = self.bus.topics.worker_cmd(max(online)[1])
+        info = self.workers[wid]
+        info.offers.add(call_id)
+        call.offered_to = wid
+        call.tried.add(wid)
         call.attempts += 1
-        call.offered = True
         lead = call.dial.lead
         fields = {k: v for k, v in lead.fields.items() if isinstance(v, str | int | float | bool)}
         self.bus.publish(
             "work.dial",
-            topic=topic,
+            topic=self.bus.topics.worker_cmd(wid),
             expiry=self.dial_ttl,
             call_id=call_id,
             lead_id=lead.lead_id,
@@ -190,13 +266,32 @@ class Dispatcher:
             fields=fields,
         )
         loop = asyncio.get_running_loop()
-        call.timer = loop.call_later(self.accept_timeout, self._accept_expired, call_id, call.attempts)
+        call.timer = loop.call_later(self.offer_timeout, self._offer_expired, call_id, wid, call.attempts)
 
-    def _accept_expired(self, call_id: int, attempt: int) -> None:
+    def _withdraw(self, call: _Pending) -> str | None:
+        """Take the current offer back from its worker (it answered, refused or timed out)."""
+        wid, call.offered_to = call.offered_to, None
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        if wid is not None and wid in self.workers:
+            self.workers[wid].offers.discard(call.dial.call_id)
+        return wid
+
+    def _offer_expired(self, call_id: int, wid: str, attempt: int) -> None:
         call = self.calls.get(call_id)
         if call is None or call.closed or call.worker is not None or call.attempts != attempt:
             return
-        self._retry(call_id, "no worker accepted the dial")
+        self._withdraw(call)
+        self.withdrawn += 1
+        info = self.workers.get(wid)
+        if info is not None and not info.silent:
+            info.silent = True
+            log.warning("worker %s did not take an offer within %.2f s: no more offers until it speaks", wid,
+                        self.offer_timeout)  # fmt: skip
+            self._capacity_changed()
+        # If it takes the offer late after all, the acceptance is answered with a hang-up (see _on_event).
+        self._retry(call_id, f"{wid} did not answer the offer")
 
     def _retry(self, call_id: int, why: str) -> None:
         call = self.calls[call_id]
@@ -213,6 +308,11 @@ class Dispatcher:
         self.bus.publish(type_, topic=self.bus.topics.worker_cmd(call.worker), call_id=call_id, **data)
 
     def _hangup(self, action: HangUp) -> None:
+        call = self.calls.get(action.call_id)
+        if call is not None and call.worker is None and call.offered_to is not None:
+            # Not accepted yet: take the offer back; should it be accepted anyway, that acceptance is hung up.
+            self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(call.offered_to),
+                             call_id=action.call_id, reason=action.reason)  # fmt: skip
         self._to_worker(action.call_id, "work.hangup", reason=action.reason)
 
     def _connect(self, action: ConnectCall) -> None:
@@ -228,8 +328,7 @@ class Dispatcher:
         if call is None:
             return
         call.closed = True
-        if call.timer is not None:
-            call.timer.cancel()
+        self._withdraw(call)
         if call_id in self._waiting:
             self._waiting.remove(call_id)
         if call.worker is not None:
@@ -252,62 +351,72 @@ class Dispatcher:
             return False
         return True
 
+    def _sender(self, topic: str, m: Message) -> str | None:
+        """The worker the broker says sent ``m`` (from the topic), or None if the body claims someone else."""
+        sender = self.bus.topics.sender(topic)
+        if sender is None or not sender.startswith("worker/"):
+            return None
+        if m.source != sender:
+            log.warning("dropped a message on %s's topic claiming to be from %s", sender, m.source)
+            return None
+        return sender
+
     def _on_event(self, topic: str, payload: bytes, properties: Any) -> None:
         try:
             m = decode(payload, expect=frozenset({"work.event"}))
         except SchemaError as exc:
             log.warning("dropped a bad worker report: %s", exc)
             return
-        worker_id = m.source
+        worker_id = self._sender(topic, m)
+        if worker_id is None:
+            return
         d = m.data
         call_id, kind = d["call_id"], d["kind"]
         info = self.workers.setdefault(worker_id, _WorkerInfo())
+        if info.silent and kind in ("accepted", "rejected"):
+            info.silent = False  # it speaks again
+            self._capacity_changed()
         call = self.calls.get(call_id)
         if call is None or call.closed:
             if kind in ("accepted", "ringing", "answered_person", "answered_machine", "bridge_failed"):
                 # A call the engine already closed (or a worker we declared dead) is still up: hang it up.
-                if kind == "accepted":
-                    info.capacity -= 1
                 self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id,
                                  reason="cancelled")  # fmt: skip
             elif kind in ("failed", "ended", "not_placed"):
-                info.capacity += 1  # its slot is free again; the worker's status follows
                 self._capacity_changed()
                 self._drain_waiting()
             return
         if kind == "accepted":
-            if call.worker is not None and call.worker != worker_id:
-                info.capacity -= 1
+            if call.worker == worker_id:
+                return  # a repeat
+            if call.worker is not None or call.offered_to != worker_id:
+                # Withdrawn (too late) or someone else's: it must not ring.
                 self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id,
-                                 reason="duplicate")  # fmt: skip
+                                 reason="withdrawn")  # fmt: skip
                 return
+            self._withdraw(call)
             call.worker = worker_id
-            call.offered = False
-            if call.timer is not None:
-                call.timer.cancel()
             info.calls.add(call_id)
-            info.capacity -= 1  # as the status that follows will say: the cap stays put meanwhile
             info.accepted += 1
             return
-        if call.worker is not None and call.worker != worker_id:
-            return  # not the owner: ignore
         if kind == "rejected":
-            if call.worker is None:
+            if call.worker is None and call.offered_to == worker_id:
+                self._withdraw(call)
                 reason = d.get("reason")
-                if reason in ("full", "closing"):  # no fault of the call: try elsewhere without counting it
+                if reason in ("full", "closing", "no_lease"):  # no fault of the call: elsewhere, uncounted
                     info.capacity = 0
                     call.attempts -= 1
                 self._retry(call_id, f"rejected by {worker_id} ({reason})")
             return
+        if call.worker != worker_id:
+            return  # not the owner: ignore
         now = self.runtime.now()
         if kind == "placed":
             call.dialed_at = now  # the engine's ring time counts from here too
             self._feed(ev.CallPlaced(now, call_id))
         elif kind == "not_placed":
-            if call_id in info.calls:
-                info.calls.discard(call_id)
-                info.capacity += 1
-                self._drain_waiting()
+            info.calls.discard(call_id)
+            self._drain_waiting()
             log.warning("call %d was not placed by %s: %s", call_id, worker_id, d.get("reason"))
             self._feed(ev.CallNotPlaced(now, call_id, str(d.get("reason") or "")))
         elif kind == "ringing":
@@ -319,10 +428,8 @@ class Dispatcher:
         elif kind == "answered_machine":
             self._feed(ev.CallAnsweredByMachine(now, call_id))
         elif kind in ("failed", "ended"):
-            if call_id in info.calls:
-                info.calls.discard(call_id)
-                info.capacity += 1
-                self._drain_waiting()
+            info.calls.discard(call_id)
+            self._drain_waiting()
             if kind == "failed":
                 reason = d.get("reason") or "network"
                 try:
@@ -369,24 +476,39 @@ class Dispatcher:
         except SchemaError as exc:
             log.warning("dropped a bad status: %s", exc)
             return
-        if m.data["role"] != "worker":
+        worker_id = self._sender(topic, m)
+        if worker_id is None or m.data["role"] != "worker":
             return
-        info = self.workers.setdefault(m.source, _WorkerInfo())
+        info = self.workers.setdefault(worker_id, _WorkerInfo())
         if m.data["online"]:
+            was_live = self.live(info)
             info.online = True
+            info.seen = self._now()
             info.capacity = int(m.data.get("capacity") or 0)
-            self._capacity_changed()
-            self._drain_waiting()
+            if self.bus.delivery_retained:
+                info.seen = float("-inf")  # a retained status says nothing about now: wait for a live beat
+            self._ensure_watch()
+            if not was_live or self._waiting:
+                self._capacity_changed()
+                self._drain_waiting()
+            elif info.capacity != self._free(info) + len(info.offers):
+                self._capacity_changed()
             return
         was_online, info.online, info.capacity = info.online, False, 0
         self._update_capacity()  # first: closing its calls must not make room for dials nobody can carry
-        self._worker_gone(m.source, info)
+        self._worker_gone(worker_id, info)
         if was_online:
-            log.warning("worker %s went offline; its calls were closed", m.source)
+            log.warning("worker %s went offline; its calls were closed", worker_id)
 
     def _worker_gone(self, worker_id: str, info: _WorkerInfo) -> None:
         """Close every call the worker held, so each gets its record and the lead goes back to its source."""
         now = self.runtime.now()
+        for call_id in sorted(info.offers):
+            call = self.calls.get(call_id)
+            if call is not None and call.offered_to == worker_id:
+                self._withdraw(call)
+                call.attempts -= 1
+                self._offer(call_id)
         for call_id in sorted(info.calls):
             state = self.runtime.engine.call_state(call_id)
             self.lost_worker_calls += 1

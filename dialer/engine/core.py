@@ -72,6 +72,9 @@ class EngineConfig:
     :class:`~dialer.engine.events.CallPlaced`, and never under 15 s after the first ring). 0 in simulation, where
     the engine's timer is the hang-up; a live runtime whose SIP side gives up ringing on the wire sets a few
     seconds, so the engine's timer is only a backstop and can never cancel a call the wire rule still lets ring.
+    ``first_call_id``: the first call's id. A dispatcher that restarts while its old calls may still be up starts
+    past every id it used before (see :func:`dialer.distributed.dispatcher.fresh_call_ids`), so no report about
+    an old call can be taken for a new one.
     """
 
     connect_limit: float = 2.0
@@ -81,6 +84,7 @@ class EngineConfig:
     recent_window: float = 3600.0
     lead_retry: float = 15.0
     ring_slack: float = 0.0
+    first_call_id: int = 1
 
     def __post_init__(self) -> None:
         # Written so that NaN fails every check: a NaN connect limit would silently never abandon anybody.
@@ -90,6 +94,8 @@ class EngineConfig:
             raise ConfigError("ring_timeout", f"must be at least {MIN_RING_TIMEOUT:g} s (regulators' minimum)")
         if self.max_in_flight is not None and not self.max_in_flight >= 0:
             raise ConfigError("max_in_flight", "must be >= 0")
+        if not 1 <= self.first_call_id < 2**53:  # 2**53: call ids travel as JSON numbers
+            raise ConfigError("first_call_id", "must be 1 to 2**53 - 1")
         if not 0 < self.recent_window < math.inf:
             raise ConfigError("recent_window", "must be a finite number > 0")
         if not 0 < self.lead_retry < math.inf:
@@ -225,7 +231,7 @@ class Engine:
         self._queued: dict[int, None] = {}  # insertion order = longest waiting first
         self._timers: list[tuple[float, int, Trigger, int]] = []
         self._seq = 0
-        self._next_call_id = 1
+        self._next_call_id = self.config.first_call_id
         self._hung_up: dict[int, None] = {}  # calls we hung up ourselves, oldest first
         self._apply: dict[type[ev.Event], Callable[[Any, list[Action]], None]] = {
             ev.AgentLoggedIn: self._logged_in,

@@ -49,7 +49,7 @@ class SipWorkers:
             cmd = [sys.executable, "-m", "dialer.cli", "worker", "-v", "--broker-port", str(self.broker_port),
                    "--campaign", "c1", "--worker-id", wid, "--trunk-host", "127.0.0.1",
                    "--caller-id", "+12127362000", "--trunk-port", str(self.trunk_port),
-                   "--calls-per-worker", "4", "--rtp-port", str(rtp)]  # fmt: skip
+                   "--calls-per-worker", "4", "--rtp-port", str(rtp), "--insecure"]  # fmt: skip
             for agent_id, uri in self.agents.items():
                 cmd += ["--agent", f"{agent_id}={uri}"]
             cmd += self.extra

@@ -19,6 +19,7 @@ from dialer.engine import events as ev
 from dialer.live.runtime import AsyncRuntime
 
 T = Topics("c1")
+DESK = "backend/desk"  # the CRM's identity: its user name, client id and topic level
 
 
 class Backend:
@@ -34,7 +35,7 @@ class Backend:
     async def run(self) -> None:
         async for m in self.client.messages:
             doc = json.loads(m.payload)  # type: ignore[arg-type]
-            if m.topic.matches(T.reply("desk")):
+            if m.topic.matches(T.reply(DESK)):
                 self.replies.setdefault(doc["data"]["command_id"], doc["data"])
                 self.replies[doc["data"]["command_id"] + "#n"] = {
                     "n": self.replies.get(doc["data"]["command_id"] + "#n", {"n": 0})["n"] + 1
@@ -48,8 +49,8 @@ class Backend:
     async def send(self, type_: str, data: dict[str, Any], *, id: str | None = None, topic: str | None = None,
                    raw: bytes | None = None) -> dict[str, Any]:  # fmt: skip
         mid = id or uuid.uuid4().hex
-        doc = {"v": 1, "id": mid, "type": type_, "campaign": "c1", "source": "desk", "ts": 0.0, "data": data}
-        await self.client.publish(topic or T.command(type_), raw or json.dumps(doc), qos=1)
+        doc = {"v": 1, "id": mid, "type": type_, "campaign": "c1", "source": DESK, "ts": 0.0, "data": data}
+        await self.client.publish(topic or T.command(type_, DESK), raw or json.dumps(doc), qos=1)
         return await self.wait(lambda: self.replies.get(mid))
 
     async def wait(self, check: Any, timeout: float = 5.0) -> Any:
@@ -71,11 +72,11 @@ class Backend:
 async def campaign(broker: Broker, leads: list[Lead], policy: str = "progressive") -> AsyncIterator[Any]:
     engine = Engine(make_policy(policy), ListLeads(leads))
     runtime = AsyncRuntime(engine)
-    bus = MqttBus(BusConfig(port=broker.port, client_id="dialer-1"), "c1")
+    bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/d1", insecure=True), "c1")
     cb = CampaignBus(runtime, bus, stats_interval=0.2)
-    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="desk", protocol=aiomqtt.ProtocolVersion.V5) as c:
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier=DESK, protocol=aiomqtt.ProtocolVersion.V5) as c:
         backend = Backend(c)
-        await c.subscribe(T.reply("desk"), 1)
+        await c.subscribe(T.reply(DESK), 1)
         await c.subscribe(T.events, 1)
         await c.subscribe(f"{T.base}/state/#", 1)
         reader = asyncio.create_task(backend.run())
@@ -189,9 +190,9 @@ def test_bad_commands_get_an_error_reply_and_change_nothing(broker: Broker) -> N
                 ("agent.login", {"agent_id": "a/b"}, {}, "invalid"),
                 ("agent.login", {"agent": "x"}, {}, "invalid"),
                 ("agent.disposition", {"agent_id": "bob", "disposition": "sale"}, {}, "invalid_transition"),
-                ("agent.fly", {}, {"topic": T.command("agent.login")}, "unknown_type"),
-                ("call.ended", {"call_id": 1}, {"topic": f"{T.base}/cmd/call/ended"}, "unknown_type"),
-                ("agent.pause", {"agent_id": "bob"}, {"topic": T.command("agent.ready")}, "topic_mismatch"),
+                ("agent.fly", {}, {"topic": T.command("agent.login", DESK)}, "unknown_type"),
+                ("call.ended", {"call_id": 1}, {"topic": f"{T.base}/from/{DESK}/cmd/call/ended"}, "unknown_type"),
+                ("agent.pause", {"agent_id": "bob"}, {"topic": T.command("agent.ready", DESK)}, "topic_mismatch"),
                 ("pacing.target", {"abandon_rate": 0.2}, {}, "over_cap"),
                 ("pacing.target", {"ratio": 2.0}, {}, "unsupported"),  # predictive has no ratio
                 ("pacing.target", {}, {}, "invalid"),
@@ -203,11 +204,14 @@ def test_bad_commands_get_an_error_reply_and_change_nothing(broker: Broker) -> N
                 assert reply["ok"] is False and reply["code"] == code, (type_, data, reply)
                 assert reply["error"]
             mid = uuid.uuid4().hex
-            bad_version = json.dumps({"v": 9, "id": mid, "type": "agent.logout", "campaign": "c1", "source": "desk",
+            bad_version = json.dumps({"v": 9, "id": mid, "type": "agent.logout", "campaign": "c1", "source": DESK,
                                       "ts": 0, "data": {"agent_id": "bob"}}).encode()  # fmt: skip
             reply = await backend.send("agent.logout", {}, id=mid, raw=bad_version)
             assert reply["code"] == "version"
-            await backend.client.publish(T.command("agent.logout"), b"\xff not json", qos=1)  # no sender: logged only
+            # Not JSON: the topic still names the sender, so it gets a bad_json reply (with no id to quote).
+            await backend.client.publish(T.command("agent.logout", DESK), b"\xff not json", qos=1)
+            unreadable = await backend.wait(lambda: backend.replies.get(""))
+            assert unreadable["code"] == "bad_json" and unreadable["ok"] is False
             assert _engine_state(runtime) == before
             assert (await backend.send("pacing.target", {"abandon_rate": 0.02}))["ok"]
             assert runtime.engine.policy.target == 0.02  # type: ignore[attr-defined]

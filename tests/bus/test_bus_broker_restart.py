@@ -65,7 +65,9 @@ def test_broker_killed_mid_campaign_loses_nothing_and_dedupe_gives_exactly_once(
         runtime = AsyncRuntime(engine)
         # The dialer waits longer than the consumer before reconnecting, so the consumer is subscribed again
         # when the replay starts (a broker without persistence forgets subscriptions).
-        bus = RecordingBus(BusConfig(port=broker.port, client_id="dialer-1", reconnect_min=1.0, window=64), "c1")
+        bus = RecordingBus(
+            BusConfig(port=broker.port, client_id="dispatcher/d1", insecure=True, reconnect_min=1.0, window=64), "c1"
+        )
         CampaignBus(runtime, bus, stats_interval=60)
 
         async def place(dial: DialLead) -> None:  # the SIP side, reduced to "busy after a short ring"

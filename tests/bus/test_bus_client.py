@@ -45,15 +45,15 @@ def test_publish_reaches_subscriber_in_order_and_status_is_retained(broker: Brok
         topics = Topics("c1")
         collector = asyncio.create_task(_collect(broker.port, topics.events, 200, ready=ready))
         await ready.wait()
-        bus = MqttBus(BusConfig(port=broker.port, client_id="d1"), "c1")
+        bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/d1", insecure=True), "c1")
         async with bus:
             for i in range(200):
                 bus.publish("call.ended", call_id=i + 1)
             assert await bus.flush(10)
             got = await collector
-            statuses = await _collect(broker.port, topics.statuses, 1, timeout=3)
+            statuses = await _collect(broker.port, topics.statuses(), 1, timeout=3)
             left = len(bus.outbox)
-        after = await _collect(broker.port, topics.statuses, 1, timeout=3)
+        after = await _collect(broker.port, topics.statuses(), 1, timeout=3)
         return got, statuses + after, left
 
     got, statuses, left = asyncio.run(main())
@@ -72,7 +72,7 @@ def test_outbox_file_keeps_messages_until_a_broker_is_there(broker: Broker, tmp_
     broker.stop()
 
     async def offline() -> int:
-        bus = MqttBus(BusConfig(port=broker.port, client_id="d1", outbox=db), "c1")
+        bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/d1", outbox=db, insecure=True), "c1")
         async with bus:
             for i in range(20):
                 bus.publish("call.ended", call_id=i + 1)
@@ -88,7 +88,9 @@ def test_outbox_file_keeps_messages_until_a_broker_is_there(broker: Broker, tmp_
         ready = asyncio.Event()
         collector = asyncio.create_task(_collect(broker.port, Topics("c1").events, 20, ready=ready))
         await ready.wait()
-        async with MqttBus(BusConfig(port=broker.port, client_id="d1", outbox=db), "c1") as bus:
+        async with MqttBus(
+            BusConfig(port=broker.port, client_id="dispatcher/d1", outbox=db, insecure=True), "c1"
+        ) as bus:
             assert await bus.flush(10)
             return await collector
 
@@ -103,7 +105,7 @@ def test_password_auth_works_and_no_secret_reaches_the_logs(
     secret = "s3cr3t-Pa55-word"
     pwfile = tmp_path / "passwd"
     pwfile.write_text("")
-    subprocess.run(["mosquitto_passwd", "-b", str(pwfile), "dialer", secret], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(pwfile), "dispatcher/d1", secret], check=True)
     pwfile.chmod(0o600)
     b = make_broker(f"password_file {pwfile}\n")
     b.config.write_text(b.config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
@@ -111,12 +113,15 @@ def test_password_auth_works_and_no_secret_reaches_the_logs(
     caplog.set_level(logging.DEBUG)
 
     async def main() -> tuple[bool, bool]:
-        bad = MqttBus(BusConfig(port=b.port, client_id="bad", username="dialer", password="wrong-" + secret), "c1")
+        bad = MqttBus(
+            BusConfig(port=b.port, client_id="dispatcher/d1", username="dispatcher/d1", password="wrong-" + secret),
+            "c1",
+        )
         bad.start()
         await asyncio.sleep(0.5)
         refused = not bad.connected.is_set()
         await bad.stop()
-        config = BusConfig(port=b.port, client_id="good", username="dialer", password=secret)
+        config = BusConfig(port=b.port, client_id="dispatcher/d1", username="dispatcher/d1", password=secret)
         logging.getLogger("test").info("config %r", config)
         async with MqttBus(config, "c1") as good:
             await good.wait_connected(5)
@@ -127,7 +132,7 @@ def test_password_auth_works_and_no_secret_reaches_the_logs(
     assert refused and flushed
     assert "retrying" in caplog.text  # the refusal was logged...
     assert secret not in caplog.text  # ...without the password, and repr(config) hides it too
-    assert secret not in repr(BusConfig(username="u", password=secret))
+    assert secret not in repr(BusConfig(client_id="worker/u", username="worker/u", password=secret))
 
 
 def test_tls_connection(make_broker: type[Broker], tmp_path: Path) -> None:
@@ -146,7 +151,9 @@ def test_tls_connection(make_broker: type[Broker], tmp_path: Path) -> None:
         ctx = TlsConfig(ca_file=str(cert)).context()
         collector = asyncio.create_task(_collect(b.port, "dialer/v1/c1/event/#", 1, ready=ready, tls_context=ctx))
         await ready.wait()
-        async with MqttBus(BusConfig(port=b.port, client_id="tls", tls=TlsConfig(ca_file=str(cert))), "c1") as bus:
+        async with MqttBus(
+            BusConfig(port=b.port, client_id="dispatcher/tls", tls=TlsConfig(ca_file=str(cert)), insecure=True), "c1"
+        ) as bus:
             bus.publish("call.ended", call_id=5)
             assert await bus.flush(5)
             return await collector

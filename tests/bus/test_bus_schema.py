@@ -12,13 +12,13 @@ from dialer.bus.schema import json_schema
 
 
 def _raw(type_: str, data: object, **envelope: object) -> bytes:
-    doc = {"v": 1, "id": "m1", "type": type_, "campaign": "c1", "source": "desk-1", "ts": 1.0, "data": data}
+    doc = {"v": 1, "id": "m1", "type": type_, "campaign": "c1", "source": "backend/desk-1", "ts": 1.0, "data": data}
     doc.update(envelope)
     return json.dumps(doc).encode()
 
 
 def test_round_trip_keeps_every_field() -> None:
-    msg = make("call.record", "c1", "dialer-1", call_id=3, lead_id="L3", outcome="abandoned", dialed_at=1.0,
+    msg = make("call.record", "c1", "dispatcher/d1", call_id=3, lead_id="L3", outcome="abandoned", dialed_at=1.0,
                ended_at=9.5, answered_at=4.0, connected_at=None, agent_id=None, message_at=6.0, wait=2.0,
                abandoned=True, customer_hung_up=False, agent_lost=False)  # fmt: skip
     back = decode(encode(msg))
@@ -76,16 +76,24 @@ def test_topic_tree() -> None:
     t = Topics("spring")
     assert t.event("call.dialed") == "dialer/v1/spring/event/call/dialed"
     assert t.event("campaign.stats") == "dialer/v1/spring/state/stats"
-    assert t.command("agent.login") == "dialer/v1/spring/cmd/agent/login"
-    assert t.command_type("dialer/v1/spring/cmd/agent/login") == "agent.login"
-    assert t.command_type("dialer/v1/other/cmd/agent/login") is None
-    assert t.dial_shared() == "$share/workers/dialer/v1/spring/work/dial"
-    assert t.reply("desk-1") == "dialer/v1/spring/reply/desk-1"
+    desk = "backend/desk-1"
+    assert t.command("agent.login", desk) == "dialer/v1/spring/from/backend/desk-1/cmd/agent/login"
+    assert t.command_type("dialer/v1/spring/from/backend/desk-1/cmd/agent/login") == "agent.login"
+    assert t.sender("dialer/v1/spring/from/backend/desk-1/cmd/agent/login") == desk
+    assert t.command_type("dialer/v1/other/from/backend/desk-1/cmd/agent/login") is None
+    assert t.sender("dialer/v1/spring/from/robot/x/cmd/agent/login") is None  # not a role
+    assert t.reply(desk) == "dialer/v1/spring/to/backend/desk-1/reply"
+    assert t.worker_cmd("worker/w1") == "dialer/v1/spring/to/worker/w1/cmd"
+    assert t.worker_event("worker/w1") == "dialer/v1/spring/from/worker/w1/event"
+    assert t.status("dispatcher/main") == "dialer/v1/spring/from/dispatcher/main/status"
     with pytest.raises(SchemaError):
-        t.command("call.dialed")
-    for bad in ("a/b", "+", "#", ""):
+        t.command("call.dialed", desk)
+    with pytest.raises(SchemaError):
+        t.worker_cmd("backend/desk-1")  # a worker's inbox belongs to a worker
+    for bad in ("a/b", "+", "#", "", "w1\n", "c1\n"):
         with pytest.raises(SchemaError):
             Topics(bad)
+    for bad in ("desk", "backend/+", "backend/#", "", "backend/desk\n", "backend/a/b", "root/x"):
         with pytest.raises(SchemaError):
             t.reply(bad)
     with pytest.raises(SchemaError):

@@ -76,9 +76,9 @@ async def campaign(
     if engine is None:
         engine = Engine(make_policy("progressive"), ListLeads(leads), EngineConfig(ring_timeout=20.0))
     runtime = AsyncRuntime(engine)
-    bus = MqttBus(BusConfig(port=broker.port, client_id="pacer"), "c1")
+    bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/pacer", insecure=True, heartbeat=0.25), "c1")
     CampaignBus(runtime, bus, stats_interval=60)
-    dispatcher = Dispatcher(runtime, bus, accept_timeout=5.0, agents=agents)
+    dispatcher = Dispatcher(runtime, bus, agents=agents)
     c = Campaign(runtime, dispatcher)
     runtime.on(RecordCall, c.on_record)
     async with bus:
@@ -113,7 +113,7 @@ def _tone(path: Path) -> Path:
     return path
 
 
-def test_sip_workers_place_a_campaign_through_the_shared_subscription(
+def test_sip_workers_place_a_campaign_offered_to_each_by_name(
     broker: Broker, sip_peers: tuple[Sipp, Sipp], tmp_path: Path
 ) -> None:
     customers, agent = sip_peers
@@ -145,7 +145,7 @@ def test_sip_workers_place_a_campaign_through_the_shared_subscription(
         record = by_phone[phone]
         assert record.agent_id in agents and record.talk_seconds > 1.0
     accepted = {wid: w.accepted for wid, w in c.dispatcher.workers.items()}
-    assert set(accepted) == {"s1", "s2"} and all(accepted.values()), accepted  # the broker spread the dials
+    assert set(accepted) == {"worker/s1", "worker/s2"} and all(accepted.values()), accepted  # spread over both
     assert c.dispatcher.capacity_changes[0] == 0 and 4 in c.dispatcher.capacity_changes  # 2 per worker: agent legs
     assert not c.dispatcher.calls and c.engine.in_flight == 0
 
@@ -166,14 +166,14 @@ def test_a_killed_sip_worker_has_its_calls_accounted_for_and_no_lead_is_lost(
             engine, dispatcher = c.engine, c.dispatcher
 
             def ringing_on_both() -> bool:
-                calls = [dispatcher.workers[w].calls for w in ("k1", "k2")]
+                calls = [dispatcher.workers[f"worker/{w}"].calls for w in ("k1", "k2")]
                 return all(len(held) == 2 for held in calls) and all(
                     engine.call_state(cid).value == "ringing" for held in calls for cid in held
                 )
 
             await until(ringing_on_both)
-            victim_calls = set(dispatcher.workers["k1"].calls)
-            survivor_calls = set(dispatcher.workers["k2"].calls)
+            victim_calls = set(dispatcher.workers["worker/k1"].calls)
+            survivor_calls = set(dispatcher.workers["worker/k2"].calls)
             workers.kill("k1")  # no goodbye: the broker's last will tells the dispatcher
             await until(lambda: {r.call_id for r in c.records} >= victim_calls)
             assert engine.config.max_in_flight == 2  # pacing knows only k2 is left ...
@@ -196,7 +196,7 @@ def test_a_killed_sip_worker_has_its_calls_accounted_for_and_no_lead_is_lost(
     assert c.dispatcher.lost_worker_calls == 2
     reported = {r.lead.lead_id for r in c.engine.leads.records}  # type: ignore[attr-defined]
     assert reported == set(outcomes)  # every record went back to the lead source
-    assert c.dispatcher.workers["k3"].accepted == 2
+    assert c.dispatcher.workers["worker/k3"].accepted == 2
 
 
 def test_abandonment_message_over_a_sip_worker_and_a_keypress_opt_out(

@@ -38,7 +38,7 @@ def start_workers(broker: Broker, ids: list[str], capacity: int, tmp_path: Path)
         log = open(tmp_path / f"{wid}.log", "wb")  # noqa: SIM115
         procs[wid] = subprocess.Popen(
             [sys.executable, "-m", "dialer.cli", "worker", "--broker-port", str(broker.port), "--campaign", "c1",
-             "--worker-id", wid, "--capacity", str(capacity), "--stand-in"],
+             "--worker-id", wid, "--capacity", str(capacity), "--stand-in", "--insecure"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     return procs
@@ -72,9 +72,9 @@ def workers(
 async def dialer(broker: Broker, leads: list[Lead]) -> AsyncIterator[tuple[AsyncRuntime, Dispatcher]]:
     engine = Engine(make_policy("progressive"), ListLeads(leads))
     runtime = AsyncRuntime(engine)
-    bus = MqttBus(BusConfig(port=broker.port, client_id="pacer"), "c1")
+    bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/pacer", insecure=True, heartbeat=0.25), "c1")
     CampaignBus(runtime, bus, stats_interval=60)
-    dispatcher = Dispatcher(runtime, bus, accept_timeout=3.0)
+    dispatcher = Dispatcher(runtime, bus)
     async with bus:
         await bus.wait_connected(5)
         yield runtime, dispatcher
@@ -89,7 +89,7 @@ async def until(check: object, timeout: float = 20.0) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-def test_shared_subscription_spreads_dials_over_worker_processes(broker: Broker, tmp_path: Path) -> None:
+def test_dials_spread_over_worker_processes(broker: Broker, tmp_path: Path) -> None:
     kinds = ["busy", "person", "no_answer", "machine", "person", "rejected"]
     leads = [Lead(f"L{i}", f"+1555{i:07d}", fields={"outcome": kinds[i % len(kinds)]}) for i in range(36)]
     want = {"busy": Outcome.BUSY, "person": Outcome.CONNECTED, "no_answer": Outcome.NO_ANSWER,
@@ -120,7 +120,7 @@ def test_shared_subscription_spreads_dials_over_worker_processes(broker: Broker,
     for lead in leads:
         assert by_lead[lead.lead_id].outcome is want[lead.fields["outcome"]], lead
     accepted = Counter({wid: w.accepted for wid, w in dispatcher.workers.items()})
-    assert set(accepted) == {"w1", "w2", "w3"} and all(n > 0 for n in accepted.values()), accepted
+    assert set(accepted) == {"worker/w1", "worker/w2", "worker/w3"} and all(n > 0 for n in accepted.values()), accepted
     assert sum(accepted.values()) >= len(leads)
     assert not dispatcher.calls
 
@@ -148,7 +148,7 @@ def test_a_killed_worker_has_its_calls_closed_and_no_lead_is_lost(broker: Broker
             held = set(dispatcher.workers[victim].calls)
             states = {cid: engine.call_state(cid).value for cid in held}
             survivor_calls = {cid for w, i in dispatcher.workers.items() if w != victim for cid in i.calls}
-            procs[victim].send_signal(signal.SIGKILL)  # no goodbye: only the broker's last will tells
+            procs[victim.split("/")[1]].send_signal(signal.SIGKILL)  # no goodbye: only the broker's last will tells
             await until(lambda: not dispatcher.workers[victim].online)
             await until(lambda: {r.record.call_id for r in records} >= held)
             closed = {r.record.call_id: r.record for r in records}
@@ -196,11 +196,11 @@ def test_pacing_follows_the_workers_free_capacity(broker: Broker, tmp_path: Path
             procs.update(start_workers(broker, ["p1", "p2"], 2, tmp_path))
             await until(lambda: settled(4))
             victim = next(w for w, info in dispatcher.workers.items() if info.calls)
-            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim.split("/")[1]].send_signal(signal.SIGKILL)
             await until(lambda: settled(2))
             assert engine.in_flight == 2
 
-            bus3 = MqttBus(BusConfig(port=broker.port, client_id="p3"), "c1")
+            bus3 = MqttBus(BusConfig(port=broker.port, client_id="worker/p3", insecure=True, heartbeat=0.25), "c1")
             local = Worker(bus3, StandInPlacer(), 3)
             async with bus3:
                 await until(lambda: settled(5))
@@ -251,7 +251,7 @@ def test_worker_command_takes_the_password_from_the_environment_and_never_logs_i
     secret = "w0rker-S3cret"
     pwfile = tmp_path / "passwd"
     pwfile.write_text("")
-    subprocess.run(["mosquitto_passwd", "-b", str(pwfile), "worker", secret], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(pwfile), "worker/pw1", secret], check=True)
     pwfile.chmod(0o600)
     b = make_broker(f"password_file {pwfile}\n")
     b.config.write_text(b.config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
@@ -261,13 +261,13 @@ def test_worker_command_takes_the_password_from_the_environment_and_never_logs_i
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dialer.cli", "worker", "-v", "--broker-port", str(b.port), "--campaign", "c1",
-             "--worker-id", "pw1", "--username", "worker", "--password-env", "WORKER_PW", "--stand-in"],
+             "--worker-id", "pw1", "--password-env", "WORKER_PW", "--stand-in"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
 
     async def status(online: bool) -> bool:
-        topic = Topics("c1").status("pw1")
-        async with aiomqtt.Client("127.0.0.1", b.port, username="worker", password=secret) as client:
+        topic = Topics("c1").status("worker/pw1")
+        async with aiomqtt.Client("127.0.0.1", b.port, username="worker/pw1", password=secret) as client:
             await client.subscribe(topic, qos=1)
             async for message in client.messages:
                 if decode(bytes(message.payload)).data["online"] is online:  # type: ignore[arg-type]
