@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.report",
     "dialer.commands.purge",
     "dialer.commands.worker",
+    "dialer.commands.dispatch",
     "dialer.commands.broker_config",
 )
 

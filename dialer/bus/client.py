@@ -418,9 +418,10 @@ class MqttBus:
                     if self._lost_at is not None and self.config.replay_window > 0:
                         self.replayed += self.outbox.requeue(self._lost_at - self.config.replay_window)
                         self._lost_at = None
-                    await client.publish(self.topics.status(self.source), self._status(True), 1, True)
+                    # Subscribe first: whoever reads our "online" may write to us at once (a dispatcher's offer).
                     for topic_filter, qos, _ in self._handlers:
                         await client.subscribe(topic_filter, qos)
+                    await client.publish(self.topics.status(self.source), self._status(True), 1, True)
                     self.connections += 1
                     self.connected.set()
                     delay = self.config.reconnect_min

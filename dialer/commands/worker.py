@@ -225,4 +225,32 @@ def run(args: argparse.Namespace) -> int:
             from dialer.sip.message_audio import prepare_message
 
             args.abandon_wav = str(prepare_message(args.abandon_wav, key="--abandon-wav").path)
+        if args.sip_port:
+            from dialer.bus.preflight import check_port_free
+
+            if args.transport == "tcp":
+                check_port_free(args.bind, args.sip_port, "tcp", key="--sip-port", count=args.sip_workers)
+            else:
+                check_port_free(args.bind, args.sip_port, "udp", key="--sip-port", count=args.sip_workers)
+    config = bus_config(args)
+    # Every broker-side mistake (TLS files, credentials, an open broker) is one line and exit 2 now, before a
+    # pjsua2 process starts or a slot is announced.
+    from dialer.bus.preflight import preflight_bus
+
+    asyncio.run(
+        preflight_bus(
+            host=args.broker,
+            port=args.broker_port,
+            identity=config.client_id,
+            username=config.username,
+            password=config.password,
+            tls=config.tls is not None,
+            ca_file=args.tls_ca,
+            cert_file=args.tls_cert,
+            key_file=args.tls_key,
+            insecure=args.insecure,
+            expect_role="worker",
+            identity_key="--worker-id",
+        )
+    )
     return asyncio.run(serve(args))

@@ -76,6 +76,7 @@ class _WorkerInfo:
     online: bool = False
     seen: float = float("-inf")  # loop time of its last status
     silent: bool = False  # an offer to it timed out: no more offers until it speaks again
+    silent_since: float = 0.0
     calls: set[int] = field(default_factory=set)
     offers: set[int] = field(default_factory=set)  # offered to it, not yet accepted or refused
     accepted: int = 0
@@ -287,6 +288,7 @@ class Dispatcher:
         info = self.workers.get(wid)
         if info is not None and not info.silent:
             info.silent = True
+            info.silent_since = self._now()
             log.warning("worker %s did not take an offer within %.2f s: no more offers until it speaks", wid,
                         self.offer_timeout)  # fmt: skip
             self._capacity_changed()
@@ -484,6 +486,8 @@ class Dispatcher:
             was_live = self.live(info)
             info.online = True
             info.seen = self._now()
+            if info.silent and info.seen - info.silent_since > self.liveness:
+                info.silent = False  # still beating well after it missed an offer: try it again
             info.capacity = int(m.data.get("capacity") or 0)
             if self.bus.delivery_retained:
                 info.seen = float("-inf")  # a retained status says nothing about now: wait for a live beat
