@@ -427,7 +427,7 @@ class CampaignBus:
         oldest ``seq`` kept (above ``after + 1``: some were already forgotten, see ``BusConfig.retention``)."""
         payloads, oldest = self.bus.replay(after, limit)
         topic = self.bus.topics.replay(sender)
-        if payloads and not all(self.bus.send_now(topic, p) for p in payloads):
+        if payloads and not self.bus.send_now(topic, payloads):
             raise CommandRejected("unavailable", "not connected to the broker; ask again")
         return {"count": len(payloads), "oldest": oldest, "complete": oldest is None or oldest <= after + 1}
 

@@ -195,6 +195,7 @@ class MqttBus:
         self._send_error: BaseException | None = None
         self._inflight_seq: dict[asyncio.Task[None], int] = {}
         self._broken: set[int] = set()  # seqs whose publish failed on the current connection
+        self._direct: set[asyncio.Task[None]] = set()  # send_now batches
         self._stopping = False
         self._stop = asyncio.Event()
         self._lost_at: float | None = None
@@ -268,24 +269,30 @@ class MqttBus:
             return False
         return True
 
-    def send_now(self, topic: str, payload: bytes) -> bool:
-        """Publish ``payload`` on the current connection, bypassing the outbox (False if not connected).
+    def send_now(self, topic: str, payloads: list[bytes]) -> bool:
+        """Publish ``payloads`` in order on the current connection, bypassing the outbox (False if not connected).
 
         For what can be asked for again and must keep its original ``id``, such as replayed events: the outbox
-        keys messages by ``id`` and would take a replay for a duplicate."""
+        keys messages by ``id`` and would take a replay for a duplicate. One task sends them one after the
+        other, so a long replay neither floods the client library nor takes the outbox's window."""
         client = self._client
         if client is None or not self.connected.is_set():
             return False
         check_topic(topic)
-        task = asyncio.ensure_future(client.publish(topic, payload, 1, False, timeout=30.0))
-        self._inflight.add(task)
-        task.add_done_callback(self._quiet_done)
+
+        async def send_all() -> None:
+            for payload in payloads:
+                await client.publish(topic, payload, 1, False, timeout=30.0)
+
+        task = asyncio.ensure_future(send_all())
+        self._direct.add(task)
+        task.add_done_callback(self._direct_done)
         return True
 
-    def _quiet_done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+    def _direct_done(self, task: asyncio.Task[None]) -> None:
+        self._direct.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.debug("direct publish failed: %s", task.exception())
+            log.warning("direct publish failed: %s", task.exception())
 
     # -- subscribing ------------------------------------------------------------------------------------
 
