@@ -105,27 +105,27 @@ async def campaign(port: int, **config: Any) -> AsyncIterator[tuple[AsyncRuntime
 
 def test_each_role_may_give_only_its_commands_and_a_forged_source_is_refused(broker: Broker) -> None:
     async def main() -> None:
-        async with campaign(broker.port) as (runtime, cb):
-            async with (
-                as_client(broker.port, "backend/crm") as crm,
-                as_client(broker.port, "monitor/wall") as wall,
-                as_client(broker.port, "worker/w1") as w1,
-            ):
-                assert (await crm.send("agent.login", {"agent_id": "alice"}))["ok"]  # type: ignore[index]
-                for who, type_, data in [(wall, "agent.ready", {"agent_id": "alice"}),
-                                         (wall, "campaign.stop", {}),
-                                         (w1, "agent.logout", {"agent_id": "alice"}),
-                                         (w1, "lead.opt_out", {"phone": "+12125550100"})]:  # fmt: skip
-                    reply = await who.send(type_, data)
-                    assert reply is not None and reply["ok"] is False and reply["code"] == "forbidden", reply
-                # The body says backend/crm, but it was published under monitor/wall: the topic is what counts.
-                forged = await wall.send("agent.ready", {"agent_id": "alice"}, source="backend/crm")
-                assert forged is not None and forged["code"] == "forbidden"
-                replay = await wall.send("events.replay", {"after": 0})  # read-only: a monitor may ask
-                assert replay is not None and replay["ok"], replay
-                assert runtime.engine.agent_state("alice").value == "paused"  # nobody above changed anything
-                assert runtime.engine.dialing
-                assert cb.commands_ok == 2 and cb.commands_failed == 5
+        async with (
+            campaign(broker.port) as (runtime, cb),
+            as_client(broker.port, "backend/crm") as crm,
+            as_client(broker.port, "monitor/wall") as wall,
+            as_client(broker.port, "worker/w1") as w1,
+        ):
+            assert (await crm.send("agent.login", {"agent_id": "alice"}))["ok"]  # type: ignore[index]
+            for who, type_, data in [(wall, "agent.ready", {"agent_id": "alice"}),
+                                     (wall, "campaign.stop", {}),
+                                     (w1, "agent.logout", {"agent_id": "alice"}),
+                                     (w1, "lead.opt_out", {"phone": "+12125550100"})]:  # fmt: skip
+                reply = await who.send(type_, data)
+                assert reply is not None and reply["ok"] is False and reply["code"] == "forbidden", reply
+            # The body says backend/crm, but it was published under monitor/wall: the topic is what counts.
+            forged = await wall.send("agent.ready", {"agent_id": "alice"}, source="backend/crm")
+            assert forged is not None and forged["code"] == "forbidden"
+            replay = await wall.send("events.replay", {"after": 0})  # read-only: a monitor may ask
+            assert replay is not None and replay["ok"], replay
+            assert runtime.engine.agent_state("alice").value == "paused"  # nobody above changed anything
+            assert runtime.engine.dialing
+            assert cb.commands_ok == 2 and cb.commands_failed == 5
 
     asyncio.run(main())
 
@@ -136,7 +136,7 @@ def test_a_reused_id_and_a_retained_command_are_refused_and_change_nothing(broke
         async with as_client(broker.port, "backend/crm") as early:
             await early.send("campaign.stop", {}, id="old-stop", retain=True, wait=False)
             await asyncio.sleep(0.2)
-        async with as_client(broker.port, "backend/crm") as crm, campaign(broker.port) as (runtime, cb):
+        async with as_client(broker.port, "backend/crm") as crm, campaign(broker.port) as (runtime, _cb):
             stale = await crm.wait(lambda: crm.replies.get("old-stop"))
             assert stale["ok"] is False and stale["code"] == "retained"
             assert runtime.engine.dialing  # not stopped by last week's command
@@ -204,7 +204,7 @@ def test_a_consumer_back_after_a_broker_crash_recovers_every_event_by_replay(bro
     async def main() -> tuple[set[int], set[int]]:
         seen: dict[int, str] = {}
         async with campaign(broker.port, retention=600.0, outbox=tmp_path / "o.sqlite",
-                            reconnect_min=0.05, reconnect_max=0.3) as (runtime, cb):  # fmt: skip
+                            reconnect_min=0.05, reconnect_max=0.3) as (_runtime, cb):  # fmt: skip
             bus = cb.bus
             async with aiomqtt.Client("127.0.0.1", broker.port, identifier="backend/crm") as c:
                 await c.subscribe(T.events, 1)
