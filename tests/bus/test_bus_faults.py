@@ -287,3 +287,85 @@ def test_a_frozen_worker_gets_no_more_offers_and_the_others_carry_the_campaign(b
     assert out_after < 2.0, out_after  # no more offers to it within the liveness window (plus one check)
     assert carried >= 3, carried  # the campaign went on at the other worker's capacity
     assert withdrawn <= 3  # at most the offers that were in flight when it froze
+
+
+@pytest.mark.parametrize("bridge_sent", [True, False], ids=["agent-call-goes-on", "answered-gets-message"])
+def test_a_dispatcher_that_dies_leaves_no_call_hanging_and_a_new_one_takes_over(
+    broker: Broker, tmp_path: Path, bridge_sent: bool
+) -> None:
+    """The dispatcher vanishes without a word (its connection dropped, no goodbye, no more beats). Within its
+    lease the worker finishes what it holds on its own: the ringing call is hung up, the call with an agent goes
+    on, and its slot is free again. A new dispatcher's beat restores the lease: dials flow again, with call ids
+    past every old one. When it died before its bridge order left, the answered person hears the message from the
+    worker's own connect deadline, within the 2 seconds, and the call ends."""
+    leads = [
+        Lead("H", "+15550000001", fields={"outcome": "hold"}),
+        Lead("R", "+15550000002", fields={"outcome": "ring"}),
+    ]
+
+    async def main() -> tuple[list[dict[str, Any]], list[int], list[int]]:
+        events: list[dict[str, Any]] = []
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="monitor/m") as mon:
+            await mon.subscribe(T.worker_event("worker/z1"), 1)
+
+            async def watch() -> None:
+                async for m in mon.messages:
+                    events.append(json.loads(m.payload))  # type: ignore[arg-type]
+
+            watcher = asyncio.create_task(watch())
+            old_ids: list[int] = []
+            async with dialer(broker, leads) as (runtime, dispatcher):
+                await until(lambda: any(dispatcher.live(w) for w in dispatcher.workers.values()))
+                for agent in ("a1", "a2"):
+                    runtime.submit(ev.AgentLoggedIn, agent_id=agent)
+                    runtime.submit(ev.AgentReady, agent_id=agent)
+                engine = runtime.engine
+                await until(lambda: sorted(c.state.value for c in engine.calls.values()) == ["connected", "ringing"])
+                old_ids = sorted(engine.calls)
+                if bridge_sent:
+                    await dispatcher.bus.flush(5)  # the bridge order has left
+                    await asyncio.sleep(0.3)
+                task = dispatcher.bus._task
+                assert task is not None
+                task.cancel()  # gone, mid-call: no offline status, no more beats
+                await asyncio.gather(task, return_exceptions=True)
+                dispatcher.bus._task = None
+                ring_id = next(c for c, call in engine.calls.items() if call.state.value == "ringing")
+                await until(lambda: any(e["data"]["call_id"] == ring_id and e["data"]["kind"] == "failed"
+                                        for e in events), timeout=10)  # fmt: skip
+                await asyncio.sleep(0.5)
+                lapse = list(events)  # what the worker did on its own, with no dispatcher at all
+                runtime.close()
+            # A new dispatcher (a restart): a fresh engine, a new lead; the worker takes dials again.
+            fresh = [Lead("N", "+15550000003", fields={"outcome": "busy"})]
+            async with dialer(broker, fresh) as (runtime2, dispatcher2):
+                await until(lambda: any(dispatcher2.live(w) for w in dispatcher2.workers.values()), timeout=10)
+                records: list[RecordCall] = []
+                runtime2.on(RecordCall, records.append)
+                runtime2.submit(ev.AgentLoggedIn, agent_id="a3")
+                runtime2.submit(ev.AgentReady, agent_id="a3")
+                await until(lambda: len(records) == 1, timeout=10)
+                new_ids = [r.record.call_id for r in records]
+            watcher.cancel()
+        return lapse, old_ids, new_ids
+
+    procs: dict[str, Any] = {}
+    try:
+        procs.update(start_workers(broker, ["z1"], 3, tmp_path))
+        events, old_ids, new_ids = asyncio.run(main())
+    finally:
+        stop_workers(procs)
+    kinds = {(e["data"]["call_id"], e["data"]["kind"]) for e in events}
+    held, ringing = old_ids  # H was dialed first
+    assert (ringing, "failed") in kinds  # hung up by the worker itself
+    if bridge_sent:
+        assert (held, "ended") not in kinds and (held, "failed") not in kinds  # the agent's call goes on
+    else:
+        answered = next(e["data"]["answered_at"] for e in events if e["data"]["call_id"] == held
+                        and e["data"]["kind"] == "answered_person")  # fmt: skip
+        message = next(
+            e["data"]["at"] for e in events if e["data"]["call_id"] == held and e["data"]["kind"] == "message"
+        )
+        assert 0 < message - answered <= 2.0  # the worker's own clock: the 2-s rule held with nobody to order it
+        assert (held, "ended") in kinds
+    assert min(new_ids) > max(old_ids)  # never an old call's id

@@ -22,8 +22,10 @@ from mqtt_broker import Broker
 
 from dialer import Engine, Lead, ListLeads, make_policy
 from dialer.bus import BusConfig, CampaignBus, Dispatcher, MqttBus, StandInPlacer, Topics, Worker, decode
+from dialer.distributed.dispatcher import fresh_call_ids
 from dialer.engine import events as ev
 from dialer.engine.actions import DialLead, RecordCall
+from dialer.engine.core import EngineConfig
 from dialer.engine.records import Outcome
 from dialer.live.runtime import AsyncRuntime
 
@@ -70,7 +72,8 @@ def workers(
 
 @asynccontextmanager
 async def dialer(broker: Broker, leads: list[Lead]) -> AsyncIterator[tuple[AsyncRuntime, Dispatcher]]:
-    engine = Engine(make_policy("progressive"), ListLeads(leads))
+    # Call ids from the clock, as `dialer dispatch` does: a restarted dispatcher never reuses an old call's id.
+    engine = Engine(make_policy("progressive"), ListLeads(leads), config=EngineConfig(first_call_id=fresh_call_ids()))
     runtime = AsyncRuntime(engine)
     bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/pacer", insecure=True, heartbeat=0.25), "c1")
     CampaignBus(runtime, bus, stats_interval=60)
