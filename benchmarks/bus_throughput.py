@@ -113,7 +113,9 @@ async def raw_windowed(port: int, n: int, window: int) -> float:
 
 
 async def ours(port: int, n: int, window: int, outbox: str) -> float:
-    config = BusConfig(port=port, client_id=f"bench-{uuid.uuid4().hex[:8]}", window=window, outbox=outbox)
+    config = BusConfig(
+        port=port, client_id=f"dispatcher/bench-{uuid.uuid4().hex[:8]}", window=window, outbox=outbox, insecure=True
+    )
     async with MqttBus(config, "bench") as bus:
         await bus.wait_connected(10)
         start = time.perf_counter()

@@ -279,7 +279,7 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "deadline": F("num"),
             "fields": F("obj", required=False),
         },
-        "Dispatcher to any worker (shared subscription): place this call, unless ``deadline`` has passed.",
+        "Dispatcher to one worker (its inbox): place this call, unless ``deadline`` has passed.",
     ),
     "work.hangup": ("work", {**_CALL, "reason": F("str")}, "Dispatcher to the owning worker: hang up."),
     "work.connect": (
