@@ -128,7 +128,9 @@ def _bridge(leads: Any) -> CampaignBus:
 def test_bus_opt_out_command_normalises_and_refuses_non_numbers() -> None:
     src = _leads()
     bridge = _bridge(src)
-    bridge._apply(Message("lead.opt_out", {"phone": "(212) 510-4860", "reason": "asked"}, "c", "backend/crm"), "backend/crm")
+    bridge._apply(
+        Message("lead.opt_out", {"phone": "(212) 510-4860", "reason": "asked"}, "c", "backend/crm"), "backend/crm"
+    )
     assert src.dnc.check("+12125104860") == "internal list"
     assert src.store.opt_outs() == ["+12125104860"]
     with pytest.raises(CommandRejected, match="wrong number") as info:
