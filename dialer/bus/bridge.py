@@ -127,7 +127,7 @@ class CampaignBus:
         self.commands_ok = 0
         self.commands_failed = 0
         runtime.observe(self._observe)
-        bus.subscribe(bus.topics.commands, self._on_command)
+        bus.subscribe(bus.topics.commands, self._on_command, retain_as_published=True)
 
     def start(self) -> None:
         """Begin the periodic statistics (the observer and command subscription are live from construction)."""
@@ -304,7 +304,9 @@ class CampaignBus:
                 raise CommandRejected("wrong_campaign", f"command for campaign {message.campaign!r}")
             result = self._apply(message, sender)
         except (SchemaError, CommandRejected) as exc:
-            self._fail(sender, message, getattr(exc, "code", "invalid"), str(exc), digest=digest)
+            code = getattr(exc, "code", "invalid")
+            # "unavailable" is not an answer to the command, only to this moment: a retry must be tried again.
+            self._fail(sender, message, code, str(exc), digest=digest, remember=code != "unavailable")
         except InvalidTransition as exc:
             self._fail(sender, message, "invalid_transition", str(exc), digest=digest)
         except DialerError as exc:
@@ -423,13 +425,14 @@ class CampaignBus:
         return None
 
     def _replay(self, sender: str, after: int, limit: int) -> dict[str, Any]:
-        """Send ``sender`` the kept events after ``after`` on its replay topic; the reply says how many and the
-        oldest ``seq`` kept (above ``after + 1``: some were already forgotten, see ``BusConfig.retention``)."""
-        payloads, oldest = self.bus.replay(after, limit)
+        """Send ``sender`` the kept events after ``after`` on its replay topic; the reply says how many, the
+        oldest ``seq`` kept, and ``complete``: false when some after ``after`` were already forgotten (see
+        ``BusConfig.retention``)."""
+        payloads, oldest, complete = self.bus.replay(after, limit)
         topic = self.bus.topics.replay(sender)
         if payloads and not self.bus.send_now(topic, payloads):
             raise CommandRejected("unavailable", "not connected to the broker; ask again")
-        return {"count": len(payloads), "oldest": oldest, "complete": oldest is None or oldest <= after + 1}
+        return {"count": len(payloads), "oldest": oldest, "complete": complete}
 
     def _retarget(self, changes: dict[str, float]) -> None:
         if not changes:

@@ -33,6 +33,7 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from dialer.bus.outbox import Entry, Outbox
 from dialer.bus.schema import Message, make
@@ -187,6 +188,7 @@ class MqttBus:
         self.connections = 0  # successful connects so far (tests and health checks read it)
         self.sent = 0
         self._handlers: list[tuple[str, int, Handler]] = []
+        self._as_published: set[str] = set()  # filters subscribed with MQTT 5 retain-as-published
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -239,19 +241,21 @@ class MqttBus:
         what a consumer resumes from with ``events.replay``."""
         check_topic(topic)
         payload: bytes | Callable[[int], bytes] = message.to_json()
-        if topic.startswith(self._stream_prefixes):
+        stream = topic.startswith(self._stream_prefixes)
+        if stream:
             payload = lambda seq: dataclasses.replace(message, seq=seq).to_json()  # noqa: E731
-        self.outbox.put(message.id, topic, payload, retain=retain, replace=replace, expiry=expiry)
+        self.outbox.put(message.id, topic, payload, retain=retain, replace=replace, expiry=expiry, stream=stream)
         self._wakeup.set()
 
     @property
     def _stream_prefixes(self) -> tuple[str, ...]:
         return (f"{self.topics.base}/event/", f"{self.topics.base}/state/")
 
-    def replay(self, after: int, limit: int = 10_000) -> tuple[list[bytes], int | None]:
-        """The events and state still kept with ``seq > after`` (payloads, oldest first), and the oldest kept."""
-        entries = self.outbox.since(after, self._stream_prefixes, limit)
-        return [e.payload for e in entries], self.outbox.oldest(self._stream_prefixes)
+    def replay(self, after: int, limit: int = 10_000) -> tuple[list[bytes], int | None, bool]:
+        """The events and state still kept with ``seq > after`` (payloads, oldest first), the oldest kept, and
+        whether that is everything after ``after`` (nothing past it was forgotten yet)."""
+        entries = self.outbox.since(after, limit)
+        return [e.payload for e in entries], self.outbox.oldest(), self.outbox.forgotten() <= after
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the broker has acknowledged everything queued so far; False if ``timeout`` ran out."""
@@ -296,13 +300,20 @@ class MqttBus:
 
     # -- subscribing ------------------------------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: Handler, *, qos: int = 1, retain_as_published: bool = False
+    ) -> None:
         """Call ``handler(topic, payload, properties)`` for every message matching ``topic_filter``.
 
         Subscriptions are made on every (re)connect; one added while connected is made at once. A handler that
         raises is logged and the message dropped (handlers reply with errors themselves when they can).
+        ``retain_as_published``: :attr:`delivery_retained` says whether the sender set the retain flag, also for
+        a message delivered live (without it the broker clears the flag on live deliveries, and a retained
+        command would look like any other to a dispatcher that was already listening).
         """
         self._handlers.append((topic_filter, qos, handler))
+        if retain_as_published:
+            self._as_published.add(topic_filter)
         client = self._client
         if client is not None and self.connected.is_set():
             task = asyncio.ensure_future(self._subscribe_now(client, topic_filter, qos))
@@ -311,6 +322,12 @@ class MqttBus:
 
     async def _subscribe_now(self, client: aiomqtt.Client, topic_filter: str, qos: int) -> None:
         with contextlib.suppress(aiomqtt.MqttError):
+            await self._subscribe(client, topic_filter, qos)
+
+    async def _subscribe(self, client: aiomqtt.Client, topic_filter: str, qos: int) -> None:
+        if topic_filter in self._as_published:
+            await client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=True))
+        else:
             await client.subscribe(topic_filter, qos)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -427,7 +444,7 @@ class MqttBus:
                         self._lost_at = None
                     # Subscribe first: whoever reads our "online" may write to us at once (a dispatcher's offer).
                     for topic_filter, qos, _ in self._handlers:
-                        await client.subscribe(topic_filter, qos)
+                        await self._subscribe(client, topic_filter, qos)
                     await client.publish(self.topics.status(self.source), self._status(True), 1, True)
                     self.connections += 1
                     self.connected.set()
@@ -496,7 +513,7 @@ class MqttBus:
     def _flush_acks(self) -> None:
         if self._acked:
             acked, self._acked = self._acked, []
-            self.outbox.ack(acked, time.time(), max(self.config.replay_window, self.config.retention))
+            self.outbox.ack(acked, time.time(), self.config.replay_window, self.config.retention)
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         after = 0  # a fresh connection resends everything not yet acknowledged

@@ -61,8 +61,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     expiry INTEGER,
     replace INTEGER NOT NULL DEFAULT 0,
     acked_at REAL,
-    failures INTEGER NOT NULL DEFAULT 0
+    failures INTEGER NOT NULL DEFAULT 0,
+    stream INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at);
 CREATE TABLE IF NOT EXISTS dead_letter (
     seq INTEGER PRIMARY KEY,
@@ -92,8 +94,9 @@ class Outbox:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-            if "failures" not in columns:  # an outbox written by an older version
-                self._db.execute("ALTER TABLE outbox ADD COLUMN failures INTEGER NOT NULL DEFAULT 0")
+            for column in ("failures", "stream"):  # an outbox written by an older version
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
 
@@ -107,10 +110,12 @@ class Outbox:
         retain: bool = False,
         replace: bool = False,
         expiry: int | None = None,
+        stream: bool = False,
     ) -> int:
         """Store one message; returns its sequence number. A duplicate ``id`` is ignored (returns the old seq).
 
         ``payload`` may be a function of the sequence number, for messages that carry their own ``seq``.
+        ``stream`` marks the public stream (events, state): what :meth:`since` replays and ``retention`` keeps.
         """
         try:
             with self._db:
@@ -120,9 +125,18 @@ class Outbox:
                         "DELETE FROM outbox WHERE topic = ? AND replace = 1 AND acked_at IS NULL", (topic,)
                     )
                 cur = self._db.execute(
-                    "INSERT OR IGNORE INTO outbox (id, topic, payload, qos, retain, expiry, replace) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (id, topic, payload if isinstance(payload, bytes) else b"", qos, int(retain), expiry, int(replace)),
+                    "INSERT OR IGNORE INTO outbox (id, topic, payload, qos, retain, expiry, replace, stream) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        id,
+                        topic,
+                        payload if isinstance(payload, bytes) else b"",
+                        qos,
+                        int(retain),
+                        expiry,
+                        int(replace),
+                        int(stream),
+                    ),
                 )
                 if cur.rowcount == 0:
                     row = self._db.execute("SELECT seq FROM outbox WHERE id = ?", (id,)).fetchone()
@@ -143,18 +157,31 @@ class Outbox:
         ).fetchall()
         return [Entry(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
 
-    def ack(self, seqs: list[int], now: float, keep: float = 0.0) -> None:
-        """The broker has these. They are kept ``keep`` more seconds for :meth:`requeue`, then forgotten."""
+    def ack(self, seqs: list[int], now: float, keep: float = 0.0, keep_stream: float | None = None) -> None:
+        """The broker has these. They are kept ``keep`` more seconds for :meth:`requeue` (stream messages
+        ``keep_stream``, for :meth:`since`), then forgotten; the highest stream ``seq`` forgotten is remembered,
+        so a replay can say whether it is complete."""
         if not seqs:
             return
+        keep_stream = keep if keep_stream is None else max(keep, keep_stream)
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                if keep > 0:
+                if keep_stream > 0:
                     self._db.executemany("UPDATE outbox SET acked_at = ? WHERE seq = ?", [(now, s) for s in seqs])
                 else:
                     self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-                self._db.execute("DELETE FROM outbox WHERE acked_at < ?", (now - keep,))
+                row = self._db.execute(
+                    "SELECT MAX(seq) FROM outbox WHERE stream = 1 AND acked_at < ?", (now - keep_stream,)
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    self._db.execute(
+                        "INSERT INTO outbox_meta (key, value) VALUES ('forgotten', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                        (int(row[0]),),
+                    )
+                self._db.execute("DELETE FROM outbox WHERE stream = 1 AND acked_at < ?", (now - keep_stream,))
+                self._db.execute("DELETE FROM outbox WHERE stream = 0 AND acked_at < ?", (now - keep,))
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
 
@@ -167,27 +194,24 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
 
-    def since(self, after: int, prefixes: tuple[str, ...], limit: int = 10_000) -> list[Entry]:
-        """Messages still kept (sent or not) with ``seq > after`` on topics under ``prefixes``, oldest first."""
-        where = " OR ".join("substr(topic, 1, ?) = ?" for _ in prefixes) or "0"
-        args: list[object] = [after]
-        for prefix in prefixes:
-            args += [len(prefix), prefix]
+    def since(self, after: int, limit: int = 10_000) -> list[Entry]:
+        """Stream messages still kept (sent or not) with ``seq > after``, oldest first."""
         rows = self._db.execute(
             "SELECT seq, id, topic, payload, qos, retain, expiry FROM outbox "
-            f"WHERE seq > ? AND ({where}) ORDER BY seq LIMIT ?",
-            (*args, limit),
+            "WHERE seq > ? AND stream = 1 ORDER BY seq LIMIT ?",
+            (after, limit),
         ).fetchall()
         return [Entry(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
 
-    def oldest(self, prefixes: tuple[str, ...]) -> int | None:
-        """The lowest ``seq`` still kept on topics under ``prefixes`` (what a replay can start from)."""
-        where = " OR ".join("substr(topic, 1, ?) = ?" for _ in prefixes) or "0"
-        args: list[object] = []
-        for prefix in prefixes:
-            args += [len(prefix), prefix]
-        row = self._db.execute(f"SELECT MIN(seq) FROM outbox WHERE {where}", args).fetchone()
+    def oldest(self) -> int | None:
+        """The lowest stream ``seq`` still kept (what a replay can start from)."""
+        row = self._db.execute("SELECT MIN(seq) FROM outbox WHERE stream = 1").fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def forgotten(self) -> int:
+        """The highest stream ``seq`` already forgotten (0: none): a replay from below it is incomplete."""
+        row = self._db.execute("SELECT value FROM outbox_meta WHERE key = 'forgotten'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def failed(self, seq: int, why: str, now: float, limit: int) -> bool:
         """The connection failed with message ``seq`` in flight; after ``limit`` such failures it is dead-lettered.

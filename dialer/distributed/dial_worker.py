@@ -124,7 +124,7 @@ class DialWorker:
         self._watch: asyncio.TimerHandle | None = None
         bus.capacity = capacity
         bus.status_fields["calls"] = 0
-        bus.subscribe(bus.topics.worker_cmd(self.worker_id), self._on_command)
+        bus.subscribe(bus.topics.worker_cmd(self.worker_id), self._on_command, retain_as_published=True)
         bus.subscribe(bus.topics.statuses("dispatcher"), self._on_dispatcher)
 
     @property

@@ -154,6 +154,10 @@ def test_a_reused_id_and_a_retained_command_are_refused_and_change_nothing(broke
                 ready = await desk.send("agent.ready", {"agent_id": "bob"}, id="c-1")
                 assert ready is not None and ready["ok"]
             assert runtime.engine.agent_state("bob").value == "ready"
+            # Retained while this dispatcher listens: the broker would hand it to every future one. Refused too.
+            live = await crm.send("campaign.stop", {}, retain=True)
+            assert live is not None and live["code"] == "retained"
+            assert runtime.engine.dialing
             newline = await crm.send("agent.login", {"agent_id": "carol\n"})
             assert newline is not None and newline["code"] == "invalid"  # matched whole: no trailing newline
 
@@ -227,11 +231,11 @@ def test_a_consumer_back_after_a_broker_crash_recovers_every_event_by_replay(bro
             await bus.flush(10)  # the dialer is back and has sent everything; the consumer was not there
             async with as_client(broker.port, "backend/crm") as crm:
                 reply = await crm.send("events.replay", {"after": max(seen)})
-                assert reply is not None and reply["ok"], reply
+                assert reply is not None and reply["ok"] and reply["result"]["complete"] is True, reply
                 await crm.wait(lambda: len(crm.replayed) >= reply["result"]["count"], timeout=10)
                 for doc in crm.replayed:
                     seen.setdefault(doc["seq"], doc["id"])
-                got = {json.loads(e.payload)["data"]["call_id"] for e in bus.outbox.since(0, bus._stream_prefixes)}
+                got = {json.loads(e.payload)["data"]["call_id"] for e in bus.outbox.since(0)}
                 calls = set()
                 for doc in crm.replayed:
                     calls.add(doc["data"]["call_id"])

@@ -140,3 +140,18 @@ def test_deduplicator_drops_redeliveries_only() -> None:
     d = Deduplicator(size=3)
     assert [d.first(x) for x in ["a", "b", "a", "c", "d", "e", "a"]] == [True, True, False, True, True, True, True]
     assert d.duplicates == 1
+
+
+def test_outbox_keeps_the_stream_for_its_retention_and_knows_what_it_forgot(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    e1 = box.put("e1", "c/event/call/ended", b"1", stream=True)
+    r1 = box.put("r1", "c/to/backend/x/reply", b"r")
+    e2 = box.put("e2", "c/event/call/ended", b"2", stream=True)
+    box.ack([e1, r1, e2], 100.0, keep=5.0, keep_stream=60.0)
+    box.ack([box.put("r2", "c/to/backend/x/reply", b"r")], 130.0, keep=5.0, keep_stream=60.0)
+    assert [e.id for e in box.since(0)] == ["e1", "e2"]  # the stream is kept for its retention ...
+    assert box.oldest() == e1 and box.forgotten() == 0
+    rows = box._db.execute("SELECT id FROM outbox ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == ["e1", "e2", "r2"]  # ... replies only for the replay window
+    box.ack([box.put("r3", "c/to/backend/x/reply", b"r")], 200.0, keep=5.0, keep_stream=60.0)
+    assert box.since(0) == [] and box.forgotten() == e2  # a replay from below e2 cannot be complete
