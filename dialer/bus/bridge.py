@@ -60,6 +60,14 @@ class OptOutLeads(Protocol):
     def opt_out(self, phone: str, lead_id: str | None, reason: str | None) -> None: ...
 
 
+class ReplyStore(Protocol):
+    """Where command answers outlive the process (:class:`~dialer.distributed.state.DispatcherState`)."""
+
+    def reply(self, sender: str, command_id: str) -> tuple[str, dict[str, Any]] | None: ...
+
+    def remember(self, sender: str, command_id: str, digest: str, reply: dict[str, Any]) -> None: ...
+
+
 class CommandRejected(DialerError):
     """A command that is well formed but cannot be carried out; ``code`` goes into the error reply."""
 
@@ -112,6 +120,7 @@ class CampaignBus:
         abandon_cap: float = 0.03,
         stats_interval: float = 5.0,
         clock: Callable[[], float] | None = None,
+        replies: ReplyStore | None = None,
     ) -> None:
         self.runtime = runtime
         self.bus = bus
@@ -123,6 +132,7 @@ class CampaignBus:
         self._agent_states: dict[str, AgentState] = {}
         # (sender, command id) -> (digest of the command, reply fields): what a repeat is answered with.
         self._replies: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+        self._kept = replies  # the same answers on disk, for retries that come after a restart
         self._stats_task: asyncio.Task[None] | None = None
         self.commands_ok = 0
         self.commands_failed = 0
@@ -284,6 +294,8 @@ class CampaignBus:
         key = (sender, message.id)
         digest = hashlib.sha256(json.dumps([message.type, dict(message.data)], sort_keys=True).encode()).hexdigest()
         cached = self._replies.get(key)
+        if cached is None and self._kept is not None:
+            cached = self._kept.reply(*key)
         if cached is not None:
             if cached[0] == digest:  # a repeat: never apply twice, answer the same
                 self._send_reply(sender, message, cached[1])
@@ -331,6 +343,8 @@ class CampaignBus:
 
     def _remember(self, sender: str, message: Message, digest: str, result: dict[str, Any]) -> None:
         self._replies[(sender, message.id)] = (digest, result)
+        if self._kept is not None:
+            self._kept.remember(sender, message.id, digest, result)
         if len(self._replies) > 100_000:
             self._replies.popitem(last=False)
         self._send_reply(sender, message, result)

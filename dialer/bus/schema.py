@@ -288,6 +288,12 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
         "Dispatcher to the owning worker: bridge the call to the agent (at ``agent_uri``, or the worker's own map).",
     ),
     "work.play_message": ("work", dict(_CALL), "Dispatcher to the owning worker: play the abandonment message."),
+    "work.release": (
+        "work",
+        dict(_CALL),
+        "A restarted dispatcher to the worker that held a call of its predecessor: finish it safely on your own "
+        "(as when the lease lapses) and report everything you know of it again, also if it has already ended.",
+    ),
     "work.event": (
         "work",
         {

@@ -41,6 +41,7 @@ from dialer.store.consents import ConsentStore
 
 if TYPE_CHECKING:
     from dialer.engine.records import CallRecord
+    from dialer.store.sqlite import AttemptRow
 
 PAGE = 200
 RETRY_GATE = 300.0  # seconds before re-asking a gate that could not decide (e.g. a stale registry)
@@ -79,6 +80,7 @@ class CampaignLeads:
         scan_limit: int = 2000,
         on_hold: Callable[[dict[str, Any]], None] | None = None,
         purpose: Purpose | str = Purpose.TELEMARKETING,
+        adopt: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.purpose = Purpose(purpose)
@@ -96,6 +98,9 @@ class CampaignLeads:
         self._on_hold = on_hold
         self.dialed = 0
         self._open: dict[str, int] = {}
+        # Leads whose open attempt a restarted dispatcher adopts: their calls may still be up on a worker, and
+        # their real outcome will be reported (or closed by close_interrupted if it never comes).
+        self.adopted = frozenset(adopt)
         store.ensure_campaign(campaign_id)
         dnc.add_internal(store.opt_outs())
         self.recovered = self._recover()
@@ -316,20 +321,31 @@ class CampaignLeads:
 
     def _recover(self) -> int:
         """Close attempts left open by a crash as interrupted; their leads follow the interrupted retry rule."""
-        opened = self.store.open_attempts(self.campaign_id)
+        opened = [a for a in self.store.open_attempts(self.campaign_id) if a.lead_id not in self.adopted]
         for attempt in opened:
-            with self.store.transaction():
-                lead = self.store.lead(self.campaign_id, attempt.lead_id)
-                changes = after_attempt(lead, Disposition.INTERRUPTED, attempt.dialed_at, self.policy)
-                self.store.complete(
-                    self.campaign_id,
-                    attempt.lead_id,
-                    attempt.attempt_no,
-                    {"outcome": Disposition.INTERRUPTED.value},
-                    changes,
-                    state="interrupted",
-                )
+            self._interrupt(attempt)
         return len(opened)
+
+    def close_interrupted(self, lead_id: str) -> bool:
+        """Close the lead's open attempt as interrupted (an adopted call whose outcome never came); False if it
+        has none open."""
+        opened = [a for a in self.store.open_attempts(self.campaign_id) if a.lead_id == lead_id]
+        for attempt in opened:
+            self._interrupt(attempt)
+        return bool(opened)
+
+    def _interrupt(self, attempt: AttemptRow) -> None:
+        with self.store.transaction():
+            lead = self.store.lead(self.campaign_id, attempt.lead_id)
+            changes = after_attempt(lead, Disposition.INTERRUPTED, attempt.dialed_at, self.policy)
+            self.store.complete(
+                self.campaign_id,
+                attempt.lead_id,
+                attempt.attempt_no,
+                {"outcome": Disposition.INTERRUPTED.value},
+                changes,
+                state="interrupted",
+            )
 
     # -- agents and operators --------------------------------------------------------------------------
 

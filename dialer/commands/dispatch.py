@@ -82,6 +82,13 @@ def register(sub: Any) -> None:
         "<store stem>.outbox.sqlite; ':memory:' loses them if this process dies)",
     )
     b.add_argument(
+        "--state",
+        metavar="FILE",
+        help="SQLite file of the calls in flight and the answers to commands, so a restarted dispatcher resumes: "
+        "it adopts the calls its predecessor left and records their outcomes (default: beside the store, "
+        "<store stem>.dispatch.sqlite)",
+    )
+    b.add_argument(
         "--retention",
         type=float,
         default=86400.0,
@@ -168,6 +175,13 @@ def check_options(args: argparse.Namespace) -> None:
     _seconds(args.status_every, "--status-every")
     if not 0 < args.broker_port < 65536:
         raise ConfigError("--broker-port", f"must be 1-65535, not {args.broker_port}")
+
+
+def state_path(config: CampaignConfig, state: str | None) -> str:
+    """``--state``, or the store's name with ``.dispatch.sqlite`` beside it."""
+    if state is not None:
+        return state
+    return str(config.store.with_name(config.store.stem + ".dispatch.sqlite"))
 
 
 def outbox_path(config: CampaignConfig, outbox: str | None) -> str:
@@ -290,6 +304,16 @@ class _Keeper:
             if self.runtime.engine.dialing:
                 asyncio.get_running_loop().call_soon(self._stop_dialing)
 
+    def adopted(self, record: CallRecord) -> None:
+        """The record of a call a dead predecessor dialed, closed from its worker's facts (already stored by
+        the lead source): kept and logged as evidence like any other."""
+        self.records.append(record)
+        try:
+            self.campaign.evidence(record, {})
+        except Exception as exc:
+            log.exception("the record of adopted call %d could not be logged", record.call_id)
+            self.alerts.append(f"record_lost: call {record.call_id}: {exc}")
+
     def alert(self, action: Alert) -> None:
         log.error("engine %s: %s (dialing stopped)", action.kind, action.message)
         self.alerts.append(f"{action.kind}: {action.message}")
@@ -347,7 +371,7 @@ async def _drain(engine: Engine, timeout: float, again: asyncio.Event) -> bool:
 
 
 async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: LiveCampaign, bus_cfg: BusConfig,
-                early: Any) -> RunResult:  # fmt: skip
+                early: Any, state: Any = None) -> RunResult:  # fmt: skip
     from dialer.bus.bridge import CampaignBus
     from dialer.bus.client import MqttBus
     from dialer.distributed.dispatcher import Dispatcher, fresh_call_ids
@@ -362,7 +386,7 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
     engine = Engine(make_policy(config.policy, **config.policy_params), campaign.leads, engine_config)
     runtime = AsyncRuntime(engine)
     bus = MqttBus(bus_cfg, config.campaign_id)
-    campaign_bus = CampaignBus(runtime, bus, abandon_cap=abandon_cap())
+    campaign_bus = CampaignBus(runtime, bus, abandon_cap=abandon_cap(), replies=state)
     dispatcher = Dispatcher(
         runtime,
         bus,
@@ -371,8 +395,10 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
         lease=args.lease,
         agents=config.agents,
         opt_out_digit=config.opt_out_digit,
+        state=state,
     )
     keeper = _Keeper(campaign, runtime, dispatcher)
+    dispatcher.on_orphan = keeper.adopted
     runtime.on(RecordCall, keeper.record)
     runtime.on(Alert, keeper.alert)
 
@@ -493,7 +519,17 @@ def run(args: argparse.Namespace) -> int:
         if config.machine == "message":
             print("note: campaign.machine = 'message' is not carried to workers: machines are hung up",
                   file=sys.stderr)  # fmt: skip
-        campaign = LiveCampaign.open(config)
+        from dialer.distributed.state import DispatcherState, StateError
+
+        try:
+            state = DispatcherState(state_path(config, args.state))
+        except StateError as exc:
+            raise ConfigError("--state", str(exc)) from None
+        # The calls a predecessor left in flight: their attempts stay open for their real outcome.
+        adopted = [call.lead_id for call in state.open_calls()]
+        if adopted:
+            print(f"resuming: {len(adopted)} calls of the previous dispatcher are adopted", file=sys.stderr)
+        campaign = LiveCampaign.open(config, adopt=adopted)
         try:
             rejected = len(campaign.imported.rejected)
             where = f" (see {config.rejects_file})" if rejected else ""
@@ -501,9 +537,10 @@ def run(args: argparse.Namespace) -> int:
             if config.dnc_registry is None:
                 print("note: no national do-not-call registry (dnc.registry_required = false)", file=sys.stderr)
             asyncio.run(probe(args, bus_cfg))  # last: the only check that waits on the network
-            result = asyncio.run(serve(args, config, campaign, bus_cfg, early))
+            result = asyncio.run(serve(args, config, campaign, bus_cfg, early, state))
         finally:
             campaign.close()
+            state.close()
     print()
     for line in summary(result, campaign):
         print(line)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,9 @@ from dialer.bus.schema import Message, SchemaError, decode
 from dialer.errors import ConfigError
 
 log = logging.getLogger("dialer.distributed.worker")
+
+#: What only a dispatcher may tell a worker (on its inbox).
+ORDERS = frozenset({"work.dial", "work.hangup", "work.connect", "work.play_message", "work.release"})
 
 
 #: Report a call's progress: ``report(kind, call_id, reason=None, answered_at=None)``; kinds as in ``work.event``.
@@ -122,6 +126,10 @@ class DialWorker:
         self._idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.TimerHandle | None = None
+        # Every report per call, kept after the call ends (the last ``history_size`` calls): a restarted
+        # dispatcher asks for them again (work.release), since reports sent while no dispatcher listened are gone.
+        self.history: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        self.history_size = 10_000
         bus.capacity = capacity
         bus.status_fields["calls"] = 0
         bus.subscribe(bus.topics.worker_cmd(self.worker_id), self._on_command, retain_as_published=True)
@@ -209,15 +217,13 @@ class DialWorker:
         answered_at: float | None = None,
         at: float | None = None,
     ) -> None:
-        self.bus.publish(
-            "work.event",
-            topic=self.bus.topics.worker_event(self.worker_id),
-            call_id=call_id,
-            kind=kind,
-            reason=reason,
-            answered_at=answered_at,
-            at=at,
-        )
+        data: dict[str, Any] = {"kind": kind, "reason": reason, "answered_at": answered_at, "at": at}
+        self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id, **data)
+        if kind != "rejected":
+            self.history.setdefault(call_id, []).append(data)
+            self.history.move_to_end(call_id)
+            while len(self.history) > self.history_size:
+                self.history.popitem(last=False)
         held = self.held.get(call_id)
         if held is not None:
             if kind == "answered_person":
@@ -289,7 +295,7 @@ class DialWorker:
             log.warning("ignored a retained order on %s: orders are never retained", topic)
             return
         try:
-            m = decode(payload, expect=frozenset({"work.dial", "work.hangup", "work.connect", "work.play_message"}))
+            m = decode(payload, expect=ORDERS)
         except SchemaError as exc:
             log.warning("dropped a bad worker command: %s", exc)
             return
@@ -300,7 +306,9 @@ class DialWorker:
             self._on_dial(m)
             return
         call_id = m.data["call_id"]
-        if m.type == "work.hangup":
+        if m.type == "work.release":
+            self._release_for_successor(call_id)
+        elif m.type == "work.hangup":
             self._hangup(call_id, m.data["reason"])
         elif m.type == "work.connect":
             held = self.held.get(call_id)
@@ -309,6 +317,21 @@ class DialWorker:
             self._spawn(self.placer.connect(call_id, m.data["agent_id"], m.data.get("agent_uri")))
         else:
             self._spawn(self.placer.play_message(call_id))
+
+    def _release_for_successor(self, call_id: int) -> None:
+        """A restarted dispatcher adopts a call of its predecessor: tell it all we reported, then finish the call
+        safely (unless an agent has it). A call we know nothing of is reported ``failed`` so it is closed at once."""
+        past = self.history.get(call_id)
+        if past is None:
+            # Not "not_placed": this worker may have restarted and forgotten a call it did place. The dispatcher
+            # closes it as interrupted (outcome unknown, counted in the ledger's worst case), never as undialed.
+            self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id,
+                             kind="failed", reason="unknown_call")  # fmt: skip
+            return
+        for data in list(past):
+            self.bus.publish("work.event", topic=self.bus.topics.worker_event(self.worker_id), call_id=call_id, **data)
+        if call_id in self.active:
+            self._release_orphan(call_id)
 
     def _hangup(self, call_id: int, reason: str) -> None:
         self._spawn(self.placer.hangup(call_id, reason))

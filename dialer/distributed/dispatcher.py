@@ -45,16 +45,19 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dialer.bus.client import MqttBus
 from dialer.bus.schema import Message, SchemaError, decode
+from dialer.distributed.state import DispatcherState, OpenCall
 from dialer.engine import events as ev
 from dialer.engine.actions import ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.records import CallRecord, Outcome
 from dialer.engine.state import CallState
 from dialer.errors import ConfigError, DialerError, InvalidTransition
+from dialer.leads import Lead
 from dialer.live.runtime import AsyncRuntime, RuntimeClosed
 
 log = logging.getLogger("dialer.distributed.dispatcher")
@@ -124,6 +127,9 @@ class Dispatcher:
         agents: Mapping[str, str] | None = None,
         opt_out_digit: str = "9",
         accept_timeout: float | None = None,
+        state: DispatcherState | None = None,
+        on_orphan: Callable[[CallRecord], None] | None = None,
+        orphan_timeout: float = 120.0,
     ) -> None:
         if bus.role != "dispatcher":
             raise ConfigError("bus.client_id", f"a dispatcher's identity is dispatcher/<name>, not {bus.source!r}")
@@ -151,6 +157,18 @@ class Dispatcher:
         self.capacity_changes: list[int | None] = []  # every cap fed to the engine, in order (tests, status lines)
         self.opt_outs: list[str] = []  # lead ids opted out by DTMF during the message
         self.messages: list[int] = []  # call ids whose abandonment message a worker reported started
+        # Durable state (see dialer.distributed.state): the calls of a predecessor that died are adopted here.
+        self.state = state
+        self.on_orphan = on_orphan
+        self.orphan_timeout = orphan_timeout
+        self.orphans: dict[int, OpenCall] = {c.call_id: c for c in state.open_calls()} if state is not None else {}
+        self.orphan_records: list[CallRecord] = []
+        self.orphans_interrupted: list[int] = []
+        self._released: set[tuple[int, str]] = set()  # (orphan, worker) asked to release it
+        if self.orphans:
+            log.warning("adopting %d calls of a dispatcher that died; asking their workers to finish them",
+                        len(self.orphans))  # fmt: skip
+            asyncio.get_running_loop().call_later(orphan_timeout, self._orphans_overdue)
         bus.status_fields.update(lease=lease, epoch=self.epoch)
         runtime.on(DialLead, self._dial)
         runtime.on(HangUp, self._hangup)
@@ -220,7 +238,15 @@ class Dispatcher:
 
     def _dial(self, action: DialLead) -> None:
         self.calls[action.call_id] = _Pending(action, self.runtime.now())
+        if self.state is not None:
+            lead = action.lead
+            fields = {k: v for k, v in lead.fields.items() if isinstance(v, str | int | float | bool)}
+            self.state.dialed(action.call_id, lead.lead_id, lead.phone, fields, self.epoch)
         self._offer(action.call_id)
+
+    def _keep(self, call_id: int, **facts: Any) -> None:
+        if self.state is not None:
+            self.state.update(call_id, **facts)
 
     def _pick(self, call: _Pending) -> str | None:
         """The live worker with the most room, preferring those this call was not yet offered to."""
@@ -318,6 +344,7 @@ class Dispatcher:
         self._to_worker(action.call_id, "work.hangup", reason=action.reason)
 
     def _connect(self, action: ConnectCall) -> None:
+        self._keep(action.call_id, agent_id=action.agent_id, connected_at=time.time())
         uri = self.agents.get(action.agent_id)
         self._to_worker(action.call_id, "work.connect", agent_id=action.agent_id, agent_uri=uri)
 
@@ -326,6 +353,8 @@ class Dispatcher:
 
     def _recorded(self, action: RecordCall) -> None:
         call_id = action.record.call_id
+        if self.state is not None:
+            self.state.closed(call_id)
         call = self.calls.pop(call_id, None)
         if call is None:
             return
@@ -379,6 +408,9 @@ class Dispatcher:
             info.silent = False  # it speaks again
             self._capacity_changed()
         call = self.calls.get(call_id)
+        if call_id in self.orphans and call is None:
+            self._orphan_event(self.orphans[call_id], worker_id, kind, d)
+            return
         if call is None or call.closed:
             if kind in ("accepted", "ringing", "answered_person", "answered_machine", "bridge_failed"):
                 # A call the engine already closed (or a worker we declared dead) is still up: hang it up.
@@ -400,6 +432,7 @@ class Dispatcher:
             call.worker = worker_id
             info.calls.add(call_id)
             info.accepted += 1
+            self._keep(call_id, worker=worker_id)
             return
         if kind == "rejected":
             if call.worker is None and call.offered_to == worker_id:
@@ -413,6 +446,7 @@ class Dispatcher:
         if call.worker != worker_id:
             return  # not the owner: ignore
         now = self.runtime.now()
+        self._keep_facts(call_id, kind, d)
         if kind == "placed":
             call.dialed_at = now  # the engine's ring time counts from here too
             self._feed(ev.CallPlaced(now, call_id))
@@ -458,6 +492,147 @@ class Dispatcher:
         elif kind == "dtmf":
             self._dtmf(call, str(d.get("reason") or ""))
 
+    def _keep_facts(self, call_id: int, kind: str, d: Mapping[str, Any]) -> None:
+        """What a worker reported, on the wall clock, for whoever must close the call after a crash."""
+        if self.state is None:
+            return
+        at = d.get("at")
+        wall = float(at) if at is not None else time.time()
+        if kind == "placed":
+            self.state.update(call_id, placed_at=wall)
+        elif kind == "ringing":
+            self.state.update(call_id, ringing_at=wall)
+        elif kind == "answered_person":
+            answered = d.get("answered_at")
+            self.state.update(call_id, answered_at=float(answered) if answered is not None else wall,
+                              answered_by="person")  # fmt: skip
+        elif kind == "answered_machine":
+            self.state.update(call_id, answered_at=wall, answered_by="machine")
+        elif kind == "bridge_failed":
+            self.state.update(call_id, bridge_failed=True, connected_at=None)
+        elif kind == "message":
+            self.state.update(call_id, message_at=wall)
+
+    # -- a predecessor's calls -------------------------------------------------------------------------
+
+    def _release_orphans(self, worker_id: str) -> None:
+        """Ask a worker that came (back) to finish our predecessor's calls it held, and to tell us about them."""
+        for call_id, orphan in self.orphans.items():
+            if orphan.worker not in (None, worker_id) or (call_id, worker_id) in self._released:
+                continue
+            self._released.add((call_id, worker_id))
+            self.bus.publish("work.release", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id)
+
+    def _orphan_event(self, orphan: OpenCall, worker_id: str, kind: str, d: Mapping[str, Any]) -> None:
+        if kind == "failed" and d.get("reason") == "unknown_call":
+            if orphan.worker == worker_id:  # the worker that had it forgot it (it restarted): outcome unknown
+                self._orphan_interrupted(orphan)
+            return
+        if orphan.worker is None:
+            orphan.worker = worker_id
+            self._keep(orphan.call_id, worker=worker_id)
+        elif orphan.worker != worker_id:
+            return
+        self._keep_facts(orphan.call_id, kind, d)
+        at = d.get("at")
+        wall = float(at) if at is not None else time.time()
+        if kind == "placed":
+            orphan.placed_at = wall
+        elif kind == "ringing":
+            orphan.ringing_at = orphan.ringing_at or wall
+        elif kind == "answered_person":
+            answered = d.get("answered_at")
+            orphan.answered_at, orphan.answered_by = float(answered) if answered is not None else wall, "person"
+        elif kind == "answered_machine":
+            orphan.answered_at, orphan.answered_by = wall, "machine"
+        elif kind == "bridge_failed":
+            orphan.bridge_failed, orphan.connected_at = True, None
+        elif kind == "message":
+            orphan.message_at = orphan.message_at or wall
+        elif kind in ("failed", "ended", "not_placed"):
+            self._orphan_final(orphan, kind, str(d.get("reason") or ""))
+
+    def _orphan_final(self, orphan: OpenCall, kind: str, reason: str) -> None:
+        """Write the record of a predecessor's call from the facts its worker reported (wall clock), and hand it
+        to the lead source as the engine would have."""
+        leads = self.runtime.engine.leads
+        off = float(getattr(leads, "epoch_offset", 0.0) or 0.0)
+
+        def t(wall: float | None) -> float | None:
+            return None if wall is None else wall - off
+
+        ended = time.time()
+        lead = Lead(orphan.lead_id, orphan.phone, fields=dict(orphan.fields))
+        answered = orphan.answered_at
+        # A bridge ordered is not a bridge made: the order may have died with our predecessor. The worker plays
+        # the message only to a person with no agent, so a message (or a failed bridge) means abandoned.
+        bridged = not orphan.bridge_failed and orphan.message_at is None
+        connected = orphan.connected_at if bridged else None
+        placed = kind != "not_placed"
+        if kind == "failed":
+            try:
+                outcome = Outcome(reason)
+            except ValueError:
+                outcome = Outcome.NETWORK
+            if outcome in (Outcome.CONNECTED, Outcome.ABANDONED, Outcome.MACHINE):
+                outcome = Outcome.NETWORK
+        elif orphan.answered_by == "machine":
+            outcome = Outcome.MACHINE
+        elif orphan.answered_by == "person":
+            outcome = Outcome.CONNECTED if connected is not None else Outcome.ABANDONED
+        else:
+            outcome = Outcome.NETWORK
+        abandoned = outcome is Outcome.ABANDONED
+        wait = None
+        if answered is not None and orphan.answered_by == "person":
+            wait = (connected or orphan.message_at or ended) - answered
+        record = CallRecord(
+            call_id=orphan.call_id,
+            lead=lead,
+            outcome=outcome,
+            dialed_at=t(orphan.placed_at or orphan.dialed_at) or 0.0,
+            ended_at=ended - off,
+            answered_at=t(answered) if orphan.answered_by == "person" else None,
+            connected_at=t(connected) if outcome is Outcome.CONNECTED else None,
+            agent_id=orphan.agent_id,
+            message_at=t(orphan.message_at) if abandoned else None,
+            wait=wait,
+            abandoned=abandoned,
+            bridge_failed=orphan.bridge_failed and abandoned,
+            placed=placed,
+            ringing_at=t(orphan.ringing_at),
+            message_played=(orphan.message_at is not None) if abandoned else None,
+        )
+        self._close_orphan(orphan)
+        self.orphan_records.append(record)
+        report = getattr(leads, "report", None)
+        try:
+            if report is not None:
+                report(record)
+        except DialerError:
+            log.exception("call %d of a predecessor: its record could not be stored", orphan.call_id)
+        if self.on_orphan is not None:
+            self.on_orphan(record)
+        log.warning("closed call %d of a dispatcher that died: %s", orphan.call_id, outcome.value)
+
+    def _orphan_interrupted(self, orphan: OpenCall) -> None:
+        self._close_orphan(orphan)
+        self.orphans_interrupted.append(orphan.call_id)
+        close = getattr(self.runtime.engine.leads, "close_interrupted", None)
+        if close is not None:
+            close(orphan.lead_id)
+        log.warning("call %d of a dispatcher that died: nobody knows its outcome; closed as interrupted",
+                    orphan.call_id)  # fmt: skip
+
+    def _close_orphan(self, orphan: OpenCall) -> None:
+        self.orphans.pop(orphan.call_id, None)
+        if self.state is not None:
+            self.state.closed(orphan.call_id)
+
+    def _orphans_overdue(self) -> None:
+        for orphan in list(self.orphans.values()):
+            self._orphan_interrupted(orphan)
+
     def _dtmf(self, call: _Pending, digit: str) -> None:
         if digit != self.opt_out_digit or not call.message:
             return
@@ -484,6 +659,8 @@ class Dispatcher:
         info = self.workers.setdefault(worker_id, _WorkerInfo())
         if m.data["online"]:
             was_live = self.live(info)
+            if self.orphans and not self.bus.delivery_retained:
+                self._release_orphans(worker_id)
             info.online = True
             info.seen = self._now()
             if info.silent and info.seen - info.silent_since > self.liveness:

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -671,8 +671,11 @@ class LiveCampaign:
         self._evidence: EvidenceLog | None = None
 
     @classmethod
-    def open(cls, config: CampaignConfig, *, now: float | None = None) -> LiveCampaign:
-        """Open the registry (required ones must be there and fresh), the store, import the list, build the gates."""
+    def open(cls, config: CampaignConfig, *, now: float | None = None, adopt: Iterable[str] = ()) -> LiveCampaign:
+        """Open the registry (required ones must be there and fresh), the store, import the list, build the gates.
+
+        ``adopt``: leads whose open attempts a restarted dispatcher takes over (left open, not closed as
+        interrupted; see :class:`~dialer.campaign.CampaignLeads`)."""
         from dialer.campaign import CampaignLeads, LeadImportError, import_csv
         from dialer.compliance import DncError, DoNotCall, NationalRegistry
         from dialer.compliance.dnc import CompanyList
@@ -766,6 +769,7 @@ class LiveCampaign:
                 policy=config.retry,
                 on_hold=log_hold,
                 purpose=config.purpose,
+                adopt=adopt,
             )
         except BaseException:
             if evidence is not None:
