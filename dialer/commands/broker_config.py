@@ -97,7 +97,7 @@ def acl_text(root: str, dispatchers: Sequence[str], campaign: str | None = None)
         "#   worker      places calls: reads its own offers and orders, reports on its calls",
         "#   backend     the CRM / agent desktops' server: sends commands (the dispatcher obeys them), reads replies,",
         "#               events and state",
-        "#   monitor     read-only: events, state and statuses (the dispatcher refuses its commands: forbidden)",
+        "#   monitor     read-only: events, state, statuses; may ask for a replay (other commands: forbidden)",
         "# Anonymous clients never get here: the broker refuses them (allow_anonymous false).",
         "#",
         f"# Topics are {root}/<campaign>/...; '+' below stands for any campaign. mosquitto allows what a line",
