@@ -118,6 +118,10 @@ def bus_config(args: argparse.Namespace) -> Any:
     tls = None
     if args.tls or args.tls_ca or args.tls_cert:
         tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+    from dialer.bus.schema import is_ident
+
+    if not is_ident(args.worker_id):
+        raise ConfigError("--worker-id", f"{args.worker_id!r} must be 1-128 of A-Z a-z 0-9 _ . : @ - (whole)")
     identity = f"worker/{args.worker_id}"
     return BusConfig(
         args.broker,

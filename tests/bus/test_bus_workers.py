@@ -291,3 +291,25 @@ def test_worker_command_takes_the_password_from_the_environment_and_never_logs_i
         capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert missing.returncode == 2 and b"NO_SUCH_VARIABLE_SET" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (["--tls-ca", "/nonexistent/ca.pem"], "--tls-ca"),  # a missing CA: said now, not at the first reconnect
+        (["--abandon-wav", "/nonexistent/abandon.wav"], "--abandon-wav"),  # said now, not at the first abandon
+        (["--worker-id", "w1\n"], "--worker-id"),  # an identity with a newline never reaches a topic
+        ([], "--insecure"),  # no credentials and a broker that lets anyone in: refused without --insecure
+    ],
+)
+def test_worker_configuration_errors_stop_it_at_start_with_one_line(broker: Broker, extra: list[str], key: str) -> None:
+    worker_id = "w1\n" if key == "--worker-id" else "w9"
+    extra = [a for a in extra if a not in ("--worker-id", "w1\n")]
+    args = ["--campaign", "c1", "--worker-id", worker_id, "--broker-port", str(broker.port), "--trunk-host",
+            "127.0.0.1", "--caller-id", "+12127362000", *extra]  # fmt: skip
+    if key != "--insecure":
+        args.append("--insecure")
+    proc = subprocess.run([sys.executable, "-m", "dialer.cli", "worker", *args], capture_output=True, cwd=ROOT,
+                          timeout=60)  # fmt: skip
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and key in lines[0], proc.stderr
