@@ -5,6 +5,7 @@ real broker, real worker processes, real pjsua2, real SIP peers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import struct
 import wave
@@ -12,12 +13,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiomqtt
 import pytest
 from bus_sip import Sipp, SipWorkers
 from mqtt_broker import Broker
 
 from dialer import Engine, EngineConfig, Lead, ListLeads, make_policy
-from dialer.bus import BusConfig, CampaignBus, Dispatcher, MqttBus
+from dialer.bus import BusConfig, CampaignBus, Dispatcher, MqttBus, Topics
 from dialer.engine import events as ev
 from dialer.engine.records import CallRecord, Outcome
 from dialer.live.runtime import AsyncRuntime
@@ -268,3 +270,64 @@ def test_an_agent_phone_that_refuses_over_a_sip_worker_is_an_abandonment_with_th
     assert (totals.live_answers, totals.abandoned, totals.bridge_failed, totals.connects) == (1, 1, 1, 0)
     assert c.engine.agent_state("a0").value == "paused"
     assert not customers.aborted() and not refuser.aborted()
+
+
+def test_a_dispatcher_gone_after_the_answer_leaves_the_person_the_message_within_2_s_on_the_wire(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Issue 14: the dispatcher vanishes (its connection dropped, no beat, no order) right after it ordered the
+    bridge, while the agent's phone is still ringing. The SIP worker holds the 2-second rule on its own: the
+    person's first sound of the message crosses the wire within 2 s of the 200 OK, the worker hangs up after it,
+    and the worker's status shows its slots free again. Measured from packets."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from benchmarks.wire_capture import WireCapture
+
+    customers = Sipp("customers.xml", tmp_path)
+    agent = Sipp("agent_refuses.xml", tmp_path)
+    agents = {"a0": f"sip:noanswer0@127.0.0.1:{agent.port}"}  # rings, never answers
+    wav = _tone(tmp_path / "message.wav")
+    workers = SipWorkers(broker.port, customers.port, tmp_path, {}, extra=("--abandon-wav", str(wav)))
+    capture = WireCapture(ports={customers.port, customers.media_port}).start()
+
+    async def main() -> tuple[float, int]:
+        free_after: list[tuple[int, int]] = []
+        async with campaign(broker, [Lead("L1", "2000001")], agents) as c:
+            workers.start("e1")
+            await until(lambda: c.online() == 1 and (c.engine.config.max_in_flight or 0) >= 1, 60)
+            full = next(iter(c.dispatcher.workers.values())).capacity
+            login(c, 1)
+            await until(lambda: any(call.state.value == "connected" for call in c.engine.calls.values()), 30)
+            bus = c.dispatcher.bus
+            await bus.flush(2)  # the bridge order is out: the agent's phone rings
+            gone = asyncio.get_running_loop().time()
+            task = bus._task
+            assert task is not None
+            task.cancel()  # the dispatcher is gone: no offline status, no more beats, no more orders
+            await asyncio.gather(task, return_exceptions=True)
+            bus._task = None
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="monitor/m") as mon:
+                await mon.subscribe(Topics("c1").status("worker/e1"), 0)
+                async for m in mon.messages:
+                    data = json.loads(bytes(m.payload))["data"]  # type: ignore[arg-type]
+                    free_after.append((data.get("calls", -1), data.get("capacity", -1)))
+                    if data.get("calls") == 0 and data.get("capacity") == full:
+                        break
+            c.runtime.close()
+            return asyncio.get_running_loop().time() - gone, full
+
+    try:
+        freed_after, full = asyncio.run(asyncio.wait_for(main(), 90))
+    finally:
+        capture.stop()
+        workers.stop()
+        customers.stop()
+        agent.stop()
+    (call_id,) = capture.call_ids()
+    heard = capture.answer_to_audio(call_id)
+    assert heard is not None and heard <= 2.0, (heard, capture.summary())  # the message, from the worker alone
+    bye = capture.bye_time(call_id)
+    answer = capture.answer_time(call_id)
+    assert bye is not None and answer is not None and bye > answer + heard  # then the hang-up, after the message
+    assert full >= 1 and freed_after < 30  # and its slot free again, with no dispatcher to tell it
