@@ -373,3 +373,47 @@ def test_a_dispatcher_that_dies_leaves_no_call_hanging_and_a_new_one_takes_over(
         assert 0 < message - answered <= 2.0  # the worker's own clock: the 2-s rule held with nobody to order it
         assert (held, "ended") in kinds
     assert min(new_ids) > max(old_ids)  # never an old call's id
+
+
+def test_a_status_or_report_on_another_identitys_topic_is_ignored(broker: Broker) -> None:
+    """The issue's forgery: a client declared a live worker dead (its calls recorded as failed) and forged a call
+    record by naming the worker in the message body. The dispatcher now reads who speaks from the topic (which the
+    broker's ACL ties to the user name): a body naming someone else is dropped, and a 'worker' status published
+    under a backend's own topic is not a worker."""
+    from dialer.bus.schema import make
+    from dialer.distributed.dial_worker import DialWorker, StandInPlacer
+
+    leads = [Lead("H", "+15550000001", fields={"outcome": "hold"})]
+
+    async def main() -> tuple[dict[int, str], int, list[str]]:
+        async with dialer(broker, leads) as (runtime, dispatcher):
+            wbus = MqttBus(BusConfig(port=broker.port, client_id="worker/w1", insecure=True, heartbeat=0.25), "c1")
+            DialWorker(wbus, StandInPlacer(), 2)
+            async with wbus:
+                await until(lambda: any(dispatcher.live(w) for w in dispatcher.workers.values()))
+                runtime.submit(ev.AgentLoggedIn, agent_id="a1")
+                runtime.submit(ev.AgentReady, agent_id="a1")
+                engine = runtime.engine
+                await until(lambda: any(c.state.value == "connected" for c in engine.calls.values()))
+                (call_id,) = list(engine.calls)
+                async with aiomqtt.Client("127.0.0.1", broker.port, identifier="backend/evil") as evil:
+                    offline = make("dialer.status", "c1", "worker/w1", online=False, role="worker")
+                    # On the victim's topic but saying it is someone else; then as a "worker" under its own name.
+                    await evil.publish(
+                        T.status("worker/w1"), offline.to_json().replace(b'"worker/w1"', b'"worker/w9"'), 1
+                    )
+                    await evil.publish(T.status("backend/evil"), make("dialer.status", "c1", "backend/evil",
+                                       online=False, role="worker").to_json(), 1)  # fmt: skip
+                    forged = make("work.event", "c1", "worker/w9", call_id=call_id, kind="ended")
+                    await evil.publish(T.worker_event("worker/w1"), forged.to_json(), 1)
+                    await evil.publish(f"{T.base}/from/backend/evil/event", make("work.event", "c1", "backend/evil",
+                                       call_id=call_id, kind="ended").to_json(), 1)  # fmt: skip
+                    await asyncio.sleep(1.0)
+                states = {c: call.state.value for c, call in engine.calls.items()}
+                runtime.close()
+                return states, dispatcher.lost_worker_calls, sorted(dispatcher.workers)
+
+    states, lost, workers = asyncio.run(main())
+    assert list(states.values()) == ["connected"]  # the call is untouched: no forged end, no forged death
+    assert lost == 0
+    assert workers == ["worker/w1"]  # a backend calling itself a worker is not one
