@@ -404,6 +404,10 @@ def test_a_status_or_report_on_another_identitys_topic_is_ignored(broker: Broker
                     )
                     await evil.publish(T.status("backend/evil"), make("dialer.status", "c1", "backend/evil",
                                        online=False, role="worker").to_json(), 1)  # fmt: skip
+                    # The case: w1's death and w1's call end, under the forger's own topic, naming w1.
+                    await evil.publish(T.status("backend/evil"), offline.to_json(), 1)
+                    await evil.publish(f"{T.base}/from/backend/evil/event", make("work.event", "c1", "worker/w1",
+                                       call_id=call_id, kind="ended").to_json(), 1)  # fmt: skip
                     forged = make("work.event", "c1", "worker/w9", call_id=call_id, kind="ended")
                     await evil.publish(T.worker_event("worker/w1"), forged.to_json(), 1)
                     await evil.publish(f"{T.base}/from/backend/evil/event", make("work.event", "c1", "backend/evil",
