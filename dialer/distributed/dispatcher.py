@@ -162,6 +162,12 @@ class Dispatcher:
         self.on_orphan = on_orphan
         self.orphan_timeout = orphan_timeout
         self.orphans: dict[int, OpenCall] = {c.call_id: c for c in state.open_calls()} if state is not None else {}
+        if self.orphans and runtime.engine.config.first_call_id <= max(self.orphans):
+            raise ConfigError(
+                "first_call_id",
+                f"the engine's call ids start at {runtime.engine.config.first_call_id}, at or below calls still up "
+                "from the last run: start them past (EngineConfig(first_call_id=fresh_call_ids()))",
+            )
         self.orphan_records: list[CallRecord] = []
         self.orphans_interrupted: list[int] = []
         self._released: set[tuple[int, str]] = set()  # (orphan, worker) asked to release it
@@ -605,6 +611,12 @@ class Dispatcher:
         )
         self._close_orphan(orphan)
         self.orphan_records.append(record)
+        # Pacing's abandonment windows count it too: the cap is held on every call, not only this process's.
+        stats = self.runtime.engine.stats
+        if record.answered_at is not None and outcome in (Outcome.CONNECTED, Outcome.ABANDONED):
+            stats.live_answer(record.answered_at, record.dialed_at)
+            if abandoned:
+                stats.abandon(record.ended_at, record.answered_at)
         report = getattr(leads, "report", None)
         try:
             if report is not None:

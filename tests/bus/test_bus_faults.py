@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -421,3 +422,51 @@ def test_a_status_or_report_on_another_identitys_topic_is_ignored(broker: Broker
     assert list(states.values()) == ["connected"]  # the call is untouched: no forged end, no forged death
     assert lost == 0
     assert workers == ["worker/w1"]  # a backend calling itself a worker is not one
+
+
+def test_adopted_calls_are_judged_from_the_workers_facts(broker: Broker, tmp_path: Path) -> None:
+    """A restarted dispatcher's adopted calls: a person who got the message is abandoned (and counted by pacing),
+    a bridge ordered without a message is connected, a call the worker forgot is interrupted; and a dispatcher
+    whose call ids would not start past the adopted ones refuses to start."""
+    from dialer.bus.schema import make
+    from dialer.distributed.dispatcher import Dispatcher, fresh_call_ids
+    from dialer.distributed.state import DispatcherState
+    from dialer.engine.core import EngineConfig
+    from dialer.engine.records import Outcome
+    from dialer.errors import ConfigError
+
+    state = DispatcherState(tmp_path / "d.sqlite")
+    t0 = time.time() - 10
+    for cid, lead in ((101, "A"), (102, "C"), (103, "F")):
+        state.dialed(cid, lead, f"+1555000{cid}", {}, "old")
+        state.update(cid, worker="worker/w1", answered_at=t0 + 3, answered_by="person")
+    state.update(102, agent_id="a1", connected_at=t0 + 3.5)
+
+    async def main() -> tuple[list[Any], list[int], int]:
+        leads = ListLeads([])
+        runtime = AsyncRuntime(Engine(make_policy("progressive"), leads, EngineConfig(first_call_id=5)))
+        bus = MqttBus(BusConfig(port=broker.port, client_id="dispatcher/d1", insecure=True, heartbeat=0.25), "c1")
+        with pytest.raises(ConfigError, match="first_call_id"):
+            Dispatcher(runtime, bus, state=state)  # ids from 5 would meet the old 101-103
+        runtime = AsyncRuntime(Engine(make_policy("progressive"), leads, EngineConfig(first_call_id=fresh_call_ids())))
+        dispatcher = Dispatcher(runtime, bus, state=state)
+        async with bus, aiomqtt.Client("127.0.0.1", broker.port, identifier="worker/w1") as w1:
+            await bus.wait_connected(5)
+            await asyncio.sleep(0.2)
+            facts = [(101, "message", None, t0 + 4.9), (101, "ended", None, None), (102, "ended", None, None),
+                     (103, "failed", "unknown_call", None)]  # fmt: skip
+            for cid, kind, reason, at in facts:
+                m = make("work.event", "c1", "worker/w1", call_id=cid, kind=kind, reason=reason, at=at)
+                await w1.publish(T.worker_event("worker/w1"), m.to_json(), 1)
+            await until(lambda: not dispatcher.orphans, timeout=5)
+            runtime.close()
+        return dispatcher.orphan_records, dispatcher.orphans_interrupted, runtime.engine.stats.totals.abandoned
+
+    records, interrupted, abandoned = asyncio.run(main())
+    by_id = {r.call_id: r for r in records}
+    assert by_id[101].outcome is Outcome.ABANDONED and by_id[101].message_played is True
+    assert by_id[101].message_at is not None and by_id[101].message_at - by_id[101].answered_at < 2.0  # type: ignore[operator]
+    assert by_id[102].outcome is Outcome.CONNECTED and by_id[102].agent_id == "a1"
+    assert interrupted == [103] and 103 not in by_id
+    assert abandoned == 1  # pacing's windows count the adopted abandonment
+    assert state.open_calls() == []  # nothing left to adopt next time
