@@ -22,9 +22,11 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
+import json
 import logging
 import ssl
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,11 @@ Handler = Callable[[str, bytes, Any], Awaitable[None] | None]
 
 class BusError(DialerError):
     """The bus cannot do what was asked (not started, closed, or the broker refused us for good)."""
+
+
+class IdentityInUse(BusError):
+    """Another live process already runs under our identity: two would take the session from each other (the
+    broker allows one connection per client id) several times a second, and each loss reads as a death."""
 
 
 def check_topic(topic: str) -> str:
@@ -102,7 +109,9 @@ class BusConfig:
     status beats others judge our liveness by (0: none). ``session_expiry``: seconds the broker keeps our
     subscriptions and queues messages for us while we are away (0: a clean session each time).
     ``dead_letter_after``: a message the connection fails on that many times in a row is set aside (logged and
-    kept in the outbox's dead-letter table) instead of being resent forever.
+    kept in the outbox's dead-letter table) instead of being resent forever. ``exclusive``: at the first
+    connection, refuse to run (:class:`IdentityInUse`) if our identity's retained status shows another instance
+    beating within the last second or four heartbeats.
     """
 
     host: str = "127.0.0.1"
@@ -124,6 +133,7 @@ class BusConfig:
     session_expiry: int = 0
     dead_letter_after: int = 3
     insecure: bool = False
+    exclusive: bool = True
 
     @property
     def role(self) -> str:
@@ -180,7 +190,11 @@ class MqttBus:
         self.source = config.client_id
         self.role = config.role
         self.capacity = capacity
-        self.status_fields: dict[str, Any] = {}  # extra dialer.status fields (calls, lease, epoch), set by roles
+        # One per process start: tells our own status from another process's under the same identity.
+        self.instance = uuid.uuid4().hex[:16]
+        self.status_fields: dict[str, Any] = {"epoch": self.instance}  # extra dialer.status fields, set by roles
+        self.fatal: BusError | None = None  # why the bus gave up for good (IdentityInUse); see wait_ready
+        self._fatal = asyncio.Event()
         self.beat = 0
         self.dead_lettered = 0
         self.outbox = outbox if outbox is not None else Outbox(config.outbox, durable=config.durable)
@@ -431,6 +445,62 @@ class MqttBus:
         props.SessionExpiryInterval = self.config.session_expiry
         return props
 
+    async def _check_identity_free(self, client: aiomqtt.Client) -> None:
+        """Before saying anything at our first connection, make sure no other live process runs as us.
+
+        Connecting under an identity in use takes the session from the process holding it (the broker allows one
+        connection per client id), which reconnects within a fraction of a second and takes it back. So for one
+        second we listen on our own status topic: a fresh "online" from another instance (``epoch``), or the
+        broker closing our connection as the other process returns, means the identity is in use. We then leave
+        without a word (no status; a clean disconnect sends no will), and the first process has seen one
+        reconnect, which its peers forgive (a grace before a worker or a dispatcher that went offline counts as
+        gone)."""
+        topic = self.topics.status(self.source)
+        window = max(1.0, 4 * self.config.heartbeat)
+        await client.subscribe(topic, 1)
+        try:
+            async with asyncio.timeout(1.0):
+                async for message in client.messages:
+                    if message.topic.value != topic:
+                        continue
+                    try:
+                        doc = json.loads(bytes(message.payload))
+                        data, ts = doc["data"], float(doc["ts"])
+                    except (ValueError, TypeError, KeyError):
+                        continue
+                    if data.get("online") is True and data.get("epoch") != self.instance:
+                        age = time.time() - ts
+                        if age < window:
+                            raise IdentityInUse(
+                                f"identity {self.source} is already running (another instance beat "
+                                f"{max(age, 0.0):.1f} s ago): one process per identity; stop the other, or give "
+                                "this one its own identity"
+                            )
+        except TimeoutError:
+            pass
+        except aiomqtt.MqttError:
+            raise IdentityInUse(
+                f"identity {self.source} is already running: the broker gave our session back to another process "
+                "within a second of connecting; one process per identity"
+            ) from None
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.unsubscribe(topic)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until connected; raise the fatal :class:`BusError` (such as :class:`IdentityInUse`) instead if the
+        bus gave up, and ``TimeoutError`` if neither happened in time."""
+        connected = asyncio.ensure_future(self.connected.wait())
+        fatal = asyncio.ensure_future(self._fatal.wait())
+        try:
+            await asyncio.wait({connected, fatal}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
+            fatal.cancel()
+        if self.fatal is not None:
+            raise self.fatal
+        if not self.connected.is_set():
+            raise TimeoutError("not connected to the broker in time")
+
     async def _run(self) -> None:
         delay = self.config.reconnect_min
         where = f"{self.config.host}:{self.config.port}"
@@ -442,6 +512,8 @@ class MqttBus:
                     if self._lost_at is not None and self.config.replay_window > 0:
                         self.replayed += self.outbox.requeue(self._lost_at - self.config.replay_window)
                         self._lost_at = None
+                    if self.connections == 0 and self.config.exclusive:
+                        await self._check_identity_free(client)
                     # Subscribe first: whoever reads our "online" may write to us at once (a dispatcher's offer).
                     for topic_filter, qos, _ in self._handlers:
                         await self._subscribe(client, topic_filter, qos)
@@ -451,6 +523,11 @@ class MqttBus:
                     delay = self.config.reconnect_min
                     log.info("connected to broker %s as %s", where, self.source)
                     await self._serve(client)
+            except IdentityInUse as exc:
+                log.debug("%s", exc)  # the caller says it (wait_ready raises it), once
+                self.fatal = exc
+                self._fatal.set()
+                self._stopping = True
             except aiomqtt.MqttError as exc:
                 # paho's messages name the broker and the reason, never the credentials.
                 log.warning("broker %s: %s; retrying in %.1f s", where, exc, delay)

@@ -94,7 +94,7 @@ def register(sub: Any) -> None:
         default=86400.0,
         metavar="SECONDS",
         help="how long published events stay in the outbox for consumers asking for a replay (events.replay); "
-        "costs about 0.6 KB of disk per event (default 86400: one day; 0: none)",
+        "costs about 0.5 KB of disk per event (measured: 0.46 KB) (default 86400: one day; 0: none)",
     )
     b.add_argument(
         "--insecure",
@@ -175,6 +175,37 @@ def check_options(args: argparse.Namespace) -> None:
     _seconds(args.status_every, "--status-every")
     if not 0 < args.broker_port < 65536:
         raise ConfigError("--broker-port", f"must be 1-65535, not {args.broker_port}")
+
+
+def hold_lock(state: str) -> Any:
+    """Lock ``<state>.lock`` for this process's life (the kernel drops it when the process dies, SIGKILL too).
+
+    Why: a second ``dialer dispatch`` on the same campaign would read the first one's calls in flight as left
+    behind, adopt them and close the store's other open attempts as interrupted, all before any bus check could
+    notice it. ``None`` for an in-memory state (nothing to share)."""
+    import fcntl
+
+    if state == ":memory:":
+        return None
+    path = state + ".lock"
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the process's life
+    except OSError as exc:
+        raise ConfigError("--state", f"cannot open {path}: {exc}") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            "--state", f"another dialer dispatch (pid {pid}) is running this campaign ({state}): one at a time"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def state_path(config: CampaignConfig, state: str | None) -> str:
@@ -370,6 +401,21 @@ async def _drain(engine: Engine, timeout: float, again: asyncio.Event) -> bool:
     return True
 
 
+async def _ready_or_stopped(bus: Any, stop: asyncio.Event) -> None:
+    """Wait for the broker (or a stop); a second process under our identity is one line and exit 2."""
+    from dialer.bus.client import IdentityInUse
+
+    ready = asyncio.ensure_future(bus.wait_ready())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done() and not ready.cancelled() and isinstance(ready.exception(), IdentityInUse):
+            raise ConfigError("--name", str(ready.exception()))
+    finally:
+        ready.cancel()
+        stopped.cancel()
+
+
 async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: LiveCampaign, bus_cfg: BusConfig,
                 early: Any, state: Any = None) -> RunResult:  # fmt: skip
     from dialer.bus.bridge import CampaignBus
@@ -428,6 +474,7 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
             bus.start()
             campaign_bus.start()
             started = True
+            await _ready_or_stopped(bus, stop)
             if not args.quiet:
                 print(f"{bus_cfg.client_id} serving campaign {config.campaign_id} on broker "
                       f"{args.broker}:{args.broker_port}", file=sys.stderr, flush=True)  # fmt: skip
@@ -521,8 +568,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
         from dialer.distributed.state import DispatcherState, StateError
 
+        where = state_path(config, args.state)
+        lock = hold_lock(where)  # before the store is touched: a second dispatcher must change nothing
         try:
-            state = DispatcherState(state_path(config, args.state))
+            state = DispatcherState(where)
         except StateError as exc:
             raise ConfigError("--state", str(exc)) from None
         # The calls a predecessor left in flight: their attempts stay open for their real outcome.
@@ -541,6 +590,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             campaign.close()
             state.close()
+            if lock is not None:
+                lock.close()
     print()
     for line in summary(result, campaign):
         print(line)

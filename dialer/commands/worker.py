@@ -174,7 +174,7 @@ def pool_config(args: argparse.Namespace) -> Any:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from dialer.bus.client import MqttBus
+    from dialer.bus.client import IdentityInUse, MqttBus
     from dialer.distributed.dial_worker import DialWorker, StandInPlacer
 
     config = bus_config(args)
@@ -202,6 +202,14 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with bus:
+            ready = asyncio.ensure_future(bus.wait_ready())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            stopped.cancel()
+            if ready.done() and not ready.cancelled() and isinstance(ready.exception(), IdentityInUse):
+                # One line and exit 2, before a slot is offered: the other process keeps the identity.
+                raise ConfigError("--worker-id", str(ready.exception()))
             log.info("worker %s serving campaign %s (capacity %d)", worker.worker_id, args.campaign, worker.capacity)
             await stop.wait()
             log.info("stopping: hanging up %d calls", len(worker.active))

@@ -103,6 +103,7 @@ class DialWorker:
         *,
         group: str | None = None,
         hangup_grace: float = 10.0,
+        offline_grace: float = 1.0,
     ) -> None:
         if capacity < 0:
             raise ConfigError("worker.capacity", "must be >= 0")
@@ -126,6 +127,8 @@ class DialWorker:
         self._idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.TimerHandle | None = None
+        self._checked = float("inf")
+        self.offline_grace = offline_grace
         # Every report per call, kept after the call ends (the last ``history_size`` calls): a restarted
         # dispatcher asks for them again (work.release), since reports sent while no dispatcher listened are gone.
         self.history: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
@@ -164,8 +167,11 @@ class DialWorker:
         loop = asyncio.get_running_loop()
         if not m.data["online"]:
             if self.lease_until is not None and not self.lapsed:
-                log.warning("dispatcher %s is gone (last will): finishing our calls on our own", sender)
-                self._lapse()
+                # Not at once: a dispatcher cut off for an instant (its session taken over, a network blip) comes
+                # back within the grace, and its calls must not be cut for it.
+                log.warning("dispatcher %s went offline: finishing our calls on our own in %.1f s unless it is back",
+                            sender, self.offline_grace)  # fmt: skip
+                self.lease_until = min(self.lease_until, loop.time() + self.offline_grace)
             return
         lease = m.data.get("lease")
         if lease is None:
@@ -176,12 +182,21 @@ class DialWorker:
             self.lapsed = False
             self._announce()
         if self._watch is None:
+            self._checked = loop.time()
             self._watch = loop.call_later(0.1, self._check_lease)
 
     def _check_lease(self) -> None:
         loop = asyncio.get_running_loop()
+        now = loop.time()
+        stalled = now - self._checked > 0.5  # this process was frozen (SIGSTOP, swapped out), not the dispatcher
+        self._checked = now
         self._watch = loop.call_later(0.1, self._check_lease)
-        if self.lease_until is not None and not self.lapsed and loop.time() > self.lease_until:
+        if stalled and self.lease_until is not None and not self.lapsed:
+            # The dispatcher's beats of that time are waiting in our socket, unread: give them a moment to arrive
+            # before judging, or a worker that was itself frozen would cut its calls blaming the dispatcher.
+            self.lease_until = max(self.lease_until, now + 0.5)
+            return
+        if self.lease_until is not None and not self.lapsed and now > self.lease_until:
             log.warning("no word from the dispatcher for its whole lease: finishing our calls on our own")
             self._lapse()
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +129,7 @@ class Dispatcher:
         state: DispatcherState | None = None,
         on_orphan: Callable[[CallRecord], None] | None = None,
         orphan_timeout: float = 120.0,
+        offline_grace: float = 1.0,
     ) -> None:
         if bus.role != "dispatcher":
             raise ConfigError("bus.client_id", f"a dispatcher's identity is dispatcher/<name>, not {bus.source!r}")
@@ -145,7 +145,7 @@ class Dispatcher:
         self.dial_ttl = dial_ttl
         self.agents = dict(agents or {})
         self.opt_out_digit = opt_out_digit
-        self.epoch = uuid.uuid4().hex[:16]
+        self.epoch = bus.instance  # one per process start
         self.workers: dict[str, _WorkerInfo] = {}
         self.calls: dict[int, _Pending] = {}
         self._waiting: list[int] = []  # dials held until some worker has room
@@ -161,6 +161,7 @@ class Dispatcher:
         self.state = state
         self.on_orphan = on_orphan
         self.orphan_timeout = orphan_timeout
+        self.offline_grace = offline_grace
         self.orphans: dict[int, OpenCall] = {c.call_id: c for c in state.open_calls()} if state is not None else {}
         if self.orphans and runtime.engine.config.first_call_id <= max(self.orphans):
             raise ConfigError(
@@ -689,9 +690,25 @@ class Dispatcher:
             return
         was_online, info.online, info.capacity = info.online, False, 0
         self._update_capacity()  # first: closing its calls must not make room for dials nobody can carry
+        for call_id in sorted(info.offers):  # offers it had not answered go elsewhere now
+            call = self.calls.get(call_id)
+            if call is not None and call.offered_to == worker_id:
+                self._withdraw(call)
+                call.attempts -= 1
+                self._offer(call_id)
+        if was_online and info.calls:
+            # Its calls are closed after a grace, not at once: a worker cut off for an instant (its session taken
+            # over by a process that then left, a network blip) is back within it, calls and all.
+            log.warning("worker %s went offline; closing its %d calls in %.1f s unless it is back", worker_id,
+                        len(info.calls), self.offline_grace)  # fmt: skip
+            asyncio.get_running_loop().call_later(self.offline_grace, self._confirm_gone, worker_id)
+
+    def _confirm_gone(self, worker_id: str) -> None:
+        info = self.workers.get(worker_id)
+        if info is None or info.online:
+            return
         self._worker_gone(worker_id, info)
-        if was_online:
-            log.warning("worker %s went offline; its calls were closed", worker_id)
+        log.warning("worker %s did not come back; its calls were closed", worker_id)
 
     def _worker_gone(self, worker_id: str, info: _WorkerInfo) -> None:
         """Close every call the worker held, so each gets its record and the lead goes back to its source."""

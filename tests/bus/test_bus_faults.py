@@ -470,3 +470,79 @@ def test_adopted_calls_are_judged_from_the_workers_facts(broker: Broker, tmp_pat
     assert interrupted == [103] and 103 not in by_id
     assert abandoned == 1  # pacing's windows count the adopted abandonment
     assert state.open_calls() == []  # nothing left to adopt next time
+
+
+def test_a_second_process_under_a_live_identity_is_refused_and_the_first_keeps_its_calls(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Two processes with one identity would take the session from each other several times a second (the
+    broker allows one connection per client id), and every loss would read as the worker's death. The second is
+    refused at start, one line and exit 2, and the first keeps its calls."""
+    import subprocess
+    import sys
+
+    from test_bus_workers import ROOT
+
+    leads = [Lead("H", "+15550000001", fields={"outcome": "hold"})]
+
+    async def main(procs: dict[str, Any]) -> tuple[subprocess.CompletedProcess[bytes], int, list[str]]:
+        async with dialer(broker, leads) as (runtime, dispatcher):
+            await until(lambda: any(dispatcher.live(w) for w in dispatcher.workers.values()))
+            runtime.submit(ev.AgentLoggedIn, agent_id="a1")
+            runtime.submit(ev.AgentReady, agent_id="a1")
+            engine = runtime.engine
+            await until(lambda: any(c.state.value == "connected" for c in engine.calls.values()))
+            second = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "dialer.cli", "worker", "--broker-port", str(broker.port), "--campaign", "c1",
+                 "--worker-id", "d1", "--capacity", "3", "--stand-in", "--insecure"],
+                capture_output=True, cwd=ROOT, timeout=60,
+            )  # fmt: skip
+            await asyncio.sleep(2.0)  # past the dispatcher's grace for a worker that went offline
+            states = [c.state.value for c in engine.calls.values()]
+            lost = dispatcher.lost_worker_calls
+            runtime.close()
+            return second, lost, states
+
+    procs: dict[str, Any] = {}
+    try:
+        procs.update(start_workers(broker, ["d1"], 3, tmp_path))
+        second, lost, states = asyncio.run(main(procs))
+    finally:
+        stop_workers(procs)
+    errors = [line for line in second.stderr.decode().splitlines() if "error" in line.lower()]
+    assert second.returncode == 2 and len(errors) == 1, second.stderr  # (besides the --insecure warning)
+    assert errors[0].startswith("dialer: error: --worker-id") and "already running" in errors[0], errors
+    assert lost == 0 and states == ["connected"]  # the first worker's call was never closed
+
+
+def test_a_worker_that_was_frozen_itself_does_not_cut_its_calls_on_waking(broker: Broker, tmp_path: Path) -> None:
+    """SIGSTOP longer than the lease, then SIGCONT: on waking, the worker's lease clock says 'lapsed', but the
+    dispatcher's beats are waiting unread in its socket. It must read them first, and keep its ringing call."""
+    leads = [Lead("R", "+15550000001", fields={"outcome": "ring"})]
+
+    async def main(procs: dict[str, Any]) -> tuple[list[str], list[str]]:
+        async with dialer(broker, leads) as (runtime, dispatcher):
+            await until(lambda: any(dispatcher.live(w) for w in dispatcher.workers.values()))
+            records: list[RecordCall] = []
+            runtime.on(RecordCall, records.append)
+            runtime.submit(ev.AgentLoggedIn, agent_id="a1")
+            runtime.submit(ev.AgentReady, agent_id="a1")
+            engine = runtime.engine
+            await until(lambda: any(c.state.value == "ringing" for c in engine.calls.values()))
+            procs["z2"].send_signal(signal.SIGSTOP)
+            await asyncio.sleep(4.5)  # more than the 3 s lease
+            procs["z2"].send_signal(signal.SIGCONT)
+            await asyncio.sleep(2.0)
+            states = [c.state.value for c in engine.calls.values()]
+            ended = [r.record.outcome.value for r in records]
+            runtime.close()
+            return states, ended
+
+    procs: dict[str, Any] = {}
+    try:
+        procs.update(start_workers(broker, ["z2"], 3, tmp_path))
+        states, ended = asyncio.run(main(procs))
+    finally:
+        stop_workers(procs)
+    assert ended == [] and states == ["ringing"], (ended, states, (tmp_path / "z2.log").read_text()[-2000:])

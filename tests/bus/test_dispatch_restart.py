@@ -131,3 +131,36 @@ def test_a_sigkilled_dispatcher_is_resumed_by_the_next_with_every_record(broker:
     )  # the new dispatcher's ids are past the old ones
     err = (tmp_path / "dispatch2.err").read_text()
     assert "resuming: 2 calls" in err, err
+
+
+def test_a_second_dispatcher_is_refused_before_it_touches_anything(broker: Broker, tmp_path: Path) -> None:
+    """On the same campaign (its state file is locked): refused before the store is opened, so it cannot adopt
+    the first one's live calls or close its open attempts. Elsewhere under the same identity: refused once it
+    sees the identity in use. Either way one error line, exit 2, and the first one runs on undisturbed."""
+    path = write_campaign(tmp_path)
+    first = _dispatcher(path, broker.port, tmp_path, 1)
+    try:
+        lock = tmp_path / "campaign.dispatch.sqlite.lock"
+        _until(lambda: lock.exists() and lock.read_text().strip() == str(first.pid), 30, "the first dispatcher")
+        time.sleep(2.5)  # connected, and beating
+        same = subprocess.run(
+            [sys.executable, "-m", "dialer.cli", "dispatch", str(path), "--broker-port", str(broker.port),
+             "--insecure", "--keep-going", "--quiet"],
+            capture_output=True, env=ENV, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+        other = tmp_path / "other"
+        other.mkdir()
+        other_path = write_campaign(other)
+        elsewhere = subprocess.run(
+            [sys.executable, "-m", "dialer.cli", "dispatch", str(other_path), "--broker-port", str(broker.port),
+             "--insecure", "--keep-going", "--quiet"],
+            capture_output=True, env=ENV, cwd=other, timeout=60,
+        )  # fmt: skip
+        assert first.poll() is None  # undisturbed
+    finally:
+        stop(first)
+    for proc, key in ((same, "--state"), (elsewhere, "--name")):
+        errors = [line for line in proc.stderr.decode().splitlines() if line.startswith("dialer: error")]
+        assert proc.returncode == 2 and len(errors) == 1 and key in errors[0], proc.stderr
+    assert "one at a time" in same.stderr.decode() and "already running" in elsewhere.stderr.decode()
+    assert first.returncode == 0
