@@ -15,6 +15,14 @@ fed through a private file with ``-U`` rather than ``-b``: secrets never go on a
 them. With ``--tls-ca/--tls-cert/--tls-key`` the broker takes each client's identity from its certificate's CN and
 ignores passwords, so no password file or credentials are written then.
 
+mosquitto started as root (as Debian's service starts it, or ``mosquitto -c`` typed by root) drops to user
+``mosquitto`` before it reads the password file and the ACL, and reads them again as that user on a reload
+(SIGHUP). So when group ``mosquitto`` exists, ``passwd`` and ``acl`` are written as group ``mosquitto``, mode
+0640, and the persistence directory ``data`` is given to user ``mosquitto``; every time, ``--force`` included (a
+``--force`` that wrote root-only files would lock every client out at the next reload). ``credentials.env``
+stays 0600, the writer's own. What this process cannot do (no such user or group, or not root) and anything else
+user ``mosquitto`` could not read or enter is printed as the commands to run (:func:`broker_access`).
+
 Exit statuses: 0 written; 2 a bad name, root, path or port, a file that exists without ``--force``, or no
 ``mosquitto_passwd`` on PATH. Nothing is written unless everything checks out.
 """
@@ -22,10 +30,14 @@ Exit statuses: 0 written; 2 a bad name, root, path or port, a file that exists w
 from __future__ import annotations
 
 import argparse
+import grp
 import os
+import pwd
 import re
 import secrets
+import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -44,6 +56,9 @@ NAME_PATTERN = r"[A-Za-z0-9_.:@-]{1,128}"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 CONF, ACL, PASSWD, CREDENTIALS = "mosquitto.conf", "acl", "passwd", "credentials.env"
+
+#: The user (and group) mosquitto drops to when started as root: Debian's package creates both.
+BROKER_USER = "mosquitto"
 
 
 def check_name(value: str, what: str) -> str:
@@ -311,24 +326,79 @@ def _credentials(passwords: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(deployment: Deployment, *, force: bool) -> None:
-    """Write the deployment's files, each complete or not at all (written aside, then renamed into place)."""
+@dataclass(frozen=True, slots=True)
+class BrokerAccount:
+    """Who a mosquitto started as root runs as: user and group :data:`BROKER_USER`, ``None`` where missing.
+
+    ``uid`` and ``user_gid`` (its primary group) are the user's, ``gid`` the group's, and ``gids`` every group
+    the user is in (what its file permissions are checked against)."""
+
+    uid: int | None
+    user_gid: int | None
+    gid: int | None
+    gids: frozenset[int]
+
+    @classmethod
+    def lookup(cls, name: str = BROKER_USER) -> BrokerAccount:
+        try:
+            user: pwd.struct_passwd | None = pwd.getpwnam(name)
+        except KeyError:
+            user = None
+        try:
+            gid: int | None = grp.getgrnam(name).gr_gid
+        except KeyError:
+            gid = None
+        gids: set[int] = set()
+        if user is not None:
+            gids = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+        return cls(
+            uid=None if user is None else user.pw_uid,
+            user_gid=None if user is None else user.pw_gid,
+            gid=gid,
+            gids=frozenset(gids),
+        )
+
+
+def _may_give_group(gid: int) -> bool:
+    """Whether this process may give a file it owns to group ``gid``: root, or a member of it."""
+    return os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups()
+
+
+def write(deployment: Deployment, *, force: bool, account: BrokerAccount | None = None) -> None:
+    """Write the deployment's files, each complete or not at all (written aside, then renamed into place).
+
+    With group ``mosquitto`` in ``account`` (default: looked up) and the right to give files to it, ``passwd``
+    and ``acl`` are written as that group, mode 0640 (otherwise 0600 and 0644, and :func:`broker_access` says
+    what to run); as root, ``data`` is given to user ``mosquitto``. Each time, ``force`` or not.
+    """
+    account = BrokerAccount.lookup() if account is None else account
     out = deployment.outdir
     existing = [name for name in deployment.files if os.path.lexists(out / name)]
     if existing and not force:
         raise ConfigError("OUTDIR", f"{out / existing[0]} exists; --force overwrites it")
-    texts: dict[str, tuple[str, int]] = {CONF: (deployment.conf, 0o644), ACL: (deployment.acl, 0o644)}
+    group = account.gid if account.gid is not None and _may_give_group(account.gid) else None
+    shared = 0o644 if group is None else 0o640  # the ACL's mode: no secret in it, but nobody else's business
+    secret = 0o600 if group is None else 0o640  # the password file's: hashes, readable by the broker alone
+    texts: dict[str, tuple[str, int, int | None]] = {
+        CONF: (deployment.conf, 0o644, None),
+        ACL: (deployment.acl, shared, group),
+    }
     if deployment.tls is None:
         passwords = {identity: secrets.token_urlsafe(24) for identity in deployment.identities}
-        texts[PASSWD] = (_hash(passwords), 0o600)
-        texts[CREDENTIALS] = (_credentials(passwords), 0o600)
+        texts[PASSWD] = (_hash(passwords), secret, group)
+        texts[CREDENTIALS] = (_credentials(passwords), 0o600, None)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "data").mkdir(mode=0o700, exist_ok=True)
+    data = out / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    if account.uid is not None and account.user_gid is not None and os.geteuid() == 0:
+        os.chown(data, account.uid, account.user_gid)  # mosquitto writes its database there as that user
     staged: dict[str, str] = {}
     try:
-        for name, (text, mode) in texts.items():
+        for name, (text, mode, gid) in texts.items():
             fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
             staged[name] = tmp
+            if gid is not None:
+                os.fchown(fd, -1, gid)
             os.fchmod(fd, mode)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
@@ -340,6 +410,67 @@ def write(deployment: Deployment, *, force: bool) -> None:
                 os.unlink(tmp)
 
 
+def _may(st: os.stat_result, account: BrokerAccount, bit: int) -> bool:
+    """Whether ``account``'s user has permission ``bit`` (4 read, 2 write, 1 search) by ``st``'s mode bits."""
+    if st.st_uid == account.uid:
+        return bool(st.st_mode & (bit << 6))
+    if st.st_gid in account.gids:
+        return bool(st.st_mode & (bit << 3))
+    return bool(st.st_mode & bit)
+
+
+def _blocked_at(path: Path, account: BrokerAccount) -> Path | None:
+    """The first directory on the way to ``path`` that ``account``'s user cannot enter, or ``None``."""
+    for parent in reversed(path.parents):
+        try:
+            if not _may(parent.stat(), account, 1):
+                return parent
+        except OSError:
+            return None  # a path that vanished: not ours to report here
+    return None
+
+
+def broker_access(deployment: Deployment, account: BrokerAccount | None = None) -> list[str]:
+    """What still stops a mosquitto started as root (so running as user ``mosquitto``) from using the files
+    ``deployment`` wrote: shell commands to run as root, and ``#`` comments for what no command here should fix.
+    Empty when nothing does: then ``mosquitto -c OUTDIR/mosquitto.conf`` starts as it stands.
+
+    Without user ``mosquitto`` (mosquitto not installed yet, or another system): the commands to run once it
+    exists. Permissions are read from the mode bits (POSIX ACLs are not consulted).
+    """
+    account = BrokerAccount.lookup() if account is None else account
+    out = deployment.outdir
+    names = [name for name in (PASSWD, ACL) if name in deployment.files]
+    if account.uid is None:
+        return [
+            f"# no user {BROKER_USER} on this machine; when mosquitto (started as root) will run as {BROKER_USER}:",
+            f"chgrp {BROKER_USER} {' '.join(shlex.quote(str(out / n)) for n in names)}",
+            f"chmod 0640 {' '.join(shlex.quote(str(out / n)) for n in names)}",
+            f"chown {BROKER_USER}: {shlex.quote(str(out / 'data'))}",
+        ]
+    reads = [out / CONF, *(out / n for n in names)]
+    if deployment.tls is not None:
+        reads += [deployment.tls.ca, deployment.tls.cert, deployment.tls.key]
+    todo: list[str] = []
+    blocked: set[Path] = set()
+    for path in [*reads, out / "data"]:
+        where = _blocked_at(path, account)
+        if where is not None and where not in blocked:
+            blocked.add(where)
+            todo.append(
+                f"# user {BROKER_USER} cannot enter {where} (mode {stat.S_IMODE(where.stat().st_mode):04o}) on the "
+                f"way to {path}: use a directory it can reach, such as /etc/mosquitto/dialer"
+            )
+    unreadable = [p for p in reads if _blocked_at(p, account) is None and not _may(p.stat(), account, 4)]
+    if unreadable:
+        quoted = " ".join(shlex.quote(str(p)) for p in unreadable)
+        todo += [f"chgrp {BROKER_USER} {quoted}", f"chmod g+r {quoted}"]
+    data = out / "data"
+    if _blocked_at(data, account) is None and not (_may(data.stat(), account, 2) and _may(data.stat(), account, 1)):
+        todo.append(f"chown {BROKER_USER}: {shlex.quote(str(data))}")
+    return todo
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "broker-config",
@@ -348,8 +479,9 @@ def register(sub: Any) -> None:
         "OUTDIR/credentials.env (mode 0600, one random password per identity, DIALER_PW_<ROLE>_<NAME>) for a "
         "mosquitto 2.0 broker of the dialer bus. Each identity is <role>/<name>: its MQTT user name and client id. "
         "With --tls-ca/--tls-cert/--tls-key the broker requires client certificates whose CN is the identity, and "
-        "no passwords are written. Every name is checked before anything is written; existing files are kept "
-        "unless --force.",
+        "no passwords are written. passwd and acl are group mosquitto, mode 0640, and OUTDIR/data belongs to user "
+        "mosquitto (whom mosquitto started as root runs as), or the commands to do it are printed. Every name is "
+        "checked before anything is written; existing files are kept unless --force.",
     )
     p.add_argument("outdir", metavar="OUTDIR", help="directory for the files (created if missing)")
     p.add_argument("--dispatcher", action="append", required=True, metavar="NAME", help="a dispatcher (repeat)")
@@ -377,5 +509,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"passwords: {out / CREDENTIALS} (mode 0600; give each process only its own variable)")
     else:
         print("identities are the CNs of client certificates signed by the --tls-ca (CN=worker/w1, ...)")
-    print(f"start: mosquitto -c {out / CONF}")
+    todo = broker_access(deployment)
+    if todo:
+        print(f"first, as root (mosquitto started as root runs as user {BROKER_USER}):")
+        print("\n".join(f"  {line}" for line in todo))
+        print(f"then start: mosquitto -c {out / CONF}")
+    else:
+        print(f"start: mosquitto -c {out / CONF}")
     return 0

@@ -10,7 +10,10 @@ What mosquitto 2.0.11 does, measured here and pinned by these tests (an upgrade 
   each message as it is delivered. So "cannot read" is proved by a message that does not arrive while a later
   message to the same connection does (the broker queues each connection's messages in order);
 - with ``use_username_as_clientid`` the client id a client sends is replaced by its user name: connecting as
-  worker/w2 with client id worker/w1 closes worker/w2's older connection, never worker/w1's.
+  worker/w2 with client id worker/w1 closes worker/w2's older connection, never worker/w1's;
+- started as root, it drops to user mosquitto before it reads the password file and the ACL, and reads them again
+  as that user on SIGHUP; so the brokers here run the generated files as written (no ``user root``), from a
+  directory user mosquitto can enter (:func:`broker_home`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import ssl
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from dialer.cli import main
-from dialer.commands.broker_config import acl_text, env_var
+from dialer.commands.broker_config import BrokerAccount, acl_text, env_var
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "docs" / "deploy"
@@ -197,6 +203,19 @@ def broker_config(outdir: Path, *args: str) -> int:
     return main(["broker-config", str(outdir), *args])
 
 
+def broker_home(prefix: str) -> Path:
+    """A new directory (the caller removes it) that user mosquitto can enter, for a broker's files and its work.
+
+    Why not pytest's ``tmp_path``: it lies under ``/tmp/pytest-of-<user>/``, mode 0700, which a broker started as
+    root cannot enter once it runs as user mosquitto; and pytest tightens that directory again at every session's
+    start, so opening it here would race another session. A directory of our own in the system's temporary
+    directory (``/tmp``, mode 1777) needs only its own search bit for others: chmod 0711, nothing listable.
+    """
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o711)
+    return home
+
+
 def new_broker(workdir: Path) -> Broker:
     """A :class:`Broker` for its free port, start and stop; :func:`run_on` replaces its own configuration."""
     workdir.mkdir()
@@ -204,38 +223,55 @@ def new_broker(workdir: Path) -> Broker:
 
 
 def run_on(broker: Broker, conf_text: str) -> None:
-    """Start ``broker`` on ``conf_text`` as written, plus (as root) ``user root`` to read pytest's tmp dirs."""
+    """Start ``broker`` on ``conf_text`` as written (started as root, mosquitto runs as user mosquitto)."""
     broker.config = broker.workdir / "deployed.conf"
-    broker.config.write_text(conf_text + ("user root\n" if os.geteuid() == 0 else ""))
+    broker.config.write_text(conf_text)
     broker.start()
+
+
+def start_generated(broker: Broker, outdir: Path) -> None:
+    """Start ``broker`` the way ``dialer broker-config`` says: ``mosquitto -c OUTDIR/mosquitto.conf``."""
+    broker.config = outdir / "mosquitto.conf"
+    broker.start()
+
+
+def passwords_of(outdir: Path) -> dict[str, str]:
+    lines = (outdir / "credentials.env").read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
+    return {i: env[env_var(i)] for i in IDENTITIES}
+
+
+def may_give_group(gid: int) -> bool:
+    return os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups()
 
 
 NAMES = ("--dispatcher", "main", "--worker", "w1", "--worker", "w2", "--backend", "crm", "--monitor", "m1")
 
 
 @pytest.fixture
-def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
-    """``deploy(*extra_args)``: ``dialer broker-config`` for the five identities, and mosquitto running on it."""
+def deploy() -> Iterator[Callable[..., Deployment]]:
+    """``deploy(*extra_args)``: ``dialer broker-config`` for the five identities, and mosquitto started on it as
+    the command says (in a :func:`broker_home`, since as root it runs as user mosquitto)."""
+    home = broker_home("dialer-acl-")
     made: list[Deployment] = []
 
     def make(*extra: str) -> Deployment:
-        broker = new_broker(tmp_path / f"broker{len(made)}")
-        outdir = tmp_path / f"deploy{len(made)}"
+        broker = new_broker(home / f"broker{len(made)}")
+        outdir = home / f"deploy{len(made)}"
         assert broker_config(outdir, *NAMES, "--port", str(broker.port), *extra) == 0
-        run_on(broker, (outdir / "mosquitto.conf").read_text())
-        passwords: dict[str, str] = {}
-        if (outdir / "credentials.env").exists():
-            lines = (outdir / "credentials.env").read_text().splitlines()
-            env = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
-            passwords = {i: env[env_var(i)] for i in IDENTITIES}
+        start_generated(broker, outdir)
+        passwords = passwords_of(outdir) if (outdir / "credentials.env").exists() else {}
         made.append(Deployment(outdir, broker, passwords))
         return made[-1]
 
-    yield make
-    for d in made:
-        for peer in d.peers:
-            peer.close()
-        d.broker.stop()
+    try:
+        yield make
+    finally:
+        for d in made:
+            for peer in d.peers:
+                peer.close()
+            d.broker.stop()
+        shutil.rmtree(home)
 
 
 @pytest.fixture
@@ -277,8 +313,7 @@ def test_the_deployment_files(bus: Deployment) -> None:
     ):
         assert line in conf
     assert (out / "acl").read_text() == (DEPLOY / "acl").read_text()  # --dispatcher main: the documented example
-    assert stat.S_IMODE((out / "credentials.env").stat().st_mode) == 0o600
-    assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
+    assert_broker_can_use(out)
     hashed = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
     assert sorted(hashed) == sorted(IDENTITIES)
     for identity, password in bus.passwords.items():
@@ -286,6 +321,141 @@ def test_the_deployment_files(bus: Deployment) -> None:
         assert len(password) >= 32
     assert len(set(bus.passwords.values())) == len(IDENTITIES)
     assert env_var("worker/w1") == "DIALER_PW_WORKER_W1"
+
+
+def assert_broker_can_use(out: Path) -> None:
+    """The generated files' owners and modes: the password file and the ACL readable by group mosquitto (the user
+    a broker started as root runs as), its database directory its own, the plain passwords nobody else's."""
+    account = BrokerAccount.lookup()
+    credentials = (out / "credentials.env").stat()
+    assert stat.S_IMODE(credentials.st_mode) == 0o600 and credentials.st_uid == os.geteuid()
+    assert account.gid is not None, "no group mosquitto: its Debian package creates it (CI installs mosquitto)"
+    for name in ("passwd", "acl"):
+        st = (out / name).stat()
+        if may_give_group(account.gid):
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), account.gid, 0o640), name
+        else:  # not root and not in group mosquitto: left private, and the commands are printed
+            assert stat.S_IMODE(st.st_mode) == (0o600 if name == "passwd" else 0o644), name
+    data = (out / "data").stat()
+    assert stat.S_IMODE(data.st_mode) == 0o700
+    if os.geteuid() == 0:
+        assert (data.st_uid, data.st_gid) == (account.uid, account.user_gid)
+
+
+def broker_uid(broker: Broker) -> int:
+    assert broker.proc is not None
+    status = Path(f"/proc/{broker.proc.pid}/status").read_text()
+    found = re.search(r"^Uid:\s+(\d+)", status, flags=re.M)
+    assert found is not None
+    return int(found.group(1))
+
+
+def test_the_printed_start_command_runs_the_broker_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """``dialer broker-config`` then exactly the command it prints: no ``user root``, no chmod by hand. As root the
+    broker runs as user mosquitto, which reads the password file and the ACL and writes the database."""
+    home = broker_home("dialer-start-")
+    broker = new_broker(home / "broker")
+    try:
+        out = home / "etc"
+        assert broker_config(out, *NAMES, "--port", str(broker.port)) == 0
+        printed = capsys.readouterr().out.splitlines()
+        # As root there is nothing else to do first. Otherwise the commands for a broker that root will start come
+        # first; a broker this user starts runs as this user, who owns the files.
+        start = "start: " if os.geteuid() == 0 else "then start: "
+        assert printed[-1] == f"{start}mosquitto -c {out / 'mosquitto.conf'}", printed
+        broker.config = Path(printed[-1].removeprefix(f"{start}mosquitto -c "))
+        broker.start()
+        if os.geteuid() == 0:
+            account = BrokerAccount.lookup()
+            assert broker_uid(broker) == account.uid  # it did drop to user mosquitto, and still got in
+        peer = Peer(broker.port, "worker/w1", passwords_of(out)["worker/w1"])
+        assert peer.connack == 0
+        assert peer.publish(f"{BASE}/from/worker/w1/status", "online", retain=True) in ALLOWED
+        peer.close()
+        broker.stop()  # a clean stop saves the database, as user mosquitto, in OUTDIR/data
+        log = (broker.workdir / "mosquitto-0.log").read_text()
+        assert "Error" not in log, log
+        assert (out / "data" / "mosquitto.db").exists()
+    finally:
+        broker.stop()
+        shutil.rmtree(home)
+
+
+def test_force_rewrites_the_files_so_a_reload_admits_the_new_passwords(deploy: Callable[..., Deployment]) -> None:
+    """``--force`` then SIGHUP (``systemctl reload mosquitto``): the broker, running as user mosquitto, reads the
+    new password file, so every identity gets in with its new password and none with its old one. A client still
+    connected with its old password is disconnected by the reload (mosquitto checks connected clients again)."""
+    d = deploy()
+    old = d.passwords
+    before = d.connect("worker/w1")
+    assert before.connack == 0
+    assert broker_config(d.outdir, *NAMES, "--port", str(d.broker.port), "--force") == 0
+    assert_broker_can_use(d.outdir)
+    new = passwords_of(d.outdir)
+    assert not set(new.values()) & set(old.values())
+    assert d.broker.proc is not None
+    d.broker.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while d.connect("worker/w1", new["worker/w1"]).connack != 0:  # the broker re-reads on its next loop
+        assert time.monotonic() < deadline, (d.broker.workdir / "mosquitto-0.log").read_text()
+        time.sleep(0.05)
+    before.wait(lambda: before.closed, "the old password's connection to close")
+    for identity in IDENTITIES:
+        assert d.connect(identity, new[identity]).connack == 0, identity
+        assert d.connect(identity, old[identity]).connack == NOT_AUTHORIZED, identity
+    assert d.broker.proc.poll() is None
+    assert "Unable to open" not in (d.broker.workdir / "mosquitto-0.log").read_text()
+
+
+def test_without_user_mosquitto_the_commands_to_run_are_printed_and_work(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine without user and group mosquitto (yet): the files stay private, and the exact commands are
+    printed. Here the user exists after all, so (as root) running the printed commands must make the broker start."""
+    nobody = BrokerAccount(uid=None, user_gid=None, gid=None, gids=frozenset())
+    monkeypatch.setattr(BrokerAccount, "lookup", classmethod(lambda cls, name="mosquitto": nobody))
+    home = broker_home("dialer-nouser-")
+    broker = new_broker(home / "broker")
+    try:
+        out = home / "etc"
+        assert broker_config(out, *NAMES, "--port", str(broker.port)) == 0
+        assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
+        assert stat.S_IMODE((out / "acl").stat().st_mode) == 0o644
+        assert (out / "data").stat().st_uid == os.geteuid()
+        printed = capsys.readouterr().out.splitlines()
+        commands = printed[printed.index("  # no user mosquitto on this machine; when mosquitto (started as root) "
+                                         "will run as mosquitto:") + 1 : -1]  # fmt: skip
+        assert commands == [
+            f"  chgrp mosquitto {out}/passwd {out}/acl",
+            f"  chmod 0640 {out}/passwd {out}/acl",
+            f"  chown mosquitto: {out}/data",
+        ]
+        assert printed[-1] == f"then start: mosquitto -c {out}/mosquitto.conf"
+        monkeypatch.undo()
+        if os.geteuid() != 0 or BrokerAccount.lookup().uid is None:
+            return  # the commands are root's, for a user mosquitto that exists
+        subprocess.run(["sh", "-ec", "\n".join(c.strip() for c in commands)], check=True)
+        assert_broker_can_use(out)
+        start_generated(broker, out)
+        peer = Peer(broker.port, "worker/w1", passwords_of(out)["worker/w1"])
+        assert peer.connack == 0
+        peer.close()
+    finally:
+        broker.stop()
+        shutil.rmtree(home)
+
+
+def test_a_directory_user_mosquitto_cannot_enter_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pytest's tmp_path is under a 0700 directory: the broker could not reach OUTDIR, and the output says so."""
+    if BrokerAccount.lookup().uid is None:
+        pytest.skip("no user mosquitto here")
+    blocked = next(p for p in reversed(tmp_path.parents) if not p.stat().st_mode & 0o001)
+    mode = stat.S_IMODE(blocked.stat().st_mode)
+    assert broker_config(tmp_path / "out", "--dispatcher", "main") == 0
+    printed = capsys.readouterr().out
+    assert f"  # user mosquitto cannot enter {blocked} (mode {mode:04o}) on the way to {tmp_path}/out/" in printed
+    assert "use a directory it can reach, such as /etc/mosquitto/dialer" in printed
+    assert printed.splitlines()[-1] == f"then start: mosquitto -c {tmp_path}/out/mosquitto.conf"
 
 
 def test_no_identity_no_connection(bus: Deployment) -> None:
@@ -399,12 +569,14 @@ def openssl(*args: str, cwd: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def certs() -> Iterator[dict[str, Path]]:
     """A bus CA, the broker's certificate for 127.0.0.1, and client certificates whose CN is an identity.
 
-    The commands of docs/deploy/README.md, with EC keys (faster to make than RSA).
+    The commands of docs/deploy/README.md, with EC keys (faster to make than RSA), in a :func:`broker_home`; and
+    the README's ``chown root:mosquitto server.key; chmod 0640 server.key``, for the broker reads its key as user
+    mosquitto.
     """
-    d = tmp_path_factory.mktemp("certs")
+    d = broker_home("dialer-certs-")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     openssl(
         "req",
@@ -430,7 +602,14 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                 "-days", "1", *ext, "-out", f"{name}.crt", cwd=d)  # fmt: skip
         files[name] = d / f"{name}.crt"
-    return files
+    account = BrokerAccount.lookup()
+    if account.gid is not None and may_give_group(account.gid):
+        os.chown(d / "server.key", -1, account.gid)
+        (d / "server.key").chmod(0o640)
+    try:
+        yield files
+    finally:
+        shutil.rmtree(d)
 
 
 def client_tls(certs: dict[str, Path], identity: str | None) -> tuple[Path, Path | None, Path | None]:
@@ -476,14 +655,23 @@ def test_mutual_tls_the_certificate_cn_is_the_identity(
 
 
 def docs_conf_here(name: str, broker: Broker, files: Path) -> str:
-    """docs/deploy/``name`` with its EDIT settings pointed at ``files`` and ``broker``'s port; nothing else changed."""
+    """docs/deploy/``name`` with its EDIT settings pointed at ``files`` and ``broker``'s port; nothing else changed.
+
+    The log and pid file go to ``log/`` and ``run/`` in the broker's work directory, which belong to user
+    mosquitto as Debian's ``/var/log/mosquitto`` and ``/run/mosquitto`` do: it writes both after dropping to it.
+    """
     text = (DEPLOY / name).read_text()
     text = re.sub(r"^listener \d+ \S+$", f"listener {broker.port} 127.0.0.1", text, flags=re.M)
+    account = BrokerAccount.lookup()
+    for sub in ("log", "run"):
+        (broker.workdir / sub).mkdir(exist_ok=True)
+        if os.geteuid() == 0 and account.uid is not None and account.user_gid is not None:
+            os.chown(broker.workdir / sub, account.uid, account.user_gid)
     for path, here in {
         "/etc/mosquitto/dialer/": f"{files}/",
         "/var/lib/mosquitto/": f"{files}/data/",
-        "/var/log/mosquitto/": f"{broker.workdir}/",
-        "/run/mosquitto/": f"{broker.workdir}/",
+        "/var/log/mosquitto/": f"{broker.workdir}/log/",
+        "/run/mosquitto/": f"{broker.workdir}/run/",
     }.items():
         assert path in text, (name, path)
         text = text.replace(path, here)
@@ -496,21 +684,32 @@ def start_docs_conf(broker: Broker, text: str) -> None:
     try:
         run_on(broker, text)
     except RuntimeError as exc:
-        raise AssertionError(f"{exc}\n{(broker.workdir / 'mosquitto.log').read_text()}") from None
+        log = broker.workdir / "log" / "mosquitto.log"
+        raise AssertionError(f"{exc}\n{log.read_text() if log.exists() else ''}") from None
 
 
-def test_the_documented_configurations_run_on_this_mosquitto(tmp_path: Path, certs: dict[str, Path]) -> None:
+def test_the_documented_configurations_run_on_this_mosquitto(certs: dict[str, Path]) -> None:
     """docs/deploy/mosquitto.conf and mosquitto-tls.conf, as written but for their EDIT settings, on 2.0.11."""
-    files = tmp_path / "etc"
+    home = broker_home("dialer-docs-")
+    try:
+        documented_configurations(home, certs)
+    finally:
+        shutil.rmtree(home)
+
+
+def documented_configurations(home: Path, certs: dict[str, Path]) -> None:
+    files = home / "etc"
     assert broker_config(files, *NAMES) == 0
     assert (files / "acl").read_text() == (DEPLOY / "acl").read_text()
     for name in ("ca", "server"):
         shutil.copy(certs[name], files / f"{name}.crt")
-    shutil.copy(certs["server"].with_suffix(".key"), files / "server.key")
+    shutil.copy2(certs["server"].with_suffix(".key"), files / "server.key")
+    key = certs["server"].with_suffix(".key").stat()
+    os.chown(files / "server.key", -1, key.st_gid)  # as the README says: group mosquitto, mode 0640
     lines = (files / "credentials.env").read_text().splitlines()
     env = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
 
-    plain = new_broker(tmp_path / "plain")
+    plain = new_broker(home / "plain")
     start_docs_conf(plain, docs_conf_here("mosquitto.conf", plain, files))
     try:
         assert refused(plain.port, client_id="anonymous")
@@ -523,7 +722,7 @@ def test_the_documented_configurations_run_on_this_mosquitto(tmp_path: Path, cer
     finally:
         plain.stop()
 
-    mtls = new_broker(tmp_path / "tls")
+    mtls = new_broker(home / "tls")
     start_docs_conf(mtls, docs_conf_here("mosquitto-tls.conf", mtls, files))
     try:
         assert refused(mtls.port, tls=client_tls(certs, None))
