@@ -80,6 +80,7 @@ def check_identity(
     client_cert: bool = False,
     expect_role: str | None = None,
     key: str = "--identity",
+    password_key: str = "--password-env",
 ) -> tuple[str, str]:
     """Check the bus identity and the credentials given with it; return ``(role, name)``.
 
@@ -93,7 +94,7 @@ def check_identity(
     ``insecure``. ``expect_role`` (``"worker"`` for ``dialer worker``) refuses an identity of another role,
     whose ACL would not let this process do its job.
 
-    Keys: ``key`` for the identity, ``--username``, ``--password-env``.
+    Keys: ``key`` for the identity, ``--username``, ``password_key`` (the option that supplies the password).
     """
     role, sep, name = identity.partition("/") if isinstance(identity, str) else ("", "", "")
     if not sep or role not in ROLES:
@@ -105,7 +106,7 @@ def check_identity(
     if expect_role is not None and role != expect_role:
         raise ConfigError(key, f"this command runs as {expect_role}/<name>, not {identity!r}")
     if password is not None and username is None:
-        raise ConfigError("--password-env", "a password needs --username")
+        raise ConfigError(password_key, "a password needs --username")
     if username is not None and username != identity:
         raise ConfigError(
             "--username",
@@ -115,7 +116,7 @@ def check_identity(
     if username is None and not client_cert and not insecure:
         raise ConfigError(
             "--username",
-            "no credentials: give --username (the identity) with --password-env, or a client certificate "
+            f"no credentials: give --username (the identity) with {password_key}, or a client certificate "
             "(--tls-cert), or pass --insecure for a lab broker",
         )
     return role, name
@@ -456,6 +457,7 @@ async def probe_broker(
     insecure: bool,
     timeout: float = 5.0,
     tls_key_prefix: str = "--tls",
+    password_key: str = "--password-env",
 ) -> None:
     """Ask the broker two questions before the process relies on it; raise :class:`ConfigError` on a bad answer.
 
@@ -469,9 +471,11 @@ async def probe_broker(
     (b) Does it accept us? A connection with ``username``/``password``, ``identity`` as client id and
     ``tls_context``. No TCP connection, or no MQTT answer: ``--broker``; the broker's certificate not trusted:
     ``--tls-ca``; our client certificate missing or refused (the broker's TLS alert): ``--tls-cert``; another
-    TLS failure: ``--tls`` (``tls_key_prefix`` sets the ``--tls`` part, as for :func:`check_tls`); a refusal:
-    ``--username`` (``--identity`` for a refused client id) with the broker's reason. The password is never part
-    of a message.
+    TLS failure: ``--tls`` (``tls_key_prefix`` sets the ``--tls`` part, as for :func:`check_tls`); a refusal of
+    our credentials: ``password_key`` (the option that supplies the password) when a user name was given, with a
+    password ("wrong password or unknown user": the broker does not say which) or without one, else
+    ``--username``; ``--identity`` for a refused client id; the broker's reason follows. The password is never
+    part of a message.
 
     Both attempts run at once, each bounded by ``timeout`` seconds; nothing is published or subscribed and both
     disconnect cleanly, so no will fires. Errors are reported in this order: cannot reach or trust the broker,
@@ -522,9 +526,24 @@ async def probe_broker(
     if ours.kind == "refused":
         if ours.code == _CLIENT_ID_CODE:
             raise ConfigError("--identity", f"broker {where} refused client id {identity!r}: {ours.detail}")
-        who = f"user {username!r}" if username is not None else f"identity {identity!r} (no user name)"
-        hint = "" if ours.code in _AUTH_CODES else " (the broker's own trouble, not our credentials?)"
-        raise ConfigError("--username", f"broker {where} refused {who}: {ours.detail}{hint}")
+        if ours.code not in _AUTH_CODES:
+            who = f"user {username!r}" if username is not None else f"identity {identity!r} (no user name)"
+            raise ConfigError(
+                "--username",
+                f"broker {where} refused {who}: {ours.detail} (the broker's own trouble, not our credentials?)",
+            )
+        if username is not None and password is not None:
+            raise ConfigError(
+                password_key,
+                f"broker {where} refused {username} with the password from {password_key} (wrong password or "
+                f"unknown user): {ours.detail}",
+            )
+        if username is not None:
+            raise ConfigError(
+                password_key,
+                f"broker {where} refused {username} without a password (give it with {password_key}): {ours.detail}",
+            )
+        raise ConfigError("--username", f"broker {where} refused identity {identity!r} (no user name): {ours.detail}")
     if ours.kind == "closed":
         if "CERTIFICATE_REQUIRED" in ours.alert:
             raise ConfigError(
@@ -582,6 +601,7 @@ async def preflight_bus(
     timeout: float = 5.0,
     identity_key: str = "--identity",
     tls_key_prefix: str = "--tls",
+    password_key: str = "--password-env",
 ) -> TlsContexts | None:
     """The bus checks in their order: :func:`check_identity`, :func:`check_tls` (when ``tls`` or any TLS file
     is given), :func:`probe_broker`. Returns the TLS contexts (``None`` without TLS) so the caller can connect
@@ -595,6 +615,7 @@ async def preflight_bus(
         client_cert=cert_file is not None,
         expect_role=expect_role,
         key=identity_key,
+        password_key=password_key,
     )
     contexts = None
     if tls or ca_file is not None or cert_file is not None or key_file is not None:
@@ -610,6 +631,7 @@ async def preflight_bus(
         insecure=insecure,
         timeout=timeout,
         tls_key_prefix=tls_key_prefix,
+        password_key=password_key,
     )
     return contexts
 

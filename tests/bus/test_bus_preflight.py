@@ -289,18 +289,54 @@ def test_a_password_broker_accepts_the_right_credentials(make_broker: MakeBroker
     assert _probe(b.port, username="worker/w1", password=SECRET) < 3
 
 
-def test_a_wrong_password_names_username_and_never_the_password(make_broker: MakeBroker, tmp_path: Path) -> None:
+def test_a_refused_password_names_the_option_that_gave_it_and_never_the_password(
+    make_broker: MakeBroker, tmp_path: Path
+) -> None:
+    """The user name is right, the password is not: the key is the option that supplies the password."""
     b = _password_broker(make_broker, tmp_path)
     wrong = "wrong-" + SECRET
-    with pytest.raises(ConfigError) as info:
-        _probe(b.port, username="worker/w1", password=wrong)
-    assert info.value.key == "--username"
-    assert str(info.value).startswith(f"--username: broker 127.0.0.1:{b.port} refused user 'worker/w1': ")
-    assert "Bad user name or password" in str(info.value) or "Not authorized" in str(info.value)
-    assert SECRET not in str(info.value) and wrong not in str(info.value)
-    with pytest.raises(ConfigError) as info:  # nobody of that name
-        _probe(b.port, username="worker/w9", password=SECRET, identity="worker/w9")
-    assert info.value.key == "--username" and SECRET not in str(info.value)
+    err = _raises("--password-env", _probe, b.port, username="worker/w1", password=wrong)
+    assert str(err) == (
+        f"--password-env: broker 127.0.0.1:{b.port} refused worker/w1 with the password from --password-env "
+        "(wrong password or unknown user): Not authorized"
+    )
+    # The broker does not say whether the user or the password is unknown, nor does the message guess.
+    err = _raises("--password-env", _probe, b.port, username="worker/w9", password=SECRET, identity="worker/w9")
+    assert "refused worker/w9 with the password from --password-env (wrong password or unknown user)" in str(err)
+    # A caller whose password comes from another option names that one.
+    err = _raises("--mqtt-password-file", _probe, b.port, username="worker/w1", password=wrong,
+                  password_key="--mqtt-password-file")  # fmt: skip
+    assert "with the password from --mqtt-password-file" in str(err)
+    # No password at all: the same option, saying so.
+    err = _raises("--password-env", _probe, b.port, username="worker/w1")
+    assert "refused worker/w1 without a password (give it with --password-env)" in str(err)
+    # No user name (a lab client against a password broker): the user name is what is missing.
+    err = _raises("--username", _probe, b.port, insecure=True)
+    assert "refused identity 'worker/w1' (no user name)" in str(err)
+
+
+def test_no_refusal_contains_the_password(make_broker: MakeBroker, tmp_path: Path) -> None:
+    """Every way preflight_bus turns credentials down, with the right password and a wrong one."""
+    b = _password_broker(make_broker, tmp_path)
+    attempts: list[dict[str, Any]] = [
+        {"identity": "worker/w1", "username": "worker/w1"},  # accepted with SECRET, refused by the broker otherwise
+        {"identity": "worker/w9", "username": "worker/w9"},  # unknown user: refused by the broker
+        {"identity": "worker/w1", "username": "worker/w2"},  # user name not the identity: refused before connecting
+        {"identity": "worker/w1", "username": None},  # a password without a user name: likewise
+        {"identity": "worker/w1", "username": "worker/w1", "port": free_port()},  # nobody listening
+    ]
+    refusals = 0
+    for password in (SECRET, "wrong-" + SECRET):
+        for kw in attempts:
+            try:
+                asyncio.run(preflight_bus(**{"host": "127.0.0.1", "port": b.port, "timeout": 3.0, **kw},
+                                          password=password))  # fmt: skip
+            except ConfigError as exc:
+                refusals += 1
+                assert SECRET not in str(exc), str(exc)  # nor, so, the wrong password, which contains it
+            else:
+                assert password == SECRET and kw is attempts[0]
+    assert refusals == 2 * len(attempts) - 1
 
 
 def test_nothing_listening_names_broker_quickly() -> None:
@@ -383,7 +419,12 @@ def test_preflight_bus_runs_the_bus_checks_in_order(make_broker: MakeBroker, tmp
     assert info.value.key == "--tls-ca"
     with pytest.raises(ConfigError) as info:
         asyncio.run(preflight_bus(identity="worker/w1", username="worker/w1", password="nope", **common))
-    assert info.value.key == "--username"
+    assert info.value.key == "--password-env" and "nope" not in str(info.value)
+    with pytest.raises(ConfigError) as info:  # the caller's own name for the password's option
+        asyncio.run(
+            preflight_bus(identity="worker/w1", username="worker/w1", password="nope", password_key="--pw", **common)
+        )
+    assert info.value.key == "--pw" and "with the password from --pw" in str(info.value)
 
 
 def test_the_cli_prints_a_preflight_error_as_one_line_and_exits_2(
