@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,12 @@ from dialer.leads import Lead
 from dialer.live.runtime import AsyncRuntime, RuntimeClosed
 
 log = logging.getLogger("dialer.distributed.dispatcher")
+
+
+#: Seconds an acceptance may take from the worker's deadline to us (broker hops on a loaded floor).
+OFFER_TRANSIT = 0.25
+#: Offers of one call, of any outcome, after which it fails as a network failure.
+MAX_OFFERS = 12
 
 
 def fresh_call_ids(now: float | None = None) -> int:
@@ -91,7 +98,8 @@ class _Pending:
     worker: str | None = None
     offered_to: str | None = None  # the worker holding the current offer
     tried: set[str] = field(default_factory=set)
-    attempts: int = 0
+    attempts: int = 0  # offers that failed for the call's sake (timeouts, refusals other than for want of room)
+    offers: int = 0  # every offer made: bounded, so a call cannot circle for ever
     timer: asyncio.TimerHandle | None = None
     closed: bool = False
     message: bool = False  # the abandonment message has started: an opt-out digit counts from here
@@ -105,7 +113,8 @@ class Dispatcher:
     engine's own configured limit), fed as :class:`~dialer.engine.events.CapacityChanged` whenever that changes.
     With no worker live it is 0, so no lead is dialed into the void.
 
-    ``offer_timeout`` (``accept_timeout`` is its old name): seconds a worker has to accept an offer. ``lease``:
+    ``offer_timeout`` (``accept_timeout`` is its old name): seconds a worker has to accept an offer (its deadline;
+    ``dial_ttl`` is kept for old callers and unused). ``lease``:
     seconds workers keep dialing for us without a beat (our ``BusConfig.heartbeat`` must be well under it).
     ``agents`` maps agent ids to SIP URIs sent with each bridge request (workers may also have their own map).
     ``opt_out_digit``: a key pressed during the abandonment message that records a do-not-call opt-out through
@@ -291,16 +300,20 @@ class Dispatcher:
         self.bus.publish(
             "work.dial",
             topic=self.bus.topics.worker_cmd(wid),
-            expiry=self.dial_ttl,
+            expiry=max(1, math.ceil(2 * self.offer_timeout)),
             call_id=call_id,
             lead_id=lead.lead_id,
             phone=lead.phone,
             ring_timeout=call.dial.ring_timeout,
-            deadline=time.time() + self.dial_ttl,
+            # The worker refuses the offer past this: once we give up on it, it can no longer ring anywhere.
+            deadline=time.time() + self.offer_timeout,
             fields=fields,
         )
         loop = asyncio.get_running_loop()
-        call.timer = loop.call_later(self.offer_timeout, self._offer_expired, call_id, wid, call.attempts)
+        call.offers += 1
+        # Judged a little after the worker's own deadline: an acceptance sent just in time is still on its way.
+        call.timer = loop.call_later(self.offer_timeout + OFFER_TRANSIT, self._offer_expired, call_id, wid,
+                                     call.attempts)  # fmt: skip
 
     def _withdraw(self, call: _Pending) -> str | None:
         """Take the current offer back from its worker (it answered, refused or timed out)."""
@@ -316,6 +329,11 @@ class Dispatcher:
         call = self.calls.get(call_id)
         if call is None or call.closed or call.worker is not None or call.attempts != attempt:
             return
+        if self.bus.backlog > 0:
+            # Messages we received and have not read yet may hold its acceptance: we are late, not the worker.
+            # Judging now would blame it, offer the call again, and add load to a dispatcher already behind.
+            call.timer = asyncio.get_running_loop().call_later(0.05, self._offer_expired, call_id, wid, attempt)
+            return
         self._withdraw(call)
         self.withdrawn += 1
         info = self.workers.get(wid)
@@ -330,7 +348,7 @@ class Dispatcher:
 
     def _retry(self, call_id: int, why: str) -> None:
         call = self.calls[call_id]
-        if call.attempts >= self.max_attempts:
+        if call.attempts >= self.max_attempts or call.offers >= MAX_OFFERS:
             log.warning("call %d: %s after %d attempts; failing it", call_id, why, call.attempts)
             self._feed(ev.CallFailed(self.runtime.now(), call_id, ev.FailureReason.NETWORK))
         else:
@@ -430,12 +448,17 @@ class Dispatcher:
         if kind == "accepted":
             if call.worker == worker_id:
                 return  # a repeat
-            if call.worker is not None or call.offered_to != worker_id:
-                # Withdrawn (too late) or someone else's: it must not ring.
+            if call.worker is not None:
+                # Someone else's already: it must not ring twice.
                 self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(worker_id), call_id=call_id,
                                  reason="withdrawn")  # fmt: skip
                 return
-            self._withdraw(call)
+            other = self._withdraw(call)
+            if other is not None and other != worker_id:
+                # An acceptance of an earlier offer, in time by its deadline but slow to reach us: that worker is
+                # dialing already, so it keeps the call, and the newer offer is taken back.
+                self.bus.publish("work.hangup", topic=self.bus.topics.worker_cmd(other), call_id=call_id,
+                                 reason="withdrawn")  # fmt: skip
             call.worker = worker_id
             info.calls.add(call_id)
             info.accepted += 1
@@ -445,8 +468,9 @@ class Dispatcher:
             if call.worker is None and call.offered_to == worker_id:
                 self._withdraw(call)
                 reason = d.get("reason")
-                if reason in ("full", "closing", "no_lease"):  # no fault of the call: elsewhere, uncounted
-                    info.capacity = 0
+                if reason in ("full", "closing", "no_lease", "expired"):  # not the call's fault: elsewhere, uncounted
+                    if reason != "expired":
+                        info.capacity = 0
                     call.attempts -= 1
                 self._retry(call_id, f"rejected by {worker_id} ({reason})")
             return
