@@ -113,6 +113,9 @@ class Dispatcher:
     engine's own configured limit), fed as :class:`~dialer.engine.events.CapacityChanged` whenever that changes.
     With no worker live it is 0, so no lead is dialed into the void.
 
+    ``max_backlog``: received messages waiting to be read past which no new call is launched (the engine's cap
+    drops to the calls in flight until the backlog is read), so a burst (a whole floor logging in at once) slows
+    dialing instead of making answered people wait for bridge orders stuck behind it.
     ``offer_timeout`` (``accept_timeout`` is its old name): seconds a worker has to accept an offer (its deadline;
     ``dial_ttl`` is kept for old callers and unused). ``lease``:
     seconds workers keep dialing for us without a beat (our ``BusConfig.heartbeat`` must be well under it).
@@ -139,6 +142,7 @@ class Dispatcher:
         on_orphan: Callable[[CallRecord], None] | None = None,
         orphan_timeout: float = 120.0,
         offline_grace: float = 1.0,
+        max_backlog: int = 100,
     ) -> None:
         if bus.role != "dispatcher":
             raise ConfigError("bus.client_id", f"a dispatcher's identity is dispatcher/<name>, not {bus.source!r}")
@@ -171,6 +175,7 @@ class Dispatcher:
         self.on_orphan = on_orphan
         self.orphan_timeout = orphan_timeout
         self.offline_grace = offline_grace
+        self.max_backlog = max_backlog
         self.orphans: dict[int, OpenCall] = {c.call_id: c for c in state.open_calls()} if state is not None else {}
         if self.orphans and runtime.engine.config.first_call_id <= max(self.orphans):
             raise ConfigError(
@@ -191,6 +196,7 @@ class Dispatcher:
         runtime.on(ConnectCall, self._connect)
         runtime.on(PlayAbandonMessage, self._message)
         runtime.on(RecordCall, self._recorded)
+        runtime.observe(self._behind)
         bus.subscribe(bus.topics.worker_events, self._on_event)
         bus.subscribe(bus.topics.statuses("worker"), self._on_status)
         self._update_capacity()
@@ -210,6 +216,11 @@ class Dispatcher:
     def _ensure_watch(self) -> None:
         if self._watch is None:
             self._watch = asyncio.get_running_loop().call_later(self.liveness / 4, self._check_liveness)
+
+    def _behind(self, event: ev.Event, actions: list[Any]) -> None:
+        """After each engine event (a burst of agent log-ins is many): once our inbox is behind, stop launching."""
+        if self.bus.backlog > self.max_backlog and not self._capacity_due:
+            self._capacity_changed()
 
     def _check_liveness(self) -> None:
         """Every quarter of ``liveness``: a worker that went quiet leaves the capacity (and the offers)."""
@@ -231,6 +242,10 @@ class Dispatcher:
         slots of the live ones."""
         cap = sum(len(w.calls) + (self._free(w) + len(w.offers) if self.live(w) else 0)
                   for w in self.workers.values() if w.online)  # fmt: skip
+        if self.bus.backlog > self.max_backlog:
+            # Behind our own inbox: answers wait unread while their 2 seconds run. No new dials until we catch up,
+            # or the bridges we owe arrive late and the people get the message instead of an agent.
+            cap = min(cap, self.runtime.engine.in_flight)
         return cap if self._configured_cap is None else min(cap, self._configured_cap)
 
     # -- pacing capacity -------------------------------------------------------------------------------
