@@ -1,10 +1,12 @@
 """``dialer worker``: a dial worker on the MQTT bus, placing a campaign's calls over SIP.
 
 Run one per machine (or several per machine, with distinct ``--worker-id``, SIP and RTP ports) next to the SIP
-trunk; the campaign's pacing process runs the :class:`~dialer.distributed.dispatcher.Dispatcher`. Workers take
-dial requests through the MQTT 5 shared subscription of ``--group``, so adding a worker adds capacity with no
-configuration elsewhere. SIGTERM or Ctrl-C stops taking dials, hangs up the calls in progress (each reported, so
-the pacing side closes them at once) and leaves; a worker that dies instead is announced by its MQTT last will.
+trunk; the campaign's pacing process (``dialer dispatch``) runs the
+:class:`~dialer.distributed.dispatcher.Dispatcher`. The identity is ``worker/<--worker-id>``, its MQTT user name:
+the dispatcher offers dials to its inbox as soon as its status says it is online, so adding a worker adds
+capacity with no configuration elsewhere. SIGTERM or Ctrl-C stops taking dials, hangs up the calls in progress
+(each reported, so the pacing side closes them at once) and leaves; a worker that dies instead is announced by its
+MQTT last will. Without a dispatcher's beat for its lease, the worker finishes its calls safely on its own.
 
 Secrets never go on the command line, where ``ps`` shows them: ``--password-env`` and ``--trunk-password-env``
 name environment variables that hold them.
