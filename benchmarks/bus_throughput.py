@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dialer.bus import BusConfig, MqttBus
 
-RECORD = {
+RECORD: dict[str, Any] = {
     "call_id": 1,
     "lead_id": "L000123",
     "outcome": "connected",
@@ -59,9 +60,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_broker(workdir: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+    """Our own mosquitto on 127.0.0.1, on ``port`` (0: a free one)."""
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
+    port = port or free_port()
     conf = workdir / "mosquitto.conf"
     user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n{user}")
@@ -130,6 +132,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=20000)
     p.add_argument("--window", type=int, default=256)
+    p.add_argument("--broker-port", type=int, default=0, help="the port our own mosquitto listens on (default: free)")
     args = p.parse_args()
     n, window = args.messages, args.window
     version = subprocess.run(
@@ -139,7 +142,7 @@ def main() -> None:
     print(f"python {platform.python_version()}, aiomqtt {aiomqtt.__version__}, {version}")
     print(f"{n} call.record messages, QoS 1, window {window}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        broker, port = start_broker(Path(tmp))
+        broker, port = start_broker(Path(tmp), args.broker_port)
         try:
             results = {
                 "raw aiomqtt, sequential": asyncio.run(raw_sequential(port, n)),

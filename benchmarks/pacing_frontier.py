@@ -37,7 +37,8 @@ def main() -> int:
     ap.add_argument("--large", action="store_true", help="also the 1,000-agent floor")
     ap.add_argument("--replications", type=int, help="override the files' replications")
     ap.add_argument("--days", type=int, help="override the files' days per replication")
-    ap.add_argument("--out", default=str(HERE.parent / "docs" / "frontier"))
+    # Never over tracked files by default: refreshing the figures in docs/ is a choice (--out docs/frontier).
+    ap.add_argument("--out", default=str(HERE / "results" / "frontier"), help="default benchmarks/results/frontier")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--policies", nargs="+", default=list(sweep.DEFAULT_POLICIES), help="a subset, for big floors")
     ap.add_argument("--targets", nargs="+", type=float, default=list(sweep.DEFAULT_TARGETS))

@@ -33,9 +33,14 @@ from sim.runtime import SERIES_BIN, ReplicationResult, run_replication
 def steady(result: ReplicationResult, hours: float) -> tuple[float, float]:
     """(steady-state occupancy, abandonment over the shift) of one replication."""
     occ = result.series["occupancy"]
-    first = int(3600.0 // SERIES_BIN)
-    last = int((hours * 3600.0 - 1800.0) // SERIES_BIN)
+    # Skip the warm-up (the first hour, or a quarter of a short shift) and the wind-down (the last half hour, or
+    # an eighth): steady state is what the Markov optimum describes.
+    warm, tail = min(3600.0, hours * 900.0), min(1800.0, hours * 450.0)
+    first = int(warm // SERIES_BIN)
+    last = max(first + 1, int((hours * 3600.0 - tail) // SERIES_BIN))
     vals = [v for v in occ[first:last] if v == v]
+    if not vals:
+        raise SystemExit(f"--hours {hours:g} leaves no steady-state window: use at least {2 * SERIES_BIN / 3600:g}")
     t = result.totals
     return sum(vals) / len(vals), (t["abandoned"] / t["live_answers"] if t["live_answers"] else 0.0)
 

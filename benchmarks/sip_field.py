@@ -314,7 +314,7 @@ async def drive(args: argparse.Namespace, trunk_port: int, agent_port: int, mess
         workers=args.workers,
         calls_per_worker=SLOTS,
         agent_legs=True,
-        rtp_port=free_range(args.workers * RTP_SPAN),
+        rtp_port=args.rtp_port or free_range(args.workers * RTP_SPAN),
         rtp_ports_per_worker=RTP_SPAN,
         abandon_wav=str(message),
         connect_deadline=args.limit - WORKER_MARGIN,
@@ -466,6 +466,7 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=None, help="agents logged in (default: enough for every customer)")
     ap.add_argument("--wrap-up", type=float, default=0.5, help="seconds before an agent takes the next customer")
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: from the slots needed)")
+    ap.add_argument("--rtp-port", type=int, default=0, help="the pool's first RTP port (default: a free range)")
     args = ap.parse_args()
     args.mode = "per-connect" if args.per_connect else ("compare" if args.compare else "sessions")
     if args.quick:

@@ -79,8 +79,12 @@ def sipp_binary() -> str:
     return binary
 
 
+#: Ports chosen on the command line (0: free ones), for hosts where only some ranges are open.
+PORTS = {"uas": 0, "rtp": 0}
+
+
 def start_uas(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+    port = PORTS["uas"] or free_port()
     cmd = [sipp_binary(), "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()), "-nostdin",
            "-buff_size", "4000000", "-trace_err", "-error_file", str(workdir / "uas-errors.log")]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -243,7 +247,7 @@ async def run_driver(
         trunk=TrunkConfig(port=port, caller_id="+12127362000"),
         workers=workers,
         agent_legs=False,
-        rtp_port=free_range(workers * span),
+        rtp_port=PORTS["rtp"] or free_range(workers * span),
         rtp_ports_per_worker=span,
         setups_per_worker=setups_per_worker,
     )
@@ -306,7 +310,10 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of dialing in phase 3")
     ap.add_argument("--per-worker-calls", type=int, default=400, help="calls in phases 1 and 2")
     ap.add_argument("--setups-per-worker", type=float, default=DEFAULT_SETUPS_PER_WORKER)
+    ap.add_argument("--uas-port", type=int, default=0, help="the SIPp trunk's SIP port (default: a free one)")
+    ap.add_argument("--rtp-port", type=int, default=0, help="the pool's first RTP port (default: a free range)")
     args = ap.parse_args()
+    PORTS.update(uas=args.uas_port, rtp=args.rtp_port)
     if args.short:
         args.workers, args.rate, args.hold, args.duration, args.per_worker_calls = 8, 5.0, 4.0, 10.0, 120
     pool_calls = max(1, round(args.rate * args.duration))
