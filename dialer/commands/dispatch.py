@@ -82,6 +82,13 @@ def register(sub: Any) -> None:
         "<store stem>.outbox.sqlite; ':memory:' loses them if this process dies)",
     )
     b.add_argument(
+        "--status-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live status page (/), /status.json and Prometheus /metrics on this port (0: any free)",
+    )
+    b.add_argument("--status-bind", default="127.0.0.1", metavar="HOST", help="address of the status page")
+    b.add_argument(
         "--state",
         metavar="FILE",
         help="SQLite file of the calls in flight and the answers to commands, so a restarted dispatcher resumes: "
@@ -445,6 +452,9 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
     )
     keeper = _Keeper(campaign, runtime, dispatcher)
     dispatcher.on_orphan = keeper.adopted
+    from dialer.commands.run import start_status_page
+
+    page = start_status_page(args, runtime, config.campaign_id, dispatcher)
     runtime.on(RecordCall, keeper.record)
     runtime.on(Alert, keeper.alert)
 
@@ -507,6 +517,8 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
         if started:
             await campaign_bus.stop()  # the last statistics, queued before the flush
             await bus.stop()  # flushes the outbox to the broker, then says we are offline
+        if page is not None:
+            await page.stop()
         runtime.close()
     return RunResult(
         records=keeper.records,

@@ -37,6 +37,13 @@ def register(sub: Any) -> None:
     p.add_argument("--status-every", type=float, default=1.0, metavar="S", help="status line period (seconds)")
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.add_argument(
+        "--status-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live status page (/), /status.json and Prometheus /metrics on this port (0: any free)",
+    )
+    p.add_argument("--status-bind", default="127.0.0.1", metavar="HOST", help="address of the status page")
+    p.add_argument(
         "--keep-going",
         action="store_true",
         help="keep running while leads wait for later (retries, calling hours) instead of stopping when none is due; "
@@ -106,13 +113,38 @@ async def _run(campaign: LiveCampaign, args: argparse.Namespace, early: _EarlySi
         loop.add_signal_handler(sig, interrupt)
     if early.count:  # pressed before the loop's handlers were in place: nothing has been dialed yet
         interrupt()
+    page = start_status_page(args, live.runtime, campaign.config.campaign_id)
     try:
         return await live.run(
             stop, status=None if args.quiet else status, status_every=args.status_every, keep_going=args.keep_going
         )
     finally:
+        if page is not None:
+            await page.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def start_status_page(args: argparse.Namespace, runtime: Any, campaign: str, dispatcher: Any = None) -> Any:
+    """The status page and /metrics when ``--status-port`` was given (``None`` otherwise), serving from now."""
+    if getattr(args, "status_port", None) is None:
+        return None
+    from dialer.compliance.ledger import CAPS
+    from dialer.errors import ConfigError
+    from dialer.live.status import FloorStatus, StatusServer
+
+    try:
+        server = StatusServer(
+            FloorStatus(runtime, campaign=campaign, cap=min(CAPS.values()), dispatcher=dispatcher),
+            args.status_bind,
+            args.status_port,
+        )
+    except OSError as exc:
+        raise ConfigError("--status-port", f"cannot serve on {args.status_bind}:{args.status_port}: {exc}") from None
+    server.start()
+    if not getattr(args, "quiet", False):
+        print(f"status page: {server.url}  metrics: {server.url}metrics", file=sys.stderr, flush=True)
+    return server
 
 
 def _when(epoch: float) -> str:
@@ -157,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     later = f"; next due {_when(result.next_due)}" if result.next_due is not None and result.leads.get("ready") else ""
     print(f"leads: {leads}{later}")
     print(f"stopped: {result.reason}{'' if result.drained else ' (calls hung up before they ended)'}")
-    print(f"ledger: dialer report compliance {config.store}")
+    print(f"ledger: dialer report compliance {config.store_url or config.store}")
     if result.interrupted:
         return 130
     if result.alert is not None:  # dialing stopped on its own: the run failed, and says why last
