@@ -10,7 +10,18 @@ Definitions (also in docs/simulation.md):
   rule for campaigns under 30 days), with the worst window and the share of windows over the target.
 
 Pooled figures are the mean over replications with a Student-t 95% interval: each replication is one independent
-campaign, so the spread between replications is the honest measure of uncertainty.
+campaign, so the spread between replications is the honest measure of uncertainty. Intervals are clipped to what
+the figure can be (:data:`BOUNDS`: rates and fractions in [0, 1], counts, times and hours >= 0): the symmetric
+t-interval of a rate near 0 would otherwise reach below 0 (``Abandoned -7.4 .. 38.7``). ``half_width`` stays the
+unclipped t half-width; ``low`` and ``high`` are the clipped ends and ``clipped`` says whether either moved.
+
+Intervals from fewer than :data:`MIN_REPLICATIONS` (10) replications are flagged (``too_few`` in ``ci95``,
+``too_few_replications`` in the pooled figures, a note under the report): the interval needs the spread between
+replications, and from n values its estimate is itself rough -- the standard deviation's relative standard error
+is about 1/sqrt(2(n-1)), 50% at 3 replications and 35% at 5 against 24% at 10 -- while the t quantile that pays
+for that (12.7 at 2, 4.3 at 3, 2.78 at 5, 2.26 at 10) makes few-replication intervals wide and, for rates near 0,
+clipped. Per-replication abandonment is a small count, so its distribution is skewed and the t-interval's
+normality also needs replications to average out.
 """
 
 from __future__ import annotations
@@ -40,6 +51,14 @@ FIGURES: tuple[str, ...] = (
     "worst_window_abandon_rate",
     "agent_hours",
 )
+
+
+# What each figure can be: (low, high); None: unbounded. Rates and fractions are in [0, 1]; everything else is a
+# count, a time or hours, never negative.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    name: (0.0, 1.0) if name.endswith(("_rate", "_fraction", "_occupancy")) else (0.0, None) for name in FIGURES
+}
+MIN_REPLICATIONS = 10
 
 
 def _rate(num: float, den: float) -> float:
@@ -126,16 +145,32 @@ def replication_figures(r: ReplicationResult, cap: float, rolling_hours: float |
 
 @dataclass(frozen=True)
 class Interval:
-    """A pooled mean with its 95% confidence interval (``half_width`` is 0 with a single replication)."""
+    """A pooled mean with its 95% confidence interval (``half_width`` is 0 with a single replication).
+
+    ``low`` and ``high`` are clipped to the figure's possible range (``clipped`` says whether they were);
+    ``half_width`` is the t half-width before clipping. ``too_few`` flags fewer than :data:`MIN_REPLICATIONS`."""
 
     mean: float
     low: float
     high: float
     half_width: float
     n: int
+    clipped: bool = False
 
-    def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "half_width": self.half_width}
+    @property
+    def too_few(self) -> bool:
+        return self.n < MIN_REPLICATIONS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "half_width": self.half_width,
+            "n": self.n,
+            "clipped": self.clipped,
+            "too_few": self.too_few,
+        }
 
 
 def t_quantile(df: int, q: float = 0.975) -> float:
@@ -144,7 +179,9 @@ def t_quantile(df: int, q: float = 0.975) -> float:
     return float(stats.t.ppf(q, df))
 
 
-def mean_interval(values: Sequence[float]) -> Interval:
+def mean_interval(values: Sequence[float], low: float | None = None, high: float | None = None) -> Interval:
+    """The mean of ``values`` with its Student-t 95% interval, clipped to [``low``, ``high``] (either may be
+    ``None``: unbounded on that side)."""
     n = len(values)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, math.nan, 0)
@@ -153,7 +190,10 @@ def mean_interval(values: Sequence[float]) -> Interval:
         return Interval(mean, mean, mean, 0.0, 1)
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     half = t_quantile(n - 1) * math.sqrt(var / n)
-    return Interval(mean, mean - half, mean + half, half, n)
+    lo, hi = mean - half, mean + half
+    clipped_lo = lo if low is None else max(low, lo)
+    clipped_hi = hi if high is None else min(high, hi)
+    return Interval(mean, clipped_lo, clipped_hi, half, n, clipped_lo != lo or clipped_hi != hi)
 
 
 def pool(per_rep: Sequence[dict[str, Any]], cap: float) -> dict[str, Any]:
@@ -161,7 +201,7 @@ def pool(per_rep: Sequence[dict[str, Any]], cap: float) -> dict[str, Any]:
     pooled: dict[str, Any] = {}
     intervals: dict[str, Interval] = {}
     for name in FIGURES:
-        iv = mean_interval([float(r[name]) for r in per_rep])
+        iv = mean_interval([float(r[name]) for r in per_rep], *BOUNDS[name])
         intervals[name] = iv
         pooled[name] = iv.mean
     all_days = [d for r in per_rep for d in r["days"]]
@@ -182,4 +222,5 @@ def pool(per_rep: Sequence[dict[str, Any]], cap: float) -> dict[str, Any]:
     total_live = sum(r["live_answers"] for r in per_rep)
     pooled["abandon_rate_all_calls"] = _rate(total_ab, total_live)
     pooled["ci95"] = {name: iv.to_dict() for name, iv in intervals.items()}
+    pooled["too_few_replications"] = len(per_rep) < MIN_REPLICATIONS
     return pooled

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from sim.metrics import MIN_REPLICATIONS
 from sim.runner import SimulationReport
 
 _ROWS: tuple[tuple[str, str, str], ...] = (
@@ -52,16 +53,15 @@ def format_table(report: SimulationReport) -> str:
     if s.drift is not None:  # a drifting day's figures are not those of its first hour: say so up front
         lines.append(f"Drift: {s.drift.describe(s.live_answer_probability)}")
     lines.append("")
-    header = ("Figure", "Mean", "95% CI")
+    few = 1 < n < MIN_REPLICATIONS
+    header = ("Figure", "Mean", "95% CI" + (" (rough*)" if few else ""))
     rows = []
     for key, label, kind in _ROWS:
         if key in ("worst_day_abandon_rate", "worst_window_abandon_rate"):
             rows.append((label, _fmt(p[key], kind), "(worst over all replications)"))
             continue
         ci = p["ci95"][key]
-        low, high = ci["low"], ci["high"]
-        if kind.startswith("pct"):  # a fraction's interval is shown clipped to what a fraction can be
-            low, high = max(0.0, low), min(1.0, high)
+        low, high = ci["low"], ci["high"]  # clipped to what the figure can be (sim.metrics.BOUNDS)
         interval = f"{_fmt(low, kind)} .. {_fmt(high, kind)}" if n > 1 else "(one replication)"
         rows.append((label, _fmt(ci["mean"], kind), interval))
     rows.append(
@@ -86,6 +86,13 @@ def format_table(report: SimulationReport) -> str:
     lines.append(fmt.format("-" * w0, "-" * w1, "-" * 22))
     lines.extend(fmt.format(*r) for r in rows)
     lines.append("")
+    if few:
+        lines.append(
+            f"* Only {n} replications: below {MIN_REPLICATIONS} the spread behind each interval is itself poorly "
+            f"known, so the intervals are rough; use --replications {MIN_REPLICATIONS} or more."
+        )
+    elif n == 1:
+        lines.append(f"* One replication gives no interval; use --replications {MIN_REPLICATIONS} or more.")
     lines.append(f"Simulated in {report.wall_seconds:.1f} s.")
     return "\n".join(lines)
 

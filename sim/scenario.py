@@ -1,8 +1,14 @@
 """Scenarios: what a simulated campaign looks like, read from TOML and validated key by key.
 
 A scenario is a frozen dataclass, so it can be shipped to worker processes and hashed into reports. Loading is
-strict: an unknown key is an error (a typo silently ignored would simulate the wrong campaign), and every error
-names the key it is about.
+strict: an unknown key is an error (a typo silently ignored would simulate the wrong campaign) that suggests the
+nearest known key, and every error names the key it is about and, read from a file, the line it is on.
+
+Defaults have one source: :data:`KEYS` below. The dataclass's field defaults, the text ``dialer simulate
+--print-default`` prints (every key with its comment) and the values a key left out of a file takes are all
+made from it, so a file holding only ``agents = 20`` is the printed default with 20 agents. A file that sets no
+key at all is refused: it is far likelier a wrong or truncated file than a wish for the defaults, which running
+without a file gives.
 
 The optional ``[drift]`` table belongs to the scenario, not to any one tool, so a file means the same campaign to
 ``dialer simulate``, ``dialer sweep``, the benchmarks and the Python API.
@@ -11,23 +17,20 @@ The optional ``[drift]`` table belongs to the scenario, not to any one tool, so 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
+import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.pacing import POLICIES, PacingPolicy, make_policy
 from sim.distributions import Distribution, parse_distribution
-
-
-def _fixed(value: float) -> Distribution:
-    return parse_distribution("", {"dist": "fixed", "value": value})
-
 
 DRIFT_KEYS: tuple[str, ...] = ("live_answer_to", "talk_scale_to")
 
@@ -92,7 +95,8 @@ def drift_from_dict(table: Any) -> Drift:
         raise ConfigError("drift", "must be a table")
     unknown = set(table) - set(DRIFT_KEYS)
     if unknown:
-        raise ConfigError(f"drift.{sorted(unknown)[0]}", "unknown key")
+        key = sorted(unknown)[0]
+        raise ConfigError(f"drift.{key}", "unknown key" + _did_you_mean(key, DRIFT_KEYS))
     for k, v in table.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"drift.{k}", f"must be a number, got {v!r}")
@@ -100,40 +104,98 @@ def drift_from_dict(table: Any) -> Drift:
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """One simulated campaign. See ``sim/scenarios/default.toml`` and docs/scenarios.md for every field."""
+class Key:
+    """One scenario key: where it goes, its default (as written in TOML; ``None``: unset, for optional keys, whose
+    ``example`` is shown commented out) and the comment ``--print-default`` prints beside it."""
 
-    name: str = "scenario"
-    agents: int = 20
-    policy: str = "predictive"
-    target_abandon_rate: float = 0.03
-    ratio: float = 1.5
-    hours: float = 8.0
-    days: int = 1
-    replications: int = 10
-    seed: int = 1
-    rolling_window_hours: float | None = None
+    section: str
+    name: str
+    default: Any
+    comment: str
+    example: Any = None
+
+
+# The single source of every default: the dataclass below, ``--print-default`` and files that leave keys out.
+KEYS: tuple[Key, ...] = (
+    Key("campaign", "name", "default", "a label for reports and plots"),
+    Key("campaign", "agents", 20, "agents logged in per shift"),
+    Key(
+        "campaign",
+        "policy",
+        "predictive",
+        "progressive | power | vicidial-adaptive (vicidial-hard-limit, -tapered, -average) | issabel | webitel "
+        "| predictive",
+    ),
+    Key("campaign", "target_abandon_rate", 0.03, "predictive's target; VICIdial's drop limit; the cap reports use"),
+    Key("campaign", "ratio", 1.5, "lines per non-paused agent, for power"),
+    Key("campaign", "hours", 8.0, "shift length per day (0-24)"),
+    Key("campaign", "days", 1, "campaign days per replication (per-day and 30-day-window figures span them)"),
+    Key("campaign", "replications", 10, "independent replications; intervals from fewer than 10 are flagged"),
+    Key("campaign", "seed", 1, "same seed, same numbers"),
+    Key(
+        "campaign",
+        "rolling_window_hours",
+        None,
+        "optional (1-24): judged on rolling windows of this length; predictive paces to it",
+        example=4,
+    ),
+    Key("calls", "live_answer_probability", 0.30, "a person answers"),
+    Key("calls", "machine_probability", 0.10, "an answering machine answers (after detection_time)"),
+    Key("calls", "busy_probability", 0.05, "busy tone; everything else rings out"),
+    Key("calls", "time_to_answer", {"dist": "uniform", "low": 4, "high": 16}, "ring time before an answer"),
+    Key("calls", "no_answer_after", {"dist": "fixed", "value": 25}, "ring time before an unanswered call ends"),
+    Key("calls", "busy_after", {"dist": "fixed", "value": 3}, "time to a busy signal"),
+    Key("calls", "talk_time", {"dist": "lognormal", "mean": 120, "sigma_log": 0.6}, "conversation length"),
+    Key("calls", "wrap_time", {"dist": "fixed", "value": 15}, "after-call work"),
+    Key(
+        "calls",
+        "detection_time",
+        {"dist": "fixed", "value": 0},
+        "answering-machine analysis before a person is handed over; eats into connect_limit",
+    ),
+    Key("calls", "message_time", {"dist": "fixed", "value": 8}, "length of the abandonment message"),
+    Key("calls", "connect_limit", 2.0, "seconds a person may wait for an agent before being abandoned (0: at once)"),
+    Key("calls", "ring_timeout", None, "optional (15-600): the dialer hangs up ringing calls after this", example=30),
+    Key("agents", "pause_probability", 0.02, "chance an agent takes a break after a call"),
+    Key("agents", "pause_time", {"dist": "exponential", "mean": 300}, "length of a break"),
+)
+_DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
+
+
+def _default_dist(name: str) -> Distribution:
+    return parse_distribution("", _DEFAULTS[name])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One simulated campaign. Every field's default is in :data:`KEYS` (``dialer simulate --print-default``
+    prints them, commented); docs/scenarios.md documents each."""
+
+    name: str = _DEFAULTS["name"]
+    agents: int = _DEFAULTS["agents"]
+    policy: str = _DEFAULTS["policy"]
+    target_abandon_rate: float = _DEFAULTS["target_abandon_rate"]
+    ratio: float = _DEFAULTS["ratio"]
+    hours: float = _DEFAULTS["hours"]
+    days: int = _DEFAULTS["days"]
+    replications: int = _DEFAULTS["replications"]
+    seed: int = _DEFAULTS["seed"]
+    rolling_window_hours: float | None = _DEFAULTS["rolling_window_hours"]
     pacing: tuple[tuple[str, Any], ...] = ()
-    live_answer_probability: float = 0.30
-    machine_probability: float = 0.0
-    busy_probability: float = 0.0
-    time_to_answer: Distribution = field(
-        default_factory=lambda: parse_distribution("", {"dist": "exponential", "mean": 15})
-    )
-    no_answer_after: Distribution = field(
-        default_factory=lambda: parse_distribution("", {"dist": "exponential", "mean": 15})
-    )
-    busy_after: Distribution = field(default_factory=lambda: _fixed(3.0))
-    talk_time: Distribution = field(
-        default_factory=lambda: parse_distribution("", {"dist": "exponential", "mean": 120})
-    )
-    wrap_time: Distribution = field(default_factory=lambda: _fixed(0.0))
-    detection_time: Distribution = field(default_factory=lambda: _fixed(0.0))
-    message_time: Distribution = field(default_factory=lambda: _fixed(8.0))
-    connect_limit: float = 2.0
-    ring_timeout: float | None = None
-    pause_probability: float = 0.0
-    pause_time: Distribution = field(default_factory=lambda: _fixed(300.0))
+    live_answer_probability: float = _DEFAULTS["live_answer_probability"]
+    machine_probability: float = _DEFAULTS["machine_probability"]
+    busy_probability: float = _DEFAULTS["busy_probability"]
+    time_to_answer: Distribution = field(default_factory=lambda: _default_dist("time_to_answer"))
+    no_answer_after: Distribution = field(default_factory=lambda: _default_dist("no_answer_after"))
+    busy_after: Distribution = field(default_factory=lambda: _default_dist("busy_after"))
+    talk_time: Distribution = field(default_factory=lambda: _default_dist("talk_time"))
+    wrap_time: Distribution = field(default_factory=lambda: _default_dist("wrap_time"))
+    detection_time: Distribution = field(default_factory=lambda: _default_dist("detection_time"))
+    message_time: Distribution = field(default_factory=lambda: _default_dist("message_time"))
+    connect_limit: float = _DEFAULTS["connect_limit"]
+    ring_timeout: float | None = _DEFAULTS["ring_timeout"]
+    pause_probability: float = _DEFAULTS["pause_probability"]
+    pause_time: Distribution = field(default_factory=lambda: _default_dist("pause_time"))
     drift: Drift | None = None
 
     def __post_init__(self) -> None:
@@ -185,33 +247,7 @@ class Scenario:
 
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "campaign": (
-        "name",
-        "agents",
-        "policy",
-        "target_abandon_rate",
-        "ratio",
-        "hours",
-        "days",
-        "replications",
-        "seed",
-        "rolling_window_hours",
-    ),
-    "calls": (
-        "live_answer_probability",
-        "machine_probability",
-        "busy_probability",
-        "time_to_answer",
-        "no_answer_after",
-        "busy_after",
-        "talk_time",
-        "wrap_time",
-        "detection_time",
-        "message_time",
-        "connect_limit",
-        "ring_timeout",
-    ),
-    "agents": ("pause_probability", "pause_time"),
+    section: tuple(k.name for k in KEYS if k.section == section) for section in ("campaign", "calls", "agents")
 }
 _KEY_SECTION = {key: section for section, keys in _SECTIONS.items() for key in keys}
 _DISTRIBUTIONS = {f.name for f in dataclasses.fields(Scenario) if f.type in ("Distribution", Distribution)}
@@ -294,7 +330,8 @@ def _validate(s: Scenario) -> None:
         if key not in accepted:
             raise ConfigError(
                 f"pacing.{key}",
-                f"unknown parameter for policy {s.policy!r} (accepted: {', '.join(sorted(accepted)) or 'none'})",
+                f"unknown parameter for policy {s.policy!r} (accepted: {', '.join(sorted(accepted)) or 'none'})"
+                + _did_you_mean(key, accepted),
             )
         _check_pacing_value(key, value, params[key])
     try:
@@ -323,8 +360,46 @@ def _check_pacing_value(key: str, value: Any, param: inspect.Parameter) -> None:
         raise ConfigError(f"pacing.{key}", f"must be an integer, got {value!r}")
 
 
+def _did_you_mean(word: str, candidates: Any) -> str:
+    """`` (did you mean 'x'?)`` for the nearest candidate (difflib), or nothing when none is near."""
+    near = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _unknown_key(section: str, key: str) -> ConfigError:
+    """An unknown key in ``[section]``: suggest the nearest key there, else say which table a known key goes in,
+    else the nearest key anywhere."""
+    hint = _did_you_mean(key, _SECTIONS[section])
+    if not hint and key in _KEY_SECTION:
+        hint = f" ({key} belongs in [{_KEY_SECTION[key]}])"
+    if not hint:
+        near = difflib.get_close_matches(key, sorted(_KEY_SECTION), n=1, cutoff=0.6)
+        if near:
+            hint = f" (did you mean {near[0]!r}, in [{_KEY_SECTION[near[0]]}]?)"
+    return ConfigError(f"{section}.{key}", "unknown key" + hint)
+
+
+def _distribution(where: str, value: Any) -> Distribution:
+    """:func:`parse_distribution`, with a suggestion for a misspelt distribution or parameter."""
+    from sim.distributions import _FORMS
+
+    try:
+        return parse_distribution(where, value)
+    except ConfigError as exc:
+        if exc.key == f"{where}.dist" and isinstance(value, Mapping) and isinstance(value.get("dist"), str):
+            raise ConfigError(exc.key, exc.message + _did_you_mean(value["dist"], _FORMS)) from None
+        if exc.message.startswith("unknown key for dist") and isinstance(value, Mapping):
+            known = set().union(*(r | o for r, o in _FORMS[value["dist"]]))
+            raise ConfigError(exc.key, exc.message + _did_you_mean(exc.key.rsplit(".", 1)[-1], known)) from None
+        raise
+
+
+_TABLES: tuple[str, ...] = (*_SECTIONS, "pacing", "drift")
+
+
 def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
-    """Build a scenario from parsed TOML tables; unknown tables and keys are errors."""
+    """Build a scenario from parsed TOML tables; keys left out take their defaults (:data:`KEYS`). Unknown tables
+    and keys are errors that suggest the nearest known name."""
     kwargs: dict[str, Any] = {}
     for section, table in data.items():
         if section == "pacing":
@@ -336,14 +411,22 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
             kwargs["drift"] = drift_from_dict(table)
             continue
         if section not in _SECTIONS:
-            raise ConfigError(section, f"unknown table (expected {', '.join([*_SECTIONS, 'pacing', 'drift'])})")
+            if section in _KEY_SECTION:
+                raise ConfigError(section, f"is outside any table: put it under [{_KEY_SECTION[section]}]")
+            raise ConfigError(
+                section, f"unknown table (expected {', '.join(_TABLES)}){_did_you_mean(section, _TABLES)}"
+            )
         if not isinstance(table, Mapping):
+            if section == "agents" and isinstance(table, int):
+                raise ConfigError(
+                    section, "is outside any table: the number of agents goes under [campaign] ([agents] is a table)"
+                )
             raise ConfigError(section, "must be a table")
         for key, value in table.items():
             if key not in _SECTIONS[section]:
-                raise ConfigError(f"{section}.{key}", "unknown key")
+                raise _unknown_key(section, key)
             if key in _DISTRIBUTIONS:
-                value = parse_distribution(f"{section}.{key}", value)
+                value = _distribution(f"{section}.{key}", value)
             elif (
                 key
                 in ("hours", "target_abandon_rate", "ratio", "connect_limit", "ring_timeout", "rolling_window_hours")
@@ -355,31 +438,167 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
     return Scenario(**kwargs)
 
 
-def loads(text: str) -> Scenario:
+class ScenarioFileError(ConfigError):
+    """A :class:`ConfigError` from a scenario's TOML text, with the ``line`` (1-based; ``None`` when the key is
+    not in the text) and the ``path`` it came from (``None`` for text given directly)."""
+
+    def __init__(self, key: str, message: str, line: int | None = None, path: str | None = None) -> None:
+        self.line = line
+        self.path = path
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if path is not None:
+            where.append(f"of {path}" if line is not None else f"in {path}")
+        super().__init__(key, f"{message} ({' '.join(where)})" if where else message)
+        self.message = message
+
+
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_ASSIGN = re.compile(
+    r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
+_INLINE_KEY = re.compile(r"[{,]\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _dotted(text: str) -> list[str]:
+    return [part.strip().strip("\"'") for part in text.split(".")]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Where each dotted key (``calls.talk_time``, ``calls.talk_time.mean``) and table (``calls``) is first set in
+    a TOML text, by 1-based line. A light scan, not a parser: the text has already parsed, so it only has to find
+    headers and ``key =`` at the start of lines (and keys inside one-line inline tables)."""
+    out: dict[str, int] = {}
+    prefix: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header and not line.lstrip().startswith("[["):
+            prefix = _dotted(header.group(1))
+            out.setdefault(".".join(prefix), number)
+            continue
+        assign = _ASSIGN.match(line)
+        if not assign:
+            continue
+        path = [*prefix, *_dotted(assign.group(1))]
+        out.setdefault(".".join(path), number)
+        for i in range(1, len(path)):
+            out.setdefault(".".join(path[:i]), number)
+        rest = line[assign.end() :]
+        if rest.lstrip().startswith("{"):
+            for sub in _INLINE_KEY.findall(rest):
+                out.setdefault(".".join([*path, sub]), number)
+    return out
+
+
+def _line_of(key: str, lines: Mapping[str, int]) -> tuple[int | None, bool]:
+    """The line of ``key`` (or of its nearest enclosing key or table), and whether the key itself was found."""
+    path = re.sub(r"\[\d+\]$", "", key)
+    exact = True
+    while path:
+        if path in lines:
+            return lines[path], exact
+        exact = False
+        path = path.rpartition(".")[0]
+    return None, False
+
+
+def _sets_a_key(data: Mapping[str, Any]) -> bool:
+    return any(not isinstance(v, Mapping) or _sets_a_key(v) for v in data.values())
+
+
+def _loads(text: str, path: str | None) -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"malformed TOML: {exc}") from None
-    return scenario_from_dict(data)
+        raise ScenarioFileError("", f"malformed TOML: {exc}", path=path) from None
+    if not _sets_a_key(data):
+        raise ScenarioFileError(
+            "",
+            "the scenario sets no key (an empty file is refused: it is likelier a wrong or truncated file than a "
+            "wish for the defaults); run `dialer simulate` without a file for the default scenario, or start from "
+            "`dialer simulate --print-default`",
+            path=path,
+        )
+    try:
+        return scenario_from_dict(data)
+    except ConfigError as exc:
+        lines = key_lines(text)
+        line, exact = _line_of(exc.key, lines)
+        message = exc.message
+        name = exc.key.rpartition(".")[2]
+        if not exact and exc.key in (_where(k) for k in _DEFAULTS) and _DEFAULTS.get(name) is not None:
+            # A check across keys (probabilities that sum past 1) can land on a key the file left out.
+            message += f"; {exc.key} is not in the file, so its default {_toml(_DEFAULTS[name])} applies"
+        raise ScenarioFileError(exc.key, message, line, path) from None
+
+
+def loads(text: str) -> Scenario:
+    """A scenario from TOML text; errors (:class:`ScenarioFileError`) name the key and its line."""
+    return _loads(text, None)
 
 
 def load(path: str | Path) -> Scenario:
-    """Read a scenario file. Errors (missing file, bad TOML, bad key) raise :class:`ConfigError`."""
+    """Read a scenario file. Errors (missing file, bad TOML, bad key) raise :class:`ConfigError`; those about the
+    text are :class:`ScenarioFileError` and name the key, its line and the file."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"cannot read scenario {str(p)!r}: {exc}") from None
-    try:
-        return loads(text)
-    except ConfigError as exc:
-        raise ConfigError(exc.key, f"{exc.message} (in {p})") from None
+    return _loads(text, str(p))
+
+
+def _toml(value: Any) -> str:
+    """A default as TOML source: strings quoted, distributions as inline tables."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+_PREAMBLE = """\
+# The default scenario: what `dialer simulate` runs when it is given no file.
+#
+# A mid-sized outbound floor on one eight-hour shift: 20 agents, 30% of dials reach a person, 10% reach an
+# answering machine, 5% are busy, the rest ring out. People answer after 4-16 s, unanswered calls are given up at
+# 25 s (above the regulators' 15-s minimum), conversations last about two minutes (lognormal), and agents spend
+# 15 s on after-call work. A person left waiting more than 2 s for an agent is abandoned, as US and UK rules
+# count it. Pacing is predictive, held to a 3% abandonment target. Every key is documented in docs/scenarios.md.
+#
+# Every key below shows its default: a key your file leaves out takes exactly the value printed here, and an
+# optional key shown commented out is unset. A file must set at least one key (an empty file is an error).
+"""
 
 
 def default_text() -> str:
-    """The embedded default scenario, comments included."""
-    return resources.files("sim").joinpath("scenarios/default.toml").read_text(encoding="utf-8")
+    """The default scenario as ``--print-default`` prints it: every key with its default and a comment, made
+    from :data:`KEYS` (so it cannot disagree with the defaults a file's omitted keys take)."""
+    width = 30
+    out = [_PREAMBLE]
+    for section in _SECTIONS:
+        out.append(f"[{section}]")
+        for k in (k for k in KEYS if k.section == section):
+            value = k.example if k.default is None else k.default
+            code = f"{'# ' if k.default is None else ''}{k.name} = {_toml(value)}"
+            if len(code) + 3 + len(k.comment) > 118:
+                out.append(f"# {k.name}: {k.comment}")
+                out.append(code)
+            else:
+                out.append(f"{code:<{width}} # {k.comment}" if len(code) < width else f"{code}  # {k.comment}")
+        out.append("")
+    out.append("[pacing]                      # optional: extra parameters of the chosen policy (none by default)")
+    out.append("# max_level = 3.0             # e.g. VICIdial's maximum dial level")
+    out.append("")
+    out.append("# [drift]                     # optional: the call flow moves over each shift (none by default)")
+    out.append("# live_answer_to = 0.10       # live-answer probability by the end of each shift")
+    out.append("# talk_scale_to = 1.2         # talk times stretched up to this factor by then")
+    return "\n".join(out) + "\n"
 
 
 def default() -> Scenario:
-    return loads(default_text())
+    """The default scenario: every key at its default (:data:`KEYS`)."""
+    return Scenario()

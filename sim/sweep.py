@@ -9,6 +9,12 @@ Sweep files are scenario files. An optional ``[drift]`` table (docs/scenarios.md
 each shift, in sweeps as in ``dialer simulate``; the simulated campaign applies it itself, so the engine and the
 policies see nothing but the calls, as they would live.
 
+The summary ratios ("predictive's talk time over the best fixed ratio's") carry 95% intervals by the delta method
+on paired replications: replication *k* of every point shares its seed, so the two talk fractions of a pair meet
+the same callers and are positively correlated; the ratio of means R = mean(a) / mean(b) has standard error
+sd(a_k - R b_k) / (sqrt(n) mean(b)), and the interval is R +- t(n-1) times that (clipped at 0). Pairing counts the
+correlation in, so the interval is narrower than treating the points as independent would give, and honest.
+
 "The best fixed ratio" is found by search, not read off the grid: after the grid, a few bisection rounds between
 the best ratio under the cap and the next one over it (``refine``), since a comparison against a ratio picked
 too low would flatter predictive.
@@ -25,7 +31,7 @@ from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.pacing import POLICIES
-from sim.metrics import pool, replication_figures
+from sim.metrics import FIGURES, MIN_REPLICATIONS, pool, replication_figures, t_quantile
 from sim.runner import Job, Progress, run_jobs
 from sim.runtime import ReplicationResult, SimulatedCampaign
 from sim.scenario import Drift, Scenario
@@ -119,8 +125,54 @@ def points(
 
 @dataclass
 class Row:
+    """One point's pooled figures, and its per-replication :data:`~sim.metrics.FIGURES` (in replication order, for
+    paired comparisons; empty when a row is built by hand)."""
+
     point: Point
     pooled: dict[str, Any]
+    per_rep: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """A ratio of two pooled means with its 95% interval (delta method; ``paired`` when computed from the
+    per-replication pairs, else from the two means' own intervals as if independent, which is wider)."""
+
+    ratio: float
+    low: float
+    high: float
+    n: int
+    paired: bool
+
+    @property
+    def too_few(self) -> bool:
+        return self.n < MIN_REPLICATIONS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ratio": self.ratio, "low": self.low, "high": self.high, "n": self.n, "paired": self.paired}
+
+
+def ratio_interval(a: Row, b: Row, key: str = "talk_fraction") -> RatioInterval:
+    """mean(a.key) / mean(b.key) with its 95% interval by the delta method (see the module's docstring)."""
+    ma, mb = a.pooled[key], b.pooled[key]
+    ratio = ma / mb if mb else math.nan
+    xs = [r[key] for r in a.per_rep]
+    ys = [r[key] for r in b.per_rep]
+    n = len(xs)
+    if n >= 2 and len(ys) == n and mb:
+        resid = [x - ratio * y for x, y in zip(xs, ys, strict=True)]
+        mean_r = sum(resid) / n
+        var = sum((d - mean_r) ** 2 for d in resid) / (n - 1)
+        half = t_quantile(n - 1) * math.sqrt(var / n) / abs(mb)
+        return RatioInterval(ratio, max(0.0, ratio - half), ratio + half, n, True)
+    ca, cb = a.pooled["ci95"][key], b.pooled["ci95"][key]
+    n = min(int(ca.get("n", 0) or 0), int(cb.get("n", 0) or 0))
+    if n < 2 or not ma or not mb:
+        return RatioInterval(ratio, math.nan, math.nan, n, False)
+    t = t_quantile(n - 1)
+    rel = math.hypot(ca["half_width"] / t / ma, cb["half_width"] / t / mb)
+    half = t * abs(ratio) * rel
+    return RatioInterval(ratio, max(0.0, ratio - half), ratio + half, n, False)
 
 
 @dataclass
@@ -148,20 +200,23 @@ class SweepResult:
         return max(ok, key=lambda r: r.point.target or 0.0, default=None)
 
     def comparisons(self) -> list[tuple[str, float]]:
-        """(description, ratio of talk time) for predictive against the baselines that matter."""
+        """(description, ratio of talk time) for predictive against the baselines that matter; with their
+        intervals in :meth:`comparison_intervals`."""
+        return [(text, iv.ratio) for text, iv in self.comparison_intervals()]
+
+    def comparison_intervals(self) -> list[tuple[str, RatioInterval]]:
+        """(description, ratio of talk time with its 95% interval) for predictive against the baselines that
+        matter: the best fixed ratio under the cap, VICIdial's modes and progressive."""
         pred = self.best_predictive()
         if pred is None:
             return []
         out = []
-        talk = pred.pooled["talk_fraction"]
         fixed = self.best_fixed_ratio()
         if fixed is not None:
-            out.append(
-                (f"{pred.point.label} vs best fixed ratio ({fixed.point.label})", talk / fixed.pooled["talk_fraction"])
-            )
+            out.append((f"{pred.point.label} vs best fixed ratio ({fixed.point.label})", ratio_interval(pred, fixed)))
         for r in self.rows:
             if r.point.policy.startswith("vicidial") or r.point.policy == "progressive":
-                out.append((f"{pred.point.label} vs {r.point.label}", talk / r.pooled["talk_fraction"]))
+                out.append((f"{pred.point.label} vs {r.point.label}", ratio_interval(pred, r)))
         return out
 
 
@@ -219,7 +274,11 @@ def _run_points(
     jobs: list[Job[tuple[int, int]]] = [((i, k), run_one, (scenarios[i], k, drift)) for i in order for k in range(n)]
     results = run_jobs(jobs, executor=executor, workers=workers, progress=progress)
     cap = base.target_abandon_rate
-    return [Row(p, pool([replication_figures(results[i, k], cap) for k in range(n)], cap)) for i, p in enumerate(pts)]
+    rows = []
+    for i, p in enumerate(pts):
+        per_rep = [replication_figures(results[i, k], cap) for k in range(n)]
+        rows.append(Row(p, pool(per_rep, cap), [{name: float(r[name]) for name in FIGURES} for r in per_rep]))
+    return rows
 
 
 def _next_ratio(rows: Sequence[Row], cap: float) -> float | None:
@@ -251,8 +310,17 @@ def _pct(v: float, digits: int = 1) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.{digits}f}%"
 
 
+def _cell(p: dict[str, Any], key: str, digits: int = 1) -> str:
+    """A rate and its interval: ``mean ± half-width``, or ``mean (low-high)`` when the interval meets 0 or 100%
+    (a symmetric ± would then claim rates that cannot be)."""
+    ci = p["ci95"][key]
+    if ci.get("clipped"):
+        return f"{_pct(p[key], digits)} ({_pct(ci['low'], digits)}–{_pct(ci['high'], digits)})"
+    return f"{_pct(p[key], digits)} ± {_pct(ci['half_width'], digits)}"
+
+
 def markdown(result: SweepResult) -> str:
-    """The frontier as a markdown table, then the comparisons."""
+    """The frontier as a markdown table, then the comparisons with their intervals."""
     s = result.scenario
     p0 = result.rows[0].pooled
     lines = [
@@ -261,9 +329,16 @@ def markdown(result: SweepResult) -> str:
         f"{s.agents} agents, {s.hours:g} h x {s.days} day(s) x {s.replications} replication(s) "
         f"({p0['campaign_days']} campaign-days per policy), cap {_pct(result.cap, 0)}, seed {s.seed}."
         + (f" Drift: {result.drift.describe(s.live_answer_probability)}." if result.drift else ""),
-        "Means over replications with 95% confidence half-widths; days over cap = share of campaign-days whose "
-        "abandonment exceeds the cap; 30-day windows = the US campaign window (a whole replication when it is "
-        "shorter than 30 days).",
+        "Means over replications with 95% confidence half-widths (the interval itself where it meets 0% or 100%); "
+        "days over cap = share of campaign-days whose abandonment exceeds the cap; 30-day windows = the US "
+        "campaign window (a whole replication when it is shorter than 30 days).",
+    ]
+    if s.replications < MIN_REPLICATIONS:
+        lines.append(
+            f"Only {s.replications} replication(s): below {MIN_REPLICATIONS} the spread behind each interval is "
+            "itself poorly known, so the intervals are rough."
+        )
+    lines += [
         "",
         "| policy | talk | occupancy | abandonment | worst day | days over cap | 30-day windows over cap "
         "| connects/agent-h |",
@@ -271,62 +346,139 @@ def markdown(result: SweepResult) -> str:
     ]
     for r in result.rows:
         p = r.pooled
-        ci = p["ci95"]
         lines.append(
-            f"| {r.point.label} | {_pct(p['talk_fraction'])} ± {_pct(ci['talk_fraction']['half_width'])} "
-            f"| {_pct(p['agent_occupancy'])} ± {_pct(ci['agent_occupancy']['half_width'])} "
-            f"| {_pct(p['abandon_rate'], 2)} ± {_pct(ci['abandon_rate']['half_width'], 2)} "
+            f"| {r.point.label} | {_cell(p, 'talk_fraction')} | {_cell(p, 'agent_occupancy')} "
+            f"| {_cell(p, 'abandon_rate', 2)} "
             f"| {_pct(p['worst_day_abandon_rate'], 2)} | {_pct(p['share_days_over_target'])} "
             f"| {_pct(p['share_windows_over_target'])} "
             f"| {p['connects_per_agent_hour']:.2f} |"
         )
     fixed = result.best_fixed_ratio()
     lines += ["", f"Best fixed ratio under the cap: {fixed.point.label if fixed else 'none'}.", ""]
-    for text, ratio in result.comparisons():
-        lines.append(f"- talk time, {text}: {ratio:.3f}x ({100 * (ratio - 1):+.1f}%)")
+    comparisons = result.comparison_intervals()
+    if comparisons:
+        lines.append(
+            "Talk-time ratios with 95% intervals (delta method on replications paired by seed; see sim/sweep.py):"
+        )
+        lines.append("")
+    for text, iv in comparisons:
+        interval = (
+            "no interval (one replication)"
+            if math.isnan(iv.low)
+            else f"95% CI {iv.low:.3f}x .. {iv.high:.3f}x" + (f", rough: {iv.n} replications" if iv.too_few else "")
+        )
+        lines.append(f"- talk time, {text}: {iv.ratio:.3f}x ({100 * (iv.ratio - 1):+.1f}%), {interval}")
     lines.extend(result.notes)
     return "\n".join(lines) + "\n"
 
 
-def plot(result: SweepResult, path: str | Path) -> Path:
-    """Talk and occupancy against abandonment, one marker style per policy family (needs the ``[plot]`` extra)."""
+def _family(r: Row) -> str:
+    return "vicidial" if r.point.policy.startswith("vicidial") else r.point.policy.split("-")[0]
+
+
+def _errors(rows: Sequence[Row], key: str) -> tuple[list[float], list[list[float]]]:
+    """Means (in %) and asymmetric error bars reaching the clipped interval's ends, so no bar leaves [0, 100%]."""
+    means = [100 * r.pooled[key] for r in rows]
+    lows = [100 * r.pooled["ci95"][key]["low"] for r in rows]
+    highs = [100 * r.pooled["ci95"][key]["high"] for r in rows]
+    below = [max(0.0, m - lo) if math.isfinite(lo) else 0.0 for m, lo in zip(means, lows, strict=True)]
+    above = [max(0.0, hi - m) if math.isfinite(hi) else 0.0 for m, hi in zip(means, highs, strict=True)]
+    return means, [below, above]
+
+
+def _label_apart(ax: Any, points: Sequence[tuple[float, float, str]]) -> None:
+    """Label every point, moving a label up (with a thin leader line) until it clears those already placed, so a
+    cluster of policies at the same abandonment stays readable."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    step = 0.035
+    placed: list[tuple[float, float]] = []
+    for x, y, label in sorted(points, key=lambda p: (p[1], p[0])):
+        fx, fy = (x - x0) / (x1 - x0), (y - y0) / (y1 - y0)
+        ty = fy + 0.01
+        while any(abs(ty - py) < step and abs(fx - px) < 0.3 for px, py in placed):
+            ty += step
+        placed.append((fx, ty))
+        moved = ty - fy > 0.02
+        ax.annotate(
+            label,
+            (x, y),
+            xytext=(fx + 0.015, ty),
+            textcoords="axes fraction",
+            fontsize=6.5,
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if moved else None,
+        )
+
+
+# Where the zoomed panels look: abandonment from 0 to this multiple of the cap, where the policies crowd.
+ZOOM_CAP_MULTIPLE = 2.0
+
+
+def figure(result: SweepResult) -> Any:
+    """The frontier as a matplotlib figure: talk and occupancy against abandonment over the whole sweep (top), and
+    the same zoomed near the cap (bottom: abandonment 0 to twice the cap, every point labelled), where every
+    policy worth running ends up and the full view cannot tell them apart. Error bars are the 95% intervals,
+    clipped to [0, 100%]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9.5))
     families: dict[str, list[Row]] = {}
     for r in result.rows:
-        fam = r.point.policy.split("-")[0] if not r.point.policy.startswith("vicidial") else "vicidial"
-        families.setdefault(fam, []).append(r)
+        families.setdefault(_family(r), []).append(r)
     markers = "os^vDP*Xh<>"
-    for ax, key, label in (
-        (axes[0], "talk_fraction", "talk (% of logged-in time)"),
-        (axes[1], "agent_occupancy", "occupancy, talk + wrap (%)"),
+    cap = 100 * result.cap
+    zoom_hi = ZOOM_CAP_MULTIPLE * cap if cap > 0 else 1.0
+    for col, (key, label) in enumerate(
+        (("talk_fraction", "talk (% of logged-in time)"), ("agent_occupancy", "occupancy, talk + wrap (%)"))
     ):
+        full, zoom = axes[0][col], axes[1][col]
+        in_zoom: list[tuple[float, float, str]] = []  # (x, y, label) of the points inside the zoom window
         for i, (fam, rows) in enumerate(families.items()):
-            xs = [100 * r.pooled["abandon_rate"] for r in rows]
-            ys = [100 * r.pooled[key] for r in rows]
-            xerr = [100 * r.pooled["ci95"]["abandon_rate"]["half_width"] for r in rows]
-            yerr = [100 * r.pooled["ci95"][key]["half_width"] for r in rows]
+            xs, xerr = _errors(rows, "abandon_rate")
+            ys, yerr = _errors(rows, key)
             line = "-" if fam in ("power", "predictive") else "none"
-            ax.errorbar(
-                xs, ys, xerr=xerr, yerr=yerr, marker=markers[i % len(markers)], linestyle=line, label=fam, capsize=2
-            )
-            if fam in ("power", "predictive", "webitel"):
-                for r, x, y in zip(rows, xs, ys, strict=True):
-                    ax.annotate(
+            style = {"marker": markers[i % len(markers)], "linestyle": line, "label": fam, "capsize": 2}
+            full.errorbar(xs, ys, xerr=xerr, yerr=yerr, **style)
+            zoom.errorbar(xs, ys, xerr=xerr, yerr=yerr, **style)
+            for r, x, y in zip(rows, xs, ys, strict=True):
+                if fam in ("power", "predictive", "webitel"):
+                    full.annotate(
                         r.point.label.split(" ")[-1], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
                     )
-        ax.axvline(100 * result.cap, color="red", linestyle="--", linewidth=1, label="cap")
-        ax.set_xlabel("abandonment (% of live answers)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+                if 0.0 <= x <= zoom_hi:
+                    in_zoom.append((x, y, r.point.label))
+        for ax in (full, zoom):
+            ax.axvline(cap, color="red", linestyle="--", linewidth=1, label="cap")
+            ax.set_xlabel("abandonment (% of live answers)")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        # The data never leave [0, 100%]; the axes show a sliver past 0 so markers at 0 are not cut in half.
+        lo, hi = full.get_ylim()
+        full.set_ylim(max(-1.0, lo), min(101.0, hi))
+        right = min(100.0, full.get_xlim()[1])
+        full.set_xlim(-0.01 * right, right)
+        zoom.set_xlim(-0.02 * zoom_hi, zoom_hi)
+        if in_zoom:  # framed on the means (bars run off the panel's edge): the zoom is for telling points apart
+            ylo = min(v[1] for v in in_zoom)
+            yhi = max(v[1] for v in in_zoom)
+            pad = max(1.0, 0.15 * (yhi - ylo))
+            zoom.set_ylim(max(-1.0, ylo - pad), min(101.0, yhi + pad))
+            _label_apart(zoom, in_zoom)
+        zoom.set_title(f"near the cap: abandonment 0-{zoom_hi:g}%", fontsize=9)
+    axes[0][0].legend(fontsize=8, loc="lower right")
     s = result.scenario
     fig.suptitle(f"Pacing frontier: {s.name}, {s.agents} agents ({s.replications} x {s.days} campaign-days)")
     fig.tight_layout()
+    return fig
+
+
+def plot(result: SweepResult, path: str | Path) -> Path:
+    """Write :func:`figure` as a PNG (needs the ``[plot]`` extra)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

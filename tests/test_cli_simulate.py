@@ -176,3 +176,62 @@ def test_progress_bar_appears_on_a_terminal_only() -> None:
     assert proc.returncode == 0
     assert b"simulating [" in b"".join(chunks)
     assert b"Agent occupancy" in proc.stdout
+
+
+# --- issue 15 items 3 and 4, as the user meets them -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "mentions"),
+    [
+        ("", ("sets no key", "--print-default")),
+        ("# nothing yet\n[campaign]\n", ("sets no key",)),
+        ("# mine\n[campaign]\nagents = 4\nreplicatons = 2\n", ("campaign.replicatons", "line 4", "'replications'")),
+        ('[calls]\n\ntalk_time = { dist = "exponential", mean = -5 }\n', ("calls.talk_time.mean", "line 3")),
+    ],
+    ids=["empty", "only-a-header", "typo", "bad-value"],
+)
+def test_scenario_file_errors_say_the_line_and_a_suggestion(
+    tmp_path: Path, text: str, mentions: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    status = main(["simulate", str(path)])
+    out, err = capsys.readouterr()
+    for mention in mentions:
+        assert_clean_usage_error(subprocess.CompletedProcess([], status, out, err), mention)
+    assert str(path) in err
+
+
+def test_print_default_comments_every_key_and_a_file_of_one_key_matches_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "--print-default"]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            assert " # " in line or lines[i - 1].startswith("# "), f"uncommented key: {line!r}"
+    full = tmp_path / "full.toml"
+    full.write_text(printed)
+    one = tmp_path / "one.toml"
+    one.write_text("[campaign]\nagents = 20\n")
+    args = ["simulate", "--json", "--hours", "0.25", "--replications", "2", "--workers", "1"]
+    docs = []
+    for path in (full, one):
+        assert main([*args, str(path)]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        doc.pop("wall_seconds")
+        docs.append(doc)
+    assert docs[0] == docs[1]  # the same campaign: machines, wrap-up and breaks included
+    assert docs[1]["machine_answers"] > 0 and docs[1]["scenario"]["calls"]["wrap_time"]["value"] == 15
+
+
+def test_json_intervals_are_clipped_and_flag_few_replications(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--json", "--policy", "power", "--ratio", "3", *SMALL, "--workers", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["too_few_replications"] is True
+    for name, ci in doc["ci95"].items():
+        assert ci["low"] >= 0 and ci["too_few"] is True and ci["n"] == 2, name
+        if name.endswith(("_rate", "_fraction", "_occupancy")):
+            assert ci["high"] <= 1, name

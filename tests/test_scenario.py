@@ -216,3 +216,115 @@ def test_scenario_is_hashable_and_picklable() -> None:
     assert pickle.loads(pickle.dumps(s)) == s
     assert isinstance(hash(s.talk_time), int)
     assert Scenario() == Scenario()
+
+
+# --- issue 15 item 3: files that mean what they say -------------------------------------------------------
+
+
+def test_a_key_left_out_takes_the_printed_default() -> None:
+    """A file with only ``agents = 20`` is the printed default (it used to simulate no machines, no wrap-up)."""
+    only_agents = scenarios.loads("[campaign]\nagents = 20\n")
+    printed = scenarios.loads(scenarios.default_text())
+    assert only_agents == printed == scenarios.default() == Scenario()
+    assert only_agents.machine_probability == 0.10 and only_agents.wrap_time.mean == 15.0
+    assert only_agents.busy_probability == 0.05 and only_agents.pause_probability == 0.02
+    # One key changed, every other at its printed default.
+    assert scenarios.loads("[calls]\nmachine_probability = 0.2\n") == Scenario(machine_probability=0.2)
+
+
+def test_every_key_has_one_default_and_print_default_comments_it() -> None:
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(Scenario)} - {"pacing", "drift"}
+    assert {k.name for k in scenarios.KEYS} == fields
+    lines = scenarios.default_text().splitlines()
+    for k in scenarios.KEYS:
+        code = [i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{k.name} = ")]
+        assert len(code) == 1, k.name
+        line = lines[code[0]]
+        commented_above = lines[code[0] - 1].startswith(f"# {k.name}: ")
+        assert " # " in line or commented_above, f"{k.name} has no comment: {line!r}"
+        assert line.startswith("# ") == (k.default is None)  # optional keys are shown unset
+    for table in ("[pacing]", "[drift]"):
+        assert any(table in line and "#" in line for line in lines), table
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# just a comment\n", "[campaign]\n", "[calls]\n[agents]\n[pacing]\n"])
+def test_a_file_that_sets_no_key_is_one_clear_error(text: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sets no key") as info:
+        scenarios.loads(text)
+    assert "\n" not in str(info.value) and "--print-default" in str(info.value)
+    empty = tmp_path / "empty.toml"
+    empty.write_text(text)
+    with pytest.raises(ConfigError, match="sets no key") as info:
+        scenarios.load(empty)
+    assert str(empty) in str(info.value)
+
+
+LINED = """\
+# a campaign
+[campaign]
+agents = 12
+policy = "power"
+
+[calls]
+live_answer_probability = 0.3
+talk_time = { dist = "exponential", mean = -5 }
+"""
+
+
+def test_errors_name_the_key_and_its_line(tmp_path: Path) -> None:
+    with pytest.raises(scenarios.ScenarioFileError) as info:
+        scenarios.loads(LINED)
+    assert (info.value.key, info.value.line) == ("calls.talk_time.mean", 8)
+    assert str(info.value).startswith("calls.talk_time.mean: ") and str(info.value).endswith("(line 8)")
+    path = tmp_path / "mine.toml"
+    path.write_text(LINED.replace("agents = 12", "agents = 0").replace("-5", "5"))
+    with pytest.raises(ConfigError) as err:
+        scenarios.load(path)
+    assert err.value.key == "campaign.agents" and f"(line 3 of {path})" in str(err.value)
+
+
+@pytest.mark.parametrize(("toml", "key"), [(t, k) for _, t, k in BAD], ids=[w for w, _, _ in BAD])
+def test_every_bad_input_names_its_line(toml: str, key: str) -> None:
+    with pytest.raises(scenarios.ScenarioFileError) as info:
+        scenarios.loads(toml)
+    assert info.value.line is not None and 1 <= info.value.line <= toml.count("\n") + 1
+    assert f"(line {info.value.line})" in str(info.value)
+
+
+def test_a_check_across_keys_says_which_value_came_from_a_default() -> None:
+    with pytest.raises(ConfigError) as info:
+        scenarios.loads("[calls]\nlive_answer_probability = 0.9\n")
+    assert "machine + busy" in str(info.value) and "not in the file, so its default 0.05 applies" in str(info.value)
+
+
+TYPOS: list[tuple[str, str, str]] = [
+    ("[campaign]\nagentz = 3", "campaign.agentz", "did you mean 'agents'?"),
+    ("[calls]\ntalk_tim = 3", "calls.talk_tim", "did you mean 'talk_time'?"),
+    ("[campain]\nagents = 3", "campain", "did you mean 'campaign'?"),
+    ("[campaign]\npause_probability = 0.1", "campaign.pause_probability", "belongs in [agents]"),
+    ("[campaign]\nwrap_tme = 3", "campaign.wrap_tme", "did you mean 'wrap_time', in [calls]?"),
+    ("hours = 8", "hours", "put it under [campaign]"),
+    ("agents = 20", "agents", "under [campaign]"),
+    ('[calls]\ntalk_time = { dist = "exponential", maen = 3 }', "calls.talk_time.maen", "did you mean 'mean'?"),
+    ('[calls]\ntalk_time = { dist = "expnential", mean = 3 }', "calls.talk_time.dist", "did you mean 'exponential'?"),
+    ("[drift]\nanswer_to = 0.1", "drift.answer_to", "did you mean 'live_answer_to'?"),
+    ('[campaign]\npolicy = "vicidial-adaptive"\n[pacing]\nmax_levle = 2', "pacing.max_levle", "'max_level'?"),
+]
+
+
+@pytest.mark.parametrize(("toml", "key", "hint"), TYPOS, ids=[k for _, k, _ in TYPOS])
+def test_an_unknown_key_suggests_the_nearest_known_one(toml: str, key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        scenarios.loads(toml)
+    assert info.value.key == key and hint in str(info.value)
+
+
+def test_the_shipped_default_file_agrees_with_the_defaults() -> None:
+    """``sim/scenarios/default.toml`` is no longer read (``default_text`` is made from ``KEYS``); while it ships,
+    it must not describe another campaign."""
+    shipped = Path(scenarios.__file__).parent / "scenarios" / "default.toml"
+    if not shipped.exists():
+        pytest.skip("no shipped default.toml")
+    assert scenarios.loads(shipped.read_text()) == scenarios.default()

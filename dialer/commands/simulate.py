@@ -17,8 +17,9 @@ def register(sub: Any) -> None:
         "simulate",
         help="simulate a campaign (the embedded default scenario when no file is given)",
         description="Simulate an outbound campaign and print occupancy, abandonment and throughput, pooled over "
-        "replications with 95% confidence intervals. Without SCENARIO.toml, runs the embedded default scenario "
-        "(see --print-default).",
+        "replications with 95% confidence intervals (clipped to what each figure can be; flagged as rough below 10 "
+        "replications). Without SCENARIO.toml, runs the default scenario (see --print-default); a key a file "
+        "leaves out takes the value --print-default shows.",
     )
     p.add_argument("scenario", nargs="?", metavar="SCENARIO.toml", help="scenario file (default: embedded)")
     p.add_argument("--policy", help="pacing policy (progressive, power, vicidial-adaptive, predictive, ...)")
@@ -32,7 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", metavar="FILE.png", help="also write a plot of occupancy and abandonment")
-    p.add_argument("--print-default", action="store_true", help="print the embedded default scenario and exit")
+    p.add_argument(
+        "--print-default", action="store_true", help="print the default scenario, every key commented, and exit"
+    )
     p.set_defaults(func=run)
 
 
