@@ -120,6 +120,10 @@ def our_model(agents: int, hours: float, seed: int) -> int:
         talk_time=scenarios.parse_distribution("k", {"dist": "exponential", "mean": TALK}),
         wrap_time=scenarios.parse_distribution("w", {"dist": "fixed", "value": WRAP}),
         connect_limit=CONNECT_LIMIT,
+        # The minimal model has neither machines, busy tones nor breaks: switch them off to compare like with like.
+        machine_probability=0.0,
+        busy_probability=0.0,
+        pause_probability=0.0,
     )
     result = SimulatedCampaign(scenario, 0).run()
     return result.totals["dials"]
