@@ -7,6 +7,11 @@ store for records). Drivers report what happened with :meth:`AsyncRuntime.submit
 
 Everything runs on the loop thread: the engine is not thread-safe, and does not need to be.
 
+The clock can be a :class:`~dialer.live.clocks.Clock` object, which then arms the engine's timers too:
+:class:`~dialer.live.clocks.ManualClock` for tests that drive a whole shift with no sleeping (timers fire as the
+test advances the clock, each at its own deadline), :class:`~dialer.live.clocks.AcceleratedClock` for a shift run
+``factor`` times faster on a real loop. ``async with AsyncRuntime(...) as runtime:`` closes it on the way out.
+
     >>> import asyncio
     >>> from dialer import Engine, ListLeads, make_policy
     >>> from dialer.engine import events as ev
@@ -28,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -36,6 +40,7 @@ from dialer.engine import events as ev
 from dialer.engine.actions import Action
 from dialer.engine.core import Engine
 from dialer.errors import DialerError
+from dialer.live.clocks import Cancellable, Clock, WallClock
 
 log = logging.getLogger("dialer.live")
 
@@ -50,6 +55,8 @@ E = TypeVar("E", bound=ev.Event)
 Handler = Callable[[Any], Awaitable[None] | None]
 Observer = Callable[[ev.Event, list[Action]], None]
 
+_WALL_CLOCK = WallClock()
+
 
 class AsyncRuntime:
     """Drive ``engine`` on the running asyncio loop.
@@ -58,20 +65,40 @@ class AsyncRuntime:
     as a task); ``observe(callback)`` sees every event with the actions it caused (for the event bus, logs, metrics).
     A handler that raises is logged and does not stop the runtime: the driver is expected to report the failure as
     an event (``CallFailed`` with ``NETWORK``), which keeps the call's record.
+
+    ``clock`` stamps events: the wall clock by default (:class:`~dialer.live.clocks.WallClock`). A
+    :class:`~dialer.live.clocks.Clock` object also arms the engine's timers, on its own time line, so timers and
+    events stay in one order whatever the clock's pace: a :class:`~dialer.live.clocks.ManualClock` fires them
+    when a test advances it (no running loop is needed for that, only for coroutine handlers), an
+    :class:`~dialer.live.clocks.AcceleratedClock` on the loop at its scaled delay. Any other callable (``time.time``,
+    ``loop.time``) only stamps events, and timers wait out the difference on the loop in real seconds.
+
+    Used as ``async with AsyncRuntime(engine) as runtime:``, the runtime is closed on the way out (see
+    :meth:`aclose`), also when the block raises.
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = _WALL_CLOCK) -> None:
         self.engine = engine
         self._clock = clock
         self._handlers: dict[type[Action], list[Handler]] = {}
         self._observers: list[Observer] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the runtime was given (a :class:`~dialer.live.clocks.Clock`, or a plain callable)."""
+        return self._clock
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called: events are refused with :class:`RuntimeClosed`."""
+        return self._closed
+
     def now(self) -> float:
-        """Wall-clock seconds, never earlier than the engine's own time."""
+        """The clock's seconds (the wall clock's by default), never earlier than the engine's own time."""
         return max(self._clock(), self.engine.now)
 
     def on(self, action_type: type[A], handler: Callable[[A], Awaitable[None] | None]) -> None:
@@ -124,6 +151,12 @@ class AsyncRuntime:
             return
         if self._timer is not None:
             self._timer.cancel()
+        if isinstance(self._clock, Clock):
+            # The clock arms the timer on its own time line: the engine's deadlines fire in its order, whether the
+            # clock is the wall's, runs faster than the loop's, or moves only when a test advances it.
+            self._timer_at = when
+            self._timer = self._clock.call_at(when, self._fire)
+            return
         loop = asyncio.get_running_loop()
         delay = max(0.0, when - self._clock())
         self._timer_at = when
@@ -148,3 +181,18 @@ class AsyncRuntime:
             self._timer = None
         for task in list(self._tasks):
             task.cancel()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then wait for the cancelled handler tasks to finish unwinding (their errors are logged
+        by the runtime, not raised here)."""
+        self.close()
+        current = asyncio.current_task()
+        tasks = [task for task in self._tasks if task is not current]  # a handler may close its own runtime
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> AsyncRuntime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
