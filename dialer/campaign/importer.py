@@ -44,7 +44,7 @@ from typing import IO, Any, TextIO
 from dialer.compliance.consent import Consent, ConsentError, Purpose, parse_consent, registry_exemption
 from dialer.compliance.numbers import NumberError, nanp_key, normalize
 from dialer.errors import ConfigError, DialerError
-from dialer.store import Store
+from dialer.store import AnyStore
 from dialer.store.consents import ConsentStore
 from dialer.store.imports import LeadBulk
 
@@ -515,7 +515,7 @@ class _Chunk:
 class _Import:
     def __init__(
         self,
-        store: Store,
+        store: AnyStore,
         campaign_id: str,
         mapping: ColumnMapping,
         classifier: _Classifier,
@@ -782,7 +782,7 @@ def _identity(raw: IO[bytes]) -> tuple[int, int, str]:
 
 def import_csv(
     source: str | Path | TextIO,
-    store: Store,
+    store: AnyStore,
     campaign_id: str,
     mapping: ColumnMapping | None = None,
     *,
@@ -926,7 +926,7 @@ def _restore(report: ImportReport, import_id: int, rows: int, accepted: int, bul
 def _run(
     lines: _Lines | _StreamLines,
     resume: tuple[int | None, int] | None,
-    store: Store,
+    store: AnyStore,
     campaign_id: str,
     mapping: ColumnMapping,
     region: str,

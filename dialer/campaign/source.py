@@ -36,7 +36,7 @@ from dialer.compliance.numbers import time_zones_of
 from dialer.compliance.windows import CallingWindows
 from dialer.errors import DialerError
 from dialer.leads import Lead
-from dialer.store import NumberBlocked, Store, StoredLead
+from dialer.store import AnyStore, NumberBlocked, StoredLead
 from dialer.store.consents import ConsentStore
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class CampaignLeads:
 
     def __init__(
         self,
-        store: Store,
+        store: AnyStore,
         campaign_id: str,
         *,
         dnc: DoNotCall,

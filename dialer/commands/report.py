@@ -85,13 +85,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dialer.compliance import ledger
-    from dialer.store import Store
+    from dialer.store import open_store
 
-    if not Path(args.store).is_file():
+    shared = str(args.store).split("://", 1)[0].lower() in ("postgresql", "postgres")
+    if not shared and not Path(args.store).is_file():
         raise ConfigError("STORE", f"{args.store}: no such file")
     if args.audit:
+        if shared:  # the audit reads the evidence log beside a store file
+            raise ConfigError("--audit", "is not available for a PostgreSQL store yet")
         return _audit(args)
-    with Store(args.store) as store:
+    with open_store(args.store) as store:
         campaigns = store.campaigns()
         campaign = args.campaign
         if campaign is None:
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("--campaign", f"the store holds {len(campaigns)} campaigns: {campaigns}")
             campaign = campaigns[0]
         elif campaign not in campaigns:
-            raise ConfigError("--campaign", f"no campaign {campaign!r} in {args.store} (has {campaigns})")
+            raise ConfigError("--campaign", f"no campaign {campaign!r} in {store.path} (has {campaigns})")
         attempts = store.attempts(campaign)
     amd = _amd_estimate(args.amd_false_positive_rate)
     regimes = REGIMES if args.regime == "all" else (args.regime,)

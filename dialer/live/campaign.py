@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from dialer.live.sip_runtime import SipRuntime
     from dialer.live.sizing import PoolPlan
     from dialer.sip.config import PoolConfig
-    from dialer.store import Store
+    from dialer.store import AnyStore
 
 log = logging.getLogger("dialer.live.campaign")
 
@@ -325,6 +325,9 @@ class CampaignConfig:
     machine: str = "hangup"
     purpose: str = "telemarketing"  # campaign.purpose: charity, political and survey calls skip the national registry
     pool_plan: PoolPlan | None = None  # how pool.workers was chosen (load_campaign sizes it unless [pool] sets it)
+    # campaign.store = "postgresql://...": the shared store's URL (no password: see dialer.store.postgres). ``store``
+    # is then not a database but the local path the files beside the campaign are named after (the evidence log).
+    store_url: str | None = None
 
     def engine_config(self) -> EngineConfig:
         from dialer.engine.core import EngineConfig
@@ -338,6 +341,33 @@ class CampaignConfig:
         from dialer.compliance import CallingWindows
 
         return CallingWindows(region_rules(self.hours))
+
+
+def _store_url(value: Any) -> str | None:
+    """``campaign.store`` when it is a PostgreSQL URL (``None`` for a path or ``sqlite:///path``); refused when it
+    holds a password, which belongs in ``PGPASSWORD`` or a password file, never in the campaign file."""
+    import urllib.parse
+
+    if not isinstance(value, str) or "://" not in value:
+        return None
+    scheme = value.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        return None
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError("campaign.store", f"unknown store URL scheme {scheme!r}: use a path, sqlite:///path or "
+                          "postgresql://user@host/dbname")  # fmt: skip
+    try:
+        parts = urllib.parse.urlsplit(value)
+        password = parts.password
+    except ValueError as exc:
+        raise ConfigError("campaign.store", f"is not a valid URL: {exc}") from None
+    if password is not None or any(k == "password" for k, _ in urllib.parse.parse_qsl(parts.query)):
+        raise ConfigError(
+            "campaign.store",
+            "holds a password: put it in PGPASSWORD or a password file (~/.pgpass, or the file PGPASSFILE names), "
+            "never in the campaign file",
+        )
+    return value
 
 
 def load_campaign(path: str | Path) -> CampaignConfig:
@@ -366,7 +396,18 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     campaign_id = camp.string("id", path.stem)
     if not campaign_id.strip():
         raise ConfigError("campaign.id", "must not be empty")
-    store = camp.path("store") or base / f"{path.stem}.sqlite"
+    given = camp.raw("store")
+    store_url = _store_url(given)
+    if store_url is not None:
+        store = base / f"{path.stem}.sqlite"
+    elif isinstance(given, str) and given.startswith("sqlite:///"):
+        local = given[len("sqlite:///") :]
+        if not local:
+            raise ConfigError("campaign.store", "sqlite:/// names no file")
+        store = Path(local).expanduser()
+        store = store if store.is_absolute() else base / store
+    else:
+        store = camp.path("store") or base / f"{path.stem}.sqlite"
     message = camp.path("abandon_message")
     if message is None:
         raise ConfigError("campaign.abandon_message", "is required (the WAV played when no agent is free in time)")
@@ -557,6 +598,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         opt_out_digit=digit,
         machine=machine,
         pool_plan=plan,
+        store_url=store_url,
     )
     config.engine_config()  # ring_timeout under 15 s and the like, named now
     try:
@@ -654,7 +696,7 @@ class LiveCampaign:
     def __init__(
         self,
         config: CampaignConfig,
-        store: Store,
+        store: AnyStore,
         dnc: DoNotCall,
         leads: CampaignLeads,
         imported: ImportReport,
@@ -679,7 +721,7 @@ class LiveCampaign:
         from dialer.campaign import CampaignLeads, LeadImportError, import_csv
         from dialer.compliance import DncError, DoNotCall, NationalRegistry
         from dialer.compliance.dnc import CompanyList
-        from dialer.store import Store, StoreError
+        from dialer.store import StoreError, open_store
 
         now = time.time() if now is None else now
         registry = None
@@ -722,7 +764,7 @@ class LiveCampaign:
             default_region=config.default_region,
         )
         try:
-            store = Store(config.store)
+            store = open_store(config.store_url or config.store)
         except StoreError as exc:
             raise ConfigError("campaign.store", str(exc)) from None
         from dialer.compliance.evidence import EvidenceError, EvidenceLog
@@ -905,7 +947,7 @@ def _import_evidence(config: CampaignConfig, imported: ImportReport) -> dict[str
     }
 
 
-def _scrub_key(config: CampaignConfig, registry: NationalRegistry | None, store: Store) -> str:
+def _scrub_key(config: CampaignConfig, registry: NationalRegistry | None, store: AnyStore) -> str:
     """What the import's do-not-call scrub depended on: the registry's data, the company lists' files and the
     opt-outs on record. Cheap (no list is read); any change makes an unchanged lead file be scrubbed again."""
     import json

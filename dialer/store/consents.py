@@ -2,33 +2,37 @@
 
 Why a module of its own: :class:`~dialer.store.Store` keeps leads and attempts; consent is a separate fact with
 its own provenance (which import, which line), several per lead, read only when a lead's number is on the national
-registry. Like :mod:`dialer.store.imports` it uses the store's one connection, inside the caller's transactions.
+registry. Like :mod:`dialer.store.imports` it uses the store's one connection, inside the caller's transactions; its
+SQL runs on both backends (on PostgreSQL through :class:`~dialer.store.postgres.PgStore`'s ``_db``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from dialer.compliance.consent import Consent, ConsentType
 from dialer.store.sqlite import Store
 
+if TYPE_CHECKING:
+    from dialer.store.postgres import PgStore
+
 
 class ConsentStore:
-    """``lead_consents`` and ``attempts.registry_basis`` on one :class:`Store`."""
+    """``lead_consents`` and ``attempts.registry_basis`` on one store (either backend)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store | PgStore) -> None:
         self.store = store
-        self._db: sqlite3.Connection = store._db  # same package: the store's one connection
+        self._db: Any = store._db  # same package: the store's connection (a sqlite3 one, or PgStore's stand-in)
 
     def add(self, campaign_id: str, rows: Iterable[tuple[str, Consent, int | None, int | None]]) -> None:
         """Store ``(lead_id, consent, import_id, line)`` rows; a record already stored (same lead, type, date and
         source: the same file imported again) is kept as it was, with its first provenance. Run inside
         ``store.transaction()``."""
         self._db.executemany(
-            "INSERT OR IGNORE INTO lead_consents (campaign_id, lead_id, kind, date, source, import_id, line) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO lead_consents (campaign_id, lead_id, kind, date, source, import_id, line) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 (campaign_id, lead_id, c.kind.value, c.date.isoformat(), c.source, import_id, line)
                 for lead_id, c, import_id, line in rows

@@ -18,9 +18,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dialer.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from dialer.store.postgres import PgStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +60,14 @@ class LeadBulk:
     """Set-based reads and ``executemany`` writes of leads and import records on one :class:`Store`.
 
     Uses the store's connection (same thread, same transactions); every write must run inside
-    ``store.transaction()``.
+    ``store.transaction()``. The SQL runs on both backends; only the expansion of a JSON list differs.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store | PgStore) -> None:
         self.store = store
-        self._db: sqlite3.Connection = store._db  # same package: the store's one connection
+        self._db: Any = store._db  # same package: the store's connection (a sqlite3 one, or PgStore's stand-in)
+        sqlite = isinstance(self._db, sqlite3.Connection)
+        self._json_list = "(SELECT value FROM json_each(?))" if sqlite else "(SELECT json_array_elements_text(?::json))"
 
     # -- leads -------------------------------------------------------------------------------------------
 
@@ -76,7 +81,7 @@ class LeadBulk:
             return {}
         rows = self._db.execute(
             "SELECT lead_id, phone, name, time_zone, fields, priority FROM leads "
-            "WHERE campaign_id = ? AND phone IN (SELECT value FROM json_each(?))",
+            f"WHERE campaign_id = ? AND phone IN {self._json_list}",
             (campaign_id, json.dumps(list(phones))),
         )
         return {
@@ -96,7 +101,7 @@ class LeadBulk:
         if not lead_ids:
             return {}
         rows = self._db.execute(
-            "SELECT lead_id, phone FROM leads WHERE campaign_id = ? AND lead_id IN (SELECT value FROM json_each(?))",
+            f"SELECT lead_id, phone FROM leads WHERE campaign_id = ? AND lead_id IN {self._json_list}",
             (campaign_id, json.dumps(list(lead_ids))),
         )
         return {r[0]: r[1] for r in rows}
@@ -127,10 +132,10 @@ class LeadBulk:
     ) -> int:
         cur = self._db.execute(
             "INSERT INTO lead_imports (campaign_id, source, size, mtime_ns, fingerprint, settings, state, "
-            "byte_offset, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            "byte_offset, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING import_id",
             (campaign_id, source, size, mtime_ns, fingerprint, settings, offset, time.time()),
         )
-        return int(cur.lastrowid or 0)
+        return int(cur.fetchone()[0])
 
     def progress(
         self, import_id: int, byte_offset: int | None, line: int, rows: int, accepted: int, *, done: bool = False
@@ -152,8 +157,9 @@ class LeadBulk:
     def add_rows(self, import_id: int, rows: Iterable[tuple[int, str, str, str, str]]) -> None:
         """Outcomes as ``(line, 'merged'|'rejected', lead_id, reason, row_json)``."""
         self._db.executemany(
-            "INSERT OR REPLACE INTO lead_import_rows (import_id, line, outcome, lead_id, reason, row) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO lead_import_rows (import_id, line, outcome, lead_id, reason, row) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (import_id, line) DO UPDATE SET outcome = excluded.outcome, lead_id = excluded.lead_id, "
+            "reason = excluded.reason, row = excluded.row",
             ((import_id, *r) for r in rows),
         )
 

@@ -1,9 +1,9 @@
-"""A campaign run for the crash-safety test: the real Engine, CampaignLeads and SQLite store, scripted outcomes.
+"""A campaign run for the crash-safety test: the real Engine, CampaignLeads and store, scripted outcomes.
 
-Usage: ``python crash_worker.py STORE.sqlite``. It prints ``DIAL lead attempt`` when the engine emits a dial (the
-attempt is already committed) and ``REC lead attempt outcome`` once the call's record is stored, flushing each
-line, and ``DONE`` at the end. Started again on the same store, it recovers and carries on from the stored state.
-Outcomes are a pure function of (lead, attempt), so two runs agree on what each dial does.
+Usage: ``python crash_worker.py STORE.sqlite`` (or a ``postgresql://`` URL). It prints ``DIAL lead attempt`` when
+the engine emits a dial (the attempt is already committed) and ``REC lead attempt outcome`` once the call's record
+is stored, flushing each line, and ``DONE`` at the end. Started again on the same store, it recovers and carries on
+from the stored state. Outcomes are a pure function of (lead, attempt), so two runs agree on what each dial does.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dialer.campaign.source import CampaignLeads
 from dialer.compliance.dnc import DoNotCall
 from dialer.engine import events as ev
 from dialer.engine.actions import Action, ConnectCall, DialLead, PlayAbandonMessage, RecordCall
-from dialer.store import Store
+from dialer.store import Store, open_store
 
 START = dt.datetime(2026, 3, 4, 10, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
 HORIZON = 4 * 3600.0
@@ -33,7 +33,7 @@ DNC = frozenset({"+12025550103", "+12025550117"})
 
 
 def main(path: str) -> None:
-    store = Store(path, synchronous="FULL")
+    store = open_store(path) if "://" in path else Store(path, synchronous="FULL")
     attempts = store.attempts("crash") if "crash" in store.campaigns() else []
     offset = max([START, *(a.ended_at or a.dialed_at for a in attempts)]) + 60.0
     policy = RetryPolicy(max_attempts=4).with_rules(

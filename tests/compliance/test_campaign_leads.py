@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,8 +30,8 @@ HOUR = 3600.0
 NOON_NY = dt.datetime(2026, 3, 4, 12, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
 
 
-def _source(csv_text: str, **kw: object) -> CampaignLeads:
-    store = Store(":memory:")
+def _source(csv_text: str, store: Any = None, **kw: object) -> CampaignLeads:
+    store = store if store is not None else Store(":memory:")
     import_csv(
         io.StringIO(csv_text), store, "c", ColumnMapping(priority="priority" if "priority" in csv_text else None)
     )
@@ -53,8 +55,8 @@ def _record(lead: Lead, outcome: Outcome, t: float, call_id: int = 1) -> CallRec
     )
 
 
-def test_order_priority_and_dnc_at_dial_time() -> None:
-    src = _source("phone,priority\n2025550101,0\n2025550102,5\n2025550103,0\n", epoch_offset=NOON_NY)
+def test_order_priority_and_dnc_at_dial_time(fresh_store: Callable[[], Any]) -> None:
+    src = _source("phone,priority\n2025550101,0\n2025550102,5\n2025550103,0\n", fresh_store(), epoch_offset=NOON_NY)
     src.dnc.opt_out("+12025550103")  # listed after import: caught at dial time
     src.store.add_opt_out("+12025550103")
     first = src.next_lead(0.0)
@@ -67,10 +69,10 @@ def test_order_priority_and_dnc_at_dial_time() -> None:
     assert lead is not None and (lead.status, lead.disposition) == ("done", "do_not_call")
 
 
-def test_window_parks_lead_until_it_opens() -> None:
+def test_window_parks_lead_until_it_opens(fresh_store: Callable[[], Any]) -> None:
     # 06:00 in Los Angeles, 09:00 in New York
     t = dt.datetime(2026, 3, 4, 9, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
-    src = _source("phone\n+13105550101\n+12025550101\n")
+    src = _source("phone\n+13105550101\n+12025550101\n", fresh_store())
     got = src.next_lead(t)
     assert got is not None and got.phone == "+12025550101"
     assert src.next_lead(t + 1) is None
@@ -82,9 +84,9 @@ def test_window_parks_lead_until_it_opens() -> None:
     assert late is not None and late.phone == "+13105550101"
 
 
-def test_retry_delay_caps_and_abandon_lockout() -> None:
+def test_retry_delay_caps_and_abandon_lockout(fresh_store: Callable[[], Any]) -> None:
     policy = RetryPolicy(max_attempts=3).with_rules(busy=RetryRule(600.0, 2))
-    src = _source("phone\n2025550101\n", policy=policy, epoch_offset=NOON_NY)
+    src = _source("phone\n2025550101\n", fresh_store(), policy=policy, epoch_offset=NOON_NY)
     lead = src.next_lead(0.0)
     assert lead is not None
     src.report(_record(lead, Outcome.BUSY, 0.0))
@@ -96,7 +98,7 @@ def test_retry_delay_caps_and_abandon_lockout() -> None:
     stored = src.store.lead("c", lead.lead_id)
     assert (stored.status, stored.disposition, stored.attempts) == ("done", "busy", 2)
 
-    src2 = _source("phone\n2025550102\n", epoch_offset=NOON_NY)
+    src2 = _source("phone\n2025550102\n", fresh_store(), epoch_offset=NOON_NY)
     lead = src2.next_lead(0.0)
     assert lead is not None
     src2.report(_record(lead, Outcome.ABANDONED, 0.0))
@@ -106,8 +108,8 @@ def test_retry_delay_caps_and_abandon_lockout() -> None:
     assert src2.next_lead(72 * HOUR + 60) is not None
 
 
-def test_callback_at_the_leads_local_time_and_dispositions() -> None:
-    src = _source("phone\n3105550101\n2025550102\n9075550103\n", epoch_offset=0.0)
+def test_callback_at_the_leads_local_time_and_dispositions(fresh_store: Callable[[], Any]) -> None:
+    src = _source("phone\n3105550101\n2025550102\n9075550103\n", fresh_store(), epoch_offset=0.0)
     t = dt.datetime(2026, 3, 4, 13, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
     la = src.next_lead(t)
     dc = src.next_lead(t + 1)
@@ -127,9 +129,9 @@ def test_callback_at_the_leads_local_time_and_dispositions() -> None:
     assert got is not None and got.lead_id == la.lead_id
 
 
-def test_recycling_brings_back_exhausted_leads_but_never_dnc() -> None:
+def test_recycling_brings_back_exhausted_leads_but_never_dnc(fresh_store: Callable[[], Any]) -> None:
     policy = RetryPolicy(max_attempts=1)
-    src = _source("phone\n2025550101\n2025550102\n", policy=policy, epoch_offset=NOON_NY)
+    src = _source("phone\n2025550101\n2025550102\n", fresh_store(), policy=policy, epoch_offset=NOON_NY)
     a, b = src.next_lead(0.0), src.next_lead(1.0)
     assert a is not None and b is not None
     src.report(_record(a, Outcome.NO_ANSWER, 0.0))
@@ -144,8 +146,8 @@ def test_recycling_brings_back_exhausted_leads_but_never_dnc() -> None:
     assert src.store.lead("c", a.lead_id).list_pass == 1
 
 
-def test_with_the_engine_every_dial_is_one_claimed_attempt() -> None:
-    src = _source("phone\n" + "".join(f"20255501{i:02d}\n" for i in range(10)), epoch_offset=NOON_NY)
+def test_with_the_engine_every_dial_is_one_claimed_attempt(fresh_store: Callable[[], Any]) -> None:
+    src = _source("phone\n" + "".join(f"20255501{i:02d}\n" for i in range(10)), fresh_store(), epoch_offset=NOON_NY)
     engine = Engine(make_policy("progressive"), src)
     out = engine.handle(ev.AgentLoggedIn(0.0, "a"))
     out = engine.handle(ev.AgentReady(0.0, "a"))
@@ -261,8 +263,8 @@ def test_window_gate_counts_unknown_zone() -> None:
     assert w.check("+883510012345", NOON_NY) is not None
 
 
-def test_missing_registry_holds_us_leads_without_finishing_them() -> None:
-    src = _source("phone\n2025550101\n+442079460018\n", dnc=DoNotCall(), epoch_offset=NOON_NY)
+def test_missing_registry_holds_us_leads_without_finishing_them(fresh_store: Callable[[], Any]) -> None:
+    src = _source("phone\n2025550101\n+442079460018\n", fresh_store(), dnc=DoNotCall(), epoch_offset=NOON_NY)
     got = src.next_lead(0.0)
     assert got is not None and got.phone == "+442079460018"  # the UK number needs no US registry
     assert src.next_lead(1.0) is None

@@ -15,7 +15,9 @@ import io
 import math
 import struct
 import wave
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -36,7 +38,6 @@ from dialer.compliance.evidence import entries
 from dialer.engine.records import CallRecord, Outcome
 from dialer.errors import ConfigError
 from dialer.live.campaign import LiveCampaign, load_campaign
-from dialer.store import Store
 from dialer.store.consents import ConsentStore
 
 DAY = 86400.0
@@ -66,6 +67,7 @@ def _csv(rows: list[tuple[str, str, str, str]]) -> str:
 
 
 def _campaign(
+    new_store: Callable[[], Any],
     tmp_path: Path,
     rows: list[tuple[str, str, str, str]],
     *,
@@ -73,7 +75,7 @@ def _campaign(
     clock: list[float] | None = None,
     as_of: float = NOON,
 ) -> CampaignLeads:
-    store = Store(":memory:")
+    store = new_store()
     dnc = _dnc(tmp_path, as_of, clock)
     report = import_csv(io.StringIO(_csv(rows)), store, "c", CONSENT, dnc=dnc, purpose=purpose, now=NOON)
     assert report.accounted
@@ -95,8 +97,11 @@ def _ago(months: int) -> str:
 # -- the windows ----------------------------------------------------------------------------------------------
 
 
-def test_ebr_purchase_17_months_ago_dials_a_registry_number_19_months_ago_does_not(tmp_path: Path) -> None:
+def test_ebr_purchase_17_months_ago_dials_a_registry_number_19_months_ago_does_not(
+    tmp_path: Path, fresh_store: Callable[[], Any]
+) -> None:
     src = _campaign(
+        fresh_store,
         tmp_path,
         [
             ("recent", REG[0], "ebr_purchase", _ago(17), "order 881"),
@@ -109,12 +114,18 @@ def test_ebr_purchase_17_months_ago_dials_a_registry_number_19_months_ago_does_n
     assert src.store.find_lead("c", lead_id="old") is None  # rejected at import: no basis on the registry
 
 
-def test_ebr_expiring_between_import_and_dial_is_held_at_dial_time(tmp_path: Path) -> None:
+def test_ebr_expiring_between_import_and_dial_is_held_at_dial_time(
+    tmp_path: Path, fresh_store: Callable[[], Any]
+) -> None:
     later = NOON + 62 * DAY  # 2026-05-05: the purchase of 17 months before the import is now 19 months old
     clock = [NOON]
     held: list[dict[str, object]] = []
     src = _campaign(
-        tmp_path, [("recent", REG[0], "ebr_purchase", _ago(17), "order 881")], clock=clock, as_of=later - DAY
+        fresh_store,
+        tmp_path,
+        [("recent", REG[0], "ebr_purchase", _ago(17), "order 881")],
+        clock=clock,
+        as_of=later - DAY,
     )
     src._on_hold = held.append
     clock[0] = later
@@ -125,8 +136,9 @@ def test_ebr_expiring_between_import_and_dial_is_held_at_dial_time(tmp_path: Pat
     assert "ebr_purchase 2024-10-04 expired 2026-04-04" in str(held[0]["note"])
 
 
-def test_ebr_inquiry_2_months_ago_dials_4_months_ago_does_not(tmp_path: Path) -> None:
+def test_ebr_inquiry_2_months_ago_dials_4_months_ago_does_not(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
     src = _campaign(
+        fresh_store,
         tmp_path,
         [
             ("asked", REG[0], "ebr_inquiry", _ago(2), "web form"),
@@ -136,15 +148,16 @@ def test_ebr_inquiry_2_months_ago_dials_4_months_ago_does_not(tmp_path: Path) ->
     assert list(_dial_all(src, NOON)) == ["asked"]
     rejected = {r.line: r.reason for r in import_csv(
         io.StringIO(_csv([("stale", REG[1], "ebr_inquiry", _ago(4), "web form")])),
-        Store(":memory:"), "c", CONSENT, dnc=src.dnc, now=NOON,
+        fresh_store(), "c", CONSENT, dnc=src.dnc, now=NOON,
     ).rejected}  # fmt: skip
     assert rejected == {2: f"do-not-call (national registry; ebr_inquiry of {_ago(4)} is no basis today)"}
 
 
 def test_express_written_consent_dials_a_registry_number_never_a_company_listed_or_opted_out_one(
-    tmp_path: Path,
+    tmp_path: Path, fresh_store: Callable[[], Any]
 ) -> None:
     src = _campaign(
+        fresh_store,
         tmp_path,
         [
             ("signed", REG[0], "express_written", "2020-01-15", "signed form 7"),
@@ -163,14 +176,16 @@ def test_express_written_consent_dials_a_registry_number_never_a_company_listed_
     # and at import: the same rows against lists that already hold them are rejected, consent or not
     report = import_csv(
         io.StringIO(_csv([("listed", REG[1], "express_written", "2020-01-15", "form")])),
-        Store(":memory:"), "c", CONSENT, dnc=src.dnc, now=NOON,
+        fresh_store(), "c", CONSENT, dnc=src.dnc, now=NOON,
     )  # fmt: skip
     assert [r.reason for r in report.rejected] == ["do-not-call"]
 
 
-def test_charity_purpose_dials_registry_numbers_never_company_list_or_opt_out_numbers(tmp_path: Path) -> None:
+def test_charity_purpose_dials_registry_numbers_never_company_list_or_opt_out_numbers(
+    tmp_path: Path, fresh_store: Callable[[], Any]
+) -> None:
     rows = [(f"r{i}", n, "", "", "") for i, n in enumerate(REG)]
-    src = _campaign(tmp_path, rows, purpose="charity")
+    src = _campaign(fresh_store, tmp_path, rows, purpose="charity")
     assert src.store.count_leads("c") == {"ready": 4}  # registry numbers kept at import for a charity
     src.dnc.add_internal([REG[1]])  # the charity's own do-not-call list
     src.opt_out(REG[2])
@@ -179,12 +194,12 @@ def test_charity_purpose_dials_registry_numbers_never_company_list_or_opt_out_nu
     assert {f["registry_basis"] for f in dialed.values()} == {"charity purpose"}
     assert src.exempted == {"charity purpose": 2}
     # the same store under a telemarketing campaign: the registry applies again
-    plain = Store(":memory:")
+    plain = fresh_store()
     import_csv(io.StringIO(_csv(rows)), plain, "c", CONSENT, dnc=src.dnc, purpose="charity", now=NOON)
     assert _dial_all(CampaignLeads(plain, "c", dnc=src.dnc), NOON) == {}
 
 
-def test_a_bad_consent_row_is_rejected_with_its_reason(tmp_path: Path) -> None:
+def test_a_bad_consent_row_is_rejected_with_its_reason(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
     rows = [
         ("a", FREE, "ebr_lunch", "2025-01-01", ""),
         ("b", REG[0], "ebr_purchase", "2025-13-01", ""),
@@ -194,7 +209,7 @@ def test_a_bad_consent_row_is_rejected_with_its_reason(tmp_path: Path) -> None:
         ("f", "+12025550198", "", "2025-01-01", ""),
         ("g", "+12025550197", "EBR_Purchase", "2025-06-01", "till 4"),  # case-insensitive type: accepted
     ]
-    store = Store(":memory:")
+    store = fresh_store()
     report = import_csv(io.StringIO(_csv(rows)), store, "c", CONSENT, dnc=_dnc(tmp_path), now=NOON)
     reasons = {r.line: r.reason for r in report.rejected}
     assert reasons[2].startswith("unknown consent type 'ebr_lunch'")
@@ -207,8 +222,9 @@ def test_a_bad_consent_row_is_rejected_with_its_reason(tmp_path: Path) -> None:
     assert ConsentStore(store).of_lead("c", "g") == [Consent(ConsentType.EBR_PURCHASE, dt.date(2025, 6, 1), "till 4")]
 
 
-def test_merged_rows_keep_every_consent_record(tmp_path: Path) -> None:
+def test_merged_rows_keep_every_consent_record(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
     src = _campaign(
+        fresh_store,
         tmp_path,
         [
             ("x", REG[0], "ebr_inquiry", _ago(2), "web"),
@@ -221,8 +237,8 @@ def test_merged_rows_keep_every_consent_record(tmp_path: Path) -> None:
     assert basis.startswith("ebr_purchase")  # the record that lasts longest is the one named
 
 
-def test_the_basis_is_on_the_attempt_row(tmp_path: Path) -> None:
-    src = _campaign(tmp_path, [("recent", REG[0], "ebr_purchase", _ago(1), "order 5")])
+def test_the_basis_is_on_the_attempt_row(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
+    src = _campaign(fresh_store, tmp_path, [("recent", REG[0], "ebr_purchase", _ago(1), "order 5")])
     assert src.next_lead(NOON) is not None
     assert src.consents.attempt_basis("c", "recent", 1) == f"ebr_purchase {_ago(1)} (order 5), until {_ago(-17)}"
 

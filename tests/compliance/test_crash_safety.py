@@ -18,17 +18,17 @@ from collections import Counter
 from pathlib import Path
 
 from dialer.campaign import import_csv
-from dialer.store import Store
+from dialer.store import open_store
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 LEADS = 40
 KILL_AFTER_DIALS = 25
 
 
-def _run(db: Path, kill_after: int | None) -> list[str]:
+def _run(db: str, kill_after: int | None) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(WORKER), db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -55,9 +55,10 @@ def _run(db: Path, kill_after: int | None) -> list[str]:
     return lines
 
 
-def test_sigkill_mid_campaign_loses_nothing_and_dials_no_attempt_twice(tmp_path: Path) -> None:
-    db = tmp_path / "campaign.sqlite"
-    store = Store(db)
+def test_sigkill_mid_campaign_loses_nothing_and_dials_no_attempt_twice(store_location: str) -> None:
+    """On both backends: on PostgreSQL the server rolls back the killed process's open transaction."""
+    db = store_location
+    store = open_store(db)
     csv_text = "phone\n" + "".join(f"+120255501{i:02d}\n" for i in range(LEADS))
     assert import_csv(io.StringIO(csv_text), store, "crash").accepted == LEADS
     store.close()
@@ -76,7 +77,7 @@ def test_sigkill_mid_campaign_loses_nothing_and_dials_no_attempt_twice(tmp_path:
     duplicates = [k for k, n in Counter(dials).items() if n > 1]
     assert duplicates == [], "a lead was dialed twice for one attempt"
 
-    store = Store(db)
+    store = open_store(db)
     stored = {(a.lead_id, str(a.attempt_no)): a for a in store.attempts("crash")}
     # every dial said is a stored attempt; every record said is a stored outcome
     assert set(dials) <= set(stored)

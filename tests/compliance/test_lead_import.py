@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,11 +29,11 @@ a8,+1 312 555 0108,Short
 """
 
 
-def test_import_maps_normalises_merges_and_rejects(tmp_path: Path) -> None:
+def test_import_maps_normalises_merges_and_rejects(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
     src = tmp_path / "list.csv"
     src.write_text(LIST, encoding="utf-8")
     rejects = tmp_path / "rejects.csv"
-    store = Store(tmp_path / "s.sqlite")
+    store = fresh_store()
     mapping = ColumnMapping(phone="phone", name="full name", time_zone="tz", lead_id="id")
     report = import_csv(src, store, "c", mapping, dnc=lambda p: p == "+13125550107", rejects=rejects)
 
@@ -62,8 +64,8 @@ def test_import_maps_normalises_merges_and_rejects(tmp_path: Path) -> None:
     assert rows[1][2:] == ["a3", "12345", "Bad Number", "", "R3", ""]
 
 
-def test_reimport_merges_instead_of_duplicating(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_reimport_merges_instead_of_duplicating(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
+    store = fresh_store()
     data = "phone,extra\n2025550101,x\n"
     import_csv(io.StringIO(data), store, "c")
     report = import_csv(io.StringIO("phone,extra,more\n+12025550101,y,z\n"), store, "c")
@@ -72,29 +74,31 @@ def test_reimport_merges_instead_of_duplicating(tmp_path: Path) -> None:
     assert lead.fields == {"extra": "x", "more": "z"}
 
 
-def test_default_region_applies_to_national_numbers(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_default_region_applies_to_national_numbers(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
+    store = fresh_store()
     report = import_csv(io.StringIO("phone\n020 7946 0018\n"), store, "uk", default_region="GB")
     assert report.accepted == 1
     assert store.leads("uk")[0].phone == "+442079460018"
 
 
-def test_missing_phone_column_is_a_clear_error_and_stores_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_missing_phone_column_is_a_clear_error_and_stores_nothing(
+    tmp_path: Path, fresh_store: Callable[[], Any]
+) -> None:
+    store = fresh_store()
     with pytest.raises(LeadImportError, match="not in the header"):
         import_csv(io.StringIO("number,name\n2025550101,A\n"), store, "c")
     assert store.leads("c") == []
 
 
-def test_broken_quoting_names_the_line_and_stores_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_broken_quoting_names_the_line_and_stores_nothing(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
+    store = fresh_store()
     with pytest.raises(LeadImportError, match="line"):
         import_csv(io.StringIO('phone,name\n2025550101,"A"x\n2025550102,B\n'), store, "c")
     assert store.leads("c") == []
 
 
-def test_invalid_utf8_row_is_rejected_not_lost(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_invalid_utf8_row_is_rejected_not_lost(tmp_path: Path, fresh_store: Callable[[], Any]) -> None:
+    store = fresh_store()
     report = import_csv(read_text(b"phone,name\n2025550101,\xff\xfe\n2025550102,ok\n"), store, "c")
     assert report.accepted == 1
     assert [(r.line, r.reason) for r in report.rejected] == [(2, "not valid UTF-8")]

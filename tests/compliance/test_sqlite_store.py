@@ -1,9 +1,15 @@
-"""The SQLite store: schema versioning, WAL, claim/complete semantics and durability across reopen."""
+"""The store: schema versioning, WAL, claim/complete semantics and durability across reopen.
+
+The tests taking ``reopen`` run on both backends: the embedded SQLite store and PostgreSQL
+(tests/compliance/conftest.py).
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +18,12 @@ from dialer.store import SCHEMA_VERSION, Store, StoredLead, StoreError
 
 def _store(tmp_path: Path) -> Store:
     store = Store(tmp_path / "d.sqlite")
+    store.ensure_campaign("c")
+    return store
+
+
+def _opened(reopen: Callable[..., Any]) -> Any:
+    store = reopen()
     store.ensure_campaign("c")
     return store
 
@@ -43,8 +55,8 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
         Store(path)
 
 
-def test_claim_opens_one_attempt_and_refuses_a_second_claim(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_claim_opens_one_attempt_and_refuses_a_second_claim(reopen: Callable[..., Any]) -> None:
+    store = _opened(reopen)
     store.insert_lead(StoredLead("c", "L1", "+12025550101"))
     assert store.claim("c", "L1", 10.0) == 1
     with pytest.raises(StoreError, match="dialing"):
@@ -58,8 +70,8 @@ def test_claim_opens_one_attempt_and_refuses_a_second_claim(tmp_path: Path) -> N
     assert store.claim("c", "L1", 100.0) == 2
 
 
-def test_complete_is_atomic(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_complete_is_atomic(reopen: Callable[..., Any]) -> None:
+    store = _opened(reopen)
     store.insert_lead(StoredLead("c", "L1", "+12025550101"))
     store.claim("c", "L1", 10.0)
     with pytest.raises(StoreError, match="cannot update"):
@@ -68,15 +80,15 @@ def test_complete_is_atomic(tmp_path: Path) -> None:
     assert [a.state for a in store.attempts("c")] == ["dialing"]
 
 
-def test_duplicate_phone_in_campaign_is_refused(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_duplicate_phone_in_campaign_is_refused(reopen: Callable[..., Any]) -> None:
+    store = _opened(reopen)
     store.insert_lead(StoredLead("c", "L1", "+12025550101"))
     with pytest.raises(StoreError, match="conflicts"):
         store.insert_lead(StoredLead("c", "L2", "+12025550101"))
 
 
-def test_due_leads_order_and_paging(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_due_leads_order_and_paging(reopen: Callable[..., Any]) -> None:
+    store = _opened(reopen)
     for i in range(5):
         store.insert_lead(StoredLead("c", f"L{i}", f"+1202555010{i}", priority=1 if i == 3 else 0))
     store.update_lead("c", "L4", callback_at=5.0, next_at=5.0)
@@ -88,13 +100,13 @@ def test_due_leads_order_and_paging(tmp_path: Path) -> None:
     assert [x.lead_id for x in rest] == ["L0", "L1"]
 
 
-def test_records_survive_reopen(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_records_survive_reopen(reopen: Callable[..., Any]) -> None:
+    store = _opened(reopen)
     store.insert_lead(StoredLead("c", "L1", "+12025550101", fields={"k": "v"}))
     store.add_opt_out("+12025550199", campaign_id="c", t=1.0, source="call")
     store.claim("c", "L1", 10.0)
     store.close()
-    again = Store(tmp_path / "d.sqlite")
+    again = reopen()
     assert again.opt_outs() == ["+12025550199"]
     assert again.lead("c", "L1").fields == {"k": "v"}
     assert len(again.open_attempts("c")) == 1

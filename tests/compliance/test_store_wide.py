@@ -27,7 +27,7 @@ from dialer.campaign.source import CampaignLeads
 from dialer.compliance.dnc import DoNotCall
 from dialer.engine.records import CallRecord, Outcome
 from dialer.leads import Lead
-from dialer.store import Store, StoredLead
+from dialer.store import Store, StoredLead, open_store
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -214,7 +214,9 @@ def sipp(tmp_path: Path) -> Iterator[type]:
         s.stop()
 
 
-def _campaign_file(tmp_path: Path, name: str, rows: list[tuple[str, str]], body: str) -> Path:
+def _campaign_file(
+    tmp_path: Path, name: str, rows: list[tuple[str, str]], body: str, store: str = "shared.sqlite"
+) -> Path:
     from sipp_peers import free_rtp_base
 
     (tmp_path / f"{name}.csv").write_text("lead_id,phone\n" + "".join(f"{i},{p}\n" for i, p in rows), encoding="utf-8")
@@ -223,7 +225,7 @@ def _campaign_file(tmp_path: Path, name: str, rows: list[tuple[str, str]], body:
         f"""
 [campaign]
 id = "{name}"
-store = "shared.sqlite"
+store = "{store}"
 abandon_message = "abandon.wav"
 purpose = "survey"  # exempt from the national registry, which these tests do not load
 ring_timeout = 20
@@ -255,10 +257,11 @@ def _wait(check: object, timeout: float) -> bool:
 
 
 @pytest.mark.parametrize("protection", ["opt_out", "lockout"])
-def test_two_dialer_runs_on_one_store(sipp: type, tmp_path: Path, protection: str) -> None:
+def test_two_dialer_runs_on_one_store(sipp: type, tmp_path: Path, protection: str, store_location: str) -> None:
     """Campaign b runs (``--keep-going``) with a lead not yet due; campaign a, another ``dialer run`` on the same
     store, calls the same number: nobody free, the message plays, and the person either opts out (digit 9) or not
-    (a's opt-out key is ``*``), so the number is locked out for 72 h. Then b's lead comes due: b never dials it."""
+    (a's opt-out key is ``*``), so the number is locked out for 72 h. Then b's lead comes due: b never dials it.
+    On both backends: one SQLite file, or one PostgreSQL database the two processes share (issue 17)."""
     from test_sip_live_campaign import STEMS, customers_scenario, pick_zones
     from test_sip_runtime import make_message
 
@@ -278,10 +281,12 @@ def test_two_dialer_runs_on_one_store(sipp: type, tmp_path: Path, protection: st
         "a",
         [("talk", o + "2001"), ("shared", shared)],  # talk takes the only agent; shared is abandoned
         f'policy = "power"\nconnect_limit = 0.1\nopt_out_digit = "{digit}"\n\n[policy]\nratio = 2.0\n\n{common}',
+        store_location,
     )
-    b = _campaign_file(tmp_path, "b", [("busy", o + "4861")], f"\n[retry.busy]\nfinal = true\n\n{common}")
-    store_path = tmp_path / "shared.sqlite"
-    with Store(store_path) as store:  # b's lead on the shared number, due only when the test says so
+    b = _campaign_file(
+        tmp_path, "b", [("busy", o + "4861")], f"\n[retry.busy]\nfinal = true\n\n{common}", store_location
+    )
+    with open_store(store_location) as store:  # b's lead on the shared number, due only when the test says so
         store.ensure_campaign("b")
         store.insert_lead(StoredLead("b", "shared", shared))
         store.update_lead("b", "shared", next_at=time.time() + 24 * HOUR)
@@ -293,14 +298,14 @@ def test_two_dialer_runs_on_one_store(sipp: type, tmp_path: Path, protection: st
         text=True,
     )
     try:
-        with Store(store_path) as store:
+        with open_store(store_location) as store:
             assert _wait(lambda: any(x.state == "done" for x in store.attempts("b")), 60), "b never dialed"
         run_a = subprocess.run(
             [sys.executable, "-m", "dialer.cli", "run", str(a), "--quiet"], capture_output=True, text=True, timeout=120
         )
         assert run_a.returncode == 0, (run_a.stdout, run_a.stderr)
         assert run_b.poll() is None, "b stopped before the shared number came due"
-        with Store(store_path) as store:
+        with open_store(store_location) as store:
             [abandoned] = [x for x in store.attempts("a") if x.phone == shared]
             assert abandoned.outcome == "abandoned" and abandoned.message_at is not None
             assert store.opt_outs() == ([shared] if protection == "opt_out" else [])
@@ -319,7 +324,7 @@ def test_two_dialer_runs_on_one_store(sipp: type, tmp_path: Path, protection: st
     assert run_b.returncode == (0 if protection == "opt_out" else 130), (out, err)
     if protection == "opt_out":
         assert "stopped: every lead is final" in out, out
-    with Store(store_path) as store:
+    with open_store(store_location) as store:
         assert [x.lead_id for x in store.attempts("b")] == ["busy"]  # the shared number: never dialed by b
         lead = store.lead("b", "shared")
         assert (lead.attempts, lead.disposition) == (0, "do_not_call" if protection == "opt_out" else "")

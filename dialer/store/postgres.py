@@ -1,0 +1,548 @@
+"""The shared store: PostgreSQL, for a floor whose dispatchers run on several machines.
+
+:class:`PgStore` has the public methods and the semantics of the embedded :class:`~dialer.store.Store`, so the
+campaign layer does not know which one it holds. What PostgreSQL changes, and how the semantics are kept:
+
+* **Several writers at once.** SQLite serialises every write transaction (``BEGIN IMMEDIATE``); PostgreSQL runs
+  them side by side (READ COMMITTED). :meth:`PgStore.claim` therefore locks the lead's row (``SELECT ... FOR
+  UPDATE``: a second claimer waits for the first to commit, then reads the lead as ``dialing`` and is refused, so
+  two dispatchers never dial one lead for one attempt) and takes a transaction-scoped advisory lock on the NUMBER
+  before reading its protections. Every write of a protection (:meth:`add_opt_out`, a lockout written by
+  :meth:`update_lead`) takes the same number lock, so a protection committed by one process is always seen by the
+  next claim of any other, and a claim and a protection of one number never interleave.
+* **Transactions.** :meth:`PgStore.transaction` holds one pooled connection for the whole block (nesting joins
+  the outer one, as in SQLite); every call outside a block runs on a pooled connection in autocommit. A statement
+  that fails inside a block (a duplicate lead) runs in a savepoint, so the block can go on, as it can in SQLite.
+* **Connections.** A :class:`psycopg_pool.ConnectionPool` (``pool_size`` connections at most; one per thread
+  inside a transaction). The store may be shared by threads: the transaction in progress is per thread.
+* **Credentials** are libpq's: the password comes from ``PGPASSWORD``, or a password file (``~/.pgpass``, the file
+  named by ``PGPASSFILE`` or by ``passfile=`` in the URL's query), or the URL itself (which then sits in the
+  campaign file: prefer the others). TLS likewise (``sslmode=verify-full`` in the URL or ``PGSSLMODE``). The URL is
+  kept and shown only with its password removed (:func:`redact`), in ``repr``, errors and logs.
+
+``psycopg`` and ``psycopg_pool`` are imported when a :class:`PgStore` is made, not with :mod:`dialer.store`
+(``pip install 'predictive-dialer[postgres]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from dialer.store.schema import PG_MIGRATIONS, SCHEMA_VERSION
+from dialer.store.sqlite import (
+    _ATTEMPT_COLUMNS,
+    _ATTEMPT_RESULT,
+    _LEAD_COLUMNS,
+    _UPDATABLE,
+    AttemptRow,
+    NumberBlocked,
+    StoredLead,
+    StoreError,
+    _encode,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+# The key space of the advisory locks taken on a number (pg_advisory_xact_lock(classid, objid)): "dialer numbers".
+_NUMBER_LOCKS = 0x6E756D
+
+
+def redact(url: str) -> str:
+    """``url`` with any password (in the netloc or a ``password=`` query parameter) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable store URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        query = [(k, "***" if k == "password" else v) for k, v in query]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query), ""))
+
+
+def _lead(d: dict[str, Any]) -> StoredLead:
+    d["fields"] = json.loads(d["fields"])
+    d["outcome_counts"] = json.loads(d["outcome_counts"])
+    return StoredLead(**d)
+
+
+def _attempt(d: dict[str, Any]) -> AttemptRow:
+    d["abandoned"] = bool(d["abandoned"])
+    d["customer_hung_up"] = bool(d["customer_hung_up"])
+    d["bridge_failed"] = bool(d["bridge_failed"])
+    if d["message_played"] is not None:
+        d["message_played"] = bool(d["message_played"])
+    return AttemptRow(**d)
+
+
+class _Result:
+    """A finished statement's rows (fetched at once, so the connection can go back to the pool), as sqlite3 gives."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int, lastrowid: int | None = None) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+
+class _Sql:
+    """The few ``sqlite3.Connection`` calls :mod:`dialer.store.consents` and :mod:`dialer.store.imports` make
+    (``execute``, ``executemany``; ``?`` placeholders; rows as tuples), on the PostgreSQL store's connection of the
+    transaction in progress, so those modules' portable SQL runs on either backend."""
+
+    def __init__(self, store: PgStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str, args: Any = ()) -> _Result:
+        from psycopg.rows import tuple_row
+
+        with self._store._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(sql.replace("?", "%s"), args)
+            rows = cur.fetchall() if cur.description is not None else []
+            return _Result(rows, cur.rowcount)
+
+    def executemany(self, sql: str, rows: Any) -> _Result:
+        with self._store._conn() as conn, conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), list(rows))
+            return _Result([], cur.rowcount)
+
+
+class PgStore:
+    """Campaigns, leads, attempts and opt-outs in one PostgreSQL database, shared by every dispatcher on it.
+
+    ``url`` is a libpq URL (``postgresql://user@host:5432/dbname?sslmode=verify-full``). Opening it applies the
+    migrations the database lacks (under an advisory lock, so two dispatchers starting together do not race) and
+    refuses a database from a newer dialer, as :class:`~dialer.store.Store` does.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0) -> None:
+        try:
+            import psycopg
+            import psycopg_pool
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise StoreError(
+                "a postgresql:// store needs psycopg 3 and psycopg_pool: pip install 'predictive-dialer[postgres]'"
+            ) from exc
+        self._psycopg = psycopg
+        self.path = redact(url)  # what errors, logs and repr show: never the password
+        self._local = threading.local()
+        self._db = _Sql(self)  # what dialer.store.consents and dialer.store.imports use, as on SQLite's Store
+        self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "row_factory": psycopg.rows.dict_row},
+            timeout=timeout,
+            name="dialer-store",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise StoreError(f"cannot open store {self.path}: no connection within {timeout:g} s") from exc
+        try:
+            self._migrate()
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise StoreError(f"{self.path} is not a usable dialer store: {exc}") from exc
+        except StoreError:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PgStore({self.path!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection of the transaction in progress on this thread, or a pooled one in autocommit."""
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _one(self, sql: str, args: Any = ()) -> dict[str, Any] | None:
+        with self._conn() as conn:
+            row: dict[str, Any] | None = conn.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+    def _run(self, sql: str, args: Any = ()) -> int:
+        """Execute a write; the number of rows it touched."""
+        with self._conn() as conn:
+            return int(conn.execute(sql, args).rowcount)
+
+    @property
+    def schema_version(self) -> int:
+        row = self._one("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        return 0 if row is None else int(row["v"])
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_NUMBER_LOCKS + 1,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations").fetchone()
+            version = int(row["v"]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this dialer's {SCHEMA_VERSION}: upgrade "
+                    "the dialer rather than risk writing records it does not understand"
+                )
+            for number, script in enumerate(PG_MIGRATIONS[version:], start=version + 1):
+                # One transaction for the whole upgrade (PostgreSQL's DDL is transactional): all or nothing.
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement.encode())
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)", (number, time.time())
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several calls into one atomic, durable transaction (nesting joins the outer one)."""
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        with self._pool.connection() as conn:
+            self._local.conn = conn
+            self._local.depth = 1
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                self._local.conn = None
+                self._local.depth = 0
+
+    def _lock_number(self, phone: str) -> None:
+        """Serialise, until this transaction ends, every claim and protection of ``phone`` across processes."""
+        self._run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NUMBER_LOCKS, phone))
+
+    # -- campaigns ---------------------------------------------------------------------------------------
+
+    def ensure_campaign(self, campaign_id: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Create the campaign if it does not exist; ``settings`` (JSON-able) replace the stored ones if given."""
+        if not campaign_id:
+            raise StoreError("campaign id must not be empty")
+        with self.transaction():
+            self._run(
+                "INSERT INTO campaigns (campaign_id, created_at, settings) VALUES (%s, %s, %s) "
+                "ON CONFLICT (campaign_id) DO NOTHING",
+                (campaign_id, time.time(), json.dumps(dict(settings or {}), sort_keys=True)),
+            )
+            if settings is not None:
+                self._run(
+                    "UPDATE campaigns SET settings = %s WHERE campaign_id = %s",
+                    (json.dumps(dict(settings), sort_keys=True), campaign_id),
+                )
+
+    def campaigns(self) -> list[str]:
+        return [r["campaign_id"] for r in self._all("SELECT campaign_id FROM campaigns ORDER BY campaign_id")]
+
+    def campaign_settings(self, campaign_id: str) -> dict[str, Any]:
+        row = self._one("SELECT settings FROM campaigns WHERE campaign_id = %s", (campaign_id,))
+        if row is None:
+            raise StoreError(f"unknown campaign {campaign_id!r}")
+        return dict(json.loads(row["settings"]))
+
+    # -- leads -------------------------------------------------------------------------------------------
+
+    def insert_lead(self, lead: StoredLead) -> StoredLead:
+        """Add a new lead at the end of the campaign's order (``seq`` is assigned here)."""
+        psycopg = self._psycopg
+        with self.transaction(), self._conn() as conn:
+            # The campaign's row lock orders concurrent inserts, so no two leads get one seq.
+            conn.execute("SELECT 1 FROM campaigns WHERE campaign_id = %s FOR NO KEY UPDATE", (lead.campaign_id,))
+            row = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM leads WHERE campaign_id = %s", (lead.campaign_id,)
+            ).fetchone()
+            seq = row["seq"] if row else 1
+            columns = _LEAD_COLUMNS.replace(" ", "").split(",")
+            values = [_encode(c, seq if c == "seq" else getattr(lead, c)) for c in columns]
+            try:
+                with conn.transaction():  # a savepoint: the caller's transaction survives a refused lead
+                    conn.execute(
+                        f"INSERT INTO leads ({_LEAD_COLUMNS}) VALUES ({', '.join(['%s'] * len(values))})", values
+                    )
+            except psycopg.IntegrityError as exc:
+                raise StoreError(f"lead {lead.lead_id!r} ({lead.phone}) conflicts with a stored lead: {exc}") from exc
+        return self.lead(lead.campaign_id, lead.lead_id)
+
+    def lead(self, campaign_id: str, lead_id: str) -> StoredLead:
+        row = self._one(
+            f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = %s AND lead_id = %s", (campaign_id, lead_id)
+        )
+        if row is None:
+            raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+        return _lead(row)
+
+    def find_lead(self, campaign_id: str, *, lead_id: str | None = None, phone: str | None = None) -> StoredLead | None:
+        if (lead_id is None) == (phone is None):
+            raise StoreError("find_lead needs exactly one of lead_id or phone")
+        column, value = ("lead_id", lead_id) if lead_id is not None else ("phone", phone)
+        row = self._one(
+            f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = %s AND {column} = %s", (campaign_id, value)
+        )
+        return None if row is None else _lead(row)
+
+    def update_lead(self, campaign_id: str, lead_id: str, **changes: Any) -> None:
+        """Change some of a lead's columns (its identity, phone and counters of dials are not changeable here)."""
+        bad = set(changes) - _UPDATABLE
+        if bad:
+            raise StoreError(f"cannot update lead column(s) {sorted(bad)}")
+        if not changes:
+            return
+        sets = ", ".join(f"{c} = %s" for c in changes)
+        until = changes.get("lockout_until")
+        with self.transaction():
+            if until:  # the lead's row, then its number's lock: a claim's order, so the two never deadlock
+                row = self._one(
+                    "SELECT phone FROM leads WHERE campaign_id = %s AND lead_id = %s FOR UPDATE", (campaign_id, lead_id)
+                )
+                if row is not None:
+                    self._lock_number(row["phone"])
+            count = self._run(
+                f"UPDATE leads SET {sets} WHERE campaign_id = %s AND lead_id = %s",
+                [*(_encode(c, v) for c, v in changes.items()), campaign_id, lead_id],
+            )
+            if count != 1:
+                raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+            if until:  # the lockout protects the number in every campaign, in the same transaction
+                self._run(
+                    "INSERT INTO number_lockouts (phone, until, campaign_id, lead_id) "
+                    "SELECT phone, %s, campaign_id, lead_id FROM leads WHERE campaign_id = %s AND lead_id = %s "
+                    "ON CONFLICT (phone) DO UPDATE SET until = excluded.until, campaign_id = excluded.campaign_id, "
+                    "lead_id = excluded.lead_id WHERE excluded.until > number_lockouts.until",
+                    (float(until), campaign_id, lead_id),
+                )
+
+    def leads(self, campaign_id: str, *, status: str | None = None) -> list[StoredLead]:
+        sql = f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = %s"
+        args: list[Any] = [campaign_id]
+        if status is not None:
+            sql += " AND status = %s"
+            args.append(status)
+        return [_lead(r) for r in self._all(sql + " ORDER BY seq", args)]
+
+    def count_leads(self, campaign_id: str) -> dict[str, int]:
+        rows = self._all(
+            "SELECT status, COUNT(*) AS n FROM leads WHERE campaign_id = %s GROUP BY status", (campaign_id,)
+        )
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    def due_leads(self, campaign_id: str, epoch: float, limit: int, after: tuple[int, ...] = ()) -> list[StoredLead]:
+        """Ready leads whose time has come, in dialing order: due callbacks first, then priority, then list order.
+
+        ``after`` is the ordering key of the last lead of the previous page (see :func:`order_key`).
+        """
+        order = "(callback_at IS NULL), (-priority), seq"  # matches the leads_due index (false sorts before true)
+        sql = (
+            f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = %s AND status = 'ready' "
+            "AND next_at <= %s AND lockout_until <= %s"
+        )
+        args: list[Any] = [campaign_id, epoch, epoch]
+        if after:
+            sql += " AND ((callback_at IS NULL), (-priority), seq) > (%s, %s, %s)"
+            args.extend([bool(after[0]), int(after[1]), int(after[2])])
+        return [_lead(r) for r in self._all(f"{sql} ORDER BY {order} LIMIT %s", [*args, limit])]
+
+    # -- attempts ----------------------------------------------------------------------------------------
+
+    def claim(self, campaign_id: str, lead_id: str, epoch: float) -> int:
+        """Mark a ready lead as being dialed and open its next attempt, durably, before anything is dialed.
+
+        Returns the attempt number. Raises :class:`StoreError` if the lead is not ready (already claimed, done),
+        and :class:`NumberBlocked` if its number opted out or is locked out, in any campaign on the store. The
+        lead's row is locked (``FOR UPDATE``: a concurrent claimer waits, then finds it ``dialing``) and the
+        number's advisory lock is held while its protections are read, all in the claim's transaction.
+        """
+        with self.transaction():
+            row = self._one(
+                "SELECT status, attempts, phone FROM leads WHERE campaign_id = %s AND lead_id = %s FOR UPDATE",
+                (campaign_id, lead_id),
+            )
+            if row is None:
+                raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
+            if row["status"] != "ready":
+                raise StoreError(f"lead {lead_id!r} is {row['status']}, not ready")
+            self._lock_number(row["phone"])
+            blocked = self.number_block(row["phone"], epoch)
+            if blocked is not None:
+                raise NumberBlocked(row["phone"], *blocked)
+            attempt_no = int(row["attempts"]) + 1
+            self._run(
+                "UPDATE leads SET status = 'dialing', attempts = %s, pass_attempts = pass_attempts + 1, "
+                "callback_at = NULL WHERE campaign_id = %s AND lead_id = %s",
+                (attempt_no, campaign_id, lead_id),
+            )
+            self._run(
+                "INSERT INTO attempts (campaign_id, lead_id, attempt_no, phone, state, dialed_at) "
+                "VALUES (%s, %s, %s, %s, 'dialing', %s)",
+                (campaign_id, lead_id, attempt_no, row["phone"], epoch),
+            )
+        return attempt_no
+
+    def complete(
+        self,
+        campaign_id: str,
+        lead_id: str,
+        attempt_no: int,
+        result: Mapping[str, Any],
+        lead_changes: Mapping[str, Any],
+        *,
+        state: str = "done",
+    ) -> None:
+        """Close an open attempt with its result and move the lead on, in one transaction."""
+        bad = set(result) - _ATTEMPT_RESULT
+        if bad:
+            raise StoreError(f"unknown attempt column(s) {sorted(bad)}")
+        if state not in ("done", "interrupted"):
+            raise StoreError(f"an attempt closes as done or interrupted, not {state!r}")
+        with self.transaction():
+            sets = ", ".join(["state = %s", *(f"{c} = %s" for c in result)])
+            count = self._run(
+                f"UPDATE attempts SET {sets} WHERE campaign_id = %s AND lead_id = %s AND attempt_no = %s "
+                "AND state = 'dialing'",
+                [state, *(_encode(c, v) for c, v in result.items()), campaign_id, lead_id, attempt_no],
+            )
+            if count != 1:
+                raise StoreError(f"attempt {attempt_no} of lead {lead_id!r} is not open")
+            self.update_lead(campaign_id, lead_id, **lead_changes)
+
+    def set_attempt_disposition(self, campaign_id: str, lead_id: str, attempt_no: int, disposition: str) -> None:
+        """Record the agent's disposition of a finished attempt (kept for the ledger's machine adjustment)."""
+        with self.transaction():
+            count = self._run(
+                "UPDATE attempts SET disposition = %s WHERE campaign_id = %s AND lead_id = %s AND attempt_no = %s",
+                (disposition, campaign_id, lead_id, attempt_no),
+            )
+            if count != 1:
+                raise StoreError(f"no attempt {attempt_no} of lead {lead_id!r}")
+
+    def unclaim(self, campaign_id: str, lead_id: str, attempt_no: int) -> None:
+        """Undo :meth:`claim` for a dial that never left the dialer (no INVITE was sent), in one transaction."""
+        with self.transaction():
+            count = self._run(
+                "DELETE FROM attempts WHERE campaign_id = %s AND lead_id = %s AND attempt_no = %s "
+                "AND state = 'dialing'",
+                (campaign_id, lead_id, attempt_no),
+            )
+            if count != 1:
+                raise StoreError(f"attempt {attempt_no} of lead {lead_id!r} is not open")
+            self._run(
+                "UPDATE leads SET status = 'ready', attempts = attempts - 1, pass_attempts = pass_attempts - 1 "
+                "WHERE campaign_id = %s AND lead_id = %s AND status = 'dialing'",
+                (campaign_id, lead_id),
+            )
+
+    def purge_attempts(self, before: float, *, campaign_id: str | None = None) -> list[AttemptRow]:
+        """Delete the closed attempts dialed before ``before`` (epoch) and return them, for a retention run."""
+        where = "state != 'dialing' AND dialed_at < %s"
+        args: list[Any] = [before]
+        if campaign_id is not None:
+            where += " AND campaign_id = %s"
+            args.append(campaign_id)
+        with self.transaction():  # one statement: exactly the rows deleted are returned, whatever commits meanwhile
+            rows = [
+                _attempt(r) for r in self._all(f"DELETE FROM attempts WHERE {where} RETURNING {_ATTEMPT_COLUMNS}", args)
+            ]
+        return sorted(rows, key=lambda a: (a.campaign_id, a.dialed_at, a.lead_id, a.attempt_no))
+
+    def open_attempts(self, campaign_id: str) -> list[AttemptRow]:
+        rows = self._all(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = %s AND state = 'dialing' ORDER BY dialed_at",
+            (campaign_id,),
+        )
+        return [_attempt(r) for r in rows]
+
+    def attempts(self, campaign_id: str, *, lead_id: str | None = None) -> list[AttemptRow]:
+        sql = f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = %s"
+        args: list[Any] = [campaign_id]
+        if lead_id is not None:
+            sql += " AND lead_id = %s"
+            args.append(lead_id)
+        return [_attempt(r) for r in self._all(sql + " ORDER BY dialed_at, lead_id, attempt_no", args)]
+
+    def last_attempt(self, campaign_id: str, lead_id: str) -> AttemptRow | None:
+        row = self._one(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = %s AND lead_id = %s "
+            "ORDER BY attempt_no DESC LIMIT 1",
+            (campaign_id, lead_id),
+        )
+        return None if row is None else _attempt(row)
+
+    # -- opt-outs ----------------------------------------------------------------------------------------
+
+    def add_opt_out(self, phone: str, *, campaign_id: str = "", t: float | None = None, source: str = "") -> None:
+        """Persist a do-not-call request at once (committed before returning)."""
+        with self.transaction():
+            self._lock_number(phone)
+            self._run(
+                "INSERT INTO opt_outs (phone, campaign_id, t, source) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (phone) DO NOTHING",
+                (phone, campaign_id, time.time() if t is None else t, source),
+            )
+
+    def opt_outs(self) -> list[str]:
+        return [r["phone"] for r in self._all("SELECT phone FROM opt_outs ORDER BY phone")]
+
+    # -- protections of a number, store-wide ---------------------------------------------------------------
+
+    def number_block(self, phone: str, epoch: float) -> tuple[str, float] | None:
+        """Why ``phone`` must not be dialed at ``epoch`` whatever the campaign, as ``(reason, until)``, or ``None``."""
+        if self._one("SELECT 1 AS x FROM opt_outs WHERE phone = %s", (phone,)) is not None:
+            return ("opted out", float("inf"))
+        row = self._one("SELECT until FROM number_lockouts WHERE phone = %s", (phone,))
+        if row is not None and float(row["until"]) > epoch:
+            return ("abandonment lockout", float(row["until"]))
+        return None
+
+    def number_lockout(self, phone: str) -> float:
+        """The end of ``phone``'s abandonment lockout (epoch; 0 when it has none), whichever campaign set it."""
+        row = self._one("SELECT until FROM number_lockouts WHERE phone = %s", (phone,))
+        return 0.0 if row is None else float(row["until"])
