@@ -28,6 +28,7 @@ from dialer.engine.actions import (
     PlayAbandonMessage,
     RecordCall,
 )
+from dialer.engine.events import InvalidEvent, is_integer, is_number
 from dialer.engine.records import CallRecord, Outcome
 from dialer.engine.snapshot import BUSY_BIN, RING_BIN, Snapshot
 from dialer.engine.state import (
@@ -75,6 +76,10 @@ class EngineConfig:
     ``first_call_id``: the first call's id. A dispatcher that restarts while its old calls may still be up starts
     past every id it used before (see :func:`dialer.distributed.dispatcher.fresh_call_ids`), so no report about
     an old call can be taken for a new one.
+
+    Every field is checked here, types included (a number, never a bool or a string; an integer where a count is
+    meant, so ``max_in_flight=1.5`` is refused now rather than crashing the pacing later): a :class:`ConfigError`
+    names the field.
     """
 
     connect_limit: float = 2.0
@@ -87,6 +92,18 @@ class EngineConfig:
     first_call_id: int = 1
 
     def __post_init__(self) -> None:
+        # Types first, so that a string or a bool is named as such instead of failing a comparison later.
+        for key in ("connect_limit", "ring_timeout", "day_offset", "recent_window", "lead_retry", "ring_slack"):
+            value = getattr(self, key)
+            if (value is not None or key != "ring_timeout") and not is_number(value):
+                raise ConfigError(key, f"must be a number, got {value!r}")
+        for key in ("max_in_flight", "first_call_id"):
+            value = getattr(self, key)
+            if (value is not None or key != "max_in_flight") and not is_integer(value):
+                # A count: 1.5 calls in flight cannot be carried, and would crash the pacing loop much later.
+                raise ConfigError(key, f"must be an integer, got {value!r}")
+            if value is not None and type(value) is not int:
+                object.__setattr__(self, key, int(value))  # numpy's integers: stored as plain ints
         # Written so that NaN fails every check: a NaN connect limit would silently never abandon anybody.
         if not 0 <= self.connect_limit < math.inf:
             raise ConfigError("connect_limit", f"must be a finite number >= 0, got {self.connect_limit!r}")
@@ -212,6 +229,8 @@ class Engine:
         self.policy = policy
         self.leads = leads
         self.config = config or EngineConfig()
+        if not is_number(start) or not -math.inf < start < math.inf:
+            raise ConfigError("start", f"must be a finite number of seconds, got {start!r}")
         self.now = start
         self.stats = EngineStats(recent_window=self.config.recent_window, day_offset=self.config.day_offset)
         self.agents: dict[str, _Agent] = {}
@@ -263,14 +282,21 @@ class Engine:
         moot by a timer that fired first (an answer arriving after our ring timeout), or news about a call the engine
         already hung up itself (ring timeout, machine, lost agent), is ignored and counted in ``stale_events``: the
         runtime could not have known.
+
+        Raises :class:`~dialer.engine.events.InvalidEvent` (a ``DialerError`` and a ``ValueError``, *not* an
+        ``InvalidTransition``), with the engine unchanged, when ``event`` is not an event or one of its fields
+        holds a value no runtime can mean. Events check their fields when built, so this is normally raised
+        there; the engine checks again before touching anything. A runtime that drops ``InvalidTransition`` as
+        stale news therefore never drops a bug of its own with it.
         """
         apply = self._apply.get(type(event))
         if apply is None:
+            if not isinstance(event, ev.Event):
+                raise InvalidEvent(type(event).__name__, "event", event, "is not a dialer.engine.events.Event")
             raise InvalidTransition(f"unknown event type {type(event).__name__}")
-        if not self.now <= event.t < math.inf:  # NaN fails this too: it would poison every later comparison
-            if event.t < self.now:
-                raise InvalidTransition(f"{type(event).__name__} at t={event.t} is before the engine's time {self.now}")
-            raise InvalidTransition(f"{type(event).__name__} at t={event.t} is not a finite time")
+        event.validate()  # every field, ``t`` a finite number included, before anything changes
+        if event.t < self.now:
+            raise InvalidTransition(f"{type(event).__name__} at t={event.t} is before the engine's time {self.now}")
         problem = self._problem(event)
         if problem is not None and not self._late_report(event):
             raise InvalidTransition(problem)
@@ -319,11 +345,6 @@ class Engine:
 
     def _problem(self, event: ev.Event) -> str | None:
         name = type(event).__name__
-        if isinstance(event, ev.CapacityChanged):
-            cap = event.max_in_flight
-            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-                return f"max_in_flight must be a non-negative integer or None, got {cap!r}"
-            return None
         if isinstance(event, ev.AgentLoggedIn):
             if event.agent_id in self.agents:
                 return f"agent {event.agent_id!r} is already logged in"
@@ -697,6 +718,14 @@ class Engine:
         except Exception as exc:
             self._fault(f"pacing policy failed: {exc!r}", out)
             return
+        if type(n) is not int:
+            # A float, None, NaN or bool is a broken policy, not a number of calls: fail closed like a policy
+            # that raised, rather than raise on every event (or, for True, dial). Negative stays 0 (documented).
+            if not is_integer(n):
+                name = type(self.policy).__name__
+                self._fault(f"pacing policy {name} answered {n!r}, not a whole number of calls", out)
+                return
+            n = int(n)
         requested = n
         cap = self.config.max_in_flight
         if cap is not None:

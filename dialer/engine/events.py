@@ -7,8 +7,34 @@ backwards. Events are small frozen dataclasses so they can be logged, replayed a
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, NoReturn
+
+from dialer.errors import DialerError
+
+
+class InvalidEvent(DialerError, ValueError):
+    """An event field holds a value no runtime can mean (a NaN time, ``reason="bogus"``, ``agent_id=None``).
+
+    Raised when the event is built, so a bad event never reaches an engine: nothing has changed (and by
+    :meth:`Engine.handle <dialer.engine.core.Engine.handle>`, before it changes anything, for an event built past
+    ``__init__`` or for something that is no event). ``event`` names the event type, ``field`` the offending field
+    and ``value`` the value given.
+
+    It is deliberately *not* an :class:`~dialer.errors.InvalidTransition`: runtimes drop those as stale news (a
+    report overtaken by a timer), and a bad value is a bug in whoever built the event, which must not be dropped
+    with them. It is a :class:`ValueError` and a :class:`~dialer.errors.DialerError`, so either catches it.
+    """
+
+    def __init__(self, event: str, field: str, value: object, message: str) -> None:
+        self.event = event
+        self.field = field
+        self.value = value
+        self.message = message
+        super().__init__(f"{event}.{field}={value!r}: {message}")
 
 
 class FailureReason(StrEnum):
@@ -21,11 +47,82 @@ class FailureReason(StrEnum):
     NETWORK = "network"
 
 
+_FAILURE_VALUES = frozenset(r.value for r in FailureReason)
+
+
+def _refuse(event: Event, field: str, value: object, message: str) -> NoReturn:
+    raise InvalidEvent(type(event).__name__, field, value, message)
+
+
+def is_number(value: object) -> bool:
+    """A real number, not a bool (``True`` is an int to Python, never a time or a count to a runtime)."""
+    cls = type(value)
+    if cls is float or cls is int:
+        return True
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_integer(value: object) -> bool:
+    """An integer, not a bool (numpy's integers count)."""
+    if type(value) is int:
+        return True
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _time(event: Event, field: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    # Written so that NaN fails too: one NaN time would poison every later comparison of the engine's clock.
+    if not is_number(value) or not -math.inf < value < math.inf:
+        _refuse(event, field, value, "must be a finite number of seconds" + (" or None" if optional else ""))
+
+
+def _seconds(event: Event, field: str, value: Any) -> None:
+    """An optional duration: None, or finite and >= 0."""
+    if value is not None and (not is_number(value) or not 0 <= value < math.inf):
+        _refuse(event, field, value, "must be a finite number of seconds >= 0 or None")
+
+
+def _agent(event: Event, value: Any) -> None:
+    if type(value) is not str or not value:
+        _refuse(event, "agent_id", value, "must be a non-empty str")
+
+
+def _call(event: Event, value: Any) -> None:
+    if type(value) is not int:
+        if not is_integer(value):
+            _refuse(event, "call_id", value, "must be an int >= 0")
+        value = int(value)
+        object.__setattr__(event, "call_id", value)  # numpy's integers: carried as plain ints
+    if value < 0:
+        _refuse(event, "call_id", value, "must be an int >= 0")
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Base class: every event happens at a time ``t`` (seconds)."""
+    """Base class: every event happens at a time ``t`` (seconds).
+
+    Every field is checked when the event is built (:class:`InvalidEvent` otherwise): times are finite numbers,
+    ids have their types, counts are integers, flags are bools, enums are members or their string values (which
+    are converted, so ``CallFailed(t, 7, "busy")`` carries ``FailureReason.BUSY``).
+    """
 
     t: float
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field again (:class:`InvalidEvent`); the engine does, in case one was built bypassing
+        ``__init__`` (``object.__new__``, a deserialiser)."""
+        try:
+            _time(self, "t", self.t)
+            self._check()
+        except AttributeError as exc:  # a slot never set (only possible past ``__init__``)
+            _refuse(self, exc.name or "?", None, "is missing")
+
+    def _check(self) -> None:
+        """Check the fields a subclass adds (raise :class:`InvalidEvent`); the base has none beyond ``t``."""
 
 
 # --- agents -----------------------------------------------------------------------------------------------
@@ -37,12 +134,18 @@ class AgentLoggedIn(Event):
 
     agent_id: str
 
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentReady(Event):
     """A paused agent is available for calls."""
 
     agent_id: str
+
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +154,18 @@ class AgentPaused(Event):
 
     agent_id: str
 
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentLoggedOut(Event):
     """An agent left, possibly mid-call (a vanished softphone): the call is hung up and still recorded."""
 
     agent_id: str
+
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +174,11 @@ class WrapUpDone(Event):
 
     agent_id: str
     pause: bool = False
+
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
+        if type(self.pause) is not bool:  # "no" is truthy: a string here would pause the agent
+            _refuse(self, "pause", self.pause, "must be a bool")
 
 
 # --- calls ------------------------------------------------------------------------------------------------
@@ -75,6 +189,9 @@ class CallRinging(Event):
     """The network reports the far end is alerting (SIP 180/183). Optional: a call may be answered from dialing."""
 
     call_id: int
+
+    def _check(self) -> None:
+        _call(self, self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +213,14 @@ class CallAnsweredByPerson(Event):
     #: (end of greeting, start of speech): kept so the record shows both moments.
     picked_up_at: float | None = None
 
+    def _check(self) -> None:
+        _call(self, self.call_id)
+        _time(self, "answered_at", self.answered_at, optional=True)
+        if self.amd_verdict is not None and type(self.amd_verdict) is not str:
+            _refuse(self, "amd_verdict", self.amd_verdict, "must be a str or None")
+        _seconds(self, "amd_seconds", self.amd_seconds)
+        _time(self, "picked_up_at", self.picked_up_at, optional=True)
+
 
 @dataclass(frozen=True, slots=True)
 class CallAnsweredByMachine(Event):
@@ -103,6 +228,10 @@ class CallAnsweredByMachine(Event):
 
     call_id: int
     amd_seconds: float | None = None
+
+    def _check(self) -> None:
+        _call(self, self.call_id)
+        _seconds(self, "amd_seconds", self.amd_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +245,9 @@ class CallPlaced(Event):
 
     call_id: int
 
+    def _check(self) -> None:
+        _call(self, self.call_id)
+
 
 @dataclass(frozen=True, slots=True)
 class CallNotPlaced(Event):
@@ -127,6 +259,11 @@ class CallNotPlaced(Event):
 
     call_id: int
     why: str = ""
+
+    def _check(self) -> None:
+        _call(self, self.call_id)
+        if type(self.why) is not str:
+            _refuse(self, "why", self.why, "must be a str")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +277,26 @@ class MessagePlayed(Event):
     call_id: int
     started_at: float | None = None
 
+    def _check(self) -> None:
+        _call(self, self.call_id)
+        _time(self, "started_at", self.started_at, optional=True)
+
 
 @dataclass(frozen=True, slots=True)
 class CallFailed(Event):
-    """The dial ended without an answer."""
+    """The dial ended without an answer. ``reason`` may be given as its string value (``"busy"``)."""
 
     call_id: int
     reason: FailureReason
+
+    def _check(self) -> None:
+        _call(self, self.call_id)
+        reason = self.reason
+        if type(reason) is not FailureReason:
+            if not isinstance(reason, str) or reason not in _FAILURE_VALUES:
+                known = ", ".join(sorted(_FAILURE_VALUES))
+                _refuse(self, "reason", reason, f"must be a FailureReason ({known})")
+            object.__setattr__(self, "reason", FailureReason(reason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +304,9 @@ class CallEnded(Event):
     """The far end or the runtime hung up an answered call (after talk, after the message, or while waiting)."""
 
     call_id: int
+
+    def _check(self) -> None:
+        _call(self, self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +322,11 @@ class CallBridgeFailed(Event):
 
     call_id: int
     status: int = 0
+
+    def _check(self) -> None:
+        _call(self, self.call_id)
+        if not is_integer(self.status) or not 0 <= self.status < 1000:
+            _refuse(self, "status", self.status, "must be an int from 0 to 999 (a SIP status, 0 for none)")
 
 
 # --- campaign and time ------------------------------------------------------------------------------------
@@ -193,6 +351,13 @@ class CapacityChanged(Event):
     """
 
     max_in_flight: int | None
+
+    def _check(self) -> None:
+        cap = self.max_in_flight
+        if cap is not None and (not is_integer(cap) or cap < 0):
+            _refuse(self, "max_in_flight", cap, "must be an int >= 0 or None")
+        if cap is not None and type(cap) is not int:
+            object.__setattr__(self, "max_in_flight", int(cap))
 
 
 @dataclass(frozen=True, slots=True)
