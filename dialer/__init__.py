@@ -20,6 +20,7 @@ from dialer.engine import (
     Snapshot,
     events,
 )
+from dialer.engine.events import InvalidEvent
 from dialer.errors import ConfigError, DialerError, InvalidTransition
 from dialer.leads import Lead, LeadSource, ListLeads, SyntheticLeads
 from dialer.pacing import PacingPolicy, make_policy
@@ -39,6 +40,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "HangUp",
+    "InvalidEvent",
     "InvalidTransition",
     "Lead",
     "LeadSource",
