@@ -7,6 +7,7 @@ import logging
 import math
 import struct
 import threading
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -175,6 +176,7 @@ def test_two_dispatchers_racing_never_claim_one_lead_twice(pg_url: str) -> None:
                             refused[name] += 1  # the other one had it
                             continue
                         claimed[name].append(lead.lead_id)
+                        time.sleep(0.002)  # as a dispatcher hands the dial on: the other gets its turn under load
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
