@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dialer.commands import cluster
 from dialer.errors import ConfigError
 
 
@@ -31,6 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--target", type=float, dest="target_abandon_rate", help="target abandonment rate (0.03 = 3%%)")
     p.add_argument("--ratio", type=float, help="lines per agent for the power policy")
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
+    cluster.add_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", metavar="FILE.png", help="also write a plot of occupancy and abandonment")
     p.add_argument(
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         _check_plot_path(args.plot)
     bar = ProgressBar("simulating", enabled=not args.json)
     try:
-        report = simulate(scenario, workers=args.workers, progress=bar)
+        with cluster.executor(args.scheduler) as pool:
+            report = simulate(scenario, workers=args.workers, progress=bar, executor=pool)
     finally:
         bar.close()
     # The figures go out first: a plot that fails to write must not cost the user the run.

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from dialer.commands import cluster
 from dialer.errors import ConfigError
 
 
@@ -37,6 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=".", metavar="DIR", help="directory for the table and plot (default: .)")
     p.add_argument("--stem", help="file name stem (default: SCENARIO's stem + '-frontier')")
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
+    cluster.add_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -62,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     )
     bar = ProgressBar(f"sweeping {len(pts)} policies", enabled=not args.quiet)
     try:
-        result = sweep.run(base, pts, drift=spec.drift, workers=args.workers, progress=bar, refine=args.refine)
+        with cluster.executor(args.scheduler) as pool:
+            result = sweep.run(
+                base, pts, drift=spec.drift, workers=args.workers, progress=bar, refine=args.refine, executor=pool
+            )
     finally:
         bar.close()
     stem = args.stem or f"{Path(args.scenario).stem}-frontier"
