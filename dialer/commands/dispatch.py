@@ -40,6 +40,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dialer.commands.run import add_status_options
 from dialer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -81,13 +82,7 @@ def register(sub: Any) -> None:
         help="SQLite file keeping events until the broker has them, and for replays (default: beside the store, "
         "<store stem>.outbox.sqlite; ':memory:' loses them if this process dies)",
     )
-    b.add_argument(
-        "--status-port",
-        type=int,
-        metavar="PORT",
-        help="serve the live status page (/), /status.json and Prometheus /metrics on this port (0: any free)",
-    )
-    b.add_argument("--status-bind", default="127.0.0.1", metavar="HOST", help="address of the status page")
+    add_status_options(b)
     b.add_argument(
         "--state",
         metavar="FILE",
@@ -155,15 +150,6 @@ def register(sub: Any) -> None:
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
-
-
-def _secret(var: str | None, key: str) -> str | None:
-    if var is None:
-        return None
-    value = os.environ.get(var)
-    if value is None:
-        raise ConfigError(key, f"environment variable {var} is not set")
-    return value
 
 
 def _seconds(value: float, key: str, *, minimum: float = 0.0, strict: bool = True) -> float:
@@ -239,7 +225,9 @@ def bus_config(args: argparse.Namespace, config: CampaignConfig) -> BusConfig:
 
     identity = f"dispatcher/{args.name}"
     username = args.username if args.username is not None else (None if args.insecure else identity)
-    password = _secret(args.password_env, "--password-env")
+    from dialer.commands.worker import secret_from_env
+
+    password = secret_from_env(args.password_env, "--password-env")
     check_identity(
         identity,
         username,

@@ -36,13 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument("campaign", type=Path, help="campaign TOML file")
     p.add_argument("--status-every", type=float, default=1.0, metavar="S", help="status line period (seconds)")
     p.add_argument("--quiet", action="store_true", help="no status line")
-    p.add_argument(
-        "--status-port",
-        type=int,
-        metavar="PORT",
-        help="serve the live status page (/), /status.json and Prometheus /metrics on this port (0: any free)",
-    )
-    p.add_argument("--status-bind", default="127.0.0.1", metavar="HOST", help="address of the status page")
+    add_status_options(p)
     p.add_argument(
         "--keep-going",
         action="store_true",
@@ -123,6 +117,17 @@ async def _run(campaign: LiveCampaign, args: argparse.Namespace, early: _EarlySi
             await page.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def add_status_options(parser: Any) -> None:
+    """``--status-port`` and ``--status-bind``, as ``dialer run`` and ``dialer dispatch`` both take them."""
+    parser.add_argument(
+        "--status-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live status page (/), /status.json and Prometheus /metrics on this port (0: any free)",
+    )
+    parser.add_argument("--status-bind", default="127.0.0.1", metavar="HOST", help="address of the status page")
 
 
 def start_status_page(args: argparse.Namespace, runtime: Any, campaign: str, dispatcher: Any = None) -> Any:

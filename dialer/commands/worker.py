@@ -95,7 +95,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _secret(var: str | None, key: str) -> str | None:
+def secret_from_env(var: str | None, key: str) -> str | None:
+    """The secret held by environment variable ``var`` (``None`` if no variable was named); a variable named but
+    not set is a configuration error under ``key``. Secrets never go on the command line, where ``ps`` shows them."""
     if var is None:
         return None
     value = os.environ.get(var)
@@ -130,7 +132,7 @@ def bus_config(args: argparse.Namespace) -> Any:
         args.broker_port,
         identity,
         username=args.username if args.username is not None else (None if args.insecure else identity),
-        password=_secret(args.password_env, "--password-env"),
+        password=secret_from_env(args.password_env, "--password-env"),
         tls=tls,
         root=args.root,
         outbox=args.outbox,
@@ -155,7 +157,7 @@ def pool_config(args: argparse.Namespace) -> Any:
         transport=args.transport,
         register=args.register,
         username=args.trunk_username,
-        password=_secret(args.trunk_password_env, "--trunk-password-env") or "",
+        password=secret_from_env(args.trunk_password_env, "--trunk-password-env") or "",
         caller_id=args.caller_id or "",
         max_calls=args.max_calls,
         calls_per_second=args.calls_per_second,

@@ -752,12 +752,6 @@ class Dispatcher:
     def _worker_gone(self, worker_id: str, info: _WorkerInfo) -> None:
         """Close every call the worker held, so each gets its record and the lead goes back to its source."""
         now = self.runtime.now()
-        for call_id in sorted(info.offers):
-            call = self.calls.get(call_id)
-            if call is not None and call.offered_to == worker_id:
-                self._withdraw(call)
-                call.attempts -= 1
-                self._offer(call_id)
         for call_id in sorted(info.calls):
             state = self.runtime.engine.call_state(call_id)
             self.lost_worker_calls += 1
