@@ -283,6 +283,44 @@ def test_the_alert_comes_once_per_bad_answer_while_records_still_flow() -> None:
     assert engine.in_flight == 0 and len(source.records) == 1
 
 
+# --- defect: a policy's next_wakeup answer was taken unchecked (NaN, a string or an exception reached the runtime) --
+
+
+class Wakes(Scripted):
+    """Asks to be woken at whatever the test set (or raises it)."""
+
+    def __init__(self, wake: object) -> None:
+        super().__init__()
+        self.wake = wake
+
+    def next_wakeup(self, now: float) -> float | None:
+        if isinstance(self.wake, Exception):
+            raise self.wake
+        return self.wake  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("wake", [math.nan, math.inf, "5", True, object(), RuntimeError("boom")])
+def test_a_bad_next_wakeup_stops_dialing_and_alerts_with_the_next_actions(wake: object) -> None:
+    policy = Wakes(wake)
+    engine = Engine(policy, ListLeads([Lead(str(i), f"+1555000{i:04d}") for i in range(10)]))
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    assert engine.next_timer() is None  # no timer the runtime cannot sleep on
+    assert not engine.dialing and len(engine.faults) == 1
+    policy.pending = 3  # the policy would dial now: it is not asked while dialing is stopped
+    actions = engine.handle(ev.AgentReady(1.0, "a"))
+    assert [type(a) for a in actions] == [Alert]
+    assert actions[0].kind == "fault" and "next_wakeup" in actions[0].message  # type: ignore[attr-defined]
+    assert engine.handle(ev.TimeAdvanced(2.0)) == []  # handed out once
+
+
+@pytest.mark.parametrize("wake", [None, 7.5, 7, np.float64(7.5)])
+def test_a_good_next_wakeup_is_a_timer(wake: object) -> None:
+    engine = Engine(Wakes(wake), ListLeads([Lead("1", "+15550000001")]))
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    expected = None if wake is None else float(wake)  # type: ignore[arg-type]
+    assert engine.next_timer() == expected and engine.dialing and engine.faults == []
+
+
 # --- defect: no py.typed -----------------------------------------------------------------------------------------
 
 

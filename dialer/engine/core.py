@@ -245,6 +245,8 @@ class Engine:
         self.stale_events = 0
         self._starved_until: float | None = None
         self.faults: list[tuple[float, str]] = []  # (time, what broke): each stopped dialing
+        # Alerts raised where no action list exists (``next_timer`` is a query): handed out by the next ``handle``.
+        self._deferred: list[Action] = []
         self.unreported: list[CallRecord] = []  # records the lead source failed to take; kept, never dropped
         self._ready: dict[str, None] = {}  # insertion order = longest idle first
         self._queued: dict[int, None] = {}  # insertion order = longest waiting first
@@ -300,7 +302,8 @@ class Engine:
         problem = self._problem(event)
         if problem is not None and not self._late_report(event):
             raise InvalidTransition(problem)
-        out: list[Action] = []
+        out: list[Action] = self._deferred
+        self._deferred = []
         fired = self._run_timers(event.t, out)
         self.now = event.t
         # Only a timer that fired (or news the engine already acted on) can have made a checked event moot.
@@ -320,10 +323,31 @@ class Engine:
         if self.dialing and self._starved_until is not None and (nxt is None or self._starved_until < nxt):
             nxt = self._starved_until
         if self.dialing:
-            wake = self.policy.next_wakeup(self.now)
+            wake = self._policy_wakeup()
             if wake is not None and (nxt is None or wake < nxt):
                 nxt = max(wake, self.now)
         return nxt
+
+    def _policy_wakeup(self) -> float | None:
+        """The policy's next wake-up, or ``None``; a broken answer stops dialing (fail closed).
+
+        A policy that raises or answers something that is not a finite time (NaN, a string, a bool) would
+        otherwise hand the runtime a timer it cannot sleep on, or one that never fires, while the engine keeps
+        dialing on stale decisions. The fault's ``Alert`` is handed out with the next ``handle``'s actions.
+        """
+        name = type(self.policy).__name__
+        try:
+            wake = self.policy.next_wakeup(self.now)
+        except Exception as exc:
+            self._fault(f"pacing policy {name} failed in next_wakeup: {exc!r}", self._deferred)
+            return None
+        if wake is None:
+            return None
+        if not is_number(wake) or not math.isfinite(wake):  # type: ignore[arg-type]
+            bad = f"pacing policy {name} answered next_wakeup {wake!r}, not a finite time or None"
+            self._fault(bad, self._deferred)
+            return None
+        return float(wake)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self)
