@@ -343,7 +343,7 @@ class Engine:
             return None
         if wake is None:
             return None
-        if not is_number(wake) or not math.isfinite(wake):  # type: ignore[arg-type]
+        if not is_number(wake) or not math.isfinite(wake):
             bad = f"pacing policy {name} answered next_wakeup {wake!r}, not a finite time or None"
             self._fault(bad, self._deferred)
             return None
