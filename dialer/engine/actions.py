@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialer.engine.records import CallRecord
+from dialer.engine.records import CallRecord, InboundRecord
 from dialer.leads import Lead
 
 
@@ -68,3 +68,28 @@ class RecordCall(Action):
     """A call is over: persist its record. Emitted exactly once per dialed call, so no outcome is ever lost."""
 
     record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectInbound(Action):
+    """Bridge the queued inbound caller to the agent, now: the agent is already marked on the call. A bridge that
+    fails is reported with :class:`~dialer.engine.events.InboundBridgeFailed` (the caller goes back to the
+    queue); a caller who hung up meanwhile with :class:`~dialer.engine.events.InboundAbandoned`."""
+
+    inbound_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HangUpInbound(Action):
+    """Hang up an inbound call (``reason="agent_lost"``: its agent vanished mid-call)."""
+
+    inbound_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInbound(Action):
+    """An inbound call is over: persist its record. Emitted exactly once per inbound call."""
+
+    record: InboundRecord

@@ -8,6 +8,24 @@ Timers (the connect limit of a waiting person, the ring timeout, a policy's next
 notion of the future: :meth:`Engine.next_timer` says when the runtime should next send ``TimeAdvanced``. Timers
 that are due fire before the event that carries a later time is applied, so a late runtime still gets the
 abandonment it owed.
+
+Inbound calls and agent groups. A caller who rings in (:class:`~dialer.engine.events.InboundArrived`) waits in
+the inbound queue, longest-waiting first, until an agent who takes inbound calls is free; the engine then says
+:class:`~dialer.engine.actions.ConnectInbound`. Each agent belongs to one group, given at login: ``outbound``
+(the default: every runtime that knows nothing of inbound is unchanged), ``inbound`` or ``blended``. A person
+an outbound dial reached goes to an outbound or blended agent; an inbound caller to an inbound or blended one;
+specialists first, so the blended agents, who can take either, stay free the longest. Within a kind, the
+longest-idle agent.
+
+Who goes first when a freed blended agent could take either a waiting outbound person or a waiting inbound
+caller: the outbound person (``EngineConfig.inbound_first`` reverses it). They answered a call *we* placed and
+have at most ``connect_limit`` (2 s) left; passing them over abandons them for certain, a regulatory count, the
+recorded message and a lead lost, while the inbound caller, who has minutes of patience, waits one more agent's
+release. The agent is spent for one call either way. What protects the inbound service level is the pacing: a
+blended policy keeps agents back from outbound dialing for the inbound forecast and dials nothing while an
+inbound caller waits, so such collisions come only from calls already in flight. Agents busy on an inbound call
+are invisible to the pacing's snapshot (``ready``, ``on_call`` and the busy histograms count only agents who
+take outbound calls, on outbound calls or free), so an outbound policy's forecasts are not bent by inbound talk.
 """
 
 from __future__ import annotations
@@ -23,21 +41,26 @@ from dialer.engine.actions import (
     Action,
     Alert,
     ConnectCall,
+    ConnectInbound,
     DialLead,
     HangUp,
+    HangUpInbound,
     PlayAbandonMessage,
     RecordCall,
+    RecordInbound,
 )
-from dialer.engine.events import InvalidEvent, is_integer, is_number
-from dialer.engine.records import CallRecord, Outcome
+from dialer.engine.events import AgentGroup, InvalidEvent, is_integer, is_number
+from dialer.engine.records import CallRecord, InboundOutcome, InboundRecord, Outcome
 from dialer.engine.snapshot import BUSY_BIN, RING_BIN, Snapshot
 from dialer.engine.state import (
     AgentState,
     CallState,
+    InboundState,
     Key,
     Trigger,
     agent_next,
     call_next,
+    inbound_next,
 )
 from dialer.engine.stats import EngineStats
 from dialer.errors import ConfigError, InvalidTransition
@@ -76,6 +99,10 @@ class EngineConfig:
     ``first_call_id``: the first call's id. A dispatcher that restarts while its old calls may still be up starts
     past every id it used before (see :func:`dialer.distributed.dispatcher.fresh_call_ids`), so no report about
     an old call can be taken for a new one.
+    ``service_level_seconds``: the T of the inbound service level (share of callers answered within T s).
+    ``inbound_first``: a freed blended agent takes a waiting inbound caller before a waiting outbound person
+    (default False: the outbound person first, since they are abandoned within ``connect_limit``; see the module
+    docstring).
 
     Every field is checked here, types included (a number, never a bool or a string; an integer where a count is
     meant, so ``max_in_flight=1.5`` is refused now rather than crashing the pacing later): a :class:`ConfigError`
@@ -90,10 +117,13 @@ class EngineConfig:
     lead_retry: float = 15.0
     ring_slack: float = 0.0
     first_call_id: int = 1
+    service_level_seconds: float = 20.0
+    inbound_first: bool = False
 
     def __post_init__(self) -> None:
         # Types first, so that a string or a bool is named as such instead of failing a comparison later.
-        for key in ("connect_limit", "ring_timeout", "day_offset", "recent_window", "lead_retry", "ring_slack"):
+        keys = ("connect_limit", "ring_timeout", "day_offset", "recent_window", "lead_retry", "ring_slack")
+        for key in (*keys, "service_level_seconds"):
             value = getattr(self, key)
             if (value is not None or key != "ring_timeout") and not is_number(value):
                 raise ConfigError(key, f"must be a number, got {value!r}")
@@ -121,6 +151,10 @@ class EngineConfig:
             raise ConfigError("ring_slack", "must be a finite number >= 0")
         if not math.isfinite(self.day_offset):
             raise ConfigError("day_offset", "must be finite")
+        if not 0 <= self.service_level_seconds < math.inf:
+            raise ConfigError("service_level_seconds", "must be a finite number >= 0")
+        if type(self.inbound_first) is not bool:
+            raise ConfigError("inbound_first", f"must be a bool, got {self.inbound_first!r}")
 
 
 _RINGING_STATES = (CallState.DIALING, CallState.RINGING)
@@ -140,13 +174,32 @@ def _bin_remove(bins: dict[int, int], key: int) -> None:
 
 
 class _Agent:
-    __slots__ = ("agent_id", "call_id", "since", "state")
+    __slots__ = ("after_inbound", "agent_id", "call_id", "group", "inbound_id", "pooled", "since", "state")
 
-    def __init__(self, agent_id: str, t: float) -> None:
+    def __init__(self, agent_id: str, t: float, group: AgentGroup = AgentGroup.OUTBOUND) -> None:
         self.agent_id = agent_id
         self.state = AgentState.PAUSED
         self.since = t
         self.call_id: int | None = None
+        self.group = group
+        self.inbound_id: str | None = None  # the inbound call they are on
+        self.after_inbound = False  # their wrap-up follows an inbound call
+        # Counted in the pacing's view (``pool_counts``, busy bins): takes outbound calls and is not on an inbound.
+        self.pooled = group.takes_outbound
+
+
+class _Inbound:
+    __slots__ = ("agent_id", "answered_at", "arrived_at", "bridge_failures", "inbound_id", "seq", "state", "wait")
+
+    def __init__(self, inbound_id: str, t: float, seq: int) -> None:
+        self.inbound_id = inbound_id
+        self.arrived_at = t
+        self.seq = seq  # arrival order, to put a caller whose bridge failed back in their place
+        self.state = InboundState.QUEUED
+        self.agent_id: str | None = None
+        self.answered_at: float | None = None
+        self.wait = 0.0
+        self.bridge_failures = 0
 
 
 class _Call:
@@ -204,6 +257,7 @@ _CALL_EVENTS = (
     ev.CallNotPlaced,
     ev.MessagePlayed,
 )
+_INBOUND_EVENTS = (ev.InboundAbandoned, ev.InboundEnded, ev.InboundBridgeFailed)
 
 
 class Engine:
@@ -232,11 +286,24 @@ class Engine:
         if not is_number(start) or not -math.inf < start < math.inf:
             raise ConfigError("start", f"must be a finite number of seconds, got {start!r}")
         self.now = start
-        self.stats = EngineStats(recent_window=self.config.recent_window, day_offset=self.config.day_offset)
+        self.stats = EngineStats(
+            recent_window=self.config.recent_window,
+            day_offset=self.config.day_offset,
+            service_level_seconds=self.config.service_level_seconds,
+        )
         self.agents: dict[str, _Agent] = {}
         self.calls: dict[int, _Call] = {}
         self.agent_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
         self.call_counts: dict[CallState, int] = {s: 0 for s in CallState}
+        # Agents who take outbound calls and are not on an inbound one: what the pacing sees (= agent_counts on a
+        # floor of outbound agents only). And every group's agents by state, for reports and blended pacing.
+        self.pool_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
+        self.group_counts: dict[AgentGroup, dict[AgentState, int]] = {g: {s: 0 for s in AgentState} for g in AgentGroup}
+        self.inbound: dict[str, _Inbound] = {}  # inbound calls in the engine, by id
+        self.inbound_counts: dict[InboundState, int] = {s: 0 for s in InboundState}
+        self._inbound_queue: dict[str, None] = {}  # insertion order = longest waiting first
+        self._inbound_seq = 0
+        self._inbound_dropped: dict[str, None] = {}  # inbound calls the engine ended itself (agent lost)
         # Entry times binned as entities move (O(1) each), so a policy reads the floor's ages in O(bins), not by
         # walking every call and agent: dial times of calls not yet answered; state-entry times of busy agents.
         self.ring_bins: dict[int, int] = {}
@@ -249,6 +316,7 @@ class Engine:
         self._deferred: list[Action] = []
         self.unreported: list[CallRecord] = []  # records the lead source failed to take; kept, never dropped
         self._ready: dict[str, None] = {}  # insertion order = longest idle first
+        self._ready_by: dict[AgentGroup, dict[str, None]] = {g: {} for g in AgentGroup}  # the same, per group
         self._queued: dict[int, None] = {}  # insertion order = longest waiting first
         self._timers: list[tuple[float, int, Trigger, int]] = []
         self._seq = 0
@@ -273,6 +341,10 @@ class Engine:
             ev.DialingStopped: self._stop,
             ev.DialingResumed: self._resume,
             ev.CapacityChanged: self._capacity,
+            ev.InboundArrived: self._inbound_arrived,
+            ev.InboundAbandoned: self._inbound_abandoned,
+            ev.InboundEnded: self._inbound_ended,
+            ev.InboundBridgeFailed: self._inbound_bridge_failed,
         }
 
     # -- public ----------------------------------------------------------------------------------------
@@ -365,6 +437,14 @@ class Engine:
         call = self.calls.get(call_id)
         return CallState.ENDED if call is None else call.state
 
+    def inbound_state(self, inbound_id: str) -> InboundState:
+        call = self.inbound.get(inbound_id)
+        return InboundState.ENDED if call is None else call.state
+
+    def agent_group(self, agent_id: str) -> AgentGroup | None:
+        agent = self.agents.get(agent_id)
+        return None if agent is None else agent.group
+
     # -- validation ------------------------------------------------------------------------------------
 
     def _problem(self, event: ev.Event) -> str | None:
@@ -390,10 +470,23 @@ class Engine:
             if answered_at is not None and not call.dialed_at <= answered_at <= event.t:
                 return f"answered_at={answered_at} of call {event.call_id} is not between dial and now"
             return None
+        if isinstance(event, ev.InboundArrived):
+            if event.inbound_id in self.inbound:
+                return f"inbound call {event.inbound_id!r} is already in the engine"
+            return None
+        if isinstance(event, _INBOUND_EVENTS):
+            inbound = self.inbound.get(event.inbound_id)
+            if inbound is None:
+                return f"unknown inbound call {event.inbound_id!r} ({name})"
+            if inbound_next(inbound.state, type(event)) is None:
+                return f"can't handle {name} for inbound call {event.inbound_id!r} in state {inbound.state.value}"
+            return None
         return None
 
     def _late_report(self, event: ev.Event) -> bool:
         """News from the network about a call we already hung up ourselves: the runtime could not have known."""
+        if isinstance(event, _INBOUND_EVENTS):
+            return event.inbound_id in self._inbound_dropped and event.inbound_id not in self.inbound
         call_id = getattr(event, "call_id", None)
         return isinstance(event, _CALL_EVENTS) and call_id in self._hung_up and call_id not in self.calls
 
@@ -411,21 +504,34 @@ class Engine:
         old = agent.state
         elapsed = self.now - agent.since
         self.stats.agent_seconds[old] += elapsed
+        self.stats.group_seconds[agent.group][old] += elapsed
         if old is AgentState.READY:
             del self._ready[agent.agent_id]
+            del self._ready_by[agent.group][agent.agent_id]
             if new is AgentState.ON_CALL:
                 self.stats.idle_gaps += 1
                 self.stats.idle_gap_seconds += elapsed
         self.agent_counts[old] -= 1
         self.agent_counts[new] += 1
-        if old in _BUSY_STATES:
-            _bin_remove(self.busy_bins[old], math.floor(agent.since / BUSY_BIN))
-        if new in _BUSY_STATES:
-            _bin_add(self.busy_bins[new], math.floor(self.now / BUSY_BIN))
+        groups = self.group_counts[agent.group]
+        groups[old] -= 1
+        groups[new] += 1
+        # The pacing's view: agents who take outbound calls, except while they are on an inbound one.
+        pooled = agent.group.takes_outbound and agent.inbound_id is None
+        if agent.pooled:
+            self.pool_counts[old] -= 1
+            if old in _BUSY_STATES:
+                _bin_remove(self.busy_bins[old], math.floor(agent.since / BUSY_BIN))
+        if pooled:
+            self.pool_counts[new] += 1
+            if new in _BUSY_STATES:
+                _bin_add(self.busy_bins[new], math.floor(self.now / BUSY_BIN))
+        agent.pooled = pooled
         agent.state = new
         agent.since = self.now
         if new is AgentState.READY:
             self._ready[agent.agent_id] = None
+            self._ready_by[agent.group][agent.agent_id] = None
         elif new is AgentState.LOGGED_OUT:
             del self.agents[agent.agent_id]
 
@@ -445,8 +551,11 @@ class Engine:
         return new
 
     def _logged_in(self, e: ev.AgentLoggedIn, out: list[Action]) -> None:
-        self.agents[e.agent_id] = _Agent(e.agent_id, e.t)
+        agent = self.agents[e.agent_id] = _Agent(e.agent_id, e.t, e.group)
         self.agent_counts[AgentState.PAUSED] += 1
+        self.group_counts[e.group][AgentState.PAUSED] += 1
+        if agent.pooled:
+            self.pool_counts[AgentState.PAUSED] += 1
 
     def _ready_ev(self, e: ev.AgentReady, out: list[Action]) -> None:
         self._agent_to(self.agents[e.agent_id], ev.AgentReady)
@@ -458,16 +567,20 @@ class Engine:
         wrapped = self.now - agent.since
         self._agent_to(agent, ev.AgentPaused)
         if was_wrapping:
-            self._wrap_observed(wrapped, True, out)
+            self._wrap_observed(agent, wrapped, True, out)
 
     def _wrap_done(self, e: ev.WrapUpDone, out: list[Action]) -> None:
         agent = self.agents[e.agent_id]
         wrapped = self.now - agent.since
         self._agent_to(agent, ev.WrapUpDone, AgentState.PAUSED if e.pause else None)
-        self._wrap_observed(wrapped, e.pause, out)
+        self._wrap_observed(agent, wrapped, e.pause, out)
         self._match(out)
 
-    def _wrap_observed(self, seconds: float, paused: bool, out: list[Action]) -> None:
+    def _wrap_observed(self, agent: _Agent, seconds: float, paused: bool, out: list[Action]) -> None:
+        if agent.after_inbound:  # the inbound handle time; outbound policies learn outbound wrap-ups only
+            agent.after_inbound = False
+            self.stats.inbound.wrap(seconds)
+            return
         try:
             self.policy.observe_wrap_up(self.now, seconds, paused)
         except Exception as exc:
@@ -475,7 +588,17 @@ class Engine:
 
     def _logged_out(self, e: ev.AgentLoggedOut, out: list[Action]) -> None:
         agent = self.agents[e.agent_id]
-        if agent.state is AgentState.ON_CALL and agent.call_id is not None:
+        if agent.state is AgentState.ON_CALL and agent.inbound_id is not None:
+            inbound = self.inbound[agent.inbound_id]
+            self._inbound_to(inbound, Trigger.AGENT_LOST)
+            out.append(HangUpInbound(inbound.inbound_id, "agent_lost"))
+            self._inbound_dropped[inbound.inbound_id] = None
+            if len(self._inbound_dropped) > HUNG_UP_MEMORY:
+                del self._inbound_dropped[next(iter(self._inbound_dropped))]
+            self.stats.inbound.ended(self.now - (inbound.answered_at or self.now))
+            self._finish_inbound(inbound, InboundOutcome.ANSWERED, out, agent_lost=True)
+            agent.inbound_id = None
+        elif agent.state is AgentState.ON_CALL and agent.call_id is not None:
             call = self.calls[agent.call_id]
             self._call_to(call, Trigger.AGENT_LOST)
             self._hang_up(call.call_id, "agent_lost", out)
@@ -537,8 +660,9 @@ class Engine:
         deadline = answered + self.config.connect_limit
         # A person whose connect clock already ran out (answering-machine detection ate the limit) is abandoned
         # even if an agent is free: the regulators count the wait from ``answered_at``, so fail closed.
-        if self._ready and (deadline > self.now or answered == self.now):
-            self._connect(call, self.agents[next(iter(self._ready))], out)
+        agent = self._free_agent(AgentGroup.OUTBOUND)
+        if agent is not None and (deadline > self.now or answered == self.now):
+            self._connect(call, agent, out)
             return
         if deadline <= self.now:
             self._abandon(call, out)
@@ -623,11 +747,136 @@ class Engine:
         self.stats.totals.connects += 1
         out.append(ConnectCall(call.call_id, agent.agent_id))
 
+    def _free_agent(self, kind: AgentGroup) -> _Agent | None:
+        """The agent to give a call of ``kind`` (OUTBOUND or INBOUND): the longest-idle specialist, else the
+        longest-idle blended agent, else ``None``."""
+        ready = self._ready_by[kind]
+        if not ready:
+            ready = self._ready_by[AgentGroup.BLENDED]
+            if not ready:
+                return None
+        return self.agents[next(iter(ready))]
+
     def _match(self, out: list[Action]) -> None:
-        """Connect the longest-waiting people to the longest-idle agents."""
-        while self._queued and self._ready:
-            call = self.calls[next(iter(self._queued))]
-            self._connect(call, self.agents[next(iter(self._ready))], out)
+        """Connect the longest-waiting people to the longest-idle agents: outbound people first (their connect
+        limit runs), then inbound callers, unless ``inbound_first``."""
+        if self.config.inbound_first:
+            self._match_inbound(out)
+        while self._queued:
+            agent = self._free_agent(AgentGroup.OUTBOUND)
+            if agent is None:
+                break
+            self._connect(self.calls[next(iter(self._queued))], agent, out)
+        self._match_inbound(out)
+
+    def _match_inbound(self, out: list[Action]) -> None:
+        while self._inbound_queue:
+            agent = self._free_agent(AgentGroup.INBOUND)
+            if agent is None:
+                break
+            inbound = self.inbound[next(iter(self._inbound_queue))]
+            self._inbound_to(inbound, Trigger.CONNECT)
+            agent.inbound_id = inbound.inbound_id  # before the move, so the agent leaves the pacing's view
+            self._agent_to(agent, Trigger.CONNECT)
+            inbound.agent_id = agent.agent_id
+            inbound.answered_at = self.now
+            inbound.wait = self.now - inbound.arrived_at
+            self.stats.inbound.answer(inbound.wait)
+            out.append(ConnectInbound(inbound.inbound_id, agent.agent_id))
+
+    # -- inbound calls ---------------------------------------------------------------------------------
+
+    def _inbound_to(self, inbound: _Inbound, key: Key) -> None:
+        new = inbound_next(inbound.state, key)
+        assert new is not None, (inbound.state, key)
+        self.inbound_counts[inbound.state] -= 1
+        if inbound.state is InboundState.QUEUED:
+            del self._inbound_queue[inbound.inbound_id]
+        self.inbound_counts[new] += 1
+        inbound.state = new
+        if new is InboundState.QUEUED:
+            queue = self._inbound_queue
+            if queue and self.inbound[next(reversed(queue))].seq > inbound.seq:
+                # Back from a failed bridge: in their old place, by arrival (rare, so rebuilding is fine).
+                ordered = sorted([*queue, inbound.inbound_id], key=lambda i: self.inbound[i].seq)
+                queue.clear()
+                queue.update(dict.fromkeys(ordered))
+            else:
+                queue[inbound.inbound_id] = None
+
+    def _inbound_arrived(self, e: ev.InboundArrived, out: list[Action]) -> None:
+        self._inbound_seq += 1
+        inbound = self.inbound[e.inbound_id] = _Inbound(e.inbound_id, e.t, self._inbound_seq)
+        self.inbound_counts[InboundState.QUEUED] += 1
+        self._inbound_queue[e.inbound_id] = None
+        self.stats.inbound.arrival(e.t)
+        if inbound.state is InboundState.QUEUED:
+            self._match_inbound(out)
+
+    def _inbound_abandoned(self, e: ev.InboundAbandoned, out: list[Action]) -> None:
+        inbound = self.inbound[e.inbound_id]
+        agent_id = None
+        if inbound.state is InboundState.CONNECTED:
+            # Hung up just as we connected them: the connect is taken back and the agent, who never talked, is
+            # ready again.
+            assert inbound.agent_id is not None and inbound.answered_at is not None
+            agent = self.agents[inbound.agent_id]
+            agent_id = agent.agent_id
+            self.stats.inbound.answer(inbound.wait, -1)
+            agent.inbound_id = None
+            self._agent_to(agent, ev.InboundAbandoned)
+            inbound.answered_at = None
+        self._inbound_to(inbound, ev.InboundAbandoned)
+        inbound.wait = self.now - inbound.arrived_at
+        inbound.agent_id = agent_id
+        self.stats.inbound.abandon(inbound.wait)
+        self._finish_inbound(inbound, InboundOutcome.ABANDONED, out)
+        self._match(out)
+
+    def _inbound_ended(self, e: ev.InboundEnded, out: list[Action]) -> None:
+        inbound = self.inbound[e.inbound_id]
+        assert inbound.agent_id is not None and inbound.answered_at is not None
+        agent = self.agents[inbound.agent_id]
+        agent.inbound_id = None
+        agent.after_inbound = True
+        self._agent_to(agent, ev.InboundEnded)
+        self._inbound_to(inbound, ev.InboundEnded)
+        self.stats.inbound.ended(self.now - inbound.answered_at)
+        self._finish_inbound(inbound, InboundOutcome.ANSWERED, out)
+
+    def _inbound_bridge_failed(self, e: ev.InboundBridgeFailed, out: list[Action]) -> None:
+        """The agent's phone did not take the caller: the caller waits again, in their place; the agent pauses."""
+        inbound = self.inbound[e.inbound_id]
+        assert inbound.agent_id is not None
+        agent = self.agents[inbound.agent_id]
+        agent.inbound_id = None
+        self._agent_to(agent, ev.InboundBridgeFailed)
+        self.stats.inbound.answer(inbound.wait, -1)
+        inbound.agent_id = None
+        inbound.answered_at = None
+        inbound.bridge_failures += 1
+        self._inbound_to(inbound, ev.InboundBridgeFailed)
+        self._match(out)
+
+    def _finish_inbound(
+        self, inbound: _Inbound, outcome: InboundOutcome, out: list[Action], *, agent_lost: bool = False
+    ) -> None:
+        del self.inbound[inbound.inbound_id]
+        self.inbound_counts[InboundState.ENDED] -= 1
+        agent = self.agents.get(inbound.agent_id) if inbound.agent_id is not None else None
+        record = InboundRecord(
+            inbound_id=inbound.inbound_id,
+            outcome=outcome,
+            arrived_at=inbound.arrived_at,
+            ended_at=self.now,
+            wait=inbound.wait,
+            answered_at=inbound.answered_at,
+            agent_id=inbound.agent_id,
+            group=agent.group.value if agent is not None and outcome is InboundOutcome.ANSWERED else None,
+            agent_lost=agent_lost,
+            bridge_failures=inbound.bridge_failures,
+        )
+        out.append(RecordInbound(record))
 
     def _abandon(self, call: _Call, out: list[Action], key: Key = Trigger.CONNECT_LIMIT) -> None:
         """Count the person abandoned now and order the message: the connect limit ran out, or the bridge failed."""

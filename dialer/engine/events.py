@@ -50,6 +50,25 @@ class FailureReason(StrEnum):
 _FAILURE_VALUES = frozenset(r.value for r in FailureReason)
 
 
+class AgentGroup(StrEnum):
+    """Which calls an agent takes: outbound dials only (the default), inbound callers only, or both (blended)."""
+
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+    BLENDED = "blended"
+
+    @property
+    def takes_outbound(self) -> bool:
+        return self is not AgentGroup.INBOUND
+
+    @property
+    def takes_inbound(self) -> bool:
+        return self is not AgentGroup.OUTBOUND
+
+
+_GROUP_VALUES = frozenset(g.value for g in AgentGroup)
+
+
 def _refuse(event: Event, field: str, value: object, message: str) -> NoReturn:
     raise InvalidEvent(type(event).__name__, field, value, message)
 
@@ -86,6 +105,11 @@ def _seconds(event: Event, field: str, value: Any) -> None:
 def _agent(event: Event, value: Any) -> None:
     if type(value) is not str or not value:
         _refuse(event, "agent_id", value, "must be a non-empty str")
+
+
+def _inbound(event: Event, value: Any) -> None:
+    if type(value) is not str or not value:
+        _refuse(event, "inbound_id", value, "must be a non-empty str")
 
 
 def _call(event: Event, value: Any) -> None:
@@ -130,12 +154,23 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class AgentLoggedIn(Event):
-    """An agent joined the campaign. Agents start paused: they take calls only after :class:`AgentReady`."""
+    """An agent joined the campaign. Agents start paused: they take calls only after :class:`AgentReady`.
+
+    ``group`` says which calls they take (:class:`AgentGroup`, or its string value): ``"outbound"`` (the default,
+    so every runtime that predates inbound calls is unchanged), ``"inbound"`` or ``"blended"``. It holds until
+    the agent logs out.
+    """
 
     agent_id: str
+    group: AgentGroup = AgentGroup.OUTBOUND
 
     def _check(self) -> None:
         _agent(self, self.agent_id)
+        group = self.group
+        if type(group) is not AgentGroup:
+            if not isinstance(group, str) or group not in _GROUP_VALUES:
+                _refuse(self, "group", group, "must be an AgentGroup (blended, inbound, outbound)")
+            object.__setattr__(self, "group", AgentGroup(group))
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +360,64 @@ class CallBridgeFailed(Event):
 
     def _check(self) -> None:
         _call(self, self.call_id)
+        if not is_integer(self.status) or not 0 <= self.status < 1000:
+            _refuse(self, "status", self.status, "must be an int from 0 to 999 (a SIP status, 0 for none)")
+
+
+# --- inbound calls -----------------------------------------------------------------------------------------
+#
+# An inbound call is named by the runtime (``inbound_id``, e.g. the SIP Call-ID), since the runtime hears of it
+# first; the engine never allocates one. Ids live apart from the outbound ``call_id`` integers.
+
+
+@dataclass(frozen=True, slots=True)
+class InboundArrived(Event):
+    """A caller rang in and was answered by the dialer's queue (they hear queue audio until an agent is free).
+
+    The engine answers with :class:`~dialer.engine.actions.ConnectInbound` now or later, when an agent who takes
+    inbound calls is free; until then the caller waits. ``inbound_id`` must not name a call still in the engine.
+    """
+
+    inbound_id: str
+
+    def _check(self) -> None:
+        _inbound(self, self.inbound_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundAbandoned(Event):
+    """The caller hung up before talking to an agent: while queued, or just as the engine connected them (the
+    runtime had not bridged them yet). Counted abandoned; an agent already given the call is ready again."""
+
+    inbound_id: str
+
+    def _check(self) -> None:
+        _inbound(self, self.inbound_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEnded(Event):
+    """A connected inbound call is over (either side hung up): the agent goes to wrap-up."""
+
+    inbound_id: str
+
+    def _check(self) -> None:
+        _inbound(self, self.inbound_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundBridgeFailed(Event):
+    """The agent's phone did not take a connected inbound caller (``status`` as in :class:`CallBridgeFailed`).
+
+    Unlike an outbound person, an inbound caller has no connect limit: they go back to the queue in their old
+    place (their wait keeps counting from their arrival) and the agent is paused, as after a failed outbound
+    bridge."""
+
+    inbound_id: str
+    status: int = 0
+
+    def _check(self) -> None:
+        _inbound(self, self.inbound_id)
         if not is_integer(self.status) or not 0 <= self.status < 1000:
             _refuse(self, "status", self.status, "must be an int from 0 to 999 (a SIP status, 0 for none)")
 

@@ -76,3 +76,40 @@ class CallRecord:
         if self.connected_at is None:
             return 0.0
         return self.ended_at - self.connected_at
+
+
+class InboundOutcome(StrEnum):
+    """How an inbound call ended: talked to an agent, or hung up first."""
+
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """One finished inbound call; the engine emits exactly one per :class:`~dialer.engine.events.InboundArrived`.
+
+    ``wait`` is the time from arrival to the connect (answered) or to hanging up (abandoned); ``answered_at`` is
+    the connect. ``group`` is the answering agent's group (``None`` when abandoned). ``agent_lost``: the agent
+    vanished mid-call (the call was answered, then cut). ``bridge_failures``: agents' phones that failed to take
+    the call before one did (each sent the caller back to the queue).
+    """
+
+    inbound_id: str
+    outcome: InboundOutcome
+    arrived_at: float
+    ended_at: float
+    wait: float
+    answered_at: float | None = None
+    agent_id: str | None = None
+    group: str | None = None
+    agent_lost: bool = False
+    bridge_failures: int = 0
+
+    @property
+    def talk_seconds(self) -> float:
+        return 0.0 if self.answered_at is None else self.ended_at - self.answered_at
+
+    def answered_within(self, seconds: float) -> bool:
+        """Answered with a wait of at most ``seconds`` (the service level's numerator)."""
+        return self.outcome is InboundOutcome.ANSWERED and self.wait <= seconds

@@ -12,7 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dialer.engine.state import AgentState, CallState
+from dialer.engine.events import AgentGroup
+from dialer.engine.state import AgentState, CallState, InboundState
 from dialer.engine.stats import EngineStats
 
 if TYPE_CHECKING:
@@ -42,13 +43,21 @@ class CallView:
 
 
 class Snapshot:
-    """Agents by state, calls in flight by state, and the engine's counters, at time ``now``."""
+    """Agents by state, calls in flight by state, and the engine's counters, at time ``now``.
+
+    ``ready``, ``paused``, ``on_call`` and ``wrap_up`` (and the busy histograms) count the agents outbound
+    pacing may use: those in the ``outbound`` and ``blended`` groups, except while they are on an inbound call.
+    On a floor of outbound agents only, that is every agent. ``inbound_queued`` and ``inbound_connected`` count
+    inbound callers; :meth:`group` gives any group's agents by state, whatever they are doing.
+    """
 
     __slots__ = (
         "_engine",
         "abandoning",
         "connect_limit",
         "connected",
+        "inbound_connected",
+        "inbound_queued",
         "now",
         "on_call",
         "paused",
@@ -62,7 +71,7 @@ class Snapshot:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.now: float = engine.now
-        n = engine.agent_counts
+        n = engine.pool_counts
         self.ready: int = n[AgentState.READY]
         self.paused: int = n[AgentState.PAUSED]
         self.on_call: int = n[AgentState.ON_CALL]
@@ -75,6 +84,29 @@ class Snapshot:
         self.abandoning: int = c[CallState.ABANDONING]
         self.connect_limit: float = engine.config.connect_limit
         self.stats: EngineStats = engine.stats
+        self.inbound_queued: int = engine.inbound_counts[InboundState.QUEUED]
+        self.inbound_connected: int = engine.inbound_counts[InboundState.CONNECTED]
+
+    def group(self, group: AgentGroup | str) -> Mapping[AgentState, int]:
+        """Logged-in agents of ``group`` by state, on any call (read-only)."""
+        return self._engine.group_counts[AgentGroup(group)]
+
+    def inbound_waits(self) -> Iterator[float]:
+        """Seconds waited so far by each queued inbound caller, longest first."""
+        now = self.now
+        engine = self._engine
+        for inbound_id in engine._inbound_queue:
+            yield now - engine.inbound[inbound_id].arrived_at
+
+    def holding_back(self, agents: int) -> Snapshot:
+        """A copy in which ``agents`` of the ready agents are not there (never below 0 ready): what a blended
+        policy shows the outbound policy it wraps, having kept agents back for inbound callers. Everything else
+        (busy agents, calls, histograms, statistics) is shared with this snapshot."""
+        copy = object.__new__(Snapshot)
+        for slot in Snapshot.__slots__:
+            object.__setattr__(copy, slot, getattr(self, slot))
+        copy.ready = max(0, self.ready - agents)
+        return copy
 
     @property
     def logged_in(self) -> int:

@@ -34,6 +34,14 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
+class InboundState(StrEnum):
+    """An inbound caller: waiting in the queue, talking to (or being bridged to) an agent, or gone."""
+
+    QUEUED = "queued"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
 class Trigger(StrEnum):
     """Transitions the engine causes itself."""
 
@@ -99,9 +107,44 @@ CALL_TRANSITIONS: dict[CallState, dict[Key, CallState]] = {
 }
 
 
+# The agent's side of an inbound call, apart from AGENT_TRANSITIONS so that the outbound table (and what it
+# promises) stays exactly as it was. ``Trigger.CONNECT`` (ready -> on_call) is shared with outbound connects.
+AGENT_INBOUND_TRANSITIONS: dict[AgentState, dict[Key, AgentState]] = {
+    AgentState.ON_CALL: {
+        ev.InboundEnded: AgentState.WRAP_UP,
+        ev.InboundAbandoned: AgentState.READY,  # the caller hung up before the bridge: the agent never talked
+        ev.InboundBridgeFailed: AgentState.PAUSED,  # their phone failed, as for an outbound bridge
+    },
+}
+
+INBOUND_TRANSITIONS: dict[InboundState, dict[Key, InboundState]] = {
+    InboundState.QUEUED: {
+        Trigger.CONNECT: InboundState.CONNECTED,
+        ev.InboundAbandoned: InboundState.ENDED,
+    },
+    InboundState.CONNECTED: {
+        ev.InboundEnded: InboundState.ENDED,
+        ev.InboundAbandoned: InboundState.ENDED,  # hung up as the engine connected them: still abandoned
+        ev.InboundBridgeFailed: InboundState.QUEUED,  # back in the queue, in their old place
+        Trigger.AGENT_LOST: InboundState.ENDED,
+    },
+    InboundState.ENDED: {},
+}
+
+
 def agent_next(state: AgentState, key: Key) -> AgentState | None:
     """The state an agent moves to, or ``None`` if ``key`` is not legal in ``state``."""
-    return AGENT_TRANSITIONS[state].get(key)
+    new = AGENT_TRANSITIONS[state].get(key)
+    if new is None:
+        row = AGENT_INBOUND_TRANSITIONS.get(state)
+        if row is not None:
+            new = row.get(key)
+    return new
+
+
+def inbound_next(state: InboundState, key: Key) -> InboundState | None:
+    """The state an inbound call moves to, or ``None`` if ``key`` is not legal in ``state``."""
+    return INBOUND_TRANSITIONS[state].get(key)
 
 
 def call_next(state: CallState, key: Key) -> CallState | None:

@@ -6,9 +6,11 @@ incrementally, O(1) per event, because the engine handles every call of a thousa
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from dialer.engine.events import AgentGroup
 from dialer.engine.records import Outcome
 from dialer.engine.state import AgentState
 
@@ -72,6 +74,115 @@ class RecentOutcomes:
             setattr(self, kind, getattr(self, kind) - 1)
 
 
+class InboundStats:
+    """Inbound figures since start, counted as things happen (O(1) each).
+
+    ``answered`` counts connects (a bridge that fails or a caller who hangs up as they are connected takes it back,
+    so once every call is over ``arrived == answered + abandoned``). The service level is the share of the
+    callers whose fate is known who were answered within ``service_level_seconds`` (abandoned callers count
+    against it, however soon they hung up: the stricter of the usual definitions, and the one Erlang-A's
+    P(served within T) gives). The average speed of answer is the mean wait of answered callers. The handle
+    time is talk plus the wrap-up after it, the time an inbound call takes an agent away.
+    """
+
+    __slots__ = (
+        "_arrivals",
+        "abandoned",
+        "abandoned_within",
+        "answered",
+        "answered_within",
+        "arrived",
+        "first_arrival",
+        "handled",
+        "service_level_seconds",
+        "talk_seconds",
+        "wait_seconds",
+        "window",
+        "wrap_seconds",
+        "wrapped",
+    )
+
+    def __init__(self, service_level_seconds: float = 20.0, window: float = 3600.0) -> None:
+        self.service_level_seconds = service_level_seconds
+        self.window = window
+        self._arrivals: deque[float] = deque()
+        self.first_arrival: float | None = None
+        self.arrived = 0
+        self.answered = 0
+        self.answered_within = 0
+        self.abandoned = 0
+        self.abandoned_within = 0
+        self.wait_seconds = 0.0  # sum of the answered callers' waits
+        self.handled = 0  # answered calls that ended (talk known)
+        self.talk_seconds = 0.0
+        self.wrapped = 0  # wrap-ups after an inbound call
+        self.wrap_seconds = 0.0
+
+    def arrival(self, t: float) -> None:
+        self.arrived += 1
+        if self.first_arrival is None:
+            self.first_arrival = t
+        self._arrivals.append(t)
+
+    def answer(self, wait: float, sign: int = 1) -> None:
+        """A connect after ``wait`` seconds (``sign=-1`` takes one back)."""
+        self.answered += sign
+        self.wait_seconds += sign * wait
+        if wait <= self.service_level_seconds:
+            self.answered_within += sign
+
+    def abandon(self, wait: float) -> None:
+        self.abandoned += 1
+        if wait <= self.service_level_seconds:
+            self.abandoned_within += 1
+
+    def ended(self, talk: float) -> None:
+        self.handled += 1
+        self.talk_seconds += talk
+
+    def wrap(self, seconds: float) -> None:
+        self.wrapped += 1
+        self.wrap_seconds += seconds
+
+    @property
+    def service_level(self) -> float:
+        """Answered within T over answered plus abandoned (NaN before any caller's fate is known)."""
+        n = self.answered + self.abandoned
+        return self.answered_within / n if n else math.nan
+
+    @property
+    def average_speed_of_answer(self) -> float:
+        return self.wait_seconds / self.answered if self.answered else math.nan
+
+    @property
+    def abandon_rate(self) -> float:
+        n = self.answered + self.abandoned
+        return self.abandoned / n if n else math.nan
+
+    @property
+    def handle_time(self) -> float:
+        """Mean talk plus mean wrap-up of inbound calls (NaN before the first inbound call ended)."""
+        if not self.handled:
+            return math.nan
+        return self.talk_seconds / self.handled + (self.wrap_seconds / self.wrapped if self.wrapped else 0.0)
+
+    def arrival_rate(self, now: float) -> float:
+        """Arrivals per second over the last ``window`` seconds (over the time since the first arrival, if that is
+        shorter; NaN before any arrival)."""
+        items = self._arrivals
+        cutoff = now - self.window
+        while items and items[0] < cutoff:
+            items.popleft()
+        if self.first_arrival is None:
+            return math.nan
+        span = min(self.window, now - self.first_arrival)
+        return len(items) / span if span > 0 else math.nan
+
+
+def _group_seconds() -> dict[AgentGroup, dict[AgentState, float]]:
+    return {g: {s: 0.0 for s in AgentState if s is not AgentState.LOGGED_OUT} for g in AgentGroup}
+
+
 @dataclass(slots=True)
 class EngineStats:
     """Everything counted since the engine started.
@@ -94,10 +205,22 @@ class EngineStats:
     time_to_answer_n: int = 0
     recent: RecentOutcomes = field(init=False)
     minute: RecentOutcomes = field(init=False)
+    #: Agent seconds by group and state (``agent_seconds`` is their sum over groups).
+    group_seconds: dict[AgentGroup, dict[AgentState, float]] = field(default_factory=_group_seconds)
+    service_level_seconds: float = 20.0
+    inbound: InboundStats = field(init=False)
 
     def __post_init__(self) -> None:
         self.recent = RecentOutcomes(self.recent_window)
         self.minute = RecentOutcomes(60.0)
+        self.inbound = InboundStats(self.service_level_seconds, self.recent_window)
+
+    def occupancy(self, group: AgentGroup | str | None = None) -> float:
+        """Share of logged-in time spent on calls or in wrap-up, for one group or (``None``) the whole floor.
+        Time is credited when an agent leaves a state, so agents still in one are not yet counted."""
+        seconds = self.agent_seconds if group is None else self.group_seconds[AgentGroup(group)]
+        total = sum(seconds.values())
+        return (seconds[AgentState.ON_CALL] + seconds[AgentState.WRAP_UP]) / total if total else math.nan
 
     def day_of(self, t: float) -> int:
         """Calendar day index of time ``t`` (``day_offset`` shifts the clock to the campaign's midnight)."""
