@@ -18,6 +18,15 @@ evidence names it. Nothing exempts a number on the company list or one that opte
   again under that attempt number (and, since its outcome is unknown, the abandonment lockout applies);
 * a crash before the claim dials nothing.
 
+A SHARED store can go away under a running campaign (a PostgreSQL server restarting, a connection dropped): the
+store then raises :class:`~dialer.store.StoreUnavailable`, and this class rides it out rather than stop the run.
+While the store is away no lead is claimed, so nothing is dialed that could not be recorded; records of calls
+already up, opt-outs and dispositions are kept in order, in memory, and written first when the store answers
+again (an opt-out is in force in this process at once, and store-wide once written); the store is asked again
+with back-off (0.5 s doubling to 30 s). A claim cut off mid-commit may or may not have been committed: once the
+store is back, an attempt it left open is removed (that lead was never dialed). Each outage and its end are
+logged (``dialer.campaign``) and shown in :attr:`CampaignLeads.outage`.
+
 Engine time is float seconds. Live, that is epoch seconds; under the simulator pass ``epoch_offset`` (the epoch of
 simulated time 0) so that windows and lockouts are judged on a real calendar, identically.
 """
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +47,7 @@ from dialer.compliance.numbers import time_zones_of
 from dialer.compliance.windows import CallingWindows
 from dialer.errors import DialerError
 from dialer.leads import Lead
-from dialer.store import AnyStore, NumberBlocked, StoredLead
+from dialer.store import AnyStore, NumberBlocked, StoredLead, StoreError, StoreUnavailable
 from dialer.store.consents import ConsentStore
 
 if TYPE_CHECKING:
@@ -45,6 +56,10 @@ if TYPE_CHECKING:
 
 PAGE = 200
 RETRY_GATE = 300.0  # seconds before re-asking a gate that could not decide (e.g. a stale registry)
+OUTAGE_FIRST_RETRY = 0.5  # seconds before the store is asked again after it went away; doubles each time...
+OUTAGE_MAX_RETRY = 30.0  # ...up to this
+
+log = logging.getLogger("dialer.campaign")
 
 
 class CampaignError(DialerError):
@@ -81,6 +96,7 @@ class CampaignLeads:
         on_hold: Callable[[dict[str, Any]], None] | None = None,
         purpose: Purpose | str = Purpose.TELEMARKETING,
         adopt: Iterable[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.purpose = Purpose(purpose)
@@ -101,6 +117,15 @@ class CampaignLeads:
         # Leads whose open attempt a restarted dispatcher adopts: their calls may still be up on a worker, and
         # their real outcome will be reported (or closed by close_interrupted if it never comes).
         self.adopted = frozenset(adopt)
+        # Riding out a shared store that went away (see the module's docstring).
+        self._monotonic = monotonic
+        self._later: list[tuple[str, Callable[[bool], None]]] = []  # writes the store could not take, in order
+        self._uncertain: list[tuple[str, float]] = []  # claims cut off mid-commit: (lead_id, epoch of the claim)
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self.outages = 0  # how many times the store went away during this run
+        self.outage: str | None = None  # why the store is away now (``None``: it answers)
         store.ensure_campaign(campaign_id)
         dnc.add_internal(store.opt_outs())
         self.recovered = self._recover()
@@ -108,6 +133,15 @@ class CampaignLeads:
     # -- the LeadSource protocol -----------------------------------------------------------------------
 
     def next_lead(self, now: float) -> Lead | None:
+        if not self.catch_up():
+            return None  # the store is away: no claim, so no dial that could not be recorded
+        try:
+            return self._next_lead(now)
+        except StoreUnavailable as exc:
+            self.went_away(exc)
+            return None
+
+    def _next_lead(self, now: float) -> Lead | None:
         epoch = now + self.epoch_offset
         after: tuple[int, ...] = ()
         scanned = 0
@@ -125,6 +159,9 @@ class CampaignLeads:
                         basis = self._bases.pop(lead.lead_id, None)
                         try:
                             attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch)
+                        except StoreUnavailable:
+                            self._uncertain.append((lead.lead_id, epoch))  # committed or not: checked when back
+                            raise
                         except NumberBlocked as blocked:
                             wait = self._blocked(lead, blocked)
                             if wait > epoch:
@@ -142,21 +179,31 @@ class CampaignLeads:
                         parked.append((lead.lead_id, wait))
             return None
         finally:
-            if parked:
+            if parked and self.outage is None:  # parking only saves work: a store away now is asked later
                 with self.store.transaction():
                     for lead_id, until in parked:
                         self.store.update_lead(self.campaign_id, lead_id, next_at=until)
 
     def report(self, record: CallRecord) -> None:
+        attempt = self._open.pop(record.lead.lead_id, None)
+        self._write(f"the record of call {record.call_id}", lambda again: self._report(record, attempt, again))
+
+    def _report(self, record: CallRecord, attempt: int | None, again: bool) -> None:
         lead_id = record.lead.lead_id
-        attempt = self._open.pop(lead_id, None)
         if attempt is None:  # not in memory: the store's open attempt is the truth
             opened = [a for a in self.store.open_attempts(self.campaign_id) if a.lead_id == lead_id]
             if len(opened) != 1:
                 raise CampaignError(f"a record for lead {lead_id!r}, which has no open attempt")
             attempt = opened[0].attempt_no
         if not record.placed:  # no INVITE left: the lead was never dialed, and is offered again as it was
-            self.store.unclaim(self.campaign_id, lead_id, attempt)
+            try:
+                self.store.unclaim(self.campaign_id, lead_id, attempt)
+            except StoreUnavailable:
+                raise
+            except StoreError:  # written again after an outage: the first try may have committed as it went
+                rows = self.store.attempts(self.campaign_id, lead_id=lead_id) if again else []
+                if not again or any(a.attempt_no == attempt for a in rows):
+                    raise
             self.dialed -= 1
             return
         off = self.epoch_offset
@@ -185,9 +232,97 @@ class CampaignLeads:
             "picked_up_at": epoch(record.picked_up_at),
         }
         lead = self.store.lead(self.campaign_id, lead_id)
-        self.store.complete(
-            self.campaign_id, lead_id, attempt, result, after_attempt(lead, record.outcome.value, ended, self.policy)
-        )
+        changes = after_attempt(lead, record.outcome.value, ended, self.policy)
+        try:
+            self.store.complete(self.campaign_id, lead_id, attempt, result, changes)
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            if not again:
+                raise
+            # Written again after an outage: the first try may have committed before the connection went.
+            done = [a for a in self.store.attempts(self.campaign_id, lead_id=lead_id) if a.attempt_no == attempt]
+            if not (done and done[0].state == "done" and done[0].call_id == record.call_id):
+                raise
+
+    # -- a shared store that went away ------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes (records, opt-outs, dispositions) waiting for the store to answer again."""
+        return len(self._later)
+
+    def _write(self, what: str, op: Callable[[bool], None]) -> None:
+        """Run ``op`` now, or keep it for when the store answers again (in order behind any already kept)."""
+        if not self._later:
+            try:
+                op(False)
+                return
+            except StoreUnavailable as exc:
+                self.went_away(exc)
+        self._later.append((what, op))
+
+    def went_away(self, exc: StoreUnavailable) -> None:
+        """The store did not answer (here or in a caller's query): pause claims, ask again after the back-off."""
+        now = self._monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            self.outages += 1
+            log.warning(
+                "campaign %s: %s; dialing paused, records kept to write when it answers again", self.campaign_id, exc
+            )
+        self.outage = str(exc)
+        self._backoff = min(max(OUTAGE_FIRST_RETRY, 2 * self._backoff), OUTAGE_MAX_RETRY)
+        self._retry_at = now + self._backoff
+
+    def catch_up(self, *, force: bool = False) -> bool:
+        """Write what the store could not take, and settle claims cut off mid-commit; True when nothing is left
+        and the store answers. While the store is away this asks it again only once the back-off has passed
+        (``force``: now)."""
+        if self._down_since is None and not self._later and not self._uncertain:
+            return True
+        if not force and self._monotonic() < self._retry_at:
+            return False
+        try:
+            self._settle_claims()
+            while self._later:
+                what, op = self._later[0]
+                try:
+                    op(True)
+                except StoreUnavailable:
+                    raise
+                except DialerError as exc:  # cannot be written at all: say so, never block the rest behind it
+                    log.error("campaign %s: %s could not be written after the outage: %s", self.campaign_id, what, exc)
+                self._later.pop(0)
+        except StoreUnavailable as exc:
+            self.went_away(exc)
+            return False
+        if self._down_since is not None:
+            log.warning(
+                "campaign %s: store answers again after %.1f s; every kept write is in; dialing resumes",
+                self.campaign_id,
+                self._monotonic() - self._down_since,
+            )
+        self._down_since = None
+        self.outage = None
+        self._backoff = 0.0
+        return True
+
+    def _settle_claims(self) -> None:
+        """A claim whose commit was cut off left an open attempt or nothing; either way its lead was never
+        dialed, so an attempt it left open (dialed_at is the claim's epoch) is removed, as :meth:`report` does
+        for a dial that never left."""
+        while self._uncertain:
+            lead_id, epoch = self._uncertain[0]
+            for row in self.store.open_attempts(self.campaign_id):
+                if row.lead_id == lead_id and row.dialed_at == epoch and self._open.get(lead_id) != row.attempt_no:
+                    self.store.unclaim(self.campaign_id, lead_id, row.attempt_no)
+                    log.warning(
+                        "campaign %s: lead %s's claim was committed as the store went away; undone, never dialed",
+                        self.campaign_id,
+                        lead_id,
+                    )
+            self._uncertain.pop(0)
 
     # -- gates -----------------------------------------------------------------------------------------
 
@@ -352,10 +487,19 @@ class CampaignLeads:
     def disposition(self, lead_id: str, disposition: str, *, callback_at: float | None = None) -> None:
         """The agent's disposition of the lead's last (connected) call.
 
+        While the shared store is away (or writes are still waiting for it) the disposition is kept and written
+        in order when it answers.
+
         ``callback`` needs ``callback_at`` (epoch; see :meth:`schedule_callback` for local times); ``dnc_request``
         puts the number on the do-not-call list at once (persisted first); ``machine`` (an answering machine the
         detector missed) follows the machine retry rule and counts in the UK machine adjustment.
         """
+        self._write(
+            f"the disposition {disposition!r} of lead {lead_id}",
+            lambda again: self._disposition(lead_id, disposition, callback_at),
+        )
+
+    def _disposition(self, lead_id: str, disposition: str, callback_at: float | None) -> None:
         last = self.store.last_attempt(self.campaign_id, lead_id)
         if last is None or last.state != "done":
             raise CampaignError(f"lead {lead_id!r} has no finished call to disposition")
@@ -440,9 +584,14 @@ class CampaignLeads:
         reason is stored as the source when given.
         """
         how = source if reason is None else f"{source}: {reason}"
-        return self.dnc.opt_out(
-            phone, persist=lambda p: self.store.add_opt_out(p, campaign_id=self.campaign_id, source=how)
-        )
+
+        def persist(e164: str) -> None:  # in force here at once; store-wide now, or first thing when it is back
+            self._write(
+                f"the opt-out of {e164}",
+                lambda again: self.store.add_opt_out(e164, campaign_id=self.campaign_id, source=how),
+            )
+
+        return self.dnc.opt_out(phone, persist=persist)
 
     def recycle(self, dispositions: Iterable[str], epoch: float | None = None) -> int:
         """Start a new pass over leads finished with one of ``dispositions`` (attempt counters of the pass reset;

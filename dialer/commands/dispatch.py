@@ -519,6 +519,7 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
         next_due=campaign.next_due(),
         alert=alert,
         placed_any=started,
+        unwritten=campaign.unwritten(),
     )
 
 
@@ -545,8 +546,18 @@ def summary(result: RunResult, campaign: LiveCampaign) -> list[str]:
     later = f"; next due {_when(result.next_due)}" if result.next_due is not None and result.leads.get("ready") else ""
     lines.append(f"leads: {leads}{later}")
     lines.append(f"stopped: {result.reason}{'' if result.drained else ' (calls left to the workers)'}")
-    lines.append(f"ledger: dialer report compliance {campaign.config.store}")
+    lines.append(f"ledger: dialer report compliance {campaign.config.store_url or campaign.config.store}")
+    if result.unwritten:
+        lines.append(unwritten_line(result.unwritten, campaign))
     return lines
+
+
+def unwritten_line(count: int, campaign: LiveCampaign) -> str:
+    """What ``dialer run`` and ``dialer dispatch`` say when the shared store stayed away to the end."""
+    return (
+        f"store: {count} writes (call records, opt-outs, dispositions) could not be made: the store stayed away; "
+        f"every call is in the evidence log {campaign.evidence_path}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -598,4 +609,4 @@ def run(args: argparse.Namespace) -> int:
     if result.alert is not None:
         print(f"alert: {result.alert}")
         return 1
-    return 0
+    return 1 if result.unwritten else 0

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
         f"{MIN_KEEP_MONTHS}, a --before inside the retention period, and a store whose evidence chain is broken "
         "(exit 3).",
     )
-    p.add_argument("store", metavar="STORE.sqlite", help="the campaign store")
+    p.add_argument("store", metavar="STORE", help="the campaign store: a SQLite file or a postgresql:// URL")
     p.add_argument(
         "--before",
         metavar="DATE",

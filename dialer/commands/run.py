@@ -47,10 +47,13 @@ def register(sub: Any) -> None:
 
 
 def _status_line(s: dict[str, Any]) -> str:
+    store = ""
+    if s.get("store_outage"):
+        store = f"| STORE AWAY, not dialing ({s.get('pending_writes', 0)} writes kept) "
     return (
         f"\rcalls {s['in_flight']:3d} (ringing {s['ringing']}, talking {s['connected']}, message {s['message']}) "
         f"agents ready {s['agents_ready']} | done {s['records']}, abandoned {s['abandoned']} | "
-        f"capacity {s['capacity']}   "
+        f"capacity {s['capacity']} {store}  "
     )
 
 
@@ -195,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"leads: {leads}{later}")
     print(f"stopped: {result.reason}{'' if result.drained else ' (calls hung up before they ended)'}")
     print(f"ledger: dialer report compliance {config.store_url or config.store}")
+    if result.unwritten:  # the shared store stayed away to the end: the ledger misses calls (the evidence has them)
+        from dialer.commands.dispatch import unwritten_line
+
+        print(unwritten_line(result.unwritten, campaign))
+        return 1
     if result.interrupted:
         return 130
     if result.alert is not None:  # dialing stopped on its own: the run failed, and says why last

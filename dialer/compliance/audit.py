@@ -37,7 +37,7 @@ from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES, FalseMachineEstimate
 from dialer.compliance import ledger
 from dialer.compliance.evidence import EvidenceLog, Verdict, verify
 from dialer.errors import ConfigError
-from dialer.store import AttemptRow, Store
+from dialer.store import AttemptRow, open_store
 
 #: Exit statuses of ``dialer report compliance --audit`` (and of ``dialer purge``): 0 everything in order; 1 a
 #: ledger window over its cap in the worst case (as without ``--audit``); 2 a usage or configuration error (the CLI's
@@ -143,7 +143,7 @@ class WaitCheck:
 class Audit:
     """Everything the export writes, gathered once (see :func:`collect`)."""
 
-    store: Path
+    store: str  # the store file's path, or a PostgreSQL URL without its password
     evidence: Path
     campaigns: tuple[str, ...]
     generated_at: float
@@ -367,16 +367,17 @@ def collect(
     """
     import time
 
-    store_path = Path(store_path)
-    if not store_path.is_file():
-        raise ConfigError("STORE", f"{store_path}: no such file")
-    log_path = Path(evidence) if evidence is not None else evidence_path(store_path)
-    with Store(store_path) as store:
+    log_path, label = _locate(store_path, evidence)
+    with open_store(str(store_path)) as store:
         known = store.campaigns()
         chosen = tuple(campaigns) if campaigns else tuple(known)
+        if not campaigns and _shared(store_path) and log_path.exists():
+            # A shared store holds every machine's campaigns, a log only its own machine's: audit those.
+            in_log = {str(e.data.get("campaign_id")) for e in read_log(log_path, verify(log_path))[0]}
+            chosen = tuple(name for name in known if name in in_log)
         for name in chosen:
             if name not in known:
-                raise ConfigError("--campaign", f"no campaign {name!r} in {store_path} (has {known})")
+                raise ConfigError("--campaign", f"no campaign {name!r} in {label} (has {known})")
         attempts = {name: store.attempts(name) for name in chosen}
     verdict = verify(log_path) if log_path.exists() else None
     logged, unreadable = read_log(log_path, verdict)
@@ -401,7 +402,7 @@ def collect(
         str(c.data.get("caller_id") or "") for c in calls if c.data.get("placed") is not False
     )  # "" counts calls whose caller ID was not recorded
     return Audit(
-        store=store_path,
+        store=label if _shared(store_path) else str(store_path),
         evidence=log_path,
         campaigns=chosen,
         generated_at=time.time() if now is None else now,
@@ -424,6 +425,29 @@ def collect(
         amd=amd,
         entry_counts=kinds,
     )
+
+
+def _shared(location: str | Path) -> bool:
+    return str(location).split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def _locate(location: str | Path, evidence: str | Path | None) -> tuple[Path, str]:
+    """The evidence log to read for the store at ``location``, and the store's name as shown (a PostgreSQL URL
+    without its password). A store file must exist; a shared store has no file beside it, so its log is named."""
+    if _shared(location):
+        from dialer.store.postgres import redact
+
+        if evidence is None:
+            raise ConfigError(
+                "--evidence",
+                "is needed with a PostgreSQL store: each machine keeps its evidence log beside its campaign file "
+                "(CAMPAIGN.evidence.jsonl); name the one to audit",
+            )
+        return Path(evidence), redact(str(location))
+    path = Path(location)
+    if not path.is_file():
+        raise ConfigError("STORE", f"{path}: no such file")
+    return (Path(evidence) if evidence is not None else evidence_path(path)), path.name
 
 
 def evidence_path(store: Path) -> Path:
@@ -756,7 +780,7 @@ def summary(audit: Audit) -> str:
     )
     status = {"OK": "verified", "EMPTY": "empty", "BROKEN": "BROKEN", "MISSING": "MISSING"}[audit.chain]
     lines = [
-        f"# Compliance audit: {audit.store.name}",
+        f"# Compliance audit: {audit.store if _shared(audit.store) else Path(audit.store).name}",
         "",
         f"- Campaign(s): {', '.join(audit.campaigns) or 'none'}",
         f"- Period covered: {covered}",
@@ -873,16 +897,13 @@ def purge(
             f"{_when(before)} is later than the retention limit {_when(limit)} ({keep_months} months before now): "
             "records after that limit are still required",
         )
-    store_path = Path(store_path)
-    if not store_path.is_file():
-        raise ConfigError("STORE", f"{store_path}: no such file")
-    log_path = Path(evidence) if evidence is not None else evidence_path(store_path)
+    log_path, label = _locate(store_path, evidence)
     if log_path.exists():
         verdict = verify(log_path)
         if not verdict.ok:
             raise ChainBroken(log_path, verdict)
     entry: Mapping[str, Any] | None = None
-    with Store(store_path) as store:
+    with open_store(str(store_path)) as store:
         try:
             with store.transaction():
                 rows = store.purge_attempts(before)
@@ -895,7 +916,7 @@ def purge(
                         entry = log.append(
                             "purge",
                             {
-                                "store": store_path.name,
+                                "store": label,
                                 "before": before,
                                 "keep_months": keep_months,
                                 "removed": len(rows),

@@ -850,21 +850,62 @@ class LiveCampaign:
 
     def all_final(self) -> bool:
         """Whether no lead can ever be dialed again: none ready (due, waiting for a retry, a callback or its
-        calling hours) and none being dialed. ``--keep-going`` stops here instead of waiting forever."""
-        counts = self.lead_counts()
+        calling hours) and none being dialed. ``--keep-going`` stops here instead of waiting forever.
+
+        Never while the shared store is away or writes still wait for it: the run waits for it (records of the
+        calls already made are written before the run may end)."""
+        from dialer.store import StoreUnavailable
+
+        if not self.leads.catch_up():
+            return False
+        try:
+            counts = self.lead_counts(strict=True)
+        except StoreUnavailable as exc:
+            self.leads.went_away(exc)
+            return False
         return not counts.get("ready") and not counts.get("dialing")
 
     def due(self, now: float) -> bool:
-        """Whether some lead may be due now (the gates still decide at dial time)."""
-        return bool(self.store.due_leads(self.config.campaign_id, now, 1))
+        """Whether some lead may be due now (the gates still decide at dial time); ``True`` while the shared
+        store is away, since only it can say."""
+        from dialer.store import StoreUnavailable
+
+        if not self.leads.catch_up():
+            return True
+        try:
+            return bool(self.store.due_leads(self.config.campaign_id, now, 1))
+        except StoreUnavailable as exc:
+            self.leads.went_away(exc)
+            return True
 
     def next_due(self) -> float | None:
-        """The earliest epoch at which a waiting lead comes due (retries, windows, lockouts), or ``None``."""
-        waiting = self.store.leads(self.config.campaign_id, status="ready")
+        """The earliest epoch at which a waiting lead comes due (retries, windows, lockouts), or ``None`` (also
+        when the shared store is away)."""
+        from dialer.store import StoreUnavailable
+
+        try:
+            waiting = self.store.leads(self.config.campaign_id, status="ready")
+        except StoreUnavailable:
+            return None
         return min((max(lead.next_at, lead.lockout_until) for lead in waiting), default=None)
 
-    def lead_counts(self) -> dict[str, int]:
-        return self.store.count_leads(self.config.campaign_id)
+    def lead_counts(self, *, strict: bool = False) -> dict[str, int]:
+        """Leads by status; ``{}`` when the shared store is away (``strict``: raise
+        :class:`~dialer.store.StoreUnavailable` instead)."""
+        from dialer.store import StoreUnavailable
+
+        try:
+            return self.store.count_leads(self.config.campaign_id)
+        except StoreUnavailable:
+            if strict:
+                raise
+            return {}
+
+    def unwritten(self) -> int:
+        """Writes still waiting for the shared store at the end of a run, after one last try (each such call is
+        in the evidence log; a non-zero count fails the run)."""
+        self.leads.catch_up(force=True)
+        return self.leads.pending_writes
 
     @property
     def evidence_path(self) -> Path:
@@ -983,6 +1024,7 @@ class RunResult:
     next_due: float | None
     alert: str | None = None  # why dialing stopped on its own (a silent trunk, a failed part): the run failed
     placed_any: bool = True  # False when stopped before the first dial (Ctrl-C during start-up)
+    unwritten: int = 0  # records, opt-outs and dispositions the shared store never took (it stayed away)
 
 
 class LiveRun:
@@ -1019,7 +1061,10 @@ class LiveRun:
         self.dialing_started = False
 
     def status(self) -> dict[str, Any]:
-        return self.sip.status()
+        status = self.sip.status()
+        status["store_outage"] = self.campaign.leads.outage  # why the shared store is away (None: it answers)
+        status["pending_writes"] = self.campaign.leads.pending_writes
+        return status
 
     def alert(self) -> str | None:
         """Why the engine stopped dialing on its own (a silent trunk, a failed part), once dialing had started."""
@@ -1150,6 +1195,7 @@ class LiveRun:
             next_due=self.campaign.next_due(),
             alert=alert,
             placed_any=self.dialing_started,
+            unwritten=self.campaign.unwritten(),
         )
 
 

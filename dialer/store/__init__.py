@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dialer.store.schema import SCHEMA_VERSION
-from dialer.store.sqlite import AttemptRow, NumberBlocked, Store, StoredLead, StoreError
+from dialer.store.sqlite import AttemptRow, NumberBlocked, Store, StoredLead, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from dialer.store.postgres import PgStore
@@ -23,6 +23,7 @@ __all__ = [
     "NumberBlocked",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "StoredLead",
     "open_store",
 ]

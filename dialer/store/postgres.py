@@ -44,6 +44,7 @@ from dialer.store.sqlite import (
     NumberBlocked,
     StoredLead,
     StoreError,
+    StoreUnavailable,
     _encode,
 )
 
@@ -71,6 +72,12 @@ def redact(url: str) -> str:
     if any(k == "password" for k, _ in query):
         query = [(k, "***" if k == "password" else v) for k, v in query]
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query), ""))
+
+
+def _first_line(exc: BaseException) -> str:
+    """libpq's message without its hints (it never holds the password), or the error's type."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _lead(d: dict[str, Any]) -> StoredLead:
@@ -137,7 +144,12 @@ class PgStore:
     refuses a database from a newer dialer, as :class:`~dialer.store.Store` does.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0, wait: float = 2.0) -> None:
+        """``timeout``: how long opening waits for the server. ``wait``: how long one operation waits for a
+        connection once open; past it (the server is down or restarting) the operation raises
+        :class:`~dialer.store.StoreUnavailable` instead of stalling the runtime, which pauses dialing and retries
+        with back-off (:class:`~dialer.campaign.CampaignLeads`). Pooled connections are checked before use, so
+        the ones a server restart cut are replaced rather than handed out."""
         try:
             import psycopg
             import psycopg_pool
@@ -148,6 +160,12 @@ class PgStore:
         self._psycopg = psycopg
         self.path = redact(url)  # what errors, logs and repr show: never the password
         self._local = threading.local()
+        self._wait = wait
+        self._unavailable: tuple[type[BaseException], ...] = (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg_pool.PoolTimeout,
+        )
         self._db = _Sql(self)  # what dialer.store.consents and dialer.store.imports use, as on SQLite's Store
         self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url,
@@ -157,7 +175,15 @@ class PgStore:
             timeout=timeout,
             name="dialer-store",
             open=False,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            # The pool's own reconnection backs off without bound; giving up after a few seconds makes the next
+            # operation start a fresh attempt instead, so a server back after a long outage is found at once.
+            reconnect_timeout=5.0,
         )
+        try:  # one plain connection first: a wrong password, a refused TLS or an unknown database is said at once
+            psycopg.connect(url, connect_timeout=max(2, round(timeout)), autocommit=True).close()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {_first_line(exc)}") from None
         try:
             self._pool.open(wait=True, timeout=timeout)
         except psycopg_pool.PoolTimeout as exc:
@@ -193,8 +219,15 @@ class PgStore:
         if held is not None:
             yield held
             return
-        with self._pool.connection() as conn:
-            yield conn
+        try:
+            with self._pool.connection(timeout=self._wait) as conn:
+                yield conn
+        except self._unavailable as exc:
+            raise self._down(exc) from exc
+
+    def _down(self, exc: BaseException) -> StoreUnavailable:
+        """What a lost or refused connection becomes: one error type, the URL without its password."""
+        return StoreUnavailable(f"store {self.path} unavailable: {_first_line(exc)}")
 
     def _one(self, sql: str, args: Any = ()) -> dict[str, Any] | None:
         with self._conn() as conn:
@@ -249,15 +282,18 @@ class PgStore:
             finally:
                 self._local.depth -= 1
             return
-        with self._pool.connection() as conn:
-            self._local.conn = conn
-            self._local.depth = 1
-            try:
-                with conn.transaction():
-                    yield
-            finally:
-                self._local.conn = None
-                self._local.depth = 0
+        try:
+            with self._pool.connection(timeout=self._wait) as conn:
+                self._local.conn = conn
+                self._local.depth = 1
+                try:
+                    with conn.transaction():
+                        yield
+                finally:
+                    self._local.conn = None
+                    self._local.depth = 0
+        except self._unavailable as exc:
+            raise self._down(exc) from exc
 
     def _lock_number(self, phone: str) -> None:
         """Serialise, until this transaction ends, every claim and protection of ``phone`` across processes."""

@@ -35,6 +35,13 @@ class StoreError(DialerError):
     """The store cannot do what was asked (unknown campaign or lead, a database from a newer dialer, ...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached now (connection refused or lost, restarting, no pooled connection in
+    time): the operation did not happen, or (a commit cut off mid-way) its outcome is unknown. Worth retrying
+    later, unlike other :class:`StoreError` s. Only the shared PostgreSQL store raises it; the embedded SQLite file
+    cannot go away under a running process."""
+
+
 class NumberBlocked(StoreError):
     """A claim refused because the lead's NUMBER is protected store-wide: an opt-out (``until`` is ``inf``) or an
     abandonment lockout (``until`` is when it ends), recorded by any campaign on the store."""

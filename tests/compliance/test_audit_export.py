@@ -21,7 +21,7 @@ from dialer.cli import main
 from dialer.compliance import audit, ledger
 from dialer.compliance.evidence import EvidenceLog, entries, verify
 from dialer.errors import ConfigError
-from dialer.store import Store, StoredLead
+from dialer.store import Store, StoredLead, open_store
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
 CALLER_ID = "+12125550123"
@@ -44,12 +44,12 @@ class Call:
     at: float = 0.0  # seconds after T0
 
 
-def _build(tmp: Path, calls: list[Call], *, campaign: str = "spring", t0: float = T0) -> Path:
-    """The store ``spring.sqlite`` and its log ``spring.evidence.jsonl``, holding ``calls``, two holds and one
-    import record."""
+def _build(tmp: Path, calls: list[Call], *, campaign: str = "spring", t0: float = T0, url: str | None = None) -> Path:
+    """The store ``spring.sqlite`` (or the PostgreSQL store at ``url``) and its log ``spring.evidence.jsonl``,
+    holding ``calls``, two holds and one import record."""
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "spring.sqlite"
-    with Store(path) as store, EvidenceLog(audit.evidence_path(path), fsync=False) as log:
+    with open_store(url or path) as store, EvidenceLog(audit.evidence_path(path), fsync=False) as log:
         store.ensure_campaign(campaign)
         log.append("import", {"campaign_id": campaign, "source": "leads.csv", "rows": 10, "accepted": 9,
                               "rejected": 1, "rejects": "leads.rejects.csv"}, t=t0 - 60)  # fmt: skip
@@ -310,6 +310,39 @@ def test_retention_purges_old_attempts_records_it_and_the_chain_still_verifies(
 
     assert main(["purge", str(store)]) == audit.EXIT_OK  # nothing left to purge: nothing appended
     assert verify(log).head_seq == entry["seq"]
+
+
+def test_the_audit_and_retention_run_on_a_shared_postgresql_store(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: a PostgreSQL store has no file beside it, so the machine's evidence log is named; a campaign
+    another machine ran on the same store (not in this log) is not audited as this log's."""
+    now = time.time()
+    old = [Call(f"O{i}", "connected", wait=0.5) for i in range(5)]
+    new = [Call(f"R{i}", "connected", wait=0.5, at=38 * MONTH) for i in range(3)]
+    log = audit.evidence_path(_build(tmp_path, old + new, t0=now - 40 * MONTH, url=pg_url))
+    with open_store(pg_url) as store:  # another machine's campaign, its evidence on that machine
+        store.ensure_campaign("autumn")
+        store.insert_lead(StoredLead("autumn", "A1", "+12025550001"))
+        attempt = store.claim("autumn", "A1", now - 60)
+        store.complete("autumn", "A1", attempt, {"outcome": "no_answer", "ended_at": now - 30}, {"status": "done"})
+    out = tmp_path / "audit"
+    assert main(["report", "compliance", pg_url, "--audit", str(out)]) == audit.EXIT_USAGE
+    assert "--evidence" in capsys.readouterr().err
+    assert main(["report", "compliance", pg_url, "--audit", str(out), "--evidence", str(log)]) == audit.EXIT_OK
+    summary = capsys.readouterr().out
+    assert "# Compliance audit: postgresql://" in summary and "autumn" not in summary
+    assert len(_rows(out / "calls.csv")) == 8
+
+    assert main(["purge", pg_url]) == audit.EXIT_USAGE
+    assert main(["purge", pg_url, "--evidence", str(log)]) == audit.EXIT_OK
+    assert "removed 5 attempt(s)" in capsys.readouterr().out
+    with open_store(pg_url) as store:
+        assert sorted(a.lead_id for a in store.attempts("spring")) == ["R0", "R1", "R2"]
+    entry = json.loads(log.read_text(encoding="utf-8").splitlines()[-1])
+    assert entry["kind"] == "purge" and entry["data"]["store"].startswith("postgresql://") and verify(log).ok
+    found = audit.collect(pg_url, evidence=log)
+    assert found.chain == "OK" and found.calls_purged == 5 and not found.calls_unexplained
 
 
 def test_retention_with_an_explicit_date_removes_only_what_is_before_it(tmp_path: Path) -> None:
