@@ -13,6 +13,11 @@ A scenario with a ``drift`` gets one more process that moves the outcome thresho
 every simulated minute. It changes no random stream (drift moves the thresholds a uniform draw is compared with,
 and scales the draws), so a drifting campaign meets the same callers, only answering less or talking longer;
 the engine and the policies see nothing but the calls, as they would live.
+
+A scenario with ``[inbound]`` gets a Poisson stream of callers while each shift runs (their own random streams,
+so adding inbound callers changes no outbound draw); each caller waits for the engine's ``ConnectInbound`` or
+hangs up when their patience runs out, talks, and leaves the agent to wrap up. ``[groups]`` logs agents in to
+their groups. Callers still waiting when the shift ends are answered (or hang up) before the floor goes home.
 """
 
 from __future__ import annotations
@@ -25,9 +30,20 @@ import numpy as np
 import simpy
 
 from dialer.engine import events as ev
-from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.actions import (
+    Action,
+    ConnectCall,
+    ConnectInbound,
+    DialLead,
+    HangUp,
+    PlayAbandonMessage,
+    RecordCall,
+    RecordInbound,
+)
 from dialer.engine.core import Engine, EngineConfig
-from dialer.engine.state import AgentState, CallState
+from dialer.engine.events import AgentGroup
+from dialer.engine.records import InboundOutcome
+from dialer.engine.state import AgentState, CallState, InboundState
 from dialer.leads import LeadSource, SyntheticLeads
 from sim.distributions import Sampler
 from sim.scenario import Drift, Scenario
@@ -51,6 +67,12 @@ class ReplicationResult:
     stale_events: int = 0
     sim_seconds: float = 0.0
     answers: list[tuple[float, bool]] = field(default_factory=list)  # (answered_at, abandoned) per live answer
+    #: Per inbound caller: (arrived_at, wait, answered), by arrival. Empty without ``[inbound]``.
+    inbound: list[tuple[float, float, bool]] = field(default_factory=list)
+    #: Agent seconds by group and state (groups with no agents are left out).
+    group_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Inbound handle time observed by the engine (talk plus wrap-up, NaN without inbound calls).
+    inbound_handle_time: float = float("nan")
 
 
 class SimulatedCampaign:
@@ -81,12 +103,29 @@ class SimulatedCampaign:
             p.live_answer_probability + p.machine_probability + p.busy_probability,
         )
         self.env = simpy.Environment()
-        self.engine = Engine(
-            scenario.build_policy(),
-            leads if leads is not None else SyntheticLeads(),
-            EngineConfig(connect_limit=scenario.connect_limit, ring_timeout=scenario.ring_timeout),
-        )
-        self.agent_ids = [f"agent-{i + 1}" for i in range(scenario.agents)]
+        inbound = scenario.inbound
+        config = EngineConfig(connect_limit=scenario.connect_limit, ring_timeout=scenario.ring_timeout)
+        if inbound is not None:
+            config = EngineConfig(
+                connect_limit=scenario.connect_limit,
+                ring_timeout=scenario.ring_timeout,
+                service_level_seconds=inbound.service_level_seconds,
+                inbound_first=inbound.inbound_first,
+            )
+        self.engine = Engine(scenario.build_policy(), leads if leads is not None else SyntheticLeads(), config)
+        self.agent_groups = [(a, AgentGroup(g)) for a, g in scenario.agent_groups()]
+        self.agent_ids = [a for a, _ in self.agent_groups]
+        # Inbound callers draw from streams of their own: adding them changes no outbound draw.
+        self._inbound_decisions: dict[str, simpy.Event] = {}
+        self._inbound_agent: dict[str, str] = {}
+        self._inbound: list[tuple[float, float, bool]] = []
+        self._inbound_n = 0
+        if inbound is not None:
+            gin = [np.random.default_rng(x) for x in np.random.SeedSequence([scenario.seed, replication, 2]).spawn(4)]
+            self._arrival_u = _Uniforms(gin[0])
+            self.inbound_handle = inbound.handle_time.sampler(gin[1])
+            self.inbound_wrap = inbound.wrap_time.sampler(gin[2])
+            self.patience = None if inbound.patience is None else inbound.patience.sampler(gin[3])
         self._decisions: dict[int, simpy.Event] = {}
         self._answers: list[tuple[float, bool]] = []
         self._cancelled: set[int] = set()
@@ -131,9 +170,19 @@ class SimulatedCampaign:
             record = action.record
             if record.live_answer and record.answered_at is not None:
                 self._answers.append((record.answered_at, record.abandoned))
-            drained = self._drained
-            if drained is not None and not self.engine.calls and not drained.triggered:
-                drained.succeed()
+            self._check_drained()
+        elif isinstance(action, ConnectInbound):
+            self._inbound_agent[action.inbound_id] = action.agent_id
+            self._inbound_decisions.pop(action.inbound_id).succeed(True)
+        elif isinstance(action, RecordInbound):
+            r = action.record
+            self._inbound.append((r.arrived_at, r.wait, r.outcome is InboundOutcome.ANSWERED))
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        drained = self._drained
+        if drained is not None and not self.engine.calls and not self.engine.inbound and not drained.triggered:
+            drained.succeed()
 
     def _arm_timer(self) -> None:
         when = self.engine.next_timer()
@@ -198,10 +247,46 @@ class SimulatedCampaign:
             yield env.timeout(self.message_time())
             self.feed(ev.CallEnded(env.now, call_id))
 
-    def after_call(self, agent_id: str) -> Generator[simpy.Event, Any, None]:
+    def caller(self, inbound_id: str) -> Generator[simpy.Event, Any, None]:
+        """One inbound caller: rings in, waits for an agent (or hangs up when their patience runs out), talks."""
+        env = self.env
+        decision = self._inbound_decisions[inbound_id] = env.event()
+        patience = None if self.patience is None else self.patience()
+        self.feed(ev.InboundArrived(env.now, inbound_id))
+        if not decision.triggered:
+            if patience is None:
+                yield decision
+            else:
+                yield decision | env.timeout(patience)
+                if not decision.triggered:  # an agent taken at the very same instant still counts
+                    del self._inbound_decisions[inbound_id]
+                    self.feed(ev.InboundAbandoned(env.now, inbound_id))
+                    return
+        agent_id = self._inbound_agent.pop(inbound_id)
+        yield env.timeout(self.inbound_handle())
+        self.feed(ev.InboundEnded(env.now, inbound_id))
+        env.process(self.after_call(agent_id, self.inbound_wrap))
+
+    def arrivals(self, until: float) -> Generator[simpy.Event, Any, None]:
+        """Inbound callers ring in as a Poisson stream until ``until`` (the end of the day's shift)."""
+        env = self.env
+        inbound = self.scenario.inbound
+        assert inbound is not None
+        rate = inbound.rate_per_hour / 3600.0
+        if rate <= 0:
+            return
+        while True:
+            gap = -np.log1p(-self._arrival_u()) / rate
+            if env.now + gap >= until:
+                return
+            yield env.timeout(gap)
+            self._inbound_n += 1
+            env.process(self.caller(f"in-{self._inbound_n}"))
+
+    def after_call(self, agent_id: str, wrap: Sampler | None = None) -> Generator[simpy.Event, Any, None]:
         """Wrap-up, then maybe a break, then ready again (or home, once no call can need an agent)."""
         env = self.env
-        yield env.timeout(self.wrap_time())
+        yield env.timeout((wrap or self.wrap_time)())
         pause = self.scenario.pause_probability > 0 and self._pause_u() < self.scenario.pause_probability
         if self._shift_done():
             self.feed(ev.WrapUpDone(env.now, agent_id, pause=True))
@@ -238,20 +323,28 @@ class SimulatedCampaign:
             self._drained = None
             if day:
                 self.feed(ev.DialingResumed(env.now))
-            for agent_id in self.agent_ids:
-                self.feed(ev.AgentLoggedIn(env.now, agent_id))
+            for agent_id, group in self.agent_groups:
+                self.feed(ev.AgentLoggedIn(env.now, agent_id, group))
             for agent_id in self.agent_ids:
                 self.feed(ev.AgentReady(env.now, agent_id))
+            if self.scenario.inbound is not None:
+                env.process(self.arrivals(env.now + self.scenario.shift_seconds))
             yield env.timeout(self.scenario.shift_seconds)
             self._off_shift = True
             self._drained = env.event()
             self.feed(ev.DialingStopped(env.now))
-            if not self.engine.calls:
+            if not self.engine.calls and not self.engine.inbound:
                 self._drained.succeed()
             # Calls still ringing may yet be answered and need an agent; once none is ringing or waiting, no call
             # can (dialing has stopped), so agents go home: the free ones now, the others after their wrap-up.
             calls = self.engine.call_counts
-            while calls[CallState.DIALING] + calls[CallState.RINGING] + calls[CallState.QUEUED]:
+            waiting = self.engine.inbound_counts
+            while (
+                calls[CallState.DIALING]
+                + calls[CallState.RINGING]
+                + calls[CallState.QUEUED]
+                + waiting[InboundState.QUEUED]
+            ):
                 yield env.timeout(1.0)
             self._going_home = True
             for agent_id in self.agent_ids:
@@ -343,6 +436,13 @@ class SimulatedCampaign:
             stale_events=self.engine.stale_events,
             sim_seconds=env.now,
             answers=sorted(self._answers),
+            inbound=sorted(self._inbound),
+            group_seconds={
+                g.value: {st.value: v for st, v in seconds.items()}
+                for g, seconds in stats.group_seconds.items()
+                if any(group is g for _, group in self.agent_groups)
+            },
+            inbound_handle_time=stats.inbound.handle_time,
         )
 
 

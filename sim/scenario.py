@@ -11,7 +11,9 @@ key at all is refused: it is far likelier a wrong or truncated file than a wish 
 without a file gives.
 
 The optional ``[drift]`` table belongs to the scenario, not to any one tool, so a file means the same campaign to
-``dialer simulate``, ``dialer sweep``, the benchmarks and the Python API.
+``dialer simulate``, ``dialer sweep``, the benchmarks and the Python API. So do the optional ``[inbound]`` and
+``[groups]`` tables (:mod:`sim.inbound`), which add inbound callers and split the floor into outbound, inbound
+and blended agents.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from dialer.errors import ConfigError
 from dialer.pacing import POLICIES, PacingPolicy, make_policy
 from sim.distributions import Distribution, parse_distribution
+from sim.inbound import Groups, Inbound, groups_from_dict, inbound_from_dict
 
 DRIFT_KEYS: tuple[str, ...] = ("live_answer_to", "talk_scale_to")
 
@@ -197,6 +200,8 @@ class Scenario:
     pause_probability: float = _DEFAULTS["pause_probability"]
     pause_time: Distribution = field(default_factory=lambda: _default_dist("pause_time"))
     drift: Drift | None = None
+    inbound: Inbound | None = None
+    groups: Groups | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -221,6 +226,9 @@ class Scenario:
             "dialing_day_end": self.shift_seconds,
             "shift_hours": min(24.0, self.hours),
         }
+        if self.inbound is not None:  # blended pacing holds the inbound service level the scenario sets
+            campaign["service_level_target"] = self.inbound.service_level_target
+            campaign["service_level_seconds"] = self.inbound.service_level_seconds
         if self.rolling_window_hours is not None:
             # The campaign is judged on rolling windows: a policy that tracks a window tracks that one.
             campaign["window"] = "rolling"
@@ -243,7 +251,17 @@ class Scenario:
                 out[section][key] = value.to_dict() if isinstance(value, Distribution) else value
         if self.drift is not None:
             out["drift"] = self.drift.to_dict()
+        if self.inbound is not None:
+            out["inbound"] = self.inbound.to_dict()
+        if self.groups is not None:
+            out["groups"] = self.groups.to_dict()
         return out
+
+    def agent_groups(self) -> list[tuple[str, str]]:
+        """(agent id, group) for every agent of a shift: all ``outbound`` without ``[groups]``."""
+        if self.groups is None:
+            return [(f"agent-{i + 1}", "outbound") for i in range(self.agents)]
+        return self.groups.agent_ids()
 
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -322,6 +340,20 @@ def _validate(s: Scenario) -> None:
                     "drift.live_answer_to",
                     f"live_answer_to + machine + busy probabilities sum to {end:g}, more than 1",
                 )
+    if s.inbound is not None and not isinstance(s.inbound, Inbound):
+        raise ConfigError("inbound", f"must be a sim.inbound.Inbound, got {type(s.inbound).__name__}")
+    if s.groups is not None:
+        if not isinstance(s.groups, Groups):
+            raise ConfigError("groups", f"must be a sim.inbound.Groups, got {type(s.groups).__name__}")
+        if s.agents != s.groups.total:
+            raise ConfigError(
+                "campaign.agents",
+                f"is {s.agents} but [groups] puts {s.groups.total} agents on the floor (leave agents out, or agree)",
+            )
+    if s.inbound is not None and s.inbound.rate_per_hour > 0:
+        takers = 0 if s.groups is None else s.groups.inbound + s.groups.blended
+        if not takers:
+            raise ConfigError("groups", "inbound callers need inbound or blended agents: set [groups]")
     # Build the policy once so bad [pacing] parameters fail at load time, naming the key.
     cls = _policy_class(s.policy)
     params = inspect.signature(cls).parameters
@@ -394,7 +426,7 @@ def _distribution(where: str, value: Any) -> Distribution:
         raise
 
 
-_TABLES: tuple[str, ...] = (*_SECTIONS, "pacing", "drift")
+_TABLES: tuple[str, ...] = (*_SECTIONS, "pacing", "drift", "inbound", "groups")
 
 
 def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
@@ -409,6 +441,12 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
             continue
         if section == "drift":
             kwargs["drift"] = drift_from_dict(table)
+            continue
+        if section == "inbound":
+            kwargs["inbound"] = inbound_from_dict(table)
+            continue
+        if section == "groups":
+            kwargs["groups"] = groups_from_dict(table)
             continue
         if section not in _SECTIONS:
             if section in _KEY_SECTION:
@@ -435,6 +473,9 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
             ):
                 value = float(value)
             kwargs[key] = value
+    groups = kwargs.get("groups")
+    if groups is not None and "agents" not in kwargs:
+        kwargs["agents"] = groups.total  # [groups] says how many agents there are
     return Scenario(**kwargs)
 
 
@@ -596,6 +637,22 @@ def default_text() -> str:
     out.append("# [drift]                     # optional: the call flow moves over each shift (none by default)")
     out.append("# live_answer_to = 0.10       # live-answer probability by the end of each shift")
     out.append("# talk_scale_to = 1.2         # talk times stretched up to this factor by then")
+    out.append("")
+    out.append("# [inbound]                   # optional: callers ring in while the shift runs (none by default)")
+    out.append("# rate_per_hour = 60          # Poisson arrivals")
+    out.append('# handle_time = { dist = "exponential", mean = 180 }  # talk time of an inbound call')
+    out.append("#                             # (and wrap_time: after-call work after one, fixed 15 s by default)")
+    out.append('# patience = { dist = "exponential", mean = 120 }     # hang up after this wait (left out: never)')
+    out.append("# service_level_seconds = 20  # the T of the service level (share answered within T s)")
+    out.append("# service_level_target = 0.8  # what blended pacing holds")
+    out.append(
+        "# inbound_first = false       # a freed blended agent takes an inbound caller before an outbound person"
+    )
+    out.append("")
+    out.append("# [groups]                    # optional: agents per group (replaces campaign.agents)")
+    out.append("# outbound = 0")
+    out.append("# inbound = 0")
+    out.append("# blended = 20")
     return "\n".join(out) + "\n"
 
 

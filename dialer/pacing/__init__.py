@@ -11,6 +11,7 @@ from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.pacing.base import PacingPolicy
+from dialer.pacing.blended import Blended, Threshold
 from dialer.pacing.issabel import Issabel
 from dialer.pacing.predictive import Predictive
 from dialer.pacing.ratio import Power, Progressive
@@ -28,6 +29,8 @@ POLICIES: dict[str, Callable[..., PacingPolicy]] = {
     "issabel": Issabel,
     "issabel-no-overcommit": partial(Issabel, overcommit=False),
     "webitel": Webitel,
+    "blended": Blended,
+    "threshold": Threshold,
 }
 
 
