@@ -1,7 +1,7 @@
 """One campaign's lead source in a process of its own, for the store-wide protection tests.
 
-Usage: ``python store_wide_worker.py STORE.sqlite CAMPAIGN PLAN.json``. The campaign's leads are already in the
-store. The worker opens its :class:`CampaignLeads` (loading the store's opt-outs, as a real campaign does at start),
+Usage: ``python store_wide_worker.py STORE CAMPAIGN PLAN.json`` (STORE: a SQLite path or a PostgreSQL URL).
+The campaign's leads are already in the store. The worker opens its :class:`CampaignLeads` (loading the store's opt-outs, as a real campaign does at start),
 prints ``READY`` and waits for a line on standard input, so that the test can start two workers and let both go
 only once each has loaded its lists. Then, for each step ``[outcome, pause]`` of the plan, it sleeps ``pause``
 seconds, asks for the next lead and, if it got one, ends the call with ``outcome``:
@@ -26,7 +26,7 @@ from dialer.campaign.source import CampaignLeads
 from dialer.compliance.dnc import DoNotCall
 from dialer.compliance.windows import CallingWindows, RegionRules, RuleSet, hours
 from dialer.engine.records import CallRecord, Outcome
-from dialer.store import Store
+from dialer.store import Store, open_store
 
 
 def always_open() -> CallingWindows:
@@ -37,7 +37,8 @@ def always_open() -> CallingWindows:
 def main(path: str, campaign: str, plan_file: str) -> None:
     with open(plan_file, encoding="utf-8") as fh:
         steps: list[tuple[str, float]] = [tuple(s) for s in json.load(fh)]  # type: ignore[misc]
-    store = Store(path, synchronous="NORMAL")
+    # A SQLite path, or a PostgreSQL URL (the same property on the shared store).
+    store = open_store(path) if "://" in path else Store(path, synchronous="NORMAL")
     policy = RetryPolicy(max_attempts=1000, max_total_attempts=1000).with_rules(
         busy=RetryRule(0.0), abandoned=RetryRule(0.0), connected=RetryRule(0.0)
     )

@@ -9,6 +9,7 @@ lockouts in its own transaction. Proven here with two campaign objects on one st
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -134,9 +136,12 @@ STEPS = st.lists(
 POOL = st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=4, unique=True)
 
 
-def _run_two(store_path: Path, plans: dict[str, tuple[list[str], list[tuple[str, float]]]]) -> dict[str, list[str]]:
-    """Both campaigns' leads into the store, both workers started and let go together; their output lines."""
-    with Store(store_path) as store:
+def _run_two(
+    store_path: Path, plans: dict[str, tuple[list[str], list[tuple[str, float]]]], url: str | None = None
+) -> dict[str, list[str]]:
+    """Both campaigns' leads into the store (the SQLite file, or the PostgreSQL database at ``url``), both
+    workers started and let go together; their output lines."""
+    with open_store(url or store_path) as store:
         for campaign, (numbers, _) in plans.items():
             store.ensure_campaign(campaign)
             for i, n in enumerate(numbers):
@@ -147,7 +152,7 @@ def _run_two(store_path: Path, plans: dict[str, tuple[list[str], list[tuple[str,
             plan = store_path.with_name(f"{campaign}.json")
             plan.write_text(json.dumps(steps), encoding="utf-8")
             procs[campaign] = subprocess.Popen(
-                [sys.executable, str(HERE / "store_wide_worker.py"), str(store_path), campaign, str(plan)],
+                [sys.executable, str(HERE / "store_wide_worker.py"), url or str(store_path), campaign, str(plan)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -181,6 +186,32 @@ def test_property_two_processes_never_dial_a_number_the_other_protected(
     a dial's time is read before its claim, a protection's after its commit."""
     with tempfile.TemporaryDirectory() as tmp:
         out = _run_two(Path(tmp) / "s.sqlite", {"a": (numbers_a, steps_a), "b": (numbers_b, steps_b)})
+    _no_dial_after_a_protection(out)
+
+
+_pg_databases = itertools.count(1)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(POOL, STEPS, POOL, STEPS)
+@example([NUMBERS[0]], [("opt_out", 0.0)], [NUMBERS[0]], [("busy", 0.4)])
+@example([NUMBERS[0]], [("abandoned", 0.0)], [NUMBERS[0]], [("busy", 0.4)])
+def test_property_two_processes_on_postgresql_never_dial_a_number_the_other_protected(
+    postgres: Any,
+    numbers_a: list[str],
+    steps_a: list[tuple[str, float]],
+    numbers_b: list[str],
+    steps_b: list[tuple[str, float]],
+) -> None:
+    """The same property with both processes on one PostgreSQL database (issue 17): row locks and the number's
+    advisory lock instead of SQLite's single writer."""
+    url = postgres.create_database(f"prop{next(_pg_databases)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _run_two(Path(tmp) / "unused.sqlite", {"a": (numbers_a, steps_a), "b": (numbers_b, steps_b)}, url)
+    _no_dial_after_a_protection(out)
+
+
+def _no_dial_after_a_protection(out: dict[str, list[str]]) -> None:
     protected: dict[str, list[tuple[str, float]]] = {}
     for campaign, lines in out.items():
         for line in lines:
