@@ -73,6 +73,8 @@ class ReplicationResult:
     group_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Inbound handle time observed by the engine (talk plus wrap-up, NaN without inbound calls).
     inbound_handle_time: float = float("nan")
+    #: Seconds agents talked to inbound callers (``agent_seconds["on_call"]`` less this is outbound talk).
+    inbound_talk_seconds: float = 0.0
 
 
 class SimulatedCampaign:
@@ -443,6 +445,7 @@ class SimulatedCampaign:
                 if any(group is g for _, group in self.agent_groups)
             },
             inbound_handle_time=stats.inbound.handle_time,
+            inbound_talk_seconds=stats.inbound.talk_seconds,
         )
 
 

@@ -231,8 +231,14 @@ class Blended(_Reserving):
     handle time (talk plus wrap-up) are the engine's observations of the last ``recent_window`` (an hour by
     default), or ``arrival_rate_per_hour`` and ``handle_time`` when given (> 0). ``patience``: the callers'
     mean patience in seconds, for Erlang-A (0: Erlang-C, nobody gives up, the cautious choice). The staffing is
-    recomputed when the load moves by more than 2% or every ``refresh`` seconds. ``outbound_params`` go to the
-    outbound policy, as do the campaign's knobs it takes (``target_abandon_rate``...).
+    recomputed when the load moves by more than 2% or every ``refresh`` seconds.
+
+    ``reserve_rule`` says how many of the N to keep idle. ``"spare"`` (the default): N - a, where a = rate x
+    handle is the load, i.e. the idle agents an Erlang-staffed team of N has on average: a threshold (as
+    :class:`Threshold`'s k) derived from the target and the observed load instead of tuned by hand.
+    ``"dedicated"``: N minus the agents on inbound calls right now, a team of N that serves inbound at every
+    moment. It keeps more agents idle exactly when inbound is quiet, and measures worse (docs/blending.md).
+    ``outbound_params`` go to the outbound policy, as do the campaign's knobs it takes (``target_abandon_rate``...).
     """
 
     name = "blended"
@@ -247,6 +253,7 @@ class Blended(_Reserving):
         patience: float = 0.0,
         prior_handle_time: float = 180.0,
         refresh: float = 60.0,
+        reserve_rule: str = "spare",
         outbound_params: dict[str, Any] | None = None,
         target_abandon_rate: float | None = None,
         window: str | None = None,
@@ -273,6 +280,9 @@ class Blended(_Reserving):
         self.patience = float(patience) if patience > 0 else None
         self.prior_handle = float(prior_handle_time)
         self.refresh = float(refresh)
+        if reserve_rule not in ("spare", "dedicated"):
+            raise ConfigError("reserve_rule", f"must be 'spare' or 'dedicated', got {reserve_rule!r}")
+        self.rule = reserve_rule
         self._load: float | None = None
         self._at = -math.inf
         self.needed = 0  # agents the inbound forecast needs (N), at the last recomputation
@@ -299,8 +309,14 @@ class Blended(_Reserving):
             self._at = snap.now
         inbound_only = snap.group(AgentGroup.INBOUND)
         serving = sum(inbound_only.values()) - inbound_only[AgentState.PAUSED] - inbound_only[AgentState.LOGGED_OUT]
-        blended_on_inbound = snap.inbound_connected - inbound_only[AgentState.ON_CALL]
-        return max(0, self.needed - serving - blended_on_inbound) + snap.inbound_queued
+        if self.rule == "spare":
+            # N - a: the agents an Erlang staffing of N has free on average beyond the load a, kept idle. The load
+            # falls first on inbound-only agents; only what they cannot carry is the blended agents' to spare.
+            spare = math.ceil(self.needed - max(load, serving) - 1e-9)
+        else:  # dedicated: N agents serving inbound at every moment, busy on an inbound call or kept idle
+            blended_on_inbound = snap.inbound_connected - inbound_only[AgentState.ON_CALL]
+            spare = self.needed - serving - blended_on_inbound
+        return max(0, spare) + snap.inbound_queued
 
     def describe(self) -> dict[str, Any]:
         return {"needed": self.needed, "held": self.held, "outbound": type(self.outbound).__name__}
