@@ -29,9 +29,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sim.runtime import ReplicationResult
+import numpy as np
+
+from sim.runtime import SERIES_BIN, ReplicationResult
+
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
 
 WINDOW_DAYS = 30
 
@@ -224,3 +229,113 @@ def pool(per_rep: Sequence[dict[str, Any]], cap: float) -> dict[str, Any]:
     pooled["ci95"] = {name: iv.to_dict() for name, iv in intervals.items()}
     pooled["too_few_replications"] = len(per_rep) < MIN_REPLICATIONS
     return pooled
+
+
+# -- over the day: per 15-minute bin, the mean over replications and its 95% band --------------------------------
+
+
+def bin_intervals(values: np.ndarray, low: float | None = None, high: float | None = None) -> dict[str, list[Any]]:
+    """Per column of ``values`` (replications x bins; NaN where a replication has no value for that bin, e.g. no
+    live answer to take a rate of): the mean over the replications that have one, its Student-t 95% interval
+    clipped to [``low``, ``high``], and ``n``, how many replications the bin's figure rests on. A bin with one
+    value has the value as its interval, a bin with none has NaN throughout."""
+    values = np.asarray(values, dtype=float)
+    have = ~np.isnan(values)
+    n = have.sum(axis=0)
+    total = np.where(have, values, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / n, np.nan)
+        squares = np.where(have, (values - mean) ** 2, 0.0).sum(axis=0)
+        var = np.where(n > 1, squares / np.maximum(n - 1, 1), 0.0)
+        quantiles = {int(k): t_quantile(int(k) - 1) for k in set(n.tolist()) if k > 1}
+        t = np.array([quantiles.get(int(k), 0.0) for k in n])
+        half = np.where(n > 0, t * np.sqrt(var / np.maximum(n, 1)), np.nan)
+    lo, hi = mean - half, mean + half
+    if low is not None:
+        lo = np.maximum(lo, low)
+    if high is not None:
+        hi = np.minimum(hi, high)
+    return {"mean": mean.tolist(), "low": lo.tolist(), "high": hi.tolist(), "n": n.tolist()}
+
+
+def configured_live_answer(scenario: Scenario, bins: int, step: float = 60.0) -> list[float]:
+    """The live-answer probability the scenario sets in each bin: its ``[drift]`` averaged over the bin at the
+    drift process's once-a-minute steps, or the constant ``live_answer_probability`` without drift."""
+    live0 = scenario.live_answer_probability
+    drift = scenario.drift
+    if drift is None:
+        return [live0] * bins
+    per_bin = int(SERIES_BIN // step)
+    out = []
+    for b in range(bins):
+        start = b * SERIES_BIN
+        steps = [
+            drift.live_answer(live0, drift.fraction(start + k * step, scenario.shift_seconds)) for k in range(per_bin)
+        ]
+        out.append(sum(steps) / len(steps))
+    return out
+
+
+def _answers_per_bin(r: ReplicationResult, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    if not r.answers:
+        return np.zeros(bins), np.zeros(bins)
+    answers = np.asarray(r.answers, dtype=float)  # (answered_at, abandoned) per live answer
+    where = np.minimum((answers[:, 0] // SERIES_BIN).astype(int), bins - 1)
+    live = np.bincount(where, minlength=bins).astype(float)
+    abandoned = np.bincount(where, weights=answers[:, 1], minlength=bins)
+    return live, abandoned
+
+
+def _padded(rows: Sequence[Sequence[float]], bins: int, fill: float) -> np.ndarray:
+    out = np.full((len(rows), bins), fill)
+    for i, row in enumerate(rows):
+        k = min(len(row), bins)
+        out[i, :k] = row[:k]
+    return out
+
+
+def time_series(results: Sequence[ReplicationResult], scenario: Scenario) -> dict[str, Any]:
+    """The day as the replications saw it, per 15-minute bin: each figure's mean over replications with its
+    clipped 95% band (:func:`bin_intervals`), from the first bin to the last one with anyone logged in or any call.
+
+    * ``occupancy``, ``talk``: share of logged-in agents busy (talk + wrap) and talking (sampled each minute).
+    * ``dials``, ``live_answers``, ``abandoned``: counts per bin; live answers and abandonments are binned by the
+      time the person answered, so each replication's bins sum to its totals, and the means of the bins sum to the
+      pooled means of ``live_answers`` and ``abandoned``.
+    * ``abandon_rate``: abandoned / live answers within the bin (a replication with no live answer in the bin has
+      no rate there); ``abandon_rate_cumulative``: from the campaign's start to the bin's end, whose last bin is
+      each replication's ``abandon_rate``.
+    * ``live_answer_rate``: live answers / dials per bin, against ``live_answer_configured``, the probability the
+      scenario (and its ``[drift]``) sets: where a drifting list shows, and how far the realised rate trails it.
+    """
+    if not results:
+        return {}
+    bins = max(len(r.series.get("occupancy", [])) for r in results)
+    occ = _padded([r.series.get("occupancy", []) for r in results], bins, math.nan)
+    talk = _padded([r.series.get("talk", []) for r in results], bins, math.nan)
+    dials = _padded([r.series.get("dials", []) for r in results], bins, 0.0)
+    per_rep = [_answers_per_bin(r, bins) for r in results]
+    live = np.array([lv for lv, _ in per_rep]).reshape(len(results), bins)
+    abandoned = np.array([ab for _, ab in per_rep]).reshape(len(results), bins)
+    used = ~np.isnan(occ) | (dials > 0) | (live > 0)
+    columns = np.flatnonzero(used.any(axis=0))
+    span = int(columns[-1]) + 1 if columns.size else 0
+    occ, talk, dials, live, abandoned = (a[:, :span] for a in (occ, talk, dials, live, abandoned))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(live > 0, abandoned / live, np.nan)
+        cum_live, cum_ab = np.cumsum(live, axis=1), np.cumsum(abandoned, axis=1)
+        cumulative = np.where(cum_live > 0, cum_ab / cum_live, np.nan)
+        answer_rate = np.where(dials > 0, live / dials, np.nan)
+    return {
+        "bin_seconds": SERIES_BIN,
+        "hours": [(b + 0.5) * SERIES_BIN / 3600.0 for b in range(span)],
+        "occupancy": bin_intervals(occ, 0.0, 1.0),
+        "talk": bin_intervals(talk, 0.0, 1.0),
+        "dials": bin_intervals(dials, 0.0),
+        "live_answers": bin_intervals(live, 0.0),
+        "abandoned": bin_intervals(abandoned, 0.0),
+        "abandon_rate": bin_intervals(rate, 0.0, 1.0),
+        "abandon_rate_cumulative": bin_intervals(cumulative, 0.0, 1.0),
+        "live_answer_rate": bin_intervals(answer_rate, 0.0, 1.0),
+        "live_answer_configured": configured_live_answer(scenario, span),
+    }

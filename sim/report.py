@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sim.metrics import MIN_REPLICATIONS
 from sim.runner import SimulationReport
@@ -97,39 +99,150 @@ def format_table(report: SimulationReport) -> str:
     return "\n".join(lines)
 
 
-def plot(report: SimulationReport, path: str | Path) -> Path:
-    """Occupancy over the day and abandonment per replication, as a PNG (needs the ``[plot]`` extra)."""
+def _floats(values: Sequence[Any]) -> list[float]:
+    """JSON's ``null`` (a NaN in the report) back to NaN, so a plot from ``--json`` is the plot from the report."""
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _band(ax: Any, hours: list[float], iv: Mapping[str, Any], *, scale: float, label: str, color: str) -> None:
+    """The mean as a line and its 95% band (clipped, as the interval is) as a shaded area; empty bins are gaps."""
+    mean = [scale * v for v in _floats(iv["mean"])]
+    low = [scale * v for v in _floats(iv["low"])]
+    high = [scale * v for v in _floats(iv["high"])]
+    ax.fill_between(hours, low, high, color=color, alpha=0.2, linewidth=0)
+    ax.plot(hours, mean, color=color, label=label)
+
+
+def figure(report: SimulationReport | Mapping[str, Any]) -> Any:
+    """The simulation as a figure of four panels (needs the ``[plot]`` extra), from a report or its ``--json``
+    document alike:
+
+    * occupancy and talk over the day, the mean over replications with its 95% band;
+    * abandonment against occupancy per replication, with the pooled means and their intervals;
+    * abandonment over the day: per 15-minute bin and cumulative since the start, each with its band, against the
+      target;
+    * drift: the live-answer rate per bin with its band against the rate the scenario sets (its ``[drift]``), and
+      the dials per bin, where the pacing answers it.
+
+    Bands are Student-t 95% intervals across replications, per bin, clipped to [0, 100]%; a title says "rough"
+    when they rest on fewer than 10 replications. Returns the matplotlib figure (:func:`plot` writes it).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = report.scenario
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    occ = report.series.get("occupancy", [])
-    talk = report.series.get("talk", [])
-    hours = [(i + 0.5) * 0.25 for i in range(len(occ))]
-    keep = [i for i, v in enumerate(occ) if not math.isnan(v)]
-    ax1.plot([hours[i] for i in keep], [100 * occ[i] for i in keep], label="occupancy (talk+wrap)")
-    ax1.plot([hours[i] for i in keep], [100 * talk[i] for i in keep], label="talk")
+    doc = report.to_json() if isinstance(report, SimulationReport) else report
+    scn = doc["scenario"]
+    camp = scn["campaign"]
+    target = 100 * float(doc["target_abandon_rate"])
+    ts = doc.get("time_series") or {}
+    hours = _floats(ts.get("hours", []))
+    n = int(doc["replication_count"])
+    rough = " (rough: fewer than 10 replications)" if 1 < n < MIN_REPLICATIONS else ""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
+    (ax1, ax2), (ax3, ax4) = axes
+
+    if ts:
+        _band(ax1, hours, ts["occupancy"], scale=100, label="occupancy (talk+wrap)", color="tab:blue")
+        _band(ax1, hours, ts["talk"], scale=100, label="talk", color="tab:orange")
+    else:  # a report made without time series (older JSON): the means alone
+        occ = _floats(doc.get("series", {}).get("occupancy", []))
+        talk = _floats(doc.get("series", {}).get("talk", []))
+        hours_all = [(i + 0.5) * 0.25 for i in range(len(occ))]
+        ax1.plot(hours_all, [100 * v for v in occ], label="occupancy (talk+wrap)")
+        ax1.plot(hours_all, [100 * v for v in talk], label="talk")
     ax1.set_xlabel("hours since campaign start")
     ax1.set_ylabel("% of logged-in agents")
     ax1.set_ylim(0, 100)
-    ax1.set_title("Agent occupancy (mean over replications)")
+    ax1.set_title("Agent occupancy: mean and 95% band" + rough, fontsize=10)
     ax1.legend(loc="lower right")
     ax1.grid(alpha=0.3)
-    rates = [100 * r["abandon_rate"] for r in report.replications]
-    occs = [100 * r["agent_occupancy"] for r in report.replications]
-    ax2.scatter(rates, occs, label="replications")
-    ax2.axvline(100 * s.target_abandon_rate, color="red", linestyle="--", label="target")
+
+    reps = doc.get("replications", [])
+    rates = [100 * float(r["abandon_rate"]) for r in reps]
+    occs = [100 * float(r["agent_occupancy"]) for r in reps]
+    ax2.scatter(rates, occs, label="replications", alpha=0.7)
+    ci = doc.get("ci95", {})
+    if n > 1 and "abandon_rate" in ci and "agent_occupancy" in ci:
+        a, o = ci["abandon_rate"], ci["agent_occupancy"]
+        ax2.errorbar(
+            [100 * a["mean"]],
+            [100 * o["mean"]],
+            xerr=[[100 * (a["mean"] - a["low"])], [100 * (a["high"] - a["mean"])]],
+            yerr=[[100 * (o["mean"] - o["low"])], [100 * (o["high"] - o["mean"])]],
+            fmt="D",
+            color="black",
+            capsize=4,
+            label="mean, 95% CI",
+        )
+    ax2.axvline(target, color="red", linestyle="--", label="target")
+    ax2.set_xlim(left=0)
     ax2.set_xlabel("abandonment rate (%)")
     ax2.set_ylabel("occupancy (%)")
-    ax2.set_title("Abandonment vs occupancy per replication")
+    ax2.set_title("Abandonment vs occupancy per replication", fontsize=10)
     ax2.legend()
     ax2.grid(alpha=0.3)
-    fig.suptitle(f"{s.name}: {s.agents} agents, {s.policy}")
+
+    top = 3 * target
+    if ts:
+        _band(ax3, hours, ts["abandon_rate"], scale=100, label="per 15 min", color="tab:purple")
+        _band(ax3, hours, ts["abandon_rate_cumulative"], scale=100, label="cumulative since start", color="black")
+        seen = [
+            v
+            for v in _floats(ts["abandon_rate"]["mean"]) + _floats(ts["abandon_rate_cumulative"]["high"])
+            if not math.isnan(v)
+        ]
+        top = max([top, *(120 * v for v in seen)])
+    ax3.axhline(target, color="red", linestyle="--", label=f"target {target:g}%")
+    ax3.set_ylim(0, min(100.0, top))
+    ax3.set_xlabel("hours since campaign start")
+    ax3.set_ylabel("abandoned / live answers (%)")
+    ax3.set_title("Abandonment over the day: mean and 95% band", fontsize=10)
+    ax3.legend(loc="upper left")
+    ax3.grid(alpha=0.3)
+
+    drift = scn.get("drift")
+    if ts:
+        _band(ax4, hours, ts["live_answer_rate"], scale=100, label="live answers / dials", color="tab:green")
+        configured = [100 * v for v in _floats(ts["live_answer_configured"])]
+        measured = _floats(ts["live_answer_rate"]["mean"])
+        ax4.plot(
+            hours,
+            [c if not math.isnan(m) else math.nan for c, m in zip(configured, measured, strict=False)],
+            color="tab:green",
+            linestyle="--",
+            label="scenario's live-answer probability",
+        )
+        ax4.set_ylim(
+            0, min(100.0, max([10.0, *(130 * v for v in _floats(ts["live_answer_rate"]["high"]) if not math.isnan(v))]))
+        )
+        dials_ax = ax4.twinx()
+        _band(dials_ax, hours, ts["dials"], scale=1, label="dials per 15 min", color="tab:gray")
+        dials_ax.set_ylim(bottom=0)
+        dials_ax.set_ylabel("dials per 15 min (gray)")
+        lines, labels = ax4.get_legend_handles_labels()
+        more, more_labels = dials_ax.get_legend_handles_labels()
+        ax4.legend(lines + more, labels + more_labels, loc="lower left", fontsize=8)
+    ax4.set_xlabel("hours since campaign start")
+    ax4.set_ylabel("live-answer rate (%)")
+    what = "none" if not drift else ", ".join(f"{k} {v:g}" for k, v in drift.items())
+    ax4.set_title(f"Drift ({what}): answer rate and dials", fontsize=10)
+    ax4.grid(alpha=0.3)
+
+    fig.suptitle(f"{camp.get('name', '')}: {camp.get('agents')} agents, {doc.get('policy')}, {n} replication(s)")
     fig.tight_layout()
+    return fig
+
+
+def plot(report: SimulationReport | Mapping[str, Any], path: str | Path) -> Path:
+    """Write :func:`figure` of ``report`` (a report or its ``--json`` document) to ``path`` (PNG at 110 dpi)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
     out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
     return out

@@ -15,7 +15,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sim.metrics import pool, replication_figures
+from sim.metrics import pool, replication_figures, time_series
 from sim.runtime import ReplicationResult, run_replication
 from sim.scenario import Scenario
 
@@ -64,13 +64,18 @@ def run_jobs(
 
 @dataclass
 class SimulationReport:
-    """Everything a simulation produced: the scenario, per-replication figures and pooled figures."""
+    """Everything a simulation produced: the scenario, per-replication figures and pooled figures.
+
+    ``series`` holds the mean occupancy and talk per 15-minute bin; ``time_series`` the day per bin with 95% bands
+    over replications (occupancy, abandonment, the live-answer rate against the scenario's; see
+    :func:`sim.metrics.time_series`), which is what :func:`sim.report.plot` draws."""
 
     scenario: Scenario
     replications: list[dict[str, Any]]
     pooled: dict[str, Any]
     series: dict[str, list[float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    time_series: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document: pooled figures at the top level, then the detail."""
@@ -82,6 +87,7 @@ class SimulationReport:
         doc["scenario"] = self.scenario.to_dict()
         doc["replications"] = self.replications
         doc["series"] = self.series
+        doc["time_series"] = self.time_series
         return doc
 
 
@@ -124,4 +130,5 @@ def simulate(
         pooled=pool(per_rep, cap),
         series=_mean_series(finished),
         wall_seconds=time.perf_counter() - start,
+        time_series=time_series(finished, scenario),
     )

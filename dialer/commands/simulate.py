@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 from dialer.commands import cluster
 from dialer.errors import ConfigError
+
+log = logging.getLogger("dialer.simulate")
 
 
 def register(sub: Any) -> None:
@@ -34,7 +37,12 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
     cluster.add_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--plot", metavar="FILE.png", help="also write a plot of occupancy and abandonment")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also write a plot: occupancy, abandonment over the day against the target, and the live-answer rate "
+        "against the scenario's (drift), each with its 95%% band over replications",
+    )
     p.add_argument(
         "--print-default", action="store_true", help="print the default scenario, every key commented, and exit"
     )
@@ -83,12 +91,32 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--workers", "must be >= 1")
     if args.plot:
         _check_plot_path(args.plot)
-    bar = ProgressBar("simulating", enabled=not args.json)
+    # JSON log lines and a redrawn bar cannot share stderr: the bar stays off with --log-format json.
+    bar = ProgressBar("simulating", enabled=not args.json and getattr(args, "log_format", "text") != "json")
+    log.info(
+        "simulating %r: %d replication(s), policy %s",
+        scenario.name,
+        scenario.replications,
+        scenario.policy,
+        extra={"scenario": scenario.name, "replications": scenario.replications, "policy": scenario.policy},
+    )
     try:
         with cluster.executor(args.scheduler) as pool:
             report = simulate(scenario, workers=args.workers, progress=bar, executor=pool)
     finally:
         bar.close()
+    log.info(
+        "simulated %d replication(s) in %.1f s: abandonment %.2f%%, occupancy %.1f%%",
+        len(report.replications),
+        report.wall_seconds,
+        100 * report.pooled["abandon_rate"],
+        100 * report.pooled["agent_occupancy"],
+        extra={
+            "wall_seconds": report.wall_seconds,
+            "abandon_rate": report.pooled["abandon_rate"],
+            "agent_occupancy": report.pooled["agent_occupancy"],
+        },
+    )
     # The figures go out first: a plot that fails to write must not cost the user the run.
     if args.json:
         json.dump(_json_safe(report.to_json()), sys.stdout, separators=(",", ":"))
