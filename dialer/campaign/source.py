@@ -36,6 +36,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -47,7 +50,7 @@ from dialer.compliance.numbers import time_zones_of
 from dialer.compliance.windows import CallingWindows
 from dialer.errors import DialerError
 from dialer.leads import Lead
-from dialer.store import AnyStore, NumberBlocked, StoredLead, StoreError, StoreUnavailable
+from dialer.store import AnyStore, ClaimLost, NumberBlocked, StoredLead, StoreError, StoreUnavailable
 from dialer.store.consents import ConsentStore
 
 if TYPE_CHECKING:
@@ -125,8 +128,14 @@ class CampaignLeads:
         self._retry_at = 0.0
         self._backoff = 0.0
         self.outages = 0  # how many times the store went away during this run
+        self.lost_claims = 0  # leads another dispatcher on the store claimed between our read and our claim
         self.outage: str | None = None  # why the store is away now (``None``: it answers)
+        # Who this lead source is on the store: every attempt it claims carries it, and the store holds it alive
+        # (a lock the process's death releases), so another dispatcher starting on the campaign leaves its open
+        # attempts alone and closes only those of dispatchers that are gone.
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         store.ensure_campaign(campaign_id)
+        store.hold_owner(self.owner)
         dnc.add_internal(store.opt_outs())
         self.recovered = self._recover()
 
@@ -158,7 +167,12 @@ class CampaignLeads:
                     if wait is None:
                         basis = self._bases.pop(lead.lead_id, None)
                         try:
-                            attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch)
+                            attempt = self.store.claim(
+                                self.campaign_id, lead.lead_id, epoch, attempts=lead.attempts, owner=self.owner
+                            )
+                        except ClaimLost:  # another dispatcher on the store got there first: the next lead
+                            self.lost_claims += 1
+                            continue
                         except StoreUnavailable:
                             self._uncertain.append((lead.lead_id, epoch))  # committed or not: checked when back
                             raise
@@ -455,8 +469,16 @@ class CampaignLeads:
     # -- recovery --------------------------------------------------------------------------------------
 
     def _recover(self) -> int:
-        """Close attempts left open by a crash as interrupted; their leads follow the interrupted retry rule."""
-        opened = [a for a in self.store.open_attempts(self.campaign_id) if a.lead_id not in self.adopted]
+        """Close attempts left open by a crash as interrupted; their leads follow the interrupted retry rule.
+
+        Only the attempts of dispatchers that are gone: another dispatcher running on the same campaign (on this
+        machine or another) still holds its owner, and its calls are still up. Attempts from before owners were
+        recorded (``owner`` empty) count as gone, as they always did."""
+        opened = [
+            a
+            for a in self.store.open_attempts(self.campaign_id)
+            if a.lead_id not in self.adopted and not (a.owner and self.store.owner_alive(a.owner))
+        ]
         for attempt in opened:
             self._interrupt(attempt)
         return len(opened)

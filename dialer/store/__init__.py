@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dialer.store.schema import SCHEMA_VERSION
-from dialer.store.sqlite import AttemptRow, NumberBlocked, Store, StoredLead, StoreError, StoreUnavailable
+from dialer.store.sqlite import AttemptRow, ClaimLost, NumberBlocked, Store, StoredLead, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from dialer.store.postgres import PgStore
@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AnyStore",
     "AttemptRow",
+    "ClaimLost",
     "NumberBlocked",
     "Store",
     "StoreError",

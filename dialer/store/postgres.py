@@ -41,11 +41,13 @@ from dialer.store.sqlite import (
     _LEAD_COLUMNS,
     _UPDATABLE,
     AttemptRow,
+    ClaimLost,
     NumberBlocked,
     StoredLead,
     StoreError,
     StoreUnavailable,
     _encode,
+    _lost,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
 
 # The key space of the advisory locks taken on a number (pg_advisory_xact_lock(classid, objid)): "dialer numbers".
 _NUMBER_LOCKS = 0x6E756D
+# ... and of the session locks that keep a dispatcher's owner id alive while it runs ("dialer owners").
+_OWNER_LOCKS = 0x6F776E
 
 
 def redact(url: str) -> str:
@@ -158,6 +162,10 @@ class PgStore:
                 "a postgresql:// store needs psycopg 3 and psycopg_pool: pip install 'predictive-dialer[postgres]'"
             ) from exc
         self._psycopg = psycopg
+        self._url = url  # kept for the owners' connection only; never shown (``path`` is the redacted form)
+        self._owner_conn: psycopg.Connection[Any] | None = None
+        self._owners: set[str] = set()
+        self._owners_checked = 0.0
         self.path = redact(url)  # what errors, logs and repr show: never the password
         self._local = threading.local()
         self._wait = wait
@@ -204,7 +212,54 @@ class PgStore:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._owner_conn is not None:
+            self._owner_conn.close()  # the session ends: its owner locks go with it
+            self._owner_conn = None
         self._pool.close()
+
+    # -- who is dialing: owners held alive by a session lock ---------------------------------------------
+
+    def hold_owner(self, owner: str) -> None:
+        """Hold ``owner`` alive while this store is open: a session-level advisory lock on a connection of its
+        own, which the server drops with the session when the process dies (or its connection does; it is
+        taken again at the next claim). :meth:`owner_alive` asks that lock, from any machine."""
+        self._owners.add(owner)
+        self._keep_owners(force=True)
+
+    def _keep_owners(self, *, force: bool = False) -> None:
+        """(Re)take the owners' locks if their connection is gone, at most once a second unless ``force``."""
+        now = time.monotonic()
+        if not self._owners or (not force and now - self._owners_checked < 1.0):
+            return
+        self._owners_checked = now
+        psycopg = self._psycopg
+        held = self._owner_conn
+        if held is not None and not held.closed:
+            try:
+                held.execute("SELECT 1")
+                return
+            except psycopg.Error:
+                held.close()
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=max(2, round(self._wait)))
+            for owner in sorted(self._owners):
+                conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_OWNER_LOCKS, owner))
+        except psycopg.Error as exc:
+            self._owner_conn = None
+            raise self._down(exc) from exc
+        self._owner_conn = conn
+
+    def owner_alive(self, owner: str) -> bool:
+        """Whether the dispatcher ``owner`` still runs: its session lock is held, here or on another machine."""
+        if owner in self._owners:
+            return True
+        with self._conn() as conn:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got", (_OWNER_LOCKS, owner))
+            row = got.fetchone()
+            if row is not None and row["got"]:
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_OWNER_LOCKS, owner))
+                return False
+            return True
 
     def __enter__(self) -> PgStore:
         return self
@@ -429,23 +484,34 @@ class PgStore:
 
     # -- attempts ----------------------------------------------------------------------------------------
 
-    def claim(self, campaign_id: str, lead_id: str, epoch: float) -> int:
+    def claim(
+        self, campaign_id: str, lead_id: str, epoch: float, *, attempts: int | None = None, owner: str | None = None
+    ) -> int:
         """Mark a ready lead as being dialed and open its next attempt, durably, before anything is dialed.
 
-        Returns the attempt number. Raises :class:`StoreError` if the lead is not ready (already claimed, done),
-        and :class:`NumberBlocked` if its number opted out or is locked out, in any campaign on the store. The
-        lead's row is locked (``FOR UPDATE``: a concurrent claimer waits, then finds it ``dialing``) and the
-        number's advisory lock is held while its protections are read, all in the claim's transaction.
+        Returns the attempt number. Raises :class:`ClaimLost` as :meth:`Store.claim` does, and also at once when
+        another dispatcher holds the lead's row (``FOR UPDATE SKIP LOCKED``: the loser moves on to its next lead
+        instead of queueing behind the winner, who will have claimed it), and :class:`NumberBlocked` if its number
+        opted out or is locked out, in any campaign on the store. The number's advisory lock is held while its
+        protections are read, all in the claim's transaction. ``owner`` (see :meth:`hold_owner`) is recorded on
+        the attempt.
         """
+        if owner is not None:
+            self._keep_owners()
         with self.transaction():
             row = self._one(
-                "SELECT status, attempts, phone FROM leads WHERE campaign_id = %s AND lead_id = %s FOR UPDATE",
+                "SELECT status, attempts, phone, next_at FROM leads WHERE campaign_id = %s AND lead_id = %s "
+                "FOR UPDATE SKIP LOCKED",
                 (campaign_id, lead_id),
             )
             if row is None:
+                known = "SELECT 1 AS x FROM leads WHERE campaign_id = %s AND lead_id = %s"
+                if self._one(known, (campaign_id, lead_id)):
+                    raise ClaimLost(f"lead {lead_id!r} is being claimed by another dispatcher")
                 raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
-            if row["status"] != "ready":
-                raise StoreError(f"lead {lead_id!r} is {row['status']}, not ready")
+            lost = _lost(lead_id, row["status"], int(row["attempts"]), float(row["next_at"]), epoch, attempts)
+            if lost:
+                raise ClaimLost(lost)
             self._lock_number(row["phone"])
             blocked = self.number_block(row["phone"], epoch)
             if blocked is not None:
@@ -457,9 +523,9 @@ class PgStore:
                 (attempt_no, campaign_id, lead_id),
             )
             self._run(
-                "INSERT INTO attempts (campaign_id, lead_id, attempt_no, phone, state, dialed_at) "
-                "VALUES (%s, %s, %s, %s, 'dialing', %s)",
-                (campaign_id, lead_id, attempt_no, row["phone"], epoch),
+                "INSERT INTO attempts (campaign_id, lead_id, attempt_no, phone, state, dialed_at, owner) "
+                "VALUES (%s, %s, %s, %s, 'dialing', %s, %s)",
+                (campaign_id, lead_id, attempt_no, row["phone"], epoch, owner),
             )
         return attempt_no
 

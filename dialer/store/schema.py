@@ -149,6 +149,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE attempts ADD COLUMN registry_basis TEXT
     """,
+    # 6: who dialed an attempt (a dispatcher's owner id, held alive by a lock while it runs), so a dispatcher
+    # starting on a campaign closes as interrupted only the open attempts of dispatchers that are gone.
+    """
+    ALTER TABLE attempts ADD COLUMN owner TEXT
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -278,6 +283,9 @@ PG_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (campaign_id, lead_id, kind, date, source)
     );
     ALTER TABLE attempts ADD COLUMN registry_basis TEXT
+    """,
+    """
+    ALTER TABLE attempts ADD COLUMN owner TEXT
     """,
 )
 

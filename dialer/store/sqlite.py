@@ -18,7 +18,11 @@ The store is used from one thread (the engine's): ``sqlite3`` connections are no
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +44,23 @@ class StoreUnavailable(StoreError):
     time): the operation did not happen, or (a commit cut off mid-way) its outcome is unknown. Worth retrying
     later, unlike other :class:`StoreError` s. Only the shared PostgreSQL store raises it; the embedded SQLite file
     cannot go away under a running process."""
+
+
+def _lost(lead_id: str, status: str, stored: int, next_at: float, epoch: float, judged: int | None) -> str:
+    """Why a claim of a lead in this state is lost ("" when it may go ahead): both backends' rule."""
+    if status != "ready":
+        return f"lead {lead_id!r} is {status}, not ready"
+    if judged is not None and stored != judged:
+        return f"lead {lead_id!r} was dialed since it was read ({stored} attempts, not {judged})"
+    if next_at > epoch:
+        return f"lead {lead_id!r} is not due until {next_at}"
+    return ""
+
+
+class ClaimLost(StoreError):
+    """A claim refused because the lead changed since the claimer read it: another dispatcher on the store claimed
+    it (or is claiming it now), dialed it since (its attempts moved on), or it is no longer due. The claimer
+    moves on to its next lead; the lead's own gates are asked again when it next comes up."""
 
 
 class NumberBlocked(StoreError):
@@ -111,6 +132,7 @@ class AttemptRow:
     amd_verdict: str | None = None
     amd_seconds: float | None = None
     picked_up_at: float | None = None
+    owner: str | None = None  # the dispatcher that claimed it (see Store.hold_owner); None before schema 6
 
 
 _LEAD_COLUMNS = (
@@ -120,7 +142,7 @@ _LEAD_COLUMNS = (
 _ATTEMPT_COLUMNS = (
     "campaign_id, lead_id, attempt_no, phone, state, dialed_at, call_id, outcome, disposition, ended_at, "
     "answered_at, connected_at, message_at, wait, agent_id, abandoned, customer_hung_up, placed_at, ringing_at, "
-    "message_played, bridge_failed, amd_verdict, amd_seconds, picked_up_at"
+    "message_played, bridge_failed, amd_verdict, amd_seconds, picked_up_at, owner"
 )
 _UPDATABLE = frozenset(
     {
@@ -200,6 +222,7 @@ class Store:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = str(path)
+        self._owners: dict[str, int] = {}  # owner ids this process holds alive: their lock files' descriptors
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -223,7 +246,64 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
+        for owner in list(self._owners):
+            self._release_owner(owner)
         self._db.close()
+
+    # -- who is dialing: owners held alive by a lock -----------------------------------------------------
+
+    def _owner_file(self, owner: str) -> Path | None:
+        if self.path == ":memory:":
+            return None  # one process only: nobody else could hold an owner
+        digest = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:32]
+        return Path(self.path + ".owners") / f"{digest}.lock"
+
+    def hold_owner(self, owner: str) -> None:
+        """Hold ``owner`` alive for as long as this store is open (or the process lives): an exclusive lock on a
+        file beside the database (``STORE.owners/``), released by the kernel when the process dies, however it
+        dies. :meth:`owner_alive` asks that lock."""
+        path = self._owner_file(owner)
+        if owner in self._owners or path is None:
+            self._owners.setdefault(owner, -1)
+            return
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"owner {owner!r} is already held by another process") from exc
+        self._owners[owner] = fd
+
+    def owner_alive(self, owner: str) -> bool:
+        """Whether the dispatcher ``owner`` still runs (holds its lock), in this process or another."""
+        if owner in self._owners:
+            return True
+        path = self._owner_file(owner)
+        if path is None or not path.exists():
+            return False
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the probe's lock, if it got it
+        with contextlib.suppress(OSError):
+            path.unlink()  # its holder is gone: nobody will ask again
+        return False
+
+    def _release_owner(self, owner: str) -> None:
+        fd = self._owners.pop(owner)
+        path = self._owner_file(owner)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                if path is not None:
+                    path.unlink()
+            os.close(fd)
 
     def __enter__(self) -> Store:
         return self
@@ -397,24 +477,30 @@ class Store:
 
     # -- attempts ----------------------------------------------------------------------------------------
 
-    def claim(self, campaign_id: str, lead_id: str, epoch: float) -> int:
+    def claim(
+        self, campaign_id: str, lead_id: str, epoch: float, *, attempts: int | None = None, owner: str | None = None
+    ) -> int:
         """Mark a ready lead as being dialed and open its next attempt, durably, before anything is dialed.
 
-        Returns the attempt number. Raises :class:`StoreError` if the lead is not ready (already claimed, done),
-        so two claimers can never dial one lead for one attempt, and :class:`NumberBlocked` if its number opted out
-        or is locked out after an abandoned call, in this campaign or any other on the store. That check runs in
-        the claim's own write transaction: a protection committed by another process before it is always seen, so
-        no process dials a number another one has already protected.
+        Returns the attempt number. Raises :class:`ClaimLost` if the lead is not ready and due now (already
+        claimed, done, waiting for a retry) or, when ``attempts`` is given (the count the claimer's gates judged),
+        if it has been dialed since: so two claimers can never dial one lead for one attempt, and a cap judged on
+        a stale read is never exceeded. Raises :class:`NumberBlocked` if its number opted out or is locked out
+        after an abandoned call, in this campaign or any other on the store. That check runs in the claim's own
+        write transaction: a protection committed by another process before it is always seen, so no process
+        dials a number another one has already protected. ``owner``: the claiming dispatcher (see
+        :meth:`hold_owner`), recorded on the attempt.
         """
         with self.transaction():
             row = self._db.execute(
-                "SELECT status, attempts, phone FROM leads WHERE campaign_id = ? AND lead_id = ?",
+                "SELECT status, attempts, phone, next_at FROM leads WHERE campaign_id = ? AND lead_id = ?",
                 (campaign_id, lead_id),
             ).fetchone()
             if row is None:
                 raise StoreError(f"unknown lead {lead_id!r} in campaign {campaign_id!r}")
-            if row["status"] != "ready":
-                raise StoreError(f"lead {lead_id!r} is {row['status']}, not ready")
+            lost = _lost(lead_id, row["status"], int(row["attempts"]), float(row["next_at"]), epoch, attempts)
+            if lost:
+                raise ClaimLost(lost)
             blocked = self.number_block(row["phone"], epoch)
             if blocked is not None:
                 raise NumberBlocked(row["phone"], *blocked)
@@ -425,9 +511,9 @@ class Store:
                 (attempt_no, campaign_id, lead_id),
             )
             self._db.execute(
-                "INSERT INTO attempts (campaign_id, lead_id, attempt_no, phone, state, dialed_at) "
-                "VALUES (?, ?, ?, ?, 'dialing', ?)",
-                (campaign_id, lead_id, attempt_no, row["phone"], epoch),
+                "INSERT INTO attempts (campaign_id, lead_id, attempt_no, phone, state, dialed_at, owner) "
+                "VALUES (?, ?, ?, ?, 'dialing', ?, ?)",
+                (campaign_id, lead_id, attempt_no, row["phone"], epoch, owner),
             )
         return attempt_no
 
