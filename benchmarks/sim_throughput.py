@@ -9,14 +9,22 @@ records, statistics) and a policy decision after every event. Target: ratio >= 0
 calls as entities at all) is printed too, for scale.
 
     python -m benchmarks.sim_throughput [--agents 50] [--hours 8] [--rounds 5]
+
+``--large`` measures pacing's own cost instead: predictive against progressive on the 1,000-agent floor
+(``benchmarks/scenarios/large-floor-1000.toml``, a realistic 8-h day), alternately in the same run, with each
+day's talk fraction and abandonment. Target: predictive's simulated dials per wall-second >= 0.5x progressive's.
+
+    python -m benchmarks.sim_throughput --large [--rounds 1] [--hours 8] [--scenario PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import time
+from pathlib import Path
 
 import simpy
 
@@ -129,12 +137,70 @@ def our_model(agents: int, hours: float, seed: int) -> int:
     return result.totals["dials"]
 
 
+LARGE_FLOOR = Path(__file__).parent / "scenarios" / "large-floor-1000.toml"
+
+
+def scenario_day(path: Path, policy: str, hours: float, replication: int) -> tuple[float, dict[str, float]]:
+    """One day of the scenario at ``path`` under ``policy``: wall seconds, and dials, CPU seconds of this
+    process (steadier than wall time on a shared machine), talk and abandonment."""
+    scenario = dataclasses.replace(scenarios.load(path), policy=policy, hours=hours)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = SimulatedCampaign(scenario, replication).run()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    tot, secs = result.totals, result.agent_seconds
+    logged = sum(secs.values())
+    figures = {
+        "dials": float(tot["dials"]),
+        "cpu": cpu,
+        "talk": secs.get("on_call", 0.0) / logged if logged else 0.0,
+        "abandon": tot["abandoned"] / tot["live_answers"] if tot["live_answers"] else 0.0,
+    }
+    return elapsed, figures
+
+
+def large(path: Path, hours: float, rounds: int) -> None:
+    """Predictive against progressive on the same floor, alternately (order swapped each round), same seeds."""
+    rates: dict[str, list[float]] = {"predictive": [], "progressive": []}
+    cpu_rates: dict[str, list[float]] = {"predictive": [], "progressive": []}
+    for r in range(rounds):
+        order = ("predictive", "progressive") if r % 2 == 0 else ("progressive", "predictive")
+        for policy in order:
+            elapsed, f = scenario_day(path, policy, hours, r)
+            rates[policy].append(f["dials"] / elapsed)
+            cpu_rates[policy].append(f["dials"] / f["cpu"])
+            print(
+                f"round {r + 1} {policy:11s} {f['dials']:9,.0f} dials in {elapsed:6.1f} s = "
+                f"{f['dials'] / elapsed:7,.0f} dials/s ({f['dials'] / f['cpu']:7,.0f} per CPU-second); "
+                f"talk {f['talk']:.2%}, abandonment {f['abandon']:.2%}",
+                flush=True,
+            )
+    pred, prog = statistics.median(rates["predictive"]), statistics.median(rates["progressive"])
+    ratios = [a / b for a, b in zip(rates["predictive"], rates["progressive"], strict=True)]
+    print()
+    print(f"machine: {describe()}")
+    print(f"scenario: {path.name}, {hours:g} h, replications 0-{rounds - 1}")
+    print(f"predictive:  {pred:,.0f} simulated dials per wall-second (median of {rounds})")
+    print(f"progressive: {prog:,.0f} simulated dials per wall-second (median of {rounds})")
+    print(
+        f"ratio predictive/progressive: {pred / prog:.2f} (per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+        "target >= 0.5)"
+    )
+    cpu_pred, cpu_prog = statistics.median(cpu_rates["predictive"]), statistics.median(cpu_rates["progressive"])
+    print(f"per CPU-second: predictive {cpu_pred:,.0f}, progressive {cpu_prog:,.0f}, ratio {cpu_pred / cpu_prog:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--hours", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=None, help="default 5, or 1 with --large")
+    parser.add_argument("--large", action="store_true", help="predictive vs progressive on the 1,000-agent floor")
+    parser.add_argument("--scenario", type=Path, default=LARGE_FLOOR, help="the floor for --large")
     args = parser.parse_args()
+    if args.large:
+        large(args.scenario, args.hours, args.rounds or 1)
+        return
+    args.rounds = args.rounds or 5
     ours: list[float] = []
     base: list[float] = []
     bare: list[float] = []
