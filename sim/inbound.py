@@ -25,6 +25,7 @@ INBOUND_KEYS: tuple[str, ...] = (
     "service_level_seconds",
     "service_level_target",
     "inbound_first",
+    "busyness_shape",
 )
 GROUP_KEYS: tuple[str, ...] = ("outbound", "inbound", "blended")
 
@@ -40,7 +41,9 @@ class Inbound:
     ``wrap_time`` of an answered call; ``patience``, how long a caller waits before hanging up (``None``: never);
     the service level is the share answered within ``service_level_seconds``, held to ``service_level_target``
     by blended pacing; ``inbound_first`` lets a freed blended agent take an inbound caller before an outbound
-    person (the engine's ``EngineConfig.inbound_first``)."""
+    person (the engine's ``EngineConfig.inbound_first``); ``busyness_shape`` > 0 multiplies each day's arrival
+    rates by a random busyness factor, gamma-distributed with mean 1 and this shape (variance 1/shape: a busy or
+    a quiet day, as forecasters model it; 0, the default, leaves every day alike)."""
 
     rate_per_hour: float = 60.0
     handle_time: Distribution = field(
@@ -53,9 +56,10 @@ class Inbound:
     service_level_seconds: float = 20.0
     service_level_target: float = 0.8
     inbound_first: bool = False
+    busyness_shape: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("rate_per_hour", "service_level_seconds", "service_level_target"):
+        for key in ("rate_per_hour", "service_level_seconds", "service_level_target", "busyness_shape"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"inbound.{key}", f"must be a number >= 0, got {v!r}")
@@ -82,6 +86,8 @@ class Inbound:
         out["service_level_seconds"] = self.service_level_seconds
         out["service_level_target"] = self.service_level_target
         out["inbound_first"] = self.inbound_first
+        if self.busyness_shape:
+            out["busyness_shape"] = self.busyness_shape
         return out
 
     def describe(self) -> str:

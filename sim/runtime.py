@@ -18,6 +18,11 @@ A scenario with ``[inbound]`` gets a Poisson stream of callers while each shift 
 so adding inbound callers changes no outbound draw); each caller waits for the engine's ``ConnectInbound`` or
 hangs up when their patience runs out, talks, and leaves the agent to wrap up. ``[groups]`` logs agents in to
 their groups. Callers still waiting when the shift ends are answered (or hang up) before the floor goes home.
+
+``[[periods]]`` get a process per day that applies each period at its hour: outcome thresholds, a talk scale,
+the inbound rate (arrivals are then thinned from the highest rate of the day, so they stay Poisson per period),
+and staffing (agents beyond a group's number leave after their current call and come back when a later period
+wants them). A day's busyness factor (``inbound.busyness_shape``) scales that day's arrival rates.
 """
 
 from __future__ import annotations
@@ -128,6 +133,10 @@ class SimulatedCampaign:
             self.inbound_handle = inbound.handle_time.sampler(gin[1])
             self.inbound_wrap = inbound.wrap_time.sampler(gin[2])
             self.patience = None if inbound.patience is None else inbound.patience.sampler(gin[3])
+            self._busy_rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, replication, 3]))
+        self._inbound_rate = 0.0 if inbound is None else inbound.rate_per_hour / 3600.0
+        self._day_factor = 1.0
+        self._leaving: set[str] = set()  # agents a period sent away: they log out after their current call
         self._decisions: dict[int, simpy.Event] = {}
         self._answers: list[tuple[float, bool]] = []
         self._cancelled: set[int] = set()
@@ -146,9 +155,14 @@ class SimulatedCampaign:
         self._live_bins = [0] * nbins
         self._counted = (0.0, 0, 0)  # (when, dials, live answers) at the last count
         self._scaled_talk: _ScaledSampler | None = None
-        if scenario.drift is not None:  # the stationary path keeps its plain sampler
+        self._scaled_handle: _ScaledSampler | None = None
+        scaled = scenario.drift is not None or any(p.talk_scale is not None for p in scenario.periods)
+        if scaled:  # the stationary path keeps its plain sampler
             self._scaled_talk = _ScaledSampler(self.talk_time)
             self.talk_time = self._scaled_talk
+            if inbound is not None and scenario.drift is None:
+                self._scaled_handle = _ScaledSampler(self.inbound_handle)
+                self.inbound_handle = self._scaled_handle
 
     # -- the bridge between SimPy and the engine -------------------------------------------------------
 
@@ -274,23 +288,63 @@ class SimulatedCampaign:
         env = self.env
         inbound = self.scenario.inbound
         assert inbound is not None
-        rate = inbound.rate_per_hour / 3600.0
-        if rate <= 0:
+        rates = [inbound.rate_per_hour] + [
+            p.inbound_rate_per_hour for p in self.scenario.periods if p.inbound_rate_per_hour is not None
+        ]
+        top = max(rates) / 3600.0 * self._day_factor  # candidates at the day's highest rate, thinned to the period's
+        if top <= 0:
             return
+        thin = len(set(rates)) > 1
         while True:
-            gap = -np.log1p(-self._arrival_u()) / rate
+            gap = -np.log1p(-self._arrival_u()) / top
             if env.now + gap >= until:
                 return
             yield env.timeout(gap)
+            if thin and self._arrival_u() * top >= self._inbound_rate * self._day_factor:
+                continue
             self._inbound_n += 1
             env.process(self.caller(f"in-{self._inbound_n}"))
+
+    def period_changes(self, shift_start: float) -> Generator[simpy.Event, Any, None]:
+        """Applies each ``[[periods]]`` entry at its hour of the day's shift."""
+        for period in self.scenario.periods:
+            when = shift_start + period.start_hour * 3600.0
+            if when > self.env.now:
+                yield self.env.timeout(when - self.env.now)
+            s = self.scenario
+            if period.live_answer_probability is not None:
+                live = period.live_answer_probability
+                self._cum = (live, live + s.machine_probability, live + s.machine_probability + s.busy_probability)
+            if period.talk_scale is not None:
+                for scaled in (self._scaled_talk, self._scaled_handle):
+                    if scaled is not None:
+                        scaled.scale = period.talk_scale
+            if period.inbound_rate_per_hour is not None:
+                self._inbound_rate = period.inbound_rate_per_hour / 3600.0
+            for group, n in period.staffing().items():
+                self._staff(AgentGroup(group), n)
+
+    def _staff(self, group: AgentGroup, n: int) -> None:
+        """Put the first ``n`` agents of ``group`` on the floor: the others leave (free ones now, busy ones after
+        their call and wrap-up), and those within ``n`` who are away come back."""
+        now = self.env.now
+        members = [a for a, g in self.agent_groups if g is group]
+        for agent_id in members[n:]:
+            self._leaving.add(agent_id)
+            if self.engine.agent_state(agent_id) in (AgentState.READY, AgentState.PAUSED):
+                self.feed(ev.AgentLoggedOut(now, agent_id))
+        for agent_id in members[:n]:
+            self._leaving.discard(agent_id)
+            if self.engine.agent_state(agent_id) is AgentState.LOGGED_OUT and not self._off_shift:
+                self.feed(ev.AgentLoggedIn(now, agent_id, group))
+                self.feed(ev.AgentReady(now, agent_id))
 
     def after_call(self, agent_id: str, wrap: Sampler | None = None) -> Generator[simpy.Event, Any, None]:
         """Wrap-up, then maybe a break, then ready again (or home, once no call can need an agent)."""
         env = self.env
         yield env.timeout((wrap or self.wrap_time)())
         pause = self.scenario.pause_probability > 0 and self._pause_u() < self.scenario.pause_probability
-        if self._shift_done():
+        if self._shift_done() or agent_id in self._leaving:
             self.feed(ev.WrapUpDone(env.now, agent_id, pause=True))
             self.feed(ev.AgentLoggedOut(env.now, agent_id))
             return
@@ -299,7 +353,7 @@ class SimulatedCampaign:
             yield env.timeout(self.pause_time())
             if self.engine.agent_state(agent_id) is not AgentState.PAUSED:
                 return
-            if self._shift_done():
+            if self._shift_done() or agent_id in self._leaving:
                 self.feed(ev.AgentLoggedOut(env.now, agent_id))
             else:
                 self.feed(ev.AgentReady(env.now, agent_id))
@@ -323,12 +377,28 @@ class SimulatedCampaign:
             self._off_shift = False
             self._going_home = False
             self._drained = None
+            self._leaving.clear()
             if day:
                 self.feed(ev.DialingResumed(env.now))
+            inbound = self.scenario.inbound
+            if inbound is not None:
+                self._inbound_rate = inbound.rate_per_hour / 3600.0
+                if inbound.busyness_shape > 0:  # a busy or a quiet day: gamma, mean 1
+                    shape = inbound.busyness_shape
+                    self._day_factor = float(self._busy_rng.gamma(shape, 1.0 / shape))
+            if self.scenario.periods:  # each day starts from the scenario's own values
+                s = self.scenario
+                live = s.live_answer_probability
+                self._cum = (live, live + s.machine_probability, live + s.machine_probability + s.busy_probability)
+                for scaled in (self._scaled_talk, self._scaled_handle):
+                    if scaled is not None:
+                        scaled.scale = 1.0
             for agent_id, group in self.agent_groups:
                 self.feed(ev.AgentLoggedIn(env.now, agent_id, group))
             for agent_id in self.agent_ids:
                 self.feed(ev.AgentReady(env.now, agent_id))
+            if self.scenario.periods:
+                env.process(self.period_changes(env.now))
             if self.scenario.inbound is not None:
                 env.process(self.arrivals(env.now + self.scenario.shift_seconds))
             yield env.timeout(self.scenario.shift_seconds)

@@ -34,6 +34,7 @@ from dialer.errors import ConfigError
 from dialer.pacing import POLICIES, PacingPolicy, make_policy
 from sim.distributions import Distribution, parse_distribution
 from sim.inbound import Groups, Inbound, groups_from_dict, inbound_from_dict
+from sim.inbound_periods import Period, check_periods, periods_from_list
 
 DRIFT_KEYS: tuple[str, ...] = ("live_answer_to", "talk_scale_to")
 
@@ -202,6 +203,7 @@ class Scenario:
     drift: Drift | None = None
     inbound: Inbound | None = None
     groups: Groups | None = None
+    periods: tuple[Period, ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -242,7 +244,7 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as nested tables, as it would be written in TOML (used in reports)."""
-        out: dict[str, dict[str, Any]] = {"campaign": {}, "calls": {}, "agents": {}, "pacing": dict(self.pacing)}
+        out: dict[str, Any] = {"campaign": {}, "calls": {}, "agents": {}, "pacing": dict(self.pacing)}
         for section, keys in _SECTIONS.items():
             for key in keys:
                 value = getattr(self, key)
@@ -255,6 +257,8 @@ class Scenario:
             out["inbound"] = self.inbound.to_dict()
         if self.groups is not None:
             out["groups"] = self.groups.to_dict()
+        if self.periods:
+            out["periods"] = [p.to_dict() for p in self.periods]
         return out
 
     def agent_groups(self) -> list[tuple[str, str]]:
@@ -354,6 +358,13 @@ def _validate(s: Scenario) -> None:
         takers = 0 if s.groups is None else s.groups.inbound + s.groups.blended
         if not takers:
             raise ConfigError("groups", "inbound callers need inbound or blended agents: set [groups]")
+    if s.periods:
+        if not isinstance(s.periods, tuple) or not all(isinstance(p, Period) for p in s.periods):
+            raise ConfigError("periods", "must be a tuple of sim.inbound_periods.Period")
+        if s.drift is not None:
+            raise ConfigError("periods", "a scenario has [drift] or [[periods]], not both")
+        roster = s.groups.to_dict() if s.groups is not None else {"outbound": s.agents}
+        check_periods(s.periods, s.hours, roster, s.machine_probability, s.busy_probability, s.inbound is not None)
     # Build the policy once so bad [pacing] parameters fail at load time, naming the key.
     cls = _policy_class(s.policy)
     params = inspect.signature(cls).parameters
@@ -426,7 +437,7 @@ def _distribution(where: str, value: Any) -> Distribution:
         raise
 
 
-_TABLES: tuple[str, ...] = (*_SECTIONS, "pacing", "drift", "inbound", "groups")
+_TABLES: tuple[str, ...] = (*_SECTIONS, "pacing", "drift", "inbound", "groups", "periods")
 
 
 def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
@@ -447,6 +458,9 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
             continue
         if section == "groups":
             kwargs["groups"] = groups_from_dict(table)
+            continue
+        if section == "periods":
+            kwargs["periods"] = periods_from_list(table)
             continue
         if section not in _SECTIONS:
             if section in _KEY_SECTION:
@@ -653,6 +667,11 @@ def default_text() -> str:
     out.append("# outbound = 0")
     out.append("# inbound = 0")
     out.append("# blended = 20")
+    out.append("")
+    out.append("# [[periods]]                 # optional, repeatable: values from this hour of each shift on")
+    out.append("# start_hour = 4              # hours into the shift")
+    out.append('# name = "afternoon"          # a label')
+    out.append("# (and any of live_answer_probability, inbound_rate_per_hour, talk_scale, outbound, inbound, blended)")
     return "\n".join(out) + "\n"
 
 
