@@ -12,7 +12,9 @@ Three figures, each on a fresh campaign of N leads per repetition, through the c
    connection and its own ``CampaignLeads`` on one campaign, released together and racing (same dialing order) to
    claim every lead; the figure is all claims over the time from the first start to the last finish. Afterwards
    the attempts are counted per lead in the store: a lead claimed twice (or never) fails the run (exit 1). A
-   claim refused because another dispatcher had just taken the lead is a ``lost race`` (counted, and asked again).
+   claim refused because another dispatcher had just taken the lead (``ClaimLost``; on PostgreSQL also a row
+   another claimer holds, ``SKIP LOCKED``) is a ``lost race``: ``CampaignLeads.lost_claims`` counts it and the
+   dispatcher moves on to its next lead.
 
 SQLite is a file in a temporary directory, opened as the embedded default opens it (WAL, ``synchronous=FULL``);
 its writers take turns (one write transaction at a time), so its several-dispatcher figures show that
@@ -57,7 +59,7 @@ from dialer.compliance.dnc import CompanyList, DoNotCall  # noqa: E402
 from dialer.compliance.windows import CallingWindows, RegionRules, RuleSet, hours  # noqa: E402
 from dialer.engine.records import CallRecord, Outcome  # noqa: E402
 from dialer.leads import Lead  # noqa: E402
-from dialer.store import AnyStore, StoreError, open_store  # noqa: E402
+from dialer.store import AnyStore, open_store  # noqa: E402
 from dialer.store.imports import LeadBulk  # noqa: E402
 from sim.metrics import Interval, mean_interval  # noqa: E402
 
@@ -189,13 +191,8 @@ def dispatcher(setup: Setup, backend: str, campaign: str, start: Barrier, result
         start.wait(120)
         began = time.monotonic()
         claims: list[str] = []
-        lost = 0
         while True:
-            try:
-                lead = source.next_lead(time.time())
-            except StoreError:  # another dispatcher claimed this lead between our read and our claim
-                lost += 1
-                continue
+            lead = source.next_lead(time.time())  # a lost race (ClaimLost) is counted there and skipped
             if lead is None:
                 if source.outage is not None:
                     raise RuntimeError(f"store away: {source.outage}")
@@ -203,7 +200,7 @@ def dispatcher(setup: Setup, backend: str, campaign: str, start: Barrier, result
             claims.append(lead.lead_id)
         ended = time.monotonic()
         store.close()
-        results.put({"began": began, "ended": ended, "claims": claims, "lost": lost, "error": None})
+        results.put({"began": began, "ended": ended, "claims": claims, "lost": source.lost_claims, "error": None})
     except BaseException as exc:  # reported to the parent, which fails the run
         results.put({"error": f"{type(exc).__name__}: {exc}"})
 

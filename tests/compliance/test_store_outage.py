@@ -125,8 +125,8 @@ def test_a_claim_cut_off_mid_commit_is_undone_once_the_store_is_back(server: PgS
     class CutOff(PgStore):
         cut = 0
 
-        def claim(self, campaign_id: str, lead_id: str, epoch: float) -> int:
-            attempt = super().claim(campaign_id, lead_id, epoch)
+        def claim(self, campaign_id: str, lead_id: str, epoch: float, **kw: Any) -> int:
+            attempt = super().claim(campaign_id, lead_id, epoch, **kw)
             if self.cut:
                 self.cut -= 1
                 raise StoreUnavailable("store unavailable: connection lost during COMMIT")
