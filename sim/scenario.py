@@ -670,8 +670,8 @@ def default_text() -> str:
     out.append("")
     out.append("# [[periods]]                 # optional, repeatable: values from this hour of each shift on")
     out.append("# start_hour = 4              # hours into the shift")
-    out.append('# name = "afternoon"          # a label')
-    out.append("# (and any of live_answer_probability, inbound_rate_per_hour, talk_scale, outbound, inbound, blended)")
+    out.append("# (and any of name, live_answer_probability, inbound_rate_per_hour, talk_scale, outbound, inbound,")
+    out.append("#  blended: see docs/scenarios.md)")
     return "\n".join(out) + "\n"
 
 

@@ -235,7 +235,7 @@ def test_a_key_left_out_takes_the_printed_default() -> None:
 def test_every_key_has_one_default_and_print_default_comments_it() -> None:
     import dataclasses
 
-    fields = {f.name for f in dataclasses.fields(Scenario)} - {"pacing", "drift", "inbound", "groups"}
+    fields = {f.name for f in dataclasses.fields(Scenario)} - {"pacing", "drift", "inbound", "groups", "periods"}
     assert {k.name for k in scenarios.KEYS} == fields
     lines = scenarios.default_text().splitlines()
     for k in scenarios.KEYS:
@@ -245,7 +245,7 @@ def test_every_key_has_one_default_and_print_default_comments_it() -> None:
         commented_above = lines[code[0] - 1].startswith(f"# {k.name}: ")
         assert " # " in line or commented_above, f"{k.name} has no comment: {line!r}"
         assert line.startswith("# ") == (k.default is None)  # optional keys are shown unset
-    for table in ("[pacing]", "[drift]", "[inbound]", "[groups]"):
+    for table in ("[pacing]", "[drift]", "[inbound]", "[groups]", "[[periods]]"):
         assert any(table in line and "#" in line for line in lines), table
 
 
