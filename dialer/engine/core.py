@@ -299,6 +299,7 @@ class Engine:
         # floor of outbound agents only). And every group's agents by state, for reports and blended pacing.
         self.pool_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
         self.group_counts: dict[AgentGroup, dict[AgentState, int]] = {g: {s: 0 for s in AgentState} for g in AgentGroup}
+        self.mixed_floor = False  # an inbound or blended agent has logged in (pool_counts may differ from agent_counts)
         self.inbound: dict[str, _Inbound] = {}  # inbound calls in the engine, by id
         self.inbound_counts: dict[InboundState, int] = {s: 0 for s in InboundState}
         self._inbound_queue: dict[str, None] = {}  # insertion order = longest waiting first
@@ -556,6 +557,8 @@ class Engine:
         self.group_counts[e.group][AgentState.PAUSED] += 1
         if agent.pooled:
             self.pool_counts[AgentState.PAUSED] += 1
+        if e.group is not AgentGroup.OUTBOUND:
+            self.mixed_floor = True
 
     def _ready_ev(self, e: ev.AgentReady, out: list[Action]) -> None:
         self._agent_to(self.agents[e.agent_id], ev.AgentReady)

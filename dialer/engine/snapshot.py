@@ -71,7 +71,9 @@ class Snapshot:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.now: float = engine.now
-        n = engine.pool_counts
+        # On a floor that never had an inbound or blended agent the two are equal; the floor's own counts are read
+        # then, as they always were.
+        n = engine.pool_counts if engine.mixed_floor else engine.agent_counts
         self.ready: int = n[AgentState.READY]
         self.paused: int = n[AgentState.PAUSED]
         self.on_call: int = n[AgentState.ON_CALL]
