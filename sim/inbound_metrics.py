@@ -20,7 +20,8 @@ _BUSY = ("on_call", "wrap_up")
 
 def inbound_figures(r: ReplicationResult, within: float) -> dict[str, float]:
     """One replication: callers, answered within ``within`` s, service level (answered within T over callers whose
-    fate is known, abandoned ones counted against it), ASA (mean wait of the answered), abandonment share, and
+    fate is known, abandoned ones counted against it), ASA (mean wait of the answered), abandonment share, the
+    inbound handle time, ``outbound_talk_fraction`` (time talking to outbound people over logged-in time), and
     ``occupancy_<group>`` (time on calls or in wrap-up over logged-in time) for each group on the floor."""
     calls = r.inbound
     answered = [float(wait) for _, wait, ok in calls if ok]
@@ -34,6 +35,11 @@ def inbound_figures(r: ReplicationResult, within: float) -> dict[str, float]:
         "abandon_rate": (n - len(answered)) / n if n else math.nan,
         "handle_time": r.inbound_handle_time,
     }
+    logged = sum(r.agent_seconds.values())
+    # sim.metrics' talk_fraction counts every call an agent was on; this is the outbound share of it.
+    out["outbound_talk_fraction"] = (
+        (r.agent_seconds.get("on_call", 0.0) - r.inbound_talk_seconds) / logged if logged else math.nan
+    )
     for group, seconds in sorted(r.group_seconds.items()):
         total = sum(seconds.values())
         out[f"occupancy_{group}"] = sum(seconds.get(s, 0.0) for s in _BUSY) / total if total else math.nan
