@@ -222,3 +222,21 @@ def test_reported_wrap_ups_replace_the_floor_inference() -> None:
     agents.observe_wrap(float("nan"), True)
     assert agents.wrap_mean == pytest.approx(15.0, rel=0.05)
     assert agents.wrap_reports == 2001
+
+
+@pytest.mark.parametrize("window_seconds", [0.0, 50.0])
+def test_sorted_window_kept_incrementally_equals_a_full_sort(window_seconds: float) -> None:
+    """The sorted samples are merged as the window moves (adds and evictions, by count and by time, with many
+    equal values); read at irregular moments, they must always be exactly the window sorted afresh."""
+    rng = np.random.default_rng(7)
+    est = DurationEstimator(10.0, window=200, window_seconds=window_seconds)
+    t = 0.0
+    for i in range(5000):
+        t += float(rng.exponential(0.05 if i % 1000 < 500 else 0.5))  # bursts turn the window over fast
+        x = float(rng.integers(0, 30)) if i % 3 else float(rng.exponential(10.0))  # ties, and distinct values
+        est.add(x, t)
+        if rng.random() < 0.15 or i % 997 == 0:  # mostly a few moves apart: the merge, not the full sort
+            expected = np.sort(np.fromiter(est.samples, float))
+            assert np.array_equal(est._data(), expected)
+    # An estimator never read keeps at most a window's worth of pending samples.
+    assert len(est._added) <= len(est.samples)

@@ -207,7 +207,11 @@ class DurationEstimator:
         self._censor_now: float | None = None
         self.rejected = 0
         self.seen = 0
+        # The window's samples sorted, kept up to date incrementally: the samples added and evicted since it was
+        # last sorted are merged in when it is next read (see _data).
         self._sorted: FloatArray | None = None
+        self._added: list[float] = []
+        self._evicted: list[float] = []
         self._quantiles: dict[float, float] = {}  # pacing asks the same few quantiles at every table rebuild
         self._censored: FloatArray = np.zeros(0)
         self._km: tuple[FloatArray, FloatArray, float, int] | None = None  # times, survival, last, cohort size
@@ -218,17 +222,22 @@ class DurationEstimator:
             self.rejected += 1
             return
         end = math.nan if at is None or not math.isfinite(at) else float(at)
-        self.samples.append(float(x))
+        x = float(x)
+        self.samples.append(x)
         self._ends.append(end)
+        self._added.append(x)
         samples, ends = self.samples, self._ends
         while len(samples) > self.window:
             if len(samples) <= self.max_samples and end - ends[0] <= self.window_seconds:
                 break  # (NaN compares false: samples without an end leave by count alone)
-            samples.popleft()
+            self._evicted.append(samples.popleft())
             gone = ends.popleft()
             self._cut = math.nan if math.isnan(gone) else max(self._cut, gone)
+        if len(self._added) > len(samples):  # not read for a whole window: the next read sorts afresh
+            self._sorted = None
+            self._added.clear()
+            self._evicted.clear()
         self.seen += 1
-        self._sorted = None
         self._km = None
         self._quantiles.clear()
 
@@ -261,9 +270,31 @@ class DurationEstimator:
         return len(self.samples)
 
     def _data(self) -> FloatArray:
-        if self._sorted is None:
-            self._sorted = np.sort(np.fromiter(self.samples, float, len(self.samples)))
-        return self._sorted
+        """The window's samples, sorted. Merged incrementally: the window moves by the samples added and evicted
+        since the last read, a few hundred against tens of thousands on a big floor's half-hour window, so they
+        are taken out of and put into the sorted array (O(n) copies) instead of sorting it again (O(n log n)
+        plus a walk of the deque). The result is the same array a full sort gives."""
+        old, added, evicted = self._sorted, self._added, self._evicted
+        if old is not None and not added and not evicted:
+            return old
+        if old is None or len(evicted) > old.size or 4 * (len(added) + len(evicted)) > len(self.samples):
+            # First read, or the window turned over mostly: sort it whole. (Evicted samples are the oldest, so
+            # while there are no more of them than the sorted array holds, they all come from it.)
+            data = np.sort(np.fromiter(self.samples, float, len(self.samples)))
+        else:
+            data = old
+            if evicted:
+                ev = np.sort(np.asarray(evicted, dtype=float))
+                # Equal values: the i-th copy of a value goes at the first copy's index + i.
+                rank = np.arange(ev.size) - np.searchsorted(ev, ev, side="left")
+                data = np.delete(data, np.searchsorted(data, ev, side="left") + rank)
+            if added:
+                new = np.sort(np.asarray(added, dtype=float))
+                data = np.insert(data, np.searchsorted(data, new, side="left"), new)
+        self._sorted = data
+        added.clear()
+        evicted.clear()
+        return data
 
     def cdf(self, t: npt.ArrayLike) -> FloatArray:
         """Posterior mean of ``P(T <= t)``: the prior blended with the data's empirical CDF, or with the
@@ -461,7 +492,11 @@ class AgentModel:
 
     def sample_floor(self, now: float, on_call: int, wrap_up: int, paused: int = 0) -> None:
         """Integrate the counts seen since the previous sample (piecewise constant), with forgetting, and count
-        wrap-ups ending in a pause. Call it on every decision, so each change is seen on its own."""
+        wrap-ups ending in a pause. Call it on every decision, so each change is seen on its own. Once wrap-ups
+        are reported (:meth:`observe_wrap`), their figures replace these inferences for good, and it returns at
+        once: the engine calls pacing after every event, a million times a day on a big floor."""
+        if self.wrap_reports and self._wrap_n > 0:
+            return
         if self._last is not None:
             on0, wr0, pa0 = self._last_counts
             if now > self._last:
