@@ -2,6 +2,12 @@
 
 Run: ``python benchmarks/pacing_optimum.py [--agents 20] [--replications 10] [--hours 8] [--workers 2]``
 
+``--small-strict``: small floors at strict targets (issue 16 item 6) instead: 5 and 10 agents at 1% and 2% caps
+(``--floors``, ``--alphas``), predictive held to the calendar day and to 1-h rolling windows, each against the LP
+optimum at the cap; printed per case: occupancy / optimum, mean abandonment against the target, days over the
+cap, and the 1-h rolling windows (worst, share over the cap). Target: >= 98% of the optimum with abandonment at
+the target, not well under it, and no more days over the cap.
+
 For each answer probability, the constrained MDP is solved as an LP (HiGHS) at the 3% cap, then the predictive
 policy and progressive dialing are simulated on the very same call flow. Simulated occupancy is measured in
 steady state (the 15-minute occupancy bins from the second hour to half an hour before the shift ends), because
@@ -25,8 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._machine import describe
 from sim.markov import MarkovModel, evaluate, progressive_policy, solve
-from sim.metrics import mean_interval
+from sim.metrics import mean_interval, rolling_windows
 from sim.runtime import SERIES_BIN, ReplicationResult, run_replication
 
 
@@ -57,15 +64,82 @@ def fmt(values: list[float], pct: bool = True) -> str:
     return f"{k * iv.mean:6.2f}% ± {k * iv.half_width:4.2f}" if pct else f"{iv.mean:.4f} ± {iv.half_width:.4f}"
 
 
+def strict_case(model: MarkovModel, alpha: float, rolling: bool, args: argparse.Namespace) -> None:
+    """Predictive on one small floor at a strict cap, held to the day (or 1-h rolling windows), against the LP."""
+    opt = solve(model, alpha)
+    scen = model.scenario(
+        hours=args.hours,
+        replications=args.replications,
+        seed=11,
+        policy="predictive",
+        target_abandon_rate=alpha,
+        rolling_window_hours=1.0 if rolling else None,
+        pacing=tuple(args.pacing),
+    )
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        results = list(pool.map(run_replication, [scen] * args.replications, range(args.replications)))
+    occ, ab, worst, share, over_days = [], [], [], [], 0
+    for r in results:
+        o, a = steady(r, args.hours)
+        occ.append(o / opt.occupancy)
+        ab.append(a)
+        over_days += a > alpha
+        windows = rolling_windows(r.answers, 1.0)
+        worst.append(max((w["abandon_rate"] for w in windows), default=0.0))
+        share.append(sum(w["abandon_rate"] > alpha for w in windows) / len(windows) if windows else 0.0)
+    window = "1-h rolling" if rolling else "day"
+    print(
+        f"{model.agents:3d} agents p={model.answer_probability:g} cap {100 * alpha:g}% window {window:<11} "
+        f"LP {100 * opt.occupancy:5.2f}%  predictive/LP {fmt(occ)}  abandonment {fmt(ab)} "
+        f"({mean_interval(ab).mean / alpha:.0%} of cap)  days over cap {over_days}/{len(results)}  "
+        f"1-h windows: worst {100 * max(worst):.1f}%, over cap {fmt(share)}",
+        flush=True,
+    )
+
+
+def _knob(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, float(value)
+
+
+def small_strict(args: argparse.Namespace) -> None:
+    print(
+        f"machine: {describe()}\n"
+        f"small floors at strict caps: {args.replications} replications x {args.hours:g} h each, "
+        f"occupancy in steady state, abandonment over the shift (mean ± 95% CI half-width)"
+        + (f"; pacing {dict(args.pacing)}" if args.pacing else "")
+    )
+    for agents in args.floors:
+        for p in args.probabilities:
+            model = MarkovModel(agents, p)
+            for alpha in args.alphas:
+                for rolling in [w == "rolling" for w in args.windows]:
+                    strict_case(model, alpha, rolling, args)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=20)
-    ap.add_argument("--probabilities", type=float, nargs="+", default=[0.3, 0.15])
+    ap.add_argument("--probabilities", type=float, nargs="+", default=None, help="default 0.3 0.15 (0.3 strict)")
     ap.add_argument("--alpha", type=float, default=0.03)
     ap.add_argument("--replications", type=int, default=10)
     ap.add_argument("--hours", type=float, default=8.0)
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--small-strict", action="store_true", help="5- and 10-agent floors at 1%% and 2%% caps")
+    ap.add_argument("--floors", type=int, nargs="+", default=[5, 10], help="agents, with --small-strict")
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.02], help="caps, with --small-strict")
+    ap.add_argument(
+        "--pacing", type=_knob, nargs="*", default=[], help="predictive's knobs, e.g. caution=0.5 (--small-strict)"
+    )
+    ap.add_argument("--windows", nargs="+", choices=["day", "rolling"], default=["day", "rolling"])
     args = ap.parse_args()
+    if args.small_strict:
+        args.probabilities = args.probabilities or [0.3]
+        small_strict(args)
+        return 0
+    args.probabilities = args.probabilities or [0.3, 0.15]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"agents {args.agents}, cap {100 * args.alpha:g}%, {args.replications} replications x {args.hours:g} h")
     for p in args.probabilities:

@@ -140,6 +140,10 @@ class Predictive(PacingPolicy):
     ``calibration_answers`` answers, never less than ``calibration_minutes`` minutes of them. Duration estimates
     (ring, talk) keep the last ``duration_window`` samples, or the last ``duration_minutes`` minutes of them when
     that is more: on a big floor a thousand samples are a couple of minutes, too short to see long calls end.
+    ``decide_every``: on floors of ``decide_every_agents`` or more non-paused agents, the seconds that must pass
+    between two full decisions; an event in between launches only the progressive floor, and the full decision it
+    deferred comes at the end of the interval through :meth:`next_wakeup` (a 1,000-agent floor has fifty events a
+    second; a call launched up to half a second later changes nothing a ring of several seconds would notice).
     """
 
     name = "predictive"
