@@ -348,3 +348,30 @@ def test_outcomes_are_learnt_by_the_second_dialed_once_it_has_settled() -> None:
     assert policy.outcomes.seen == 12
     with pytest.raises(ConfigError):
         Predictive(settle_seconds=-1.0)
+
+
+def _burst(policy: Predictive, agents: int) -> tuple[Engine, list[int]]:
+    """``agents`` agents logging in and coming ready at t = 1; the calls launched after each ready."""
+    engine = Engine(policy, SyntheticLeads())
+    for i in range(agents):
+        engine.handle(ev.AgentLoggedIn(0.0, f"a{i}"))
+    launched = []
+    for i in range(agents):
+        launched.append(sum(isinstance(a, DialLead) for a in engine.handle(ev.AgentReady(1.0, f"a{i}"))))
+    return engine, launched
+
+
+def test_a_big_floor_decides_in_full_at_most_every_decide_every() -> None:
+    """Once 100 agents are ready, events within ``decide_every`` of a full decision launch only the progressive
+    floor (here nothing: calls already ring for every ready agent), the deferred full decision is asked for
+    through next_wakeup, and when it comes it catches up with what deciding at every event launched."""
+    _, eager = _burst(Predictive(0.03, warmup_answers=0, decide_every=0.0), 150)
+    policy = Predictive(0.03, warmup_answers=0, decide_every=0.5)
+    engine, launched = _burst(policy, 150)
+    assert launched[:99] == eager[:99]  # under 100 agents: a full decision after every event, as before
+    assert sum(eager[99:]) > 50  # deciding at every event dialed ahead as agents came
+    assert max(launched[99:]) <= 1  # deferred: at most the progressive floor
+    assert policy.next_wakeup(1.0) == 1.5 and engine.next_timer() == 1.5
+    ahead = sum(isinstance(a, DialLead) for a in engine.handle(ev.TimeAdvanced(1.5)))
+    assert sum(launched[99:]) + ahead == pytest.approx(sum(eager[99:]), rel=0.1)
+    assert policy.next_wakeup(1.5) is None  # nothing deferred any more
