@@ -43,24 +43,39 @@ from benchmarks._machine import describe  # noqa: E402
 from dialer.amd import CLOCKS, MACHINE, PERSON, Detector, amd_preset, run_detector  # noqa: E402
 from dialer.amd.accuracy import Outcome, Score, all_times, by_category, clock_lags, score, wilson  # noqa: E402
 from dialer.amd.baseline import FirstBurstDetector  # noqa: E402
+from dialer.amd.keywords import PHRASES, SENSITIVITY  # noqa: E402
+from dialer.amd.keywords import available as keyword_cue_available  # noqa: E402
 from dialer.sip.config import AmdConfig  # noqa: E402
 
 
 def evaluate(
-    samples: list[Sample], baseline: bool = False, cfg: AmdConfig | None = None, clock: str | None = None
+    samples: list[Sample],
+    baseline: bool = False,
+    cfg: AmdConfig | None = None,
+    clock: str | None = None,
+    keywords: bool | None = None,
 ) -> list[Outcome]:
     """Each sample's verdict, decision time and clock starts: ``clock``'s preset, ``cfg``, the default detector,
-    or the old one with its old defaults."""
+    or the old one with its old defaults. ``keywords``: the keyword cue on (``True``), off (``False``) or on when
+    pocketsphinx is installed (``None``, what the worker does)."""
     out = []
     for s in samples:
         if baseline:
             verdict, seconds = run_detector(FirstBurstDetector(), s.pcm)
             out.append(Outcome(s.label, s.category, verdict, seconds))
             continue
-        detector = Detector(**amd_preset(clock)) if clock else Detector.from_config(cfg or AmdConfig())
+        if clock:
+            detector = Detector(**amd_preset(clock), keywords=keywords)
+        else:
+            c = cfg or AmdConfig()
+            detector = Detector.from_config(c) if keywords is None else Detector(**_config_kwargs(c), keywords=keywords)
         verdict, seconds = run_detector(detector, s.pcm)
         out.append(Outcome(s.label, s.category, verdict, seconds, detector.speech_start, detector.greeting_end))
     return out
+
+
+def _config_kwargs(cfg: AmdConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg).items() if k != "enabled"}
 
 
 def _row(name: str, sc: Score) -> str:
@@ -191,18 +206,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=CLOCKS, help="one connect clock's preset (default: all of them)")
     parser.add_argument("--truth", action="store_true", help="compare the clock starts with the clean recording")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    parser.add_argument(
+        "--keywords",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the keyword cue (pocketsphinx): on when installed (default, as the worker), required, or off",
+    )
     args = parser.parse_args(argv)
     clocks = [args.clock] if args.clock else list(CLOCKS)
+    keywords = {"auto": None, "on": True, "off": False}[args.keywords]
+    spotting = keywords is not False and (keywords is True or keyword_cue_available())
 
     t0 = time.perf_counter()
     samples = build(args.part)
     built = time.perf_counter() - t0
     runs: dict[str, list[Outcome]] = {}
     ran: dict[str, float] = {}
+    rtf: dict[str, float] = {}
     for clock in clocks:
         t0 = time.perf_counter()
-        runs[clock] = evaluate(samples, clock=clock)
-        ran[clock] = (time.perf_counter() - t0) / max(1, len(samples))
+        runs[clock] = evaluate(samples, clock=clock, keywords=keywords)
+        took = time.perf_counter() - t0
+        ran[clock] = took / max(1, len(samples))
+        rtf[clock] = took / max(1e-9, sum(o.seconds for o in runs[clock]))  # detector time per second of audio fed
+    timing_only = {c: evaluate(samples, clock=c, keywords=False) for c in clocks} if spotting else {}
     truths = {clock: truth_errors(samples, runs[clock]) for clock in clocks} if args.truth else {}
     old = evaluate(samples, baseline=True)
     theirs = summary(old)
@@ -210,8 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = {
             "machine": describe(),
             "part": args.part,
+            "keywords": spotting,
             "clocks": {
-                c: {"preset": dict(amd_preset(c)), **summary(runs[c], c), **({"truth": truths[c]} if truths else {})}
+                c: {
+                    "preset": dict(amd_preset(c)),
+                    **summary(runs[c], c),
+                    "real_time_factor": rtf[c],
+                    **({"truth": truths[c]} if truths else {}),
+                    **({"timing_only": summary(timing_only[c], c)} if spotting else {}),
+                }
                 for c in clocks
             },
             "baseline": theirs,
@@ -221,15 +255,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=1))
         return 0
     print(f"AMD accuracy, {args.part} part: {len(samples)} calls; machine: {describe()}")
+    cue = f"on (pocketsphinx, sensitivity {SENSITIVITY}, {len(PHRASES)} phrases)" if spotting else "off"
+    print(f"keyword cue: {cue}")
     print(
         f"corpus built in {built:.1f} s; detector ran "
-        + ", ".join(f"{c} {t * 1000:.1f} ms" for c, t in ran.items())
-        + " per call"
+        + ", ".join(f"{c} {t * 1000:.1f} ms per call (real-time factor {rtf[c]:.3f})" for c, t in ran.items())
     )
     print(f"AmdConfig defaults (= the answer preset): {asdict(AmdConfig())}")
     print("95% Wilson intervals in brackets")
     for clock in clocks:
         print("\n".join(report(clock, runs[clock], truths.get(clock))))
+    for clock in timing_only:
+        before, after = summary(timing_only[clock], clock), summary(runs[clock], clock)
+        print(
+            f"{clock}, timing cues alone (--keywords off) -> with keywords: people taken for machines "
+            f"{before['people_taken_for_machines']:.1%} -> {after['people_taken_for_machines']:.1%}; machines caught "
+            f"{before['machines_caught']:.1%} -> {after['machines_caught']:.1%}; median decision "
+            f"{before['median_seconds']:.2f} s -> {after['median_seconds']:.2f} s"
+        )
     print("\nbaseline, same calls: old first-burst detector, old defaults (budget 2.0 s):")
     print("\n".join(table(old)))
     for clock in clocks:

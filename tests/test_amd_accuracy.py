@@ -11,6 +11,10 @@ What this test does *not* assert is the issue's "machines caught >= 85%": within
 feature tells a receptionist's greeting from a voicemail's (docs/amd.md), and this detector keeps people safe
 instead. It only asserts that some machines are still caught.
 
+The detector is the worker's: with the keyword cue (dialer/amd/keywords.py) when pocketsphinx is installed, on
+timing alone when it is not; both must pass. With the cue, the ``answer`` preset must catch more of the sample's
+machines than timing alone, and take no more people (tests/test_amd_keywords.py tests the cue itself).
+
 The connect clocks: ``speech_start`` and ``greeting_end`` are checked against a recording whose true onset and end
 are known, and the ``greeting_end`` preset (a 5-s budget, allowed because the US clock starts at the end of the
 greeting) on the same held-out sample: people safe, most machines caught, and every person decided within 1.0 s
@@ -63,14 +67,19 @@ def _beep(seconds: float, hz: float = 1000.0) -> bytes:
     )
 
 
-def _outcomes(samples: list[Sample], baseline: bool = False, clock: str | None = None) -> list[Outcome]:
+def _outcomes(
+    samples: list[Sample], baseline: bool = False, clock: str | None = None, keywords: bool | None = None
+) -> list[Outcome]:
     out = []
     for s in samples:
         if baseline:
             verdict, seconds = run_detector(FirstBurstDetector(), s.pcm)
             out.append(Outcome(s.label, s.category, verdict, seconds))
             continue
-        detector = Detector(**amd_preset(clock)) if clock else Detector.from_config(AmdConfig())
+        if clock:
+            detector = Detector(**amd_preset(clock), keywords=keywords)
+        else:
+            detector = Detector.from_config(AmdConfig()) if keywords is None else Detector(keywords=keywords)
         verdict, seconds = run_detector(detector, s.pcm)
         out.append(Outcome(s.label, s.category, verdict, seconds, detector.speech_start, detector.greeting_end))
     return out
@@ -97,6 +106,17 @@ def test_held_out_people_are_not_taken_for_machines(held: list[Sample]) -> None:
     assert median <= 1.5 + 1e-9
     assert max(o.seconds for o in outcomes) <= AmdConfig().budget + 1e-9  # nothing is decided past the budget
     assert machines.machine >= 1  # not a detector that never says machine
+
+
+def test_keyword_cue_catches_more_machines_in_the_answer_budget(held: list[Sample]) -> None:
+    pytest.importorskip("pocketsphinx")
+    timing = _outcomes(held, clock="answer", keywords=False)
+    spotting = _outcomes(held, clock="answer", keywords=True)
+    before, after = score(timing, MACHINE), score(spotting, MACHINE)
+    print(f"\nanswer preset, held-out sample: machines caught {before.machine} -> {after.machine} of {after.n}")
+    assert after.machine >= before.machine + 2  # held-out part: 11 -> 17 of 126
+    assert score(spotting, PERSON).machine <= score(timing, PERSON).machine
+    assert max(o.seconds for o in spotting) <= amd_preset("answer")["budget"] + 1e-9  # the cue waits for nothing
 
 
 def test_old_detector_fails_the_same_assertions(held: list[Sample]) -> None:
@@ -198,13 +218,14 @@ def test_greeting_end_preset_on_the_held_out_sample(held: list[Sample]) -> None:
         f"{machines.machine}/{machines.n}; greeting_end -> verdict median {lag.median:.2f} s, p99 {lag.p99:.2f} s, "
         f"max {lag.max:.2f} s ({lag.n} people); silent people decided by {lag.silent_max:.2f} s"
     )
-    # Within its bound: the point is within 2% plus one call's share (this sample holds 2 of the 4 slow
-    # 9-word receptionist greetings the whole held-out part loses, 2 of 75), and the sample's interval agrees
-    # with the published estimate for this preset (4 of 225 on the whole held-out part).
-    assert people.n >= 60 and people.machine <= 0.02 * people.n + 1
+    # Within its bound: the point is within 2% plus two calls' share (this sample holds 2 of the 4 slow 9-word
+    # receptionist greetings the whole held-out part loses and, when pocketsphinx is installed, the one person the
+    # keyword cue mishears: 3 of 75), and the sample's interval agrees with the published estimate for this
+    # preset (5 of 225 on the whole held-out part with the cue, 4 without).
+    assert people.n >= 60 and people.machine <= 0.02 * people.n + 2
     estimate = PEOPLE_TAKEN_FOR_MACHINES_BY_CLOCK["greeting_end"]
     assert people.interval[0] <= estimate.upper95 and estimate.point <= people.interval[1]
-    assert machines.rate >= 0.7  # the longer budget is what catches machines (answer preset: under 15%)
+    assert machines.rate >= 0.7  # the longer budget is what catches machines (answer preset: under 25%)
     assert lag.n >= 50 and lag.max <= 1.0  # every person heard speaking is decided within 1.0 s of greeting_end
     assert lag.silent >= 1 and lag.silent_max <= 1.5 + 1e-9  # silence: unsure by 1.5 s from the answer
     budget = amd_preset("greeting_end")["budget"]
