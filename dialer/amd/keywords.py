@@ -23,7 +23,6 @@ of this project's machine (around 1 ms per 20-ms frame, upsampling included), sp
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import threading
 from collections.abc import Sequence
@@ -77,9 +76,20 @@ RATE = 16000
 _HALF_BAND: list[float] = []
 
 
+_AVAILABLE: list[bool] = []
+
+
 def available() -> bool:
-    """Whether pocketsphinx can be imported (the keyword cue's only dependency beyond NumPy)."""
-    return importlib.util.find_spec("pocketsphinx") is not None
+    """Whether pocketsphinx imports (the keyword cue's only dependency beyond NumPy); tried once per process, so a
+    broken install (a missing shared library) turns the cue off instead of failing every detector."""
+    if not _AVAILABLE:
+        try:
+            import pocketsphinx  # noqa: F401
+        except Exception:  # ImportError, or OSError from a broken wheel
+            _AVAILABLE.append(False)
+        else:
+            _AVAILABLE.append(True)
+    return _AVAILABLE[0]
 
 
 def _half_band() -> Any:
