@@ -495,7 +495,7 @@ class AgentModel:
         wrap-ups ending in a pause. Call it on every decision, so each change is seen on its own. Once wrap-ups
         are reported (:meth:`observe_wrap`), their figures replace these inferences for good, and it returns at
         once: the engine calls pacing after every event, a million times a day on a big floor."""
-        if self.wrap_reports and self._wrap_n > 0:
+        if self.wrap_reported:
             return
         if self._last is not None:
             on0, wr0, pa0 = self._last_counts
@@ -511,6 +511,11 @@ class AgentModel:
                 self._pauses = self._pauses * self._pause_decay**left + paused_now
         self._last = now
         self._last_counts = (on_call, wrap_up, paused)
+
+    @property
+    def wrap_reported(self) -> bool:
+        """Wrap-ups are reported with their lengths: the floor-count inferences (:meth:`sample_floor`) are unused."""
+        return self.wrap_reports > 0 and self._wrap_n > 0
 
     @property
     def pause_probability(self) -> float:

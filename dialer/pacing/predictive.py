@@ -578,18 +578,25 @@ class Predictive(PacingPolicy):
         return self._tables
 
     def decide(self, snap: Snapshot) -> int:
-        progressive = max(0, snap.ready - snap.ringing - snap.queued)
-        self.agents.sample_floor(snap.now, snap.on_call, snap.wrap_up, snap.paused)
-        limit = int(self.max_lines_per_agent * snap.non_paused) - snap.in_flight
-        floor = max(0, min(progressive, limit) if limit > 0 else progressive)
-        if snap.now < self._next_full and snap.non_paused >= self.decide_every_agents:
+        agents = self.agents
+        if not agents.wrap_reported:
+            agents.sample_floor(snap.now, snap.on_call, snap.wrap_up, snap.paused)
+        progressive = snap.ready - snap.ringing - snap.queued
+        if snap.now < self._next_full and snap.ready + snap.on_call >= self.decide_every_agents:
             # Decided in full less than ``decide_every`` ago: launch only the floor every full decision launches
             # (progressive dialing's calls), and decide in full at ``_next_full`` (next_wakeup). A deferred
             # decision launches no call the full one would not, only some of them later. The engine's counters
             # are cumulative, so the next full decision's _feed reads what happened meanwhile (its window and
-            # calibration see it up to ``decide_every`` late, and nothing is lost).
+            # calibration see it up to ``decide_every`` late, and nothing is lost). This path runs after most
+            # events of a big floor (fifty a second on 1,000 agents): it reads as little as it can.
             self._deferred = True
-            return floor
+            if progressive <= 0:
+                return 0
+            limit = int(self.max_lines_per_agent * snap.non_paused) - snap.in_flight
+            return min(progressive, limit) if limit > 0 else progressive
+        progressive = max(0, progressive)
+        limit = int(self.max_lines_per_agent * snap.non_paused) - snap.in_flight
+        floor = max(0, min(progressive, limit) if limit > 0 else progressive)
         self._feed(snap)
         if self.target <= 0 or self.answers_seen < self.warmup_answers or snap.non_paused < self.min_agents:
             self._remember(snap.now, 0.0)
