@@ -33,9 +33,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dialer.engine import events as ev
-from dialer.engine.actions import Alert, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
-from dialer.engine.records import CallRecord
-from dialer.engine.state import AgentState, CallState
+from dialer.engine.actions import (
+    Alert,
+    ConnectCall,
+    ConnectInbound,
+    DialLead,
+    HangUp,
+    HangUpInbound,
+    PlayAbandonMessage,
+    RecordCall,
+    RecordInbound,
+)
+from dialer.engine.events import AgentGroup
+from dialer.engine.records import CallRecord, InboundRecord
+from dialer.engine.state import AgentState, CallState, InboundState
 from dialer.errors import ConfigError, InvalidTransition
 from dialer.leads import Lead
 from dialer.live.runtime import AsyncRuntime
@@ -49,6 +60,7 @@ from dialer.sip.driver import (
     Dtmf,
     Ended,
     Failed,
+    InboundEvent,
     MessageStarted,
     NotPlaced,
     Placed,
@@ -104,6 +116,14 @@ class SipRuntime:
     ``machine``: what to do when detection says an answering machine took the call: ``hangup``, or ``message``
     to leave the pool's ``voicemail_wav`` once the greeting is over (the record says ``MACHINE`` either way; the
     moment the message started is kept in ``voicemail_started``).
+
+    Inbound (``config.inbound`` set): ``groups`` maps agent ids to ``outbound`` (the default), ``inbound`` or
+    ``blended``, given to the engine at login. A caller the inbound workers answered is ``InboundArrived``; the
+    engine's ``ConnectInbound`` joins them to the agent as an outbound connect joins its customer; their hang-up
+    is ``InboundAbandoned`` while waiting and ``InboundEnded`` after the bridge (either side); a failed join is
+    ``InboundBridgeFailed`` (the caller keeps hearing the queue audio). Each ``RecordInbound`` goes to
+    ``inbound_records`` and ``on_inbound_record(record, wire)``; callers refused busy are counted in
+    ``inbound_blocked``.
     """
 
     def __init__(
@@ -118,6 +138,8 @@ class SipRuntime:
         on_record: Callable[[CallRecord], None] | None = None,
         on_evidence: Callable[[CallRecord, Mapping[str, Any]], None] | None = None,
         machine: str = "hangup",
+        groups: Mapping[str, str] | None = None,
+        on_inbound_record: Callable[[InboundRecord, Mapping[str, Any]], None] | None = None,
     ) -> None:
         if wrap_up < 0:
             raise ConfigError("agents.wrap_up", "must be >= 0")
@@ -128,6 +150,16 @@ class SipRuntime:
         for agent_id, uri in agents.items():
             if not uri.startswith(("sip:", "sips:")):
                 raise ConfigError(f"agents.{agent_id}", f"{uri!r} is not a SIP URI")
+        self.groups: dict[str, AgentGroup] = {}
+        for agent_id, group in (groups or {}).items():
+            if agent_id not in agents:
+                raise ConfigError(f"agent_groups.{agent_id}", "is not an agent of this campaign")
+            try:
+                self.groups[agent_id] = AgentGroup(group)
+            except ValueError:
+                raise ConfigError(
+                    f"agent_groups.{agent_id}", f"must be one of outbound, inbound, blended, not {group!r}"
+                ) from None
         limit = runtime.engine.config.connect_limit
         margin = min(MESSAGE_MARGIN, limit / 2)  # a campaign with a tiny limit still orders before it
         # Detection counts against the connect limit up to where the clock starts: all of it from the answer or
@@ -174,6 +206,7 @@ class SipRuntime:
             on_capacity=self._capacity,
             on_alert=self._driver_alert,
             on_agent=self._agent_event,
+            on_inbound=self._inbound_event,
         )
         self._configured_cap = self.engine.config.max_in_flight
         self._leads: dict[int, Lead] = {}
@@ -187,8 +220,18 @@ class SipRuntime:
         self.records: list[CallRecord] = []
         self.bridged: set[int] = set()
         self.detections: list[tuple[int, str, float]] = []
+        self._on_inbound_record = on_inbound_record
+        self.inbound_records: list[InboundRecord] = []
+        self.inbound_blocked = 0  # callers refused busy (no free slot, queue at max_waiting, stopping)
+        self.inbound_bridged: set[str] = set()  # callers joined to their agent now
+        self.inbound_bridge_failed: dict[str, int] = {}  # caller -> the last failed join's status
+        self._inbound_wire: dict[str, dict[str, Any]] = {}  # what the SIP side saw of each caller
+        self._inbound_agent: dict[str, str] = {}
         self._idle = asyncio.Event()
         runtime.on(DialLead, self._dial)
+        runtime.on(ConnectInbound, self._connect_inbound)
+        runtime.on(HangUpInbound, self._hangup_inbound)
+        runtime.on(RecordInbound, self._record_inbound)
         runtime.on(ConnectCall, self._connect)
         runtime.on(PlayAbandonMessage, self._message)
         runtime.on(Alert, self._alert)
@@ -209,7 +252,7 @@ class SipRuntime:
             await self.driver.start()
         if not self.sessions:
             for agent_id in self.agents:
-                self._submit(ev.AgentLoggedIn, agent_id=agent_id)
+                self._login(agent_id)
                 self._submit(ev.AgentReady, agent_id=agent_id)
             return
         self._agents_settled = asyncio.Event()
@@ -241,8 +284,12 @@ class SipRuntime:
         """Stop launching calls and wait for those in flight to finish; ``False`` if some were still up."""
         if self.engine.dialing:
             self._submit(ev.DialingStopped)
+        self.driver.close_inbound()
+        for inbound_id, call in list(self.engine.inbound.items()):
+            if call.state is InboundState.QUEUED:  # nobody will take them now: better told than left waiting
+                self.driver.hangup_inbound(inbound_id)
         try:
-            while self.engine.in_flight or self.driver.active:
+            while self.engine.in_flight or self.driver.active or self.driver.inbound_active:
                 self._idle.clear()
                 await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -267,6 +314,10 @@ class SipRuntime:
             "capacity": self.driver.capacity,
             "records": len(self.records),
             "abandoned": sum(r.abandoned for r in self.records),
+            "inbound_waiting": self.driver.inbound_waiting,
+            "inbound_talking": len(self.inbound_bridged),
+            "inbound_done": len(self.inbound_records),
+            "inbound_blocked": self.inbound_blocked,
         }
 
     # -- engine actions -----------------------------------------------------------------------------------
@@ -408,6 +459,70 @@ class SipRuntime:
             self.bridged.add(cid)
         self._idle.set()
 
+    # -- inbound callers --------------------------------------------------------------------------------
+
+    def _login(self, agent_id: str) -> None:
+        self._submit(ev.AgentLoggedIn, agent_id=agent_id, group=self.groups.get(agent_id, AgentGroup.OUTBOUND))
+
+    def _connect_inbound(self, action: ConnectInbound) -> None:
+        self._inbound_agent[action.inbound_id] = action.agent_id
+        uri = None if self.sessions else self.agents[action.agent_id]
+        self.driver.connect_inbound(action.inbound_id, action.agent_id, uri)
+
+    def _hangup_inbound(self, action: HangUpInbound) -> None:
+        self.driver.hangup_inbound(action.inbound_id)
+
+    def _record_inbound(self, action: RecordInbound) -> None:
+        record = action.record
+        self.inbound_records.append(record)
+        self._inbound_agent.pop(record.inbound_id, None)
+        wire = self._inbound_wire.pop(record.inbound_id, {})
+        try:
+            if self._on_inbound_record is not None:
+                self._on_inbound_record(record, wire)
+        except Exception as exc:  # as for an outbound record: fail closed
+            log.exception("the record of inbound call %s could not be kept", record.inbound_id)
+            self.alerts.append(("record_lost", f"inbound call {record.inbound_id}: {exc}"))
+            if self.engine.dialing:
+                asyncio.get_running_loop().call_soon(self._submit, ev.DialingStopped)
+        self._idle.set()
+
+    def _inbound_event(self, event: InboundEvent) -> None:
+        iid = event.inbound_id
+        state = self.engine.inbound_state(iid)
+        if event.kind == "blocked":
+            self.inbound_blocked += 1
+        elif event.kind == "answered":
+            self._inbound_wire[iid] = {"sip_call_id": iid, "caller": event.caller, "answered_wall": event.at}
+            if state is not InboundState.ENDED:  # a Call-ID the engine still holds: not a new caller
+                self.driver.hangup_inbound(iid)
+            else:
+                self._submit(ev.InboundArrived, inbound_id=iid)
+                if self.engine.inbound_state(iid) is InboundState.ENDED:
+                    self.driver.hangup_inbound(iid)  # refused by the engine: nobody would ever take them
+        elif event.kind == "bridged":
+            self.inbound_bridged.add(iid)
+            self._inbound_wire.setdefault(iid, {})["bridged_wall"] = event.at
+        elif event.kind == "bridge_failed":
+            self.inbound_bridge_failed[iid] = event.status
+            agent_id = self._inbound_agent.pop(iid, None)
+            log.warning("inbound %s: agent %s could not be joined (status %d); back in the queue", iid, agent_id,
+                        event.status)  # fmt: skip
+            if state is InboundState.CONNECTED:
+                self._submit(ev.InboundBridgeFailed, inbound_id=iid, status=event.status)
+        elif event.kind == "ended":
+            was_bridged = iid in self.inbound_bridged
+            self.inbound_bridged.discard(iid)
+            self._inbound_wire.setdefault(iid, {})["ended_by"] = event.by
+            agent_id = self._inbound_agent.get(iid)
+            if state is InboundState.QUEUED or (state is InboundState.CONNECTED and not was_bridged):
+                self._submit(ev.InboundAbandoned, inbound_id=iid)
+            elif state is InboundState.CONNECTED:
+                self._submit(ev.InboundEnded, inbound_id=iid)
+                if agent_id is not None:
+                    self._after_call(agent_id)
+        self._idle.set()
+
     def _heard_at(self, at: float | None) -> float:
         """A moment the worker measured, on our clock: never later than now (the clocks of two processes)."""
         now = self.runtime.now()
@@ -424,7 +539,7 @@ class SipRuntime:
         if event.up:
             log.info("agent %s logged in (standing leg up)", agent_id)
             if state is AgentState.LOGGED_OUT:
-                self._submit(ev.AgentLoggedIn, agent_id=agent_id)
+                self._login(agent_id)
                 self._submit(ev.AgentReady, agent_id=agent_id)
         else:
             log.warning("agent %s logged out: their leg is down (%d %s)", agent_id, event.status, event.text)

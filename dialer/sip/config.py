@@ -99,6 +99,36 @@ class AmdConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundConfig:
+    """Inbound calls: worker processes that answer callers on ``port`` (worker *j* of ``workers`` on
+    ``port + j``), play them ``queue_wav`` in a loop while they wait, and bridge them to agents like an outbound
+    connect. Each caller keeps two of a worker's slots (their leg and the near half of the bridge), so a worker
+    of the PyPI wheel (4 calls) holds 2 callers; one more is answered 486 Busy Here and counted blocked.
+    ``max_waiting``: callers waiting at once (not yet with an agent) over all inbound workers; one more is refused
+    with 486 too. ``None``: as many as the slots hold.
+    """
+
+    port: int
+    workers: int = 1
+    queue_wav: str = ""
+    max_waiting: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError("inbound.port", "must be a port number (1-65535)")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError("inbound.workers", "must be an integer >= 1")
+        if self.port + self.workers > 65536:
+            raise ConfigError("inbound.workers", "leaves no room for one port per inbound worker")
+        if self.max_waiting is not None and (not isinstance(self.max_waiting, int) or self.max_waiting < 1):
+            raise ConfigError("inbound.max_waiting", "must be an integer >= 1")
+
+    @property
+    def ports(self) -> range:
+        return range(self.port, self.port + self.workers)
+
+
+@dataclass(frozen=True, slots=True)
 class PoolConfig:
     """The worker pool.
 
@@ -129,7 +159,8 @@ class PoolConfig:
     2-s clock starts when detection ran (one of :data:`CONNECT_CLOCKS`); the worker's deadline and the ledger's
     ``answered_at`` follow it. ``callin_agents``: ``(agent id, source address)`` pairs whose softphones may log
     in by calling a worker at ``sip:agent-ID@...`` from that address (the live runtime fills it from the agents'
-    URIs whose host is an IP address); a call from anywhere else is refused.
+    URIs whose host is an IP address); a call from anywhere else is refused. ``inbound``: inbound workers
+    (:class:`InboundConfig`), started beside the ``workers``; ``None``: no inbound calls.
     """
 
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
@@ -160,6 +191,7 @@ class PoolConfig:
     max_restarts: int = 5
     restart_window: float = 60.0
     pjsip_log_level: int = 0
+    inbound: InboundConfig | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -190,8 +222,14 @@ class PoolConfig:
             raise ConfigError("pool.sip_port", "leaves no room for one port per worker")
         if self.rtp_ports_per_worker < 4 * self.calls_per_worker:
             raise ConfigError("pool.rtp_ports_per_worker", "needs at least 4 ports per call (RTP and RTCP, reuse)")
+        if self.inbound is not None:
+            if self.calls_per_worker < 2:
+                raise ConfigError("pool.calls_per_worker", "must be >= 2 for inbound callers (leg and bridge)")
+            ours = range(self.sip_port, self.sip_port + self.workers) if self.sip_port else range(0)
+            if any(p in ours for p in self.inbound.ports):
+                raise ConfigError("inbound.port", f"overlaps the pool's SIP ports ({ours.start}-{ours.stop - 1})")
 
-    def worker(self, index: int, sip_port: int) -> WorkerConfig:
+    def worker(self, index: int, sip_port: int, *, inbound: bool = False) -> WorkerConfig:
         return WorkerConfig(
             index=index,
             trunk=self.trunk,
@@ -216,6 +254,8 @@ class PoolConfig:
             poll_ms=self.poll_ms,
             idle_poll_ms=self.idle_poll_ms,
             pjsip_log_level=self.pjsip_log_level,
+            inbound=inbound,
+            queue_wav=self.inbound.queue_wav if inbound and self.inbound is not None else "",
         )
 
     def with_trunk(self, **changes: object) -> PoolConfig:
@@ -249,6 +289,8 @@ class WorkerConfig:
     poll_ms: int = 5
     idle_poll_ms: int = 20
     pjsip_log_level: int = 0
+    inbound: bool = False  # answers inbound callers on sip_port (and places no dials, hosts no agents)
+    queue_wav: str = ""  # what they hear while waiting, looped
 
 
 def clock_offset(clock: str, speech_start: float | None, greeting_end: float | None, decided: float) -> float:

@@ -143,8 +143,30 @@ class AgentSessionEvent:
     text: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """News of an inbound caller, named by ``inbound_id`` (the INVITE's Call-ID). ``kind``:
+
+    - ``answered``: our 200 OK was confirmed; the caller hears the queue audio (``at``: the worker's wall clock);
+    - ``bridged``: joined to the agent ordered by :meth:`SipDriver.connect_inbound`; the queue audio stopped;
+    - ``bridge_failed``: that agent could not be joined (``status``); the caller is still up, hearing the queue;
+    - ``ended``: the call is over (``by``: ``remote``, ``local`` or ``crash``);
+    - ``blocked``: refused before the answer (``status`` 486: no free slot or the queue is at ``max_waiting``;
+      503: the driver did not answer its worker in time); never answered, so the engine never hears of it.
+    """
+
+    inbound_id: str
+    kind: str
+    at: float = 0.0
+    status: int = 0
+    by: str = ""
+    caller: str = ""
+    why: str = ""
+
+
 Listener = Callable[[DriverEvent], None]
 AgentListener = Callable[[AgentSessionEvent], None]
+InboundListener = Callable[[InboundEvent], None]
 
 #: Slots an agent hosted on a worker takes: the standing leg, and the far half of a bridge from a customer on
 #: another worker (reserved, so a join never fails for lack of a slot).
@@ -166,6 +188,7 @@ class _Handle:
     def __init__(self, index: int, cfg: WorkerConfig) -> None:
         self.index = index
         self.cfg = cfg
+        self.inbound = cfg.inbound  # answers callers only: no dials, no agents
         self.slots = cfg.max_calls
         self.process: BaseProcess | None = None
         self.conn: Connection | None = None
@@ -184,6 +207,17 @@ class _Handle:
     def free(self, legs_per_call: int) -> int:
         """Slots not taken by calls, by pjsip's leftovers, or reserved for the agents parked here."""
         return self.slots - len(self.calls) * legs_per_call - len(self.held) - AGENT_SLOTS * len(self.agents)
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """The driver's view of one inbound caller on an inbound worker."""
+
+    handle: _Handle
+    cid: int  # the worker's (negative) id
+    caller: str = ""
+    answered: bool = False
+    bridged: bool = False
 
 
 @dataclass(slots=True)
@@ -210,6 +244,7 @@ class SipDriver:
         on_capacity: Callable[[int], None] | None = None,
         on_alert: Callable[[str, str], None] | None = None,
         on_agent: AgentListener | None = None,
+        on_inbound: InboundListener | None = None,
     ) -> None:
         if not config.trunk.caller_id:
             raise ConfigError(
@@ -228,6 +263,16 @@ class SipDriver:
         self._workers = [
             _Handle(i, config.worker(i, config.sip_port + i if config.sip_port else 0)) for i in range(config.workers)
         ]
+        self._on_inbound = on_inbound
+        self._inbound: dict[str, _Inbound] = {}  # inbound id -> caller, from the offer to the end
+        self._inbound_ids: dict[tuple[int, int], str] = {}  # (worker index, worker's cid) -> inbound id
+        self._inbound_open = True  # False once draining: new callers are refused (486)
+        if config.inbound is not None:
+            first = config.workers
+            self._workers += [
+                _Handle(first + j, config.worker(first + j, port, inbound=True))
+                for j, port in enumerate(config.inbound.ports)
+            ]
         self._where: dict[int, _Handle] = {}
         self._pending: dict[int, _Pending] = {}  # waiting for a slot
         self._sent: dict[int, _Pending] = {}  # handed to a worker, kept to re-place it on "too many calls"
@@ -248,6 +293,8 @@ class SipDriver:
             "congestion": 0,
             "no_response": 0,
             "not_placed": 0,
+            "inbound_offered": 0,
+            "inbound_blocked": 0,
         }
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -306,6 +353,7 @@ class SipDriver:
                 "held": len(h.held),
                 "agents": sorted(h.agents),
                 "version": h.version,
+                "inbound": h.inbound,
             }
             for h in self._workers
         ]
@@ -329,7 +377,11 @@ class SipDriver:
         """Customer calls the driver can hold at once right now."""
         if self.trunk_down is not None:
             return 0
-        cap = sum(max(0, h.slots - AGENT_SLOTS * len(h.agents)) // self.legs_per_call for h in self._workers if h.alive)
+        cap = sum(
+            max(0, h.slots - AGENT_SLOTS * len(h.agents)) // self.legs_per_call
+            for h in self._workers
+            if h.alive and not h.inbound
+        )
         if self.config.trunk.max_calls is not None:
             cap = min(cap, self.config.trunk.max_calls)
         if self._congestion_cap is not None:
@@ -443,7 +495,7 @@ class SipDriver:
         best_room = AGENT_SLOTS - 1
         for handle in self._workers:
             room = handle.free(self.legs_per_call)
-            if handle.alive and room > best_room:
+            if handle.alive and not handle.inbound and room > best_room:
                 best, best_room = handle, room
         if best is None:
             return False
@@ -476,6 +528,102 @@ class SipDriver:
         else:
             self._send(handle, ("bridge", call_id, f"sip:xb-{agent_id}@{self.config.bind}:{host.sip_port}"))
 
+    # -- inbound callers ---------------------------------------------------------------------------------
+
+    @property
+    def inbound_active(self) -> int:
+        """Inbound callers the workers hold (offered, waiting or talking)."""
+        return len(self._inbound)
+
+    @property
+    def inbound_waiting(self) -> int:
+        """Inbound callers not (yet) joined to an agent: the queue whose length ``max_waiting`` caps."""
+        return sum(not c.bridged for c in self._inbound.values())
+
+    def close_inbound(self) -> None:
+        """Refuse new inbound callers from now on (486), as when draining; callers already in are kept."""
+        self._inbound_open = False
+
+    def connect_inbound(self, inbound_id: str, agent_id: str, agent_uri: str | None = None) -> None:
+        """Join a waiting caller to an agent: the agent's standing leg through a leg between two of our workers
+        (or in the caller's own worker when the agent is parked there), as for an outbound connect; with
+        ``agent_uri`` (no agent sessions) the caller's worker calls the agent's phone instead."""
+        call = self._inbound.get(inbound_id)
+        if call is None:
+            return
+        handle = call.handle
+        if agent_uri is not None:
+            self._send(handle, ("bridge", call.cid, agent_uri))
+            return
+        host = self._agent_host.get(agent_id)
+        if host is None or not host.alive:
+            self._inbound_event(InboundEvent(inbound_id, "bridge_failed", time.time(), 480))
+        elif host is handle:
+            self._send(handle, ("join", call.cid, agent_id))
+        else:
+            self._send(handle, ("bridge", call.cid, f"sip:xb-{agent_id}@{self.config.bind}:{host.sip_port}"))
+
+    def hangup_inbound(self, inbound_id: str) -> None:
+        call = self._inbound.get(inbound_id)
+        if call is not None:
+            self._send(call.handle, ("hangup", call.cid))
+
+    def _inbound_event(self, event: InboundEvent) -> None:
+        if self._on_inbound is None:
+            return
+        try:
+            self._on_inbound(event)
+        except Exception:
+            log.exception("inbound listener failed on %r", event)
+
+    def _blocked(self, sip_call_id: str, status: int, why: str, caller: str) -> None:
+        self.stats["inbound_blocked"] += 1
+        log.warning("inbound caller %s refused (%d): %s", caller or sip_call_id, status, why)
+        self._inbound_event(InboundEvent(sip_call_id, "blocked", time.time(), status, caller=caller, why=why))
+
+    def _inbound_message(self, handle: _Handle, verb: str, cid: int, rest: tuple[Any, ...]) -> None:
+        if verb == "inbound_offer":
+            inbound_id, caller = str(rest[1]), str(rest[2])
+            self.stats["inbound_offered"] += 1
+            limit = self.config.inbound.max_waiting if self.config.inbound is not None else None
+            why = ""
+            if self._closing or not self._inbound_open:
+                why = "the dialer is stopping"
+            elif inbound_id in self._inbound or not inbound_id:
+                why = "a Call-ID already in the queue"
+            elif limit is not None and self.inbound_waiting >= limit:
+                why = f"{limit} caller(s) already waiting (inbound.max_waiting)"
+            if why:
+                self._send(handle, ("inbound_refuse", cid, 486))
+                self._blocked(inbound_id, 486, why, caller)
+                return
+            self._inbound[inbound_id] = _Inbound(handle, cid, caller)
+            self._inbound_ids[(handle.index, cid)] = inbound_id
+            self._send(handle, ("inbound_accept", cid))
+            return
+        key = (handle.index, cid)
+        inbound_id = self._inbound_ids.get(key, "")
+        call = self._inbound.get(inbound_id)
+        if verb == "error":
+            log.warning("worker %d inbound %s: %s", handle.index, inbound_id or cid, rest[1])
+            return
+        if call is None:
+            return
+        if verb == "inbound_answered":
+            call.answered = True
+            self._inbound_event(InboundEvent(inbound_id, "answered", float(rest[1]), caller=call.caller))
+        elif verb == "bridged":
+            call.bridged = True
+            self._inbound_event(InboundEvent(inbound_id, "bridged", time.time()))
+        elif verb == "bridge_failed":
+            self._inbound_event(InboundEvent(inbound_id, "bridge_failed", time.time(), int(rest[1])))
+        elif verb == "ended":
+            del self._inbound[inbound_id]
+            del self._inbound_ids[key]
+            if call.answered:
+                self._inbound_event(InboundEvent(inbound_id, "ended", time.time(), by=str(rest[1])))
+            self._wake()
+
     def _agent_event(self, event: AgentSessionEvent) -> None:
         if self._on_agent is None:
             return
@@ -498,7 +646,7 @@ class SipDriver:
         best: _Handle | None = None
         best_key = (0.0, 0)
         for handle in self._workers:
-            if not handle.alive:
+            if not handle.alive or handle.inbound:
                 continue
             free = handle.free(self.legs_per_call)
             if free < self.legs_per_call:
@@ -592,6 +740,12 @@ class SipDriver:
             if self._agent_host.get(agent_id) is handle:
                 del self._agent_host[agent_id]
             self._agent_event(AgentSessionEvent(agent_id, False, time.time(), 0, "worker died"))
+        for key, inbound_id in list(self._inbound_ids.items()):
+            if key[0] == handle.index:
+                del self._inbound_ids[key]
+                call = self._inbound.pop(inbound_id)
+                if call.answered:
+                    self._inbound_event(InboundEvent(inbound_id, "ended", time.time(), by="crash"))
         invited = handle.invited
         handle.invited = set()
         for call_id, answered in lost:
@@ -637,7 +791,13 @@ class SipDriver:
             self._capacity_changed()
             self._agent_event(AgentSessionEvent(agent_id, False, time.time(), int(rest[1]), str(rest[2])))
             return
+        if verb == "inbound_blocked":
+            self._blocked(str(rest[0]), int(rest[1]), str(rest[2]), str(rest[3]))
+            return
         call_id = int(rest[0])
+        if call_id < 0 or verb.startswith("inbound_"):
+            self._inbound_message(handle, verb, call_id, rest)
+            return
         if verb == "invited":
             handle.invited.add(call_id)
             self._emit(Placed(call_id, float(rest[1]), str(rest[2]) if len(rest) > 2 else ""))
@@ -773,7 +933,7 @@ class SipDriver:
         self._backoff = 0.0
         if self._congestion_cap is not None:
             self._congestion_cap += 1
-            full = sum(h.slots // self.legs_per_call for h in self._workers if h.alive)
+            full = sum(h.slots // self.legs_per_call for h in self._workers if h.alive and not h.inbound)
             if self._congestion_cap >= full:
                 self._congestion_cap = None
             self._capacity_changed()

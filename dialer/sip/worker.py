@@ -22,7 +22,15 @@ parent: ``ready(pid, sip_port, version)``, ``fatal(text)``, ``invited(cid, wall)
 ``amd(cid, verdict, seconds_since_answer, answered_wall)``, ``failed(cid, code, reason, no_response, held)``,
 ``released(cid)`` (a call reported failed while still ``held`` has finally left pjsip), ``toomany(cid, active)``,
 ``ended(cid, by)``, ``bridged(cid)``, ``bridge_failed(cid, code)``, ``message(cid, started_wall)``,
-``voicemail(cid, started_wall)``, ``dtmf(cid, digit)``, ``error(cid, text)``. Wall times are ``time.time()`` on
+``voicemail(cid, started_wall)``, ``dtmf(cid, digit)``, ``error(cid, text)``.
+
+Inbound (a worker started with ``inbound``, listening on the campaign's inbound port): a caller's INVITE is
+offered to the parent as ``inbound_offer(cid, sip_call_id, from)`` with a negative ``cid``; the parent answers
+``inbound_accept(cid)`` (200 OK, then queue audio in a loop, ``inbound_answered(cid, wall)``) or
+``inbound_refuse(cid, code)``. A caller finding no free slot is refused here (486) and reported
+``inbound_blocked(sip_call_id, code, why, from)``. The bridge to an agent (``join``/``bridge``), ``bridged``,
+``bridge_failed`` (the caller stays, queue audio playing: no message), ``hangup`` and ``ended`` are as for a
+dialed call. Wall times are ``time.time()`` on
 this process, taken when pjsip handed us the packet's news or the media clock played the frame.
 
 Wire rules kept here, where the packets are, not in the parent: the CANCEL never leaves before ``ring_timeout``
@@ -61,6 +69,10 @@ MIN_RING_SECONDS = 15.0
 #: How long a dial or agent leg refused with PJ_ETOOMANY below the worker's proven capacity is retried: a slot freed
 #: by a hang-up stays busy until its BYE transaction completes, which takes longer on a loaded machine.
 SLOT_RETRY_SECONDS = 5.0
+#: Slots an inbound caller keeps: their leg, and the near half of a bridge to an agent parked in another worker.
+INBOUND_SLOTS = 2
+#: Seconds the parent has to accept or refuse an inbound caller before the worker refuses them (503) itself.
+INBOUND_OFFER_SECONDS = 2.0
 _SILENCE = bytes(320)  # 20 ms of 8 kHz 16-bit silence, for frames that carried no audio
 
 
@@ -85,8 +97,11 @@ def _stdout_silenced(silence: bool) -> Iterator[None]:
 class _Leg(pj.Call):
     """A pjsua2 call that forwards its callbacks to the worker with our call id attached."""
 
-    def __init__(self, worker: Worker, acc: pj.Account, cid: int, agent: bool) -> None:
-        super().__init__(acc)
+    def __init__(self, worker: Worker, acc: pj.Account, cid: int, agent: bool, call_id: int | None = None) -> None:
+        if call_id is None:
+            super().__init__(acc)
+        else:
+            super().__init__(acc, call_id)  # an incoming call (an inbound caller)
         self.worker = worker
         self.cid = cid
         self.agent = agent
@@ -139,6 +154,18 @@ def _request_user(whole_msg: str) -> str:
         return ""
     rest = parts[1].split(":", 1)[1]
     return rest.split("@", 1)[0] if "@" in rest else ""
+
+
+def _header(whole_msg: str, names: tuple[str, ...]) -> str:
+    """The value of the first header among ``names`` (lower case, compact forms included) of a SIP message."""
+    for line in whole_msg.split("\n")[1:]:
+        line = line.rstrip("\r")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        if name.strip().lower() in names:
+            return value.strip()
+    return ""
 
 
 class _SessionLeg(pj.Call):
@@ -242,8 +269,12 @@ class _Player(pj.AudioMediaPlayer):
         self.events.put(("eof", self.cid))
 
 
+class _QueuePlayer(pj.AudioMediaPlayer):
+    """The queue audio an inbound caller hears while waiting: looped, so no end-of-file callback hangs up."""
+
+
 class _Customer:
-    """Everything the worker holds for one dialed call."""
+    """Everything the worker holds for one dialed call, or for one inbound caller (``inbound``, negative ``cid``)."""
 
     __slots__ = (
         "agent",
@@ -261,6 +292,7 @@ class _Customer:
         "connect_deadline",
         "detector",
         "heard",
+        "inbound",
         "invited",
         "machine",
         "message_wall",
@@ -269,6 +301,7 @@ class _Customer:
         "player",
         "port",
         "probe",
+        "queue",
         "reported",
         "ring_deadline",
         "ring_expired",
@@ -309,6 +342,8 @@ class _Customer:
         self.agent_deadline: float | None = None  # the agent leg must answer by then, or the bridge has failed
         self.agent_fail_code: int | None = None  # why we dropped the agent leg ourselves (timeout, media)
         self.orphan_deadline: float | None = None  # bridge failed: the parent must order message or hang-up by then
+        self.inbound = False  # an inbound caller answered by this worker (no ring, no connect limit, no message)
+        self.queue: _QueuePlayer | None = None  # the queue audio playing to an inbound caller until the bridge
 
 
 class Worker:
@@ -336,6 +371,10 @@ class Worker:
         # The rate cap is enforced here too, not only by the parent: it is this process that aborts when exceeded.
         self.setup_interval = 1.0 / cfg.setups_per_second
         self.next_setup = 0.0
+        # Inbound callers are named here by negative ids (the parent's dials are >= 0), and offered to the parent,
+        # which accepts (200 OK) or refuses (486) each by the queue's length; no answer by the deadline: 503.
+        self.next_inbound = -1
+        self.offers: dict[int, float] = {}  # cid -> the parent must accept or refuse by then
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -439,7 +478,7 @@ class Worker:
             ep.hangupAllCalls()
         for customer in self.customers.values():
             customer.call = customer.agent = None
-            customer.player = None
+            customer.player = customer.queue = None
         self.customers.clear()
         for session in self.sessions.values():
             session.leg = None
@@ -478,6 +517,10 @@ class Worker:
             self.agent_login(msg[1], msg[2])
         elif verb == "agent_logout":
             self.agent_logout(msg[1])
+        elif verb == "inbound_accept":
+            self.inbound_accept(msg[1])
+        elif verb == "inbound_refuse":
+            self.inbound_refuse(msg[1], msg[2])
         elif verb == "stop":
             self.stopping = True
             for cid in list(self.deferred):
@@ -684,6 +727,14 @@ class Worker:
         if customer is None or customer.closing:
             return
         customer.agent_deadline = None
+        if customer.inbound:
+            # An inbound caller has no connect limit: back to the queue (its audio never stopped), no message.
+            customer.agent_fail_code = None
+            if customer.queue is not None and customer.call is not None:  # a failed join stopped it: back on
+                with contextlib.suppress(pj.Error):
+                    customer.queue.startTransmit(customer.call.getAudioMedia(-1))
+            self.send("bridge_failed", cid, code)
+            return
         customer.orphan_deadline = time.monotonic() + self.cfg.bridge_failed_grace
         self.send("bridge_failed", cid, code)
         self.play(cid)
@@ -732,6 +783,9 @@ class Worker:
         user = _request_user(str(prm.rdata.wholeMsg))
         if user.startswith("agent-"):
             self.agent_calls_in(prm, user[6:])
+            return
+        if self.cfg.inbound and not user.startswith("xb-"):
+            self.inbound_offer(prm)
             return
         agent_id = user[3:] if user.startswith("xb-") else ""
         session = self.sessions.get(agent_id)
@@ -787,6 +841,84 @@ class Worker:
             session.leg = None
             del self.sessions[agent_id]
             self.send("error", 0, f"agent {agent_id!r} calling in: {exc.reason}")
+
+    # -- inbound callers ----------------------------------------------------------------------------------
+
+    def inbound_offer(self, prm: Any) -> None:
+        """A caller rang the inbound port: hold the call (100 Trying only) and ask the parent whether the queue
+        takes them. Each inbound caller keeps two slots (their leg, and the near half of the bridge to an agent
+        parked in another worker), so a bridge never fails for want of a slot; a caller who finds none is refused
+        here with 486 Busy Here, and the parent counts them blocked."""
+        assert self.acc is not None
+        whole = str(prm.rdata.wholeMsg)
+        sip_call_id = _header(whole, ("call-id", "i"))
+        caller = _header(whole, ("from", "f"))
+        waiting = sum(c.inbound for c in self.customers.values())
+        if self.stopping or INBOUND_SLOTS * (waiting + 1) > self.cfg.max_calls:
+            call = pj.Call(self.acc, prm.callId)
+            op = pj.CallOpParam()
+            op.statusCode = 486
+            with contextlib.suppress(pj.Error):
+                call.hangup(op)
+            self.send("inbound_blocked", sip_call_id, 486, "stopping" if self.stopping else "no free slot", caller)
+            return
+        cid = self.next_inbound
+        self.next_inbound -= 1
+        leg = _Leg(self, self.acc, cid, agent=False, call_id=prm.callId)
+        customer = _Customer(cid, leg, False, None)
+        customer.inbound = True
+        self.customers[cid] = customer
+        self.offers[cid] = time.monotonic() + INBOUND_OFFER_SECONDS
+        self.send("inbound_offer", cid, sip_call_id, caller)
+
+    def inbound_accept(self, cid: int) -> None:
+        """The queue takes the caller: 200 OK; the queue audio starts when the media is up."""
+        self.offers.pop(cid, None)
+        customer = self.customers.get(cid)
+        if customer is None or customer.call is None or customer.closing:
+            return
+        op = pj.CallOpParam()
+        op.statusCode = 200
+        try:
+            customer.call.answer(op)
+        except pj.Error as exc:
+            self.send("error", cid, f"inbound answer: {exc.reason}")
+            self.hangup(cid)
+
+    def inbound_refuse(self, cid: int, code: int) -> None:
+        """Refuse a caller not yet answered (486: the queue is full; 503: the parent did not answer)."""
+        self.offers.pop(cid, None)
+        customer = self.customers.get(cid)
+        if customer is None or customer.call is None or customer.closing:
+            return
+        customer.closing = True
+        if code == 503:
+            self.send("inbound_blocked", "", code, "no answer from the dialer in time", "")
+        op = pj.CallOpParam()
+        op.statusCode = code
+        with contextlib.suppress(pj.Error):
+            customer.call.hangup(op)
+
+    def start_queue(self, customer: _Customer) -> None:
+        """Loop the queue audio to a waiting caller (silence if none was configured, or if it cannot play)."""
+        if not self.cfg.queue_wav or customer.call is None:
+            return
+        player = _QueuePlayer()
+        try:
+            player.createPlayer(self.cfg.queue_wav, 0)  # 0: loop
+            player.startTransmit(customer.call.getAudioMedia(-1))
+        except pj.Error as exc:
+            self.send("error", customer.cid, f"queue audio: {exc.reason}")
+            return
+        customer.queue = player
+
+    def stop_queue(self, customer: _Customer) -> None:
+        """The caller is about to hear an agent: the queue audio stops (the player stays referenced until the
+        call ends, so it is never destroyed while the clock thread may tick it)."""
+        if customer.queue is None or customer.call is None:
+            return
+        with contextlib.suppress(pj.Error):
+            customer.queue.stopTransmit(customer.call.getAudioMedia(-1))
 
     def on_cross_state(self, leg: _CrossLeg, info: Any) -> None:
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
@@ -878,6 +1010,7 @@ class Worker:
             self.agent_failed(cid, 480)
             return
         try:
+            self.stop_queue(customer)
             self.connect_audio(customer.call, session.leg)
         except pj.Error as exc:
             self.send("error", cid, f"join: {exc.reason}")
@@ -923,6 +1056,12 @@ class Worker:
                     code = customer.agent_fail_code
                     self.agent_failed(leg.cid, code if code is not None else int(info.lastStatusCode))
             return
+        if customer.inbound and state == pj.PJSIP_INV_STATE_CONFIRMED:
+            customer.answered = True
+            customer.answered_mono = time.monotonic()
+            self.send("inbound_answered", leg.cid, time.time())
+            self.on_media(leg)  # the queue audio, if the media came up before this callback
+            return
         if state == pj.PJSIP_INV_STATE_EARLY:
             customer.heard = True
             code = int(info.lastStatusCode)
@@ -950,6 +1089,9 @@ class Worker:
                 customer.answered_wall = wall
                 self.on_media(leg)  # the 200 OK's SDP usually set the media up before this callback
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            # Who ended it, judged before the agent leg is hung up below: that hang-up reports the agent leg's
+            # own end at once (re-entrantly), which marks the customer as closing.
+            by = "local" if customer.closing else "remote"
             self.release(customer)
             customer.call = None
             if customer.session is not None:
@@ -961,10 +1103,13 @@ class Worker:
                     customer.agent.hangup(pj.CallOpParam(True))
                 customer.agent = None
             del self.customers[leg.cid]
-            if customer.reported:
+            self.offers.pop(leg.cid, None)
+            if customer.inbound:
+                self.send("ended", leg.cid, by)
+            elif customer.reported:
                 self.send("released", leg.cid)
             elif customer.answered:
-                self.send("ended", leg.cid, "local" if customer.closing else "remote")
+                self.send("ended", leg.cid, by)
             else:
                 code = int(info.lastStatusCode)
                 # Nothing came back at all, or the trunk took the INVITE and the phone never rang: the network's
@@ -987,6 +1132,7 @@ class Worker:
                 if customer.player is not None:  # the message won the race: this agent comes too late
                     self.drop_agent(customer, 408)
                     return
+                self.stop_queue(customer)
                 agent_audio = leg.getAudioMedia(-1)
                 customer_audio = customer.call.getAudioMedia(-1)
                 customer_audio.startTransmit(agent_audio)
@@ -996,6 +1142,8 @@ class Worker:
                 self.send("bridged", leg.cid)
             elif customer.amd and customer.answered and customer.port is None and leg.hasMedia():
                 self.attach_detector(customer)
+            elif customer.inbound and not customer.bridged and customer.queue is None and leg.hasMedia():
+                self.start_queue(customer)
         except pj.Error as exc:
             self.send("error", leg.cid, f"media: {exc.reason}")
             if leg.agent and not customer.bridged:
@@ -1034,6 +1182,7 @@ class Worker:
                 self.ports.append(port)
         customer.port = customer.probe = None
         customer.player = None
+        customer.queue = None
 
     # -- clock-thread events and timers ------------------------------------------------------------------
 
@@ -1080,6 +1229,9 @@ class Worker:
     def timers(self) -> None:
         now = time.monotonic()
         cfg = self.cfg
+        for cid, until in list(self.offers.items()):
+            if now > until:  # the parent never said whether to take this caller: refuse rather than leave it ringing
+                self.inbound_refuse(cid, 503)
         for customer in list(self.customers.values()):
             if not customer.answered and not customer.closing and not customer.reported and customer.invited:
                 if not customer.heard and now - customer.invited > cfg.no_response_timeout:

@@ -1,0 +1,141 @@
+"""Inbound calls live over SIP: a caller rings the dialer's inbound port, is answered, hears the queue audio,
+and is joined to a free inbound or blended agent's standing leg, as an outbound connect is.
+
+The callers are SIPp UACs (``scenarios/inbound_caller.xml``), one process per caller started when the test
+wants them to ring; the agents are SIPp softphones (``agent_session.xml``) holding a standing leg and looping a
+440-Hz tone. The queue audio is a 1000-Hz tone, so the capture on ``lo`` (``wire.py``) tells, packet by packet,
+whether a caller heard the queue or an agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from audio_check import tone_wav
+from sip_helpers import agent_audio, pool, run
+from sipp_peers import free_port
+from wire import RtpPacket, WireCapture, ulaw_to_linear
+
+from dialer import Engine, EngineConfig, ListLeads, make_policy
+from dialer.engine.records import InboundOutcome
+from dialer.engine.state import AgentState
+from dialer.live.runtime import AsyncRuntime
+from dialer.live.sip_runtime import SipRuntime
+from dialer.sip.config import InboundConfig
+
+QUEUE_HZ = 1000.0
+AGENT_HZ = 440.0
+
+
+def _tone_share(packet: RtpPacket, freq: float) -> float:
+    """The share of a PCMU packet's energy at ``freq`` (Goertzel), 0 for silence."""
+    if packet.payload_type != 0 or not packet.payload:
+        return 0.0
+    samples = ulaw_to_linear(packet.payload)
+    n = len(samples)
+    coeff = 2 * math.cos(2 * math.pi * freq / 8000)
+    s1 = s2 = energy = 0.0
+    for x in samples:
+        s0 = x + coeff * s1 - s2
+        s2, s1 = s1, s0
+        energy += x * x
+    if energy < 1e4 * n:
+        return 0.0
+    return (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / n / energy
+
+
+def heard(capture: WireCapture, media_port: int) -> list[str]:
+    """What a caller heard, packet by packet: ``queue``, ``agent`` or ``-`` (silence, anything else)."""
+    out = []
+    for p in capture.rtp_packets(dst_port=media_port):
+        if _tone_share(p, QUEUE_HZ) > 0.5:
+            out.append("queue")
+        elif _tone_share(p, AGENT_HZ) > 0.5:
+            out.append("agent")
+        else:
+            out.append("-")
+    return out
+
+
+def runs(labels: list[str]) -> list[str]:
+    """Consecutive runs of at least 10 packets (200 ms) of one label, in order: ``["queue", "agent"]``."""
+    out: list[str] = []
+    count, last = 0, ""
+    for label in labels:
+        count = count + 1 if label == last else 1
+        last = label
+        if count == 10 and label != "-" and (not out or out[-1] != label):
+            out.append(label)
+    return out
+
+
+async def until(sip: SipRuntime, done: Callable[[], object], timeout: float) -> None:
+    async def wait() -> None:
+        while not done():
+            sip._idle.clear()
+            with __import__("contextlib").suppress(TimeoutError):
+                await asyncio.wait_for(sip._idle.wait(), 0.2)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+def caller(sipp_factory: type, port: int, hold_ms: int) -> Any:
+    """One caller ringing the inbound port now, hanging up ``hold_ms`` after the answer."""
+    return sipp_factory("inbound_caller.xml", "-m", "1", "-d", str(hold_ms), f"127.0.0.1:{port}")
+
+
+async def finished(*callers: Any, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    for c in callers:
+        code = await loop.run_in_executor(None, c.proc.wait, timeout)
+        assert code == 0, f"SIPp caller failed ({code}): {c.log.read_text(errors='replace')[-1500:]}"
+
+
+def test_a_caller_hears_queue_audio_then_is_bridged_to_a_free_inbound_agent(sipp_factory: type, tmp_path: Path) -> None:
+    """Two callers, one inbound agent: the first is joined at once; the second waits, hearing the 1000-Hz queue
+    audio on the wire, and is joined to the same agent (their 440-Hz tone) once the first hangs up. Both records
+    are answered, by the agent, the second after a longer wait; each is in the evidence callback."""
+    agent_audio(tmp_path)
+    queue_wav = tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
+    kept: list[tuple[Any, dict[str, Any]]] = []
+
+    async def scenario() -> tuple[SipRuntime, list[Any]]:
+        engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
+        config = pool(9, agent_legs=True, workers=1, inbound=inbound)
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:alice@127.0.0.1:{agent.port}"},
+                         groups={"alice": "inbound"},
+                         on_inbound_record=lambda r, w: kept.append((r, dict(w))))  # fmt: skip
+        await sip.start()
+        try:
+            assert sip.engine.agent_state("alice") is AgentState.READY
+            first = caller(sipp_factory, port, 3000)
+            await until(sip, lambda: len(sip.inbound_bridged) == 1, 15)
+            second = caller(sipp_factory, port, 6000)
+            await finished(first, second)
+            await until(sip, lambda: len(sip.inbound_records) == 2, 15)
+            assert await sip.drain(10)
+        finally:
+            await sip.close()
+        return sip, [first, second]
+
+    capture = WireCapture(ports=None).start()
+    try:
+        sip, (first, second) = run(scenario(), 90)
+    finally:
+        capture.stop()
+    a, b = sip.inbound_records
+    assert [r.outcome for r in (a, b)] == [InboundOutcome.ANSWERED] * 2
+    assert [r.agent_id for r in (a, b)] == ["alice", "alice"] and b.group == "inbound"
+    assert b.wait > a.wait
+    assert runs(heard(capture, first.media_port))[-1:] == ["agent"]
+    assert runs(heard(capture, second.media_port)) == ["queue", "agent"]
+    assert [r.inbound_id for r, _ in kept] == [a.inbound_id, b.inbound_id]
+    assert all(w["sip_call_id"] == r.inbound_id and w["ended_by"] == "remote" for r, w in kept)
+    assert sip.inbound_blocked == 0
