@@ -143,7 +143,7 @@ class Predictive(PacingPolicy):
     ``decide_every``: on floors of ``decide_every_agents`` or more non-paused agents, the seconds that must pass
     between two full decisions; an event in between launches only the progressive floor, and the full decision it
     deferred comes at the end of the interval through :meth:`next_wakeup` (a 1,000-agent floor has fifty events a
-    second; a call launched up to half a second later changes nothing a ring of several seconds would notice).
+    second; a call launched up to a second later changes little against rings of 4-16 s).
     """
 
     name = "predictive"
@@ -184,7 +184,7 @@ class Predictive(PacingPolicy):
         calibration_minutes: float = 30.0,
         duration_minutes: float = 30.0,
         settle_seconds: float = 40.0,
-        decide_every: float = 0.5,
+        decide_every: float = 1.0,
         decide_every_agents: int = 100,
     ) -> None:
         from dialer.pacing import estimators as est
