@@ -20,7 +20,7 @@ from sip_helpers import agent_audio, pool, run
 from sipp_peers import free_port
 from wire import RtpPacket, WireCapture, ulaw_to_linear
 
-from dialer import Engine, EngineConfig, ListLeads, make_policy
+from dialer import Engine, EngineConfig, Lead, ListLeads, Outcome, make_policy
 from dialer.engine.records import InboundOutcome
 from dialer.engine.state import AgentState
 from dialer.live.runtime import AsyncRuntime
@@ -139,3 +139,106 @@ def test_a_caller_hears_queue_audio_then_is_bridged_to_a_free_inbound_agent(sipp
     assert [r.inbound_id for r, _ in kept] == [a.inbound_id, b.inbound_id]
     assert all(w["sip_call_id"] == r.inbound_id and w["ended_by"] == "remote" for r, w in kept)
     assert sip.inbound_blocked == 0
+
+
+def test_a_caller_who_hangs_up_while_queued_is_abandoned_and_a_full_worker_answers_busy(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """One inbound worker (4 calls: room for 2 callers, each keeping a slot for the bridge), one agent. Caller 1
+    talks to the agent; caller 2 waits and hangs up: recorded abandoned, never given an agent. While caller 2
+    waits, caller 3 finds the worker full: 486 Busy Here on the wire, counted blocked, no record (never answered).
+    The worker is not restarted and takes caller 4, who reaches the agent once caller 1 is done."""
+    agent_audio(tmp_path)
+    queue_wav = tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
+
+    async def scenario() -> tuple[SipRuntime, list[Any]]:
+        engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
+        config = pool(9, agent_legs=True, workers=1, inbound=inbound)
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:alice@127.0.0.1:{agent.port}"},
+                         groups={"alice": "blended"})  # fmt: skip
+        await sip.start()
+        try:
+            c1 = caller(sipp_factory, port, 5000)
+            await until(sip, lambda: len(sip.inbound_bridged) == 1, 15)
+            c2 = caller(sipp_factory, port, 1500)
+            await until(sip, lambda: len(sip.engine.inbound) == 2, 15)
+            c3 = caller(sipp_factory, port, 1000)
+            await finished(c3)
+            assert sip.inbound_blocked == 1
+            await until(sip, lambda: len(sip.inbound_records) == 1, 15)  # caller 2 gave up
+            c4 = caller(sipp_factory, port, 8000)  # outlasts caller 1: waits, then talks
+            await finished(c1, c2, c4)
+            await until(sip, lambda: len(sip.inbound_records) == 3, 15)
+            assert await sip.drain(10)
+            assert sip.driver.stats["restarts"] == 0
+        finally:
+            await sip.close()
+        return sip, [c1, c2, c3, c4]
+
+    capture = WireCapture(ports=None).start()
+    try:
+        sip, callers = run(scenario(), 90)
+    finally:
+        capture.stop()
+    one, two, four = sorted(sip.inbound_records, key=lambda r: r.arrived_at)
+    assert two.outcome is InboundOutcome.ABANDONED and two.agent_id is None and two.wait > 0
+    assert [one.outcome, four.outcome] == [InboundOutcome.ANSWERED] * 2
+    assert one.agent_id == four.agent_id == "alice" and four.group == "blended"
+    assert runs(heard(capture, callers[1].media_port)) == ["queue"]  # queued, never heard an agent
+    assert runs(heard(capture, callers[3].media_port)) == ["queue", "agent"]
+    busy = [cid for cid in capture.call_ids() if capture.final_status(cid) == 486]
+    assert len(busy) == 1 and busy[0] not in {r.inbound_id for r in sip.inbound_records}
+    assert sip.inbound_blocked == 1
+
+
+def test_on_a_blended_floor_an_inbound_caller_takes_the_kept_back_agent_and_outbound_keeps_going(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """Alice takes outbound calls only, Bob is blended; the threshold policy keeps one blended agent back for
+    inbound. Six customers are dialed for Alice one after another; a caller rings in mid-way and Bob takes them
+    at once. Every customer reaches Alice (no abandonment), and outbound calls go on while the caller talks."""
+    agent_audio(tmp_path)
+    queue_wav = tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    customers = sipp_factory("customers.xml")
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
+    leads = ListLeads([Lead(f"c{i}", f"201000{i}") for i in range(6)])  # answer, hang up 1.5 s later
+
+    async def scenario() -> tuple[SipRuntime, Any]:
+        engine = Engine(make_policy("threshold", k=1), leads, EngineConfig(connect_limit=2.0))
+        config = pool(customers.port, agent_legs=True, workers=2, inbound=inbound)
+        agents = {name: f"sip:{name}@127.0.0.1:{agent.port}" for name in ("alice", "bob")}
+        sip = SipRuntime(AsyncRuntime(engine), config, agents=agents,
+                         groups={"alice": "outbound", "bob": "blended"})  # fmt: skip
+        await sip.start()
+        try:
+            await until(sip, lambda: len(sip.records) == 1, 20)
+            c1 = caller(sipp_factory, port, 4000)
+            await finished(c1)
+            await until(sip, lambda: len(sip.records) == 6 and len(sip.inbound_records) == 1, 40)
+            assert await sip.drain(10)
+        finally:
+            await sip.close()
+        return sip, c1
+
+    capture = WireCapture(ports=None).start()
+    try:
+        sip, c1 = run(scenario(), 120)
+    finally:
+        capture.stop()
+    (call,) = sip.inbound_records
+    assert call.outcome is InboundOutcome.ANSWERED and call.agent_id == "bob" and call.group == "blended"
+    # Bob was kept free for it: the caller did not wait for an outbound conversation to end.
+    assert call.wait < min(r.talk_seconds for r in sip.records)
+    assert [r.outcome for r in sip.records] == [Outcome.CONNECTED] * 6
+    assert not any(r.abandoned for r in sip.records) and {r.agent_id for r in sip.records} == {"alice"}
+    assert call.answered_at is not None
+    during = [
+        r for r in sip.records if r.connected_at is not None and call.answered_at < r.connected_at < call.ended_at
+    ]
+    assert during, "no outbound call was connected while the inbound caller talked"
+    assert runs(heard(capture, c1.media_port))[-1:] == ["agent"]
