@@ -54,6 +54,8 @@ def format_table(report: SimulationReport) -> str:
     ]
     if s.drift is not None:  # a drifting day's figures are not those of its first hour: say so up front
         lines.append(f"Drift: {s.drift.describe(s.live_answer_probability)}")
+    if s.inbound is not None:
+        lines.append(f"Inbound: {s.inbound.describe()}")
     lines.append("")
     few = 1 < n < MIN_REPLICATIONS
     header = ("Figure", "Mean", "95% CI" + (" (rough*)" if few else ""))
@@ -81,6 +83,16 @@ def format_table(report: SimulationReport) -> str:
                 f"worst {100 * p['worst_rolling_abandon_rate']:.2f}%",
             )
         )
+    inbound = p.get("inbound", {})
+    for key, label, kind in (
+        ("service_level", "Inbound service level", "pct"),
+        ("asa", "Inbound avg speed of answer (s)", "f1"),
+        ("abandon_rate", "Inbound abandoned", "pct"),
+        ("outbound_talk_fraction", "Outbound talk fraction", "pct"),
+    ):
+        if key in inbound:  # on a blended floor "Talk fraction" above includes inbound talk; this line does not
+            iv = inbound[key]
+            rows.append((label, _fmt(iv["mean"], kind), f"{_fmt(iv['low'], kind)} .. {_fmt(iv['high'], kind)}"))
     w0 = max(len(r[0]) for r in [header, *rows])
     w1 = max(len(r[1]) for r in [header, *rows])
     fmt = f"{{:<{w0}}}  {{:>{w1}}}  {{}}"

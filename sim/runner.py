@@ -124,10 +124,15 @@ def simulate(
     finished = [results[i] for i in range(n)]
     cap = scenario.target_abandon_rate
     per_rep = [replication_figures(r, cap, scenario.rolling_window_hours) for r in finished]
+    pooled = pool(per_rep, cap)
+    if scenario.inbound is not None:  # a blended or inbound floor: service level, ASA, abandonment, per group
+        from sim.inbound_metrics import pool_inbound
+
+        pooled["inbound"] = pool_inbound(finished, scenario.inbound.service_level_seconds)
     return SimulationReport(
         scenario=scenario,
         replications=per_rep,
-        pooled=pool(per_rep, cap),
+        pooled=pooled,
         series=_mean_series(finished),
         wall_seconds=time.perf_counter() - start,
         time_series=time_series(finished, scenario),

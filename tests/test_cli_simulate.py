@@ -235,3 +235,46 @@ def test_json_intervals_are_clipped_and_flag_few_replications(capsys: pytest.Cap
         assert ci["low"] >= 0 and ci["too_few"] is True and ci["n"] == 2, name
         if name.endswith(("_rate", "_fraction", "_occupancy")):
             assert ci["high"] <= 1, name
+
+
+BLENDED = """
+[campaign]
+agents = 12
+hours = 1
+policy = "blended"
+
+[inbound]
+rate_per_hour = 120
+handle_time = { dist = "exponential", mean = 180 }
+patience = { dist = "exponential", mean = 120 }
+service_level_seconds = 20
+service_level_target = 0.8
+
+[groups]
+blended = 12
+"""
+
+
+def test_a_blended_floor_reports_its_inbound_figures_in_the_table_and_the_json(tmp_path: Path) -> None:
+    """Issue 16: `dialer simulate` on a blended scenario shows the inbound service level, speed of answer and
+    abandonment with intervals, and outbound talk apart from inbound talk; --json carries them under
+    "inbound" (every other key as before)."""
+    path = tmp_path / "blended.toml"
+    path.write_text(BLENDED, encoding="utf-8")
+    table = run(["simulate", str(path), "--replications", "3", "--seed", "5"])
+    assert table.returncode == 0, table.stderr
+    assert "Inbound: " in table.stdout
+    for label in ("Inbound service level", "Inbound avg speed of answer (s)", "Inbound abandoned", "Outbound talk"):
+        assert label in table.stdout, table.stdout
+    proc = run(["simulate", str(path), "--replications", "3", "--seed", "5", "--json"])
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    inbound = doc["inbound"]
+    for key in ("service_level", "asa", "abandon_rate", "outbound_talk_fraction"):
+        iv = inbound[key]
+        assert iv["low"] <= iv["mean"] <= iv["high"], (key, iv)
+    assert (
+        0 < inbound["service_level"]["mean"] <= 1 and inbound["outbound_talk_fraction"]["mean"] < doc["talk_fraction"]
+    )
+    plain = json.loads(run(["simulate", "--json", "--policy", "progressive", "--seed", "3", *SMALL]).stdout)
+    assert "inbound" not in plain
