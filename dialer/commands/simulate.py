@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
 
 
 def _json_safe(value: Any) -> Any:
+    if hasattr(value, "item") and type(value).__module__ == "numpy":  # a numpy scalar (float64, bool_): plain
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
