@@ -93,3 +93,40 @@ class RecordInbound(Action):
     """An inbound call is over: persist its record. Emitted exactly once per inbound call."""
 
     record: InboundRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewLead(Action):
+    """Preview mode: show ``lead`` to ``agent_id``, who is now reserved for it. Nothing is dialed yet.
+
+    The agent answers with :class:`~dialer.engine.events.PreviewDial` or
+    :class:`~dialer.engine.events.PreviewSkip`, naming ``call_id``; if neither comes by ``dial_at`` (engine time;
+    ``None``: the engine waits for the agent), the engine dials the lead itself. Dialing is an ordinary
+    :class:`DialLead` with this ``call_id``; a person who answers it gets :class:`ConnectCall` to this agent at
+    once."""
+
+    call_id: int
+    agent_id: str
+    lead: Lead
+    dial_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewWithdrawn(Action):
+    """The engine took back the lead shown to ``agent_id`` as ``call_id`` without dialing it: ``reason`` is
+    ``dialing_stopped``, ``agent_paused`` or ``agent_logged_out``. Clear it from the agent's screen; a dial press
+    for it that crosses this action is ignored as late news."""
+
+    call_id: int
+    agent_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialRefused(Action):
+    """An agent's :class:`~dialer.engine.events.ManualDial` was not dialed: ``reason`` says why (the lead source
+    refused it or cannot check it, dialing is stopped, the trunk is full). The agent is still ready."""
+
+    agent_id: str
+    lead: Lead
+    reason: str

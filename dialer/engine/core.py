@@ -26,6 +26,17 @@ blended policy keeps agents back from outbound dialing for the inbound forecast 
 inbound caller waits, so such collisions come only from calls already in flight. Agents busy on an inbound call
 are invisible to the pacing's snapshot (``ready``, ``on_call`` and the busy histograms count only agents who
 take outbound calls, on outbound calls or free), so an outbound policy's forecasts are not bent by inbound talk.
+
+Preview and manual dialing (the ``preview`` and ``manual`` policies, :mod:`dialer.pacing.preview`). The engine
+never dials a lead without an agent reserved for it. In preview mode it shows each ready agent a lead
+(:class:`~dialer.engine.actions.PreviewLead`; the agent is ``previewing``, the lead an *offer* that holds a trunk
+slot but is no call yet) and dials it when the agent presses dial (:class:`~dialer.engine.events.PreviewDial`) or
+when the policy's ``timeout`` runs out; a skip (:class:`~dialer.engine.events.PreviewSkip`) sends the lead back
+to its source undialed. A dialed call carries its agent (``reserved``): a person who answers is connected to that
+agent at once, with no connect-limit race, and a dial that reaches nobody leaves the agent ready again. A manual
+dial (:class:`~dialer.engine.events.ManualDial`, any mode) is the same with a lead the agent chose, gated by the
+lead source's ``manual_lead`` hook (no hook: refused). The moves are ``AGENT_PREVIEW_TRANSITIONS`` and
+``OFFER_TRANSITIONS`` in :mod:`dialer.engine.state`.
 """
 
 from __future__ import annotations
@@ -43,9 +54,12 @@ from dialer.engine.actions import (
     ConnectCall,
     ConnectInbound,
     DialLead,
+    DialRefused,
     HangUp,
     HangUpInbound,
     PlayAbandonMessage,
+    PreviewLead,
+    PreviewWithdrawn,
     RecordCall,
     RecordInbound,
 )
@@ -54,18 +68,23 @@ from dialer.engine.records import CallRecord, InboundOutcome, InboundRecord, Out
 from dialer.engine.snapshot import BUSY_BIN, RING_BIN, Snapshot
 from dialer.engine.state import (
     AgentState,
+    AnyAgentState,
     CallState,
     InboundState,
     Key,
+    PreviewState,
+    PreviewTrigger,
     Trigger,
     agent_next,
     call_next,
     inbound_next,
+    offer_next,
 )
 from dialer.engine.stats import EngineStats
 from dialer.errors import ConfigError, InvalidTransition
 from dialer.leads import Lead, LeadSource
 from dialer.pacing.base import PacingPolicy
+from dialer.pacing.preview import Preview
 
 _FAILURE_OUTCOME = {
     ev.FailureReason.BUSY: Outcome.BUSY,
@@ -178,7 +197,7 @@ class _Agent:
 
     def __init__(self, agent_id: str, t: float, group: AgentGroup = AgentGroup.OUTBOUND) -> None:
         self.agent_id = agent_id
-        self.state = AgentState.PAUSED
+        self.state: AnyAgentState = AgentState.PAUSED
         self.since = t
         self.call_id: int | None = None
         self.group = group
@@ -202,6 +221,19 @@ class _Inbound:
         self.bridge_failures = 0
 
 
+class _Offer:
+    """A lead shown to an agent (preview mode), not dialed yet: no call on the wire, a trunk slot held."""
+
+    __slots__ = ("agent_id", "call_id", "deadline", "lead", "offered_at")
+
+    def __init__(self, call_id: int, lead: Lead, agent_id: str, t: float, deadline: float | None) -> None:
+        self.call_id = call_id
+        self.lead = lead
+        self.agent_id = agent_id
+        self.offered_at = t
+        self.deadline = deadline  # when the engine dials it itself (``None``: it waits for the agent)
+
+
 class _Call:
     __slots__ = (
         "agent_id",
@@ -213,10 +245,13 @@ class _Call:
         "connected_at",
         "deadline",
         "dialed_at",
+        "dialed_for",
         "lead",
         "message_at",
         "message_played",
+        "offered_at",
         "picked_up_at",
+        "reserved_for",
         "ring_deadline",
         "ringing_at",
         "since",
@@ -243,6 +278,9 @@ class _Call:
         self.amd_verdict: str | None = None
         self.amd_seconds: float | None = None
         self.picked_up_at: float | None = None
+        self.reserved_for: str | None = None  # the agent waiting on this dial (preview, manual), until it is settled
+        self.dialed_for: str | None = None  # the same, kept for the record
+        self.offered_at: float | None = None
 
 
 _AGENT_EVENTS = (ev.AgentReady, ev.AgentPaused, ev.AgentLoggedOut, ev.WrapUpDone)
@@ -258,6 +296,7 @@ _CALL_EVENTS = (
     ev.MessagePlayed,
 )
 _INBOUND_EVENTS = (ev.InboundAbandoned, ev.InboundEnded, ev.InboundBridgeFailed)
+_OFFER_EVENTS = (ev.PreviewDial, ev.PreviewSkip)
 
 
 class Engine:
@@ -293,12 +332,16 @@ class Engine:
         )
         self.agents: dict[str, _Agent] = {}
         self.calls: dict[int, _Call] = {}
-        self.agent_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
+        # Preview states get their keys when first used (``_preview_keys``): a floor that never previews keeps exactly
+        # the dictionaries (and reports) it always had.
+        self.agent_counts: dict[AnyAgentState, int] = {s: 0 for s in AgentState}
         self.call_counts: dict[CallState, int] = {s: 0 for s in CallState}
         # Agents who take outbound calls and are not on an inbound one: what the pacing sees (= agent_counts on a
         # floor of outbound agents only). And every group's agents by state, for reports and blended pacing.
-        self.pool_counts: dict[AgentState, int] = {s: 0 for s in AgentState}
-        self.group_counts: dict[AgentGroup, dict[AgentState, int]] = {g: {s: 0 for s in AgentState} for g in AgentGroup}
+        self.pool_counts: dict[AnyAgentState, int] = {s: 0 for s in AgentState}
+        self.group_counts: dict[AgentGroup, dict[AnyAgentState, int]] = {
+            g: {s: 0 for s in AgentState} for g in AgentGroup
+        }
         self.mixed_floor = False  # an inbound or blended agent has logged in (pool_counts may differ from agent_counts)
         self.inbound: dict[str, _Inbound] = {}  # inbound calls in the engine, by id
         self.inbound_counts: dict[InboundState, int] = {s: 0 for s in InboundState}
@@ -319,10 +362,19 @@ class Engine:
         self._ready: dict[str, None] = {}  # insertion order = longest idle first
         self._ready_by: dict[AgentGroup, dict[str, None]] = {g: {} for g in AgentGroup}  # the same, per group
         self._queued: dict[int, None] = {}  # insertion order = longest waiting first
-        self._timers: list[tuple[float, int, Trigger, int]] = []
+        self._timers: list[tuple[float, int, Trigger | PreviewTrigger, int]] = []
         self._seq = 0
         self._next_call_id = self.config.first_call_id
         self._hung_up: dict[int, None] = {}  # calls we hung up ourselves, oldest first
+        # Preview dialing: leads shown to agents and not yet dialed, by their future call id; and offers the engine
+        # settled itself (dialed at the timeout, withdrawn), so an agent's press that crossed it is stale news.
+        self.offers: dict[int, _Offer] = {}
+        self._offers_closed: dict[int, None] = {}
+        self._preview_used = False
+        # Records of leads skipped during this ``handle``: handed to the lead source after the pacing has drawn the
+        # next leads, so the agent who skipped one is not shown it again at once (a source offers an undialed lead
+        # first).
+        self._skips: list[CallRecord] = []
         self._apply: dict[type[ev.Event], Callable[[Any, list[Action]], None]] = {
             ev.AgentLoggedIn: self._logged_in,
             ev.AgentReady: self._ready_ev,
@@ -346,6 +398,9 @@ class Engine:
             ev.InboundAbandoned: self._inbound_abandoned,
             ev.InboundEnded: self._inbound_ended,
             ev.InboundBridgeFailed: self._inbound_bridge_failed,
+            ev.PreviewDial: self._preview_dial,
+            ev.PreviewSkip: self._preview_skip,
+            ev.ManualDial: self._manual_dial,
         }
 
     # -- public ----------------------------------------------------------------------------------------
@@ -385,6 +440,10 @@ class Engine:
         else:
             self.stale_events += 1
         self._pace(out)
+        if self._skips:
+            skips, self._skips = self._skips, []
+            for record in skips:
+                self._hand_over(record, out)
         return out
 
     def next_timer(self) -> float | None:
@@ -431,8 +490,22 @@ class Engine:
         return len(self.calls)
 
     def agent_state(self, agent_id: str) -> AgentState:
+        """The agent's state in the outbound vocabulary: an agent previewing a lead or waiting on their own dial
+        (see :meth:`preview_state`) is ``on_call``, busy with a lead and offered nothing else."""
         agent = self.agents.get(agent_id)
-        return AgentState.LOGGED_OUT if agent is None else agent.state
+        if agent is None:
+            return AgentState.LOGGED_OUT
+        state = agent.state
+        return state if type(state) is AgentState else AgentState.ON_CALL
+
+    def preview_state(self, agent_id: str) -> PreviewState | None:
+        """``previewing`` or ``reserved`` for an agent of preview or manual dialing between ready and a call, else
+        ``None``."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return None
+        state = agent.state
+        return state if type(state) is PreviewState else None
 
     def call_state(self, call_id: int) -> CallState:
         call = self.calls.get(call_id)
@@ -482,10 +555,26 @@ class Engine:
             if inbound_next(inbound.state, type(event)) is None:
                 return f"can't handle {name} for inbound call {event.inbound_id!r} in state {inbound.state.value}"
             return None
+        if isinstance(event, (*_OFFER_EVENTS, ev.ManualDial)):
+            agent = self.agents.get(event.agent_id)
+            if agent is None:
+                return f"unknown agent {event.agent_id!r} ({name})"
+            if agent_next(agent.state, type(event)) is None:
+                return f"can't handle {name} for agent {event.agent_id!r} in state {agent.state.value}"
+            if isinstance(event, _OFFER_EVENTS):
+                offer = self.offers.get(event.call_id)
+                if offer is None or offer.agent_id != event.agent_id:
+                    return f"no lead is offered to agent {event.agent_id!r} as call {event.call_id} ({name})"
+                if offer_next(type(event)) is None:  # pragma: no cover - both events are in the table
+                    return f"can't handle {name} for offer {event.call_id}"
+            return None
         return None
 
     def _late_report(self, event: ev.Event) -> bool:
-        """News from the network about a call we already hung up ourselves: the runtime could not have known."""
+        """News from the network about a call we already hung up ourselves, or an agent's press on a preview the
+        engine already settled itself (dialed at the timeout, withdrawn): the runtime could not have known."""
+        if isinstance(event, _OFFER_EVENTS):
+            return event.call_id in self._offers_closed and event.call_id not in self.offers
         if isinstance(event, _INBOUND_EVENTS):
             return event.inbound_id in self._inbound_dropped and event.inbound_id not in self.inbound
         call_id = getattr(event, "call_id", None)
@@ -499,7 +588,7 @@ class Engine:
 
     # -- transitions -----------------------------------------------------------------------------------
 
-    def _agent_to(self, agent: _Agent, key: Key, state: AgentState | None = None) -> None:
+    def _agent_to(self, agent: _Agent, key: Key, state: AnyAgentState | None = None) -> None:
         new = state if state is not None else agent_next(agent.state, key)
         assert new is not None, (agent.state, key)
         old = agent.state
@@ -521,11 +610,11 @@ class Engine:
         pooled = agent.group.takes_outbound and agent.inbound_id is None
         if agent.pooled:
             self.pool_counts[old] -= 1
-            if old in _BUSY_STATES:
+            if old is AgentState.ON_CALL or old is AgentState.WRAP_UP:
                 _bin_remove(self.busy_bins[old], math.floor(agent.since / BUSY_BIN))
         if pooled:
             self.pool_counts[new] += 1
-            if new in _BUSY_STATES:
+            if new is AgentState.ON_CALL or new is AgentState.WRAP_UP:
                 _bin_add(self.busy_bins[new], math.floor(self.now / BUSY_BIN))
         agent.pooled = pooled
         agent.state = new
@@ -566,6 +655,8 @@ class Engine:
 
     def _paused(self, e: ev.AgentPaused, out: list[Action]) -> None:
         agent = self.agents[e.agent_id]
+        if agent.state is PreviewState.PREVIEWING:  # the lead on their screen goes back to its source
+            self._withdraw(agent, "agent_paused", out, move_agent=False)
         was_wrapping = agent.state is AgentState.WRAP_UP
         wrapped = self.now - agent.since
         self._agent_to(agent, ev.AgentPaused)
@@ -591,6 +682,10 @@ class Engine:
 
     def _logged_out(self, e: ev.AgentLoggedOut, out: list[Action]) -> None:
         agent = self.agents[e.agent_id]
+        if agent.state is PreviewState.PREVIEWING:
+            self._withdraw(agent, "agent_logged_out", out, move_agent=False)
+        elif agent.state is PreviewState.RESERVED:
+            self._orphan(self.calls[agent.call_id] if agent.call_id is not None else None)
         if agent.state is AgentState.ON_CALL and agent.inbound_id is not None:
             inbound = self.inbound[agent.inbound_id]
             self._inbound_to(inbound, Trigger.AGENT_LOST)
@@ -632,6 +727,7 @@ class Engine:
         """No INVITE ever left: the lead goes back to its source undialed (see :class:`ev.CallNotPlaced`)."""
         call = self.calls[e.call_id]
         self._call_to(call, ev.CallNotPlaced)
+        self._release(call, ev.CallNotPlaced, out)
         self.stats.failed(Outcome.NETWORK)
         self._finish(call, Outcome.NETWORK, out, placed=False)
 
@@ -663,6 +759,17 @@ class Engine:
         deadline = answered + self.config.connect_limit
         # A person whose connect clock already ran out (answering-machine detection ate the limit) is abandoned
         # even if an agent is free: the regulators count the wait from ``answered_at``, so fail closed.
+        if call.reserved_for is not None:  # preview or manual: their agent waits for them and nobody else
+            theirs = self.agents[call.reserved_for]
+            call.reserved_for = None
+            if deadline > self.now or answered == self.now:
+                self._connect(call, theirs, out)
+                return
+            theirs.call_id = None  # detection ate the limit (fail closed, as above): abandoned, the agent free
+            self._agent_to(theirs, Trigger.CONNECT_LIMIT)
+            self._abandon(call, out)
+            self._match(out)
+            return
         agent = self._free_agent(AgentGroup.OUTBOUND)
         if agent is not None and (deadline > self.now or answered == self.now):
             self._connect(call, agent, out)
@@ -680,12 +787,14 @@ class Engine:
         call.amd_seconds = e.amd_seconds
         self.stats.machine_answer(e.t, call.dialed_at)
         self._call_to(call, ev.CallAnsweredByMachine)
+        self._release(call, ev.CallAnsweredByMachine, out)
         self._hang_up(call.call_id, "machine", out)
         self._finish(call, Outcome.MACHINE, out)
 
     def _failed(self, e: ev.CallFailed, out: list[Action]) -> None:
         call = self.calls[e.call_id]
         self._call_to(call, ev.CallFailed)
+        self._release(call, ev.CallFailed, out)
         outcome = _FAILURE_OUTCOME[e.reason]
         self.stats.failed(outcome)
         self._finish(call, outcome, out)
@@ -929,7 +1038,13 @@ class Engine:
             amd_verdict=call.amd_verdict,
             amd_seconds=call.amd_seconds,
             picked_up_at=call.picked_up_at,
+            reserved_for=call.dialed_for,
+            offered_at=call.offered_at,
         )
+        self._hand_over(record, out)
+
+    def _hand_over(self, record: CallRecord, out: list[Action]) -> None:
+        """The one ``RecordCall`` of a call, and the record to the lead source and the policy."""
         out.append(RecordCall(record))
         try:
             self.leads.report(record)
@@ -949,12 +1064,15 @@ class Engine:
 
     # -- timers ----------------------------------------------------------------------------------------
 
-    def _push_timer(self, when: float, trigger: Trigger, call_id: int) -> None:
+    def _push_timer(self, when: float, trigger: Trigger | PreviewTrigger, call_id: int) -> None:
         self._seq += 1
         heapq.heappush(self._timers, (when, self._seq, trigger, call_id))
 
-    def _timer_live(self, timer: tuple[float, int, Trigger, int]) -> bool:
+    def _timer_live(self, timer: tuple[float, int, Trigger | PreviewTrigger, int]) -> bool:
         when, _, trigger, call_id = timer
+        if trigger is PreviewTrigger.PREVIEW_TIMEOUT:
+            offer = self.offers.get(call_id)
+            return offer is not None and offer.deadline == when
         call = self.calls.get(call_id)
         if call is None:
             return False
@@ -973,11 +1091,20 @@ class Engine:
             fired = True
             when, _, trigger, call_id = timer
             self.now = max(self.now, when)
+            if trigger is PreviewTrigger.PREVIEW_TIMEOUT:  # the agent did not press dial in time: the engine dials
+                offer = self.offers[call_id]
+                if self.dialing:
+                    self._close_offer(call_id)
+                    self._dial_offer(offer, PreviewTrigger.PREVIEW_TIMEOUT, out)
+                else:  # stopped since (a fault found outside ``handle``): the lead goes back instead
+                    self._withdraw(self.agents[offer.agent_id], "dialing_stopped", out)
+                continue
             call = self.calls[call_id]
             if trigger is Trigger.CONNECT_LIMIT:
                 self._abandon(call, out)
             else:
                 self._call_to(call, Trigger.RING_TIMEOUT)
+                self._release(call, Trigger.RING_TIMEOUT, out)
                 self._hang_up(call_id, "ring_timeout", out)
                 self.stats.failed(Outcome.NO_ANSWER)
                 self._finish(call, Outcome.NO_ANSWER, out)
@@ -987,6 +1114,9 @@ class Engine:
 
     def _pace(self, out: list[Action]) -> None:
         if not self.dialing:
+            if self.offers:  # stopped (by an operator, the shift's end or a fault): leads shown go back undialed
+                for offer in list(self.offers.values()):
+                    self._withdraw(self.agents[offer.agent_id], "dialing_stopped", out)
             return
         self.stats.expire(self.now)
         try:
@@ -1005,8 +1135,10 @@ class Engine:
         requested = n
         cap = self.config.max_in_flight
         if cap is not None:
-            n = min(n, cap - len(self.calls))
-        timeout = self.config.ring_timeout
+            n = min(n, cap - len(self.calls) - len(self.offers))
+        if isinstance(self.policy, Preview):
+            self._offer_leads(n, requested, self.policy.timeout, out)
+            return
         self._starved_until = None
         placed = 0
         for _ in range(n):
@@ -1020,16 +1152,189 @@ class Engine:
                 break
             call_id = self._next_call_id
             self._next_call_id += 1
-            self.calls[call_id] = _Call(call_id, lead, self.now)
-            self.call_counts[CallState.DIALING] += 1
-            _bin_add(self.ring_bins, math.floor(self.now / RING_BIN))
-            self.stats.dialed(self.now)
-            if timeout is not None:
-                self._arm_ring(self.calls[call_id], self.now + timeout + self.config.ring_slack)
-            out.append(DialLead(call_id, lead, timeout))
+            self._launch(call_id, lead, out)
             placed += 1
         if requested > 0:
             try:
                 self.policy.launched(self.now, requested, placed)
             except Exception as exc:
                 self._fault(f"pacing policy failed on launch feedback: {exc!r}", out)
+
+    def _launch(self, call_id: int, lead: Lead, out: list[Action]) -> _Call:
+        """Dial ``lead`` as call ``call_id`` now."""
+        call = self.calls[call_id] = _Call(call_id, lead, self.now)
+        self.call_counts[CallState.DIALING] += 1
+        _bin_add(self.ring_bins, math.floor(self.now / RING_BIN))
+        self.stats.dialed(self.now)
+        timeout = self.config.ring_timeout
+        if timeout is not None:
+            self._arm_ring(call, self.now + timeout + self.config.ring_slack)
+        out.append(DialLead(call_id, lead, timeout))
+        return call
+
+    # -- preview and manual dialing --------------------------------------------------------------------
+
+    def _preview_keys(self) -> None:
+        """Give the preview states their keys in the counters, the first time an agent enters one."""
+        if self._preview_used:
+            return
+        self._preview_used = True
+        for state in PreviewState:
+            self.agent_counts.setdefault(state, 0)
+            self.pool_counts.setdefault(state, 0)
+            self.stats.agent_seconds.setdefault(state, 0.0)
+            for group in AgentGroup:
+                self.group_counts[group].setdefault(state, 0)
+                self.stats.group_seconds[group].setdefault(state, 0.0)
+
+    def _offer_leads(self, n: int, requested: int, timeout: float | None, out: list[Action]) -> None:
+        """Preview mode: show a lead to each of up to ``n`` ready agents (never more than are ready)."""
+        ready = self._ready_by
+        n = min(n, len(ready[AgentGroup.OUTBOUND]) + len(ready[AgentGroup.BLENDED]))
+        self._starved_until = None
+        placed = 0
+        for _ in range(n):
+            try:
+                lead = self.leads.next_lead(self.now)
+            except Exception as exc:
+                self._fault(f"lead source failed: {exc!r}", out)
+                break
+            if lead is None:
+                self._starved_until = self.now + self.config.lead_retry
+                break
+            agent = self._free_agent(AgentGroup.OUTBOUND)
+            assert agent is not None
+            self._preview_keys()
+            call_id = self._next_call_id
+            self._next_call_id += 1
+            deadline = None if timeout is None else self.now + timeout
+            self.offers[call_id] = _Offer(call_id, lead, agent.agent_id, self.now, deadline)
+            agent.call_id = call_id
+            self._agent_to(agent, PreviewTrigger.OFFER)
+            if deadline is not None:
+                self._push_timer(deadline, PreviewTrigger.PREVIEW_TIMEOUT, call_id)
+            out.append(PreviewLead(call_id, agent.agent_id, lead, deadline))
+            placed += 1
+        if requested > 0:
+            try:
+                self.policy.launched(self.now, requested, placed)
+            except Exception as exc:
+                self._fault(f"pacing policy failed on launch feedback: {exc!r}", out)
+
+    def _close_offer(self, call_id: int) -> None:
+        """Remember an offer the engine settled itself: an agent's press about it is late news from now on."""
+        self._offers_closed[call_id] = None
+        if len(self._offers_closed) > HUNG_UP_MEMORY:
+            del self._offers_closed[next(iter(self._offers_closed))]
+
+    def _dial_offer(self, offer: _Offer, key: Key, out: list[Action]) -> None:
+        """Dial an offered lead with its agent reserved (the agent pressed dial, or the timeout ran out)."""
+        del self.offers[offer.call_id]
+        agent = self.agents[offer.agent_id]
+        self._agent_to(agent, key)
+        call = self._launch(offer.call_id, offer.lead, out)
+        call.reserved_for = call.dialed_for = agent.agent_id
+        call.offered_at = offer.offered_at
+
+    def _end_offer(self, offer: _Offer, skipped: str, out: list[Action], *, later: bool = False) -> None:
+        """An offered lead that will not be dialed: its one record, ``placed=False``, back to the source (``later``:
+        once this event's pacing is done)."""
+        del self.offers[offer.call_id]
+        record = CallRecord(
+            call_id=offer.call_id,
+            lead=offer.lead,
+            outcome=Outcome.NETWORK,
+            dialed_at=offer.offered_at,
+            ended_at=self.now,
+            placed=False,
+            reserved_for=offer.agent_id,
+            offered_at=offer.offered_at,
+            skipped=skipped,
+        )
+        if later:
+            self._skips.append(record)
+        else:
+            self._hand_over(record, out)
+
+    def _withdraw(self, agent: _Agent, reason: str, out: list[Action], *, move_agent: bool = True) -> None:
+        """Take back the lead an agent is previewing (dialing stopped; or they pause or leave, when the caller
+        moves them itself)."""
+        assert agent.call_id is not None
+        offer = self.offers[agent.call_id]
+        self._close_offer(offer.call_id)
+        agent.call_id = None
+        out.append(PreviewWithdrawn(offer.call_id, agent.agent_id, reason))
+        if move_agent:
+            self._agent_to(agent, PreviewTrigger.WITHDRAWN)
+        self._end_offer(offer, f"withdrawn: {reason}", out)
+        if move_agent:
+            self._match(out)
+
+    def _preview_dial(self, e: ev.PreviewDial, out: list[Action]) -> None:
+        self._dial_offer(self.offers[e.call_id], ev.PreviewDial, out)
+
+    def _preview_skip(self, e: ev.PreviewSkip, out: list[Action]) -> None:
+        agent = self.agents[e.agent_id]
+        agent.call_id = None
+        self._agent_to(agent, ev.PreviewSkip)
+        self._end_offer(self.offers[e.call_id], e.reason, out, later=True)
+        self._match(out)
+
+    def _manual_dial(self, e: ev.ManualDial, out: list[Action]) -> None:
+        """Dial the agent's own choice of lead, if the lead source's gates let it through (fail closed)."""
+        agent = self.agents[e.agent_id]
+        cap = self.config.max_in_flight
+        lead: Lead | None = None
+        reason = ""
+        hook = getattr(self.leads, "manual_lead", None)
+        if not self.dialing:
+            reason = "dialing stopped"
+        elif cap is not None and len(self.calls) + len(self.offers) >= cap:
+            reason = "trunk full"
+        elif hook is None:
+            reason = "the lead source cannot check manual dials (no manual_lead)"
+        else:
+            try:
+                lead = hook(e.lead, self.now)
+            except Exception as exc:
+                self._fault(f"lead source failed on a manual dial: {exc!r}", out)
+                reason = "lead source failed"
+            else:
+                if lead is None:
+                    reason = "refused by the lead source"
+                elif not isinstance(lead, Lead):
+                    self._fault(f"lead source answered manual_lead with {lead!r}, not a Lead or None", out)
+                    lead, reason = None, "lead source failed"
+        if lead is None:
+            out.append(DialRefused(agent.agent_id, e.lead, reason))
+            return
+        self._preview_keys()
+        self._agent_to(agent, ev.ManualDial)
+        call_id = self._next_call_id
+        self._next_call_id += 1
+        call = self._launch(call_id, lead, out)
+        call.reserved_for = call.dialed_for = agent.agent_id
+        agent.call_id = call_id
+
+    def _release(self, call: _Call, key: Key, out: list[Action]) -> None:
+        """A reserved dial reached nobody: its agent is ready again (matched at once if somebody waits)."""
+        if call.reserved_for is None:
+            return
+        agent = self.agents[call.reserved_for]
+        call.reserved_for = None
+        agent.call_id = None
+        self._agent_to(agent, key)
+        self._match(out)
+
+    def _orphan(self, call: _Call | None) -> None:
+        """The agent of a ringing reserved call logged out. Hanging up at once would cut a ring short of the
+        regulators' 15 s, so the call rings on to the earliest moment it may be given up, and a person who
+        answers before then is an ordinary outbound answer (a free agent within the connect limit, else
+        abandoned): the one way a preview floor can abandon somebody, and only because the agent left."""
+        if call is None:
+            return
+        call.reserved_for = None
+        start = call.ringing_at if call.ringing_at is not None else call.dialed_at
+        earliest = max(self.now, start + MIN_RING_TIMEOUT + self.config.ring_slack)
+        if call.ring_deadline is None or earliest < call.ring_deadline:
+            self._arm_ring(call, earliest)

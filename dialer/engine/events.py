@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, NoReturn
 
 from dialer.errors import DialerError
+from dialer.leads import Lead
 
 
 class InvalidEvent(DialerError, ValueError):
@@ -420,6 +421,72 @@ class InboundBridgeFailed(Event):
         _inbound(self, self.inbound_id)
         if not is_integer(self.status) or not 0 <= self.status < 1000:
             _refuse(self, "status", self.status, "must be an int from 0 to 999 (a SIP status, 0 for none)")
+
+
+# --- preview and manual dialing ----------------------------------------------------------------------------
+#
+# In preview mode (the ``preview`` pacing policy) the engine shows a lead to a ready agent
+# (:class:`~dialer.engine.actions.PreviewLead`, naming the future call's ``call_id``) before anything is dialed.
+# The agent dials it or skips it; the engine dials it itself after the policy's ``timeout``. Both events name
+# the offer's ``call_id`` as well as the agent, so a press that crosses the engine's own timeout (or an offer
+# withdrawn when dialing stopped) is recognised as late news, never applied to the agent's next lead.
+
+
+def _lead(event: Event, value: Any) -> None:
+    if not isinstance(value, Lead):
+        _refuse(event, "lead", value, "must be a dialer.leads.Lead")
+    if type(value.lead_id) is not str or not value.lead_id:
+        _refuse(event, "lead", value, "must have a non-empty str lead_id")
+    if type(value.phone) is not str or not value.phone:
+        _refuse(event, "lead", value, "must have a non-empty str phone")
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewDial(Event):
+    """The agent pressed dial on the lead offered to them as ``call_id``: the engine dials it, the agent reserved
+    for it (whoever answers is theirs at once)."""
+
+    agent_id: str
+    call_id: int
+
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
+        _call(self, self.call_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewSkip(Event):
+    """The agent will not dial the lead offered as ``call_id``: it goes back to its source undialed (its record
+    says ``placed=False`` and ``skipped=reason``) and the agent is ready for the next one. ``reason`` is free
+    text for the record (``"wrong contact"``, ``"called yesterday"``)."""
+
+    agent_id: str
+    call_id: int
+    reason: str = ""
+
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
+        _call(self, self.call_id)
+        if type(self.reason) is not str:
+            _refuse(self, "reason", self.reason, "must be a str")
+
+
+@dataclass(frozen=True, slots=True)
+class ManualDial(Event):
+    """A ready agent dials ``lead`` themselves (typed or chosen), in any pacing mode.
+
+    The engine dials only what the lead source's ``manual_lead(lead, now)`` hook returns (the same gates as
+    ``next_lead``: do-not-call, calling hours, attempts; the attempt claimed), with the agent reserved for the
+    call. A source without the hook, or one that answers ``None``, refuses the dial: the engine answers
+    :class:`~dialer.engine.actions.DialRefused` and nothing else changes (fail closed).
+    """
+
+    agent_id: str
+    lead: Lead
+
+    def _check(self) -> None:
+        _agent(self, self.agent_id)
+        _lead(self, self.lead)
 
 
 # --- campaign and time ------------------------------------------------------------------------------------

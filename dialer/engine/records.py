@@ -43,6 +43,11 @@ class CallRecord:
     it played at all (``None`` for calls that needed none); ``amd_verdict``/``amd_seconds`` are the detector's
     verdict and its time after the answer (``None`` without detection); ``picked_up_at`` is the far end's 200 OK
     when the connect clock (``answered_at``) started later, at the end of the greeting or the start of speech.
+
+    Preview and manual dialing: ``reserved_for`` names the agent the call was dialed for (whatever became of it);
+    ``offered_at`` is when a previewed lead was shown to them (``dialed_at`` is when it was dialed). A previewed
+    lead that was never dialed has ``placed=False``, outcome ``network`` as for any call that never left the
+    dialer, and ``skipped``: the agent's reason (``""`` if none given) or ``withdrawn: <why>``.
     """
 
     call_id: int
@@ -65,6 +70,9 @@ class CallRecord:
     amd_verdict: str | None = None
     amd_seconds: float | None = None
     picked_up_at: float | None = None
+    reserved_for: str | None = None
+    offered_at: float | None = None
+    skipped: str | None = None
 
     @property
     def live_answer(self) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dialer.engine.events import AgentGroup
-from dialer.engine.state import AgentState, CallState, InboundState
+from dialer.engine.state import AgentState, AnyAgentState, CallState, InboundState, PreviewState
 from dialer.engine.stats import EngineStats
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ BUSY_BIN = 1.0
 @dataclass(frozen=True, slots=True)
 class AgentView:
     agent_id: str
-    state: AgentState
+    state: AnyAgentState
     time_in_state: float
 
 
@@ -48,7 +48,9 @@ class Snapshot:
     ``ready``, ``paused``, ``on_call`` and ``wrap_up`` (and the busy histograms) count the agents outbound
     pacing may use: those in the ``outbound`` and ``blended`` groups, except while they are on an inbound call.
     On a floor of outbound agents only, that is every agent. ``inbound_queued`` and ``inbound_connected`` count
-    inbound callers; :meth:`group` gives any group's agents by state, whatever they are doing.
+    inbound callers; :meth:`group` gives any group's agents by state, whatever they are doing. ``previewing`` and
+    ``reserved`` count the same agents looking at a lead or waiting on their own dial (preview and manual dialing;
+    0 otherwise).
     """
 
     __slots__ = (
@@ -61,8 +63,10 @@ class Snapshot:
         "now",
         "on_call",
         "paused",
+        "previewing",
         "queued",
         "ready",
+        "reserved",
         "ringing",
         "stats",
         "wrap_up",
@@ -78,6 +82,8 @@ class Snapshot:
         self.paused: int = n[AgentState.PAUSED]
         self.on_call: int = n[AgentState.ON_CALL]
         self.wrap_up: int = n[AgentState.WRAP_UP]
+        self.previewing: int = n.get(PreviewState.PREVIEWING, 0)
+        self.reserved: int = n.get(PreviewState.RESERVED, 0)
         c = engine.call_counts
         # Calls launched and not yet answered, whether or not the network has reported ringing.
         self.ringing: int = c[CallState.DIALING] + c[CallState.RINGING]
@@ -89,7 +95,7 @@ class Snapshot:
         self.inbound_queued: int = engine.inbound_counts[InboundState.QUEUED]
         self.inbound_connected: int = engine.inbound_counts[InboundState.CONNECTED]
 
-    def group(self, group: AgentGroup | str) -> Mapping[AgentState, int]:
+    def group(self, group: AgentGroup | str) -> Mapping[AnyAgentState, int]:
         """Logged-in agents of ``group`` by state, on any call (read-only)."""
         return self._engine.group_counts[AgentGroup(group)]
 
@@ -112,7 +118,7 @@ class Snapshot:
 
     @property
     def logged_in(self) -> int:
-        return self.ready + self.paused + self.on_call + self.wrap_up
+        return self.ready + self.paused + self.on_call + self.wrap_up + self.previewing + self.reserved
 
     @property
     def non_paused(self) -> int:

@@ -8,6 +8,12 @@ changes. Because the moves are data, tests walk every (state, event) pair and do
 Some transitions are caused by the engine itself rather than by an input event: connecting a call to an agent,
 the connect limit expiring, the ring timeout. Those appear in the tables under the internal triggers below, so
 the tables are the complete list of moves.
+
+Inbound calls and preview dialing add tables of their own (``AGENT_INBOUND_TRANSITIONS``, ``INBOUND_TRANSITIONS``,
+``AGENT_PREVIEW_TRANSITIONS``, ``OFFER_TRANSITIONS``) rather than rows in the outbound ones, so the outbound tables
+and what they promise (every :class:`AgentState` and :class:`CallState` has its row) stay exactly as they were.
+An agent previewing a lead or waiting on their own dial is in a :class:`PreviewState`, apart from
+:class:`AgentState` for the same reason; such an agent moves by ``AGENT_PREVIEW_TRANSITIONS`` only.
 """
 
 from __future__ import annotations
@@ -42,6 +48,23 @@ class InboundState(StrEnum):
     ENDED = "ended"
 
 
+class PreviewState(StrEnum):
+    """An agent of preview or manual dialing, between ready and on a call (see ``AGENT_PREVIEW_TRANSITIONS``)."""
+
+    PREVIEWING = "previewing"  # a lead is on their screen; nothing dialed yet
+    RESERVED = "reserved"  # their own dial rings; the person who answers is theirs at once
+
+
+#: Any state an agent can be in.
+AnyAgentState = AgentState | PreviewState
+
+
+class OfferState(StrEnum):
+    """A lead shown to an agent and not dialed: no call on the wire yet (it holds a trunk slot)."""
+
+    OFFERED = "offered"
+
+
 class Trigger(StrEnum):
     """Transitions the engine causes itself."""
 
@@ -51,7 +74,16 @@ class Trigger(StrEnum):
     AGENT_LOST = "agent_lost"  # the connected agent logged out mid-call
 
 
-Key = type[ev.Event] | Trigger
+class PreviewTrigger(StrEnum):
+    """Transitions of preview dialing the engine causes itself (apart from :class:`Trigger`, whose members are
+    every outbound call's)."""
+
+    OFFER = "offer"  # a lead was shown to a ready agent
+    PREVIEW_TIMEOUT = "preview_timeout"  # the agent did not press dial in time: the engine dials
+    WITHDRAWN = "withdrawn"  # the offer was taken back (dialing stopped, the agent paused or left)
+
+
+Key = type[ev.Event] | Trigger | PreviewTrigger
 
 AGENT_TRANSITIONS: dict[AgentState, dict[Key, AgentState]] = {
     AgentState.LOGGED_OUT: {ev.AgentLoggedIn: AgentState.PAUSED},
@@ -132,14 +164,64 @@ INBOUND_TRANSITIONS: dict[InboundState, dict[Key, InboundState]] = {
 }
 
 
-def agent_next(state: AgentState, key: Key) -> AgentState | None:
+# Preview and manual dialing (issue 16 item 3): the agent is reserved for the call before it is dialed, so a
+# person who answers always has their agent. ``READY`` and ``ON_CALL`` are the outbound states: a preview call,
+# once answered, is an outbound call like any other (``CallEnded`` -> wrap-up, and so on).
+AGENT_PREVIEW_TRANSITIONS: dict[AnyAgentState, dict[Key, AnyAgentState]] = {
+    AgentState.READY: {
+        PreviewTrigger.OFFER: PreviewState.PREVIEWING,
+        ev.ManualDial: PreviewState.RESERVED,
+    },
+    PreviewState.PREVIEWING: {
+        ev.PreviewDial: PreviewState.RESERVED,
+        PreviewTrigger.PREVIEW_TIMEOUT: PreviewState.RESERVED,
+        ev.PreviewSkip: AgentState.READY,  # the lead goes back to its source undialed
+        PreviewTrigger.WITHDRAWN: AgentState.READY,  # dialing stopped: the lead goes back, the agent is free
+        ev.AgentPaused: AgentState.PAUSED,  # the lead goes back
+        ev.AgentLoggedOut: AgentState.LOGGED_OUT,  # the lead goes back
+    },
+    PreviewState.RESERVED: {
+        Trigger.CONNECT: AgentState.ON_CALL,  # a person answered: theirs at once
+        Trigger.CONNECT_LIMIT: AgentState.READY,  # answered, but detection had used up the connect limit
+        ev.CallAnsweredByMachine: AgentState.READY,  # the dial reached nobody: free again
+        ev.CallFailed: AgentState.READY,
+        ev.CallNotPlaced: AgentState.READY,
+        Trigger.RING_TIMEOUT: AgentState.READY,
+        ev.AgentLoggedOut: AgentState.LOGGED_OUT,  # the call loses its agent (see the engine)
+    },
+}
+
+# A lead on an agent's screen, before it is a call. Its targets are call states: dialed, it is a call in DIALING
+# (in ``CALL_TRANSITIONS`` from then on); skipped or withdrawn, it ends with a record saying it was never placed.
+OFFER_TRANSITIONS: dict[OfferState, dict[Key, CallState]] = {
+    OfferState.OFFERED: {
+        ev.PreviewDial: CallState.DIALING,
+        PreviewTrigger.PREVIEW_TIMEOUT: CallState.DIALING,
+        ev.PreviewSkip: CallState.ENDED,
+        PreviewTrigger.WITHDRAWN: CallState.ENDED,
+    },
+}
+
+
+def agent_next(state: AnyAgentState, key: Key) -> AnyAgentState | None:
     """The state an agent moves to, or ``None`` if ``key`` is not legal in ``state``."""
-    new = AGENT_TRANSITIONS[state].get(key)
+    new: AnyAgentState | None = None
+    if type(state) is AgentState:
+        new = AGENT_TRANSITIONS[state].get(key)
+        if new is None:
+            row = AGENT_INBOUND_TRANSITIONS.get(state)
+            if row is not None:
+                new = row.get(key)
     if new is None:
-        row = AGENT_INBOUND_TRANSITIONS.get(state)
-        if row is not None:
-            new = row.get(key)
+        prow = AGENT_PREVIEW_TRANSITIONS.get(state)
+        if prow is not None:
+            new = prow.get(key)
     return new
+
+
+def offer_next(key: Key) -> CallState | None:
+    """Where an offered lead goes on ``key``, or ``None`` if ``key`` is not legal for an offer."""
+    return OFFER_TRANSITIONS[OfferState.OFFERED].get(key)
 
 
 def inbound_next(state: InboundState, key: Key) -> InboundState | None:

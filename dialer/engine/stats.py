@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from dialer.engine.events import AgentGroup
 from dialer.engine.records import Outcome
-from dialer.engine.state import AgentState
+from dialer.engine.state import AgentState, AnyAgentState
 
 DAY = 86400.0
 
@@ -179,7 +179,7 @@ class InboundStats:
         return len(items) / span if span > 0 else math.nan
 
 
-def _group_seconds() -> dict[AgentGroup, dict[AgentState, float]]:
+def _group_seconds() -> dict[AgentGroup, dict[AnyAgentState, float]]:
     return {g: {s: 0.0 for s in AgentState if s is not AgentState.LOGGED_OUT} for g in AgentGroup}
 
 
@@ -196,7 +196,8 @@ class EngineStats:
     day_offset: float = 0.0
     totals: Totals = field(default_factory=Totals)
     days: dict[int, DayCounts] = field(default_factory=dict)
-    agent_seconds: dict[AgentState, float] = field(
+    #: Seconds by agent state; the preview states appear once an agent first enters one.
+    agent_seconds: dict[AnyAgentState, float] = field(
         default_factory=lambda: {s: 0.0 for s in AgentState if s is not AgentState.LOGGED_OUT}
     )
     idle_gaps: int = 0
@@ -206,7 +207,7 @@ class EngineStats:
     recent: RecentOutcomes = field(init=False)
     minute: RecentOutcomes = field(init=False)
     #: Agent seconds by group and state (``agent_seconds`` is their sum over groups).
-    group_seconds: dict[AgentGroup, dict[AgentState, float]] = field(default_factory=_group_seconds)
+    group_seconds: dict[AgentGroup, dict[AnyAgentState, float]] = field(default_factory=_group_seconds)
     service_level_seconds: float = 20.0
     inbound: InboundStats = field(init=False)
 

@@ -14,6 +14,7 @@ from dialer.pacing.base import PacingPolicy
 from dialer.pacing.blended import Blended, Threshold
 from dialer.pacing.issabel import Issabel
 from dialer.pacing.predictive import Predictive
+from dialer.pacing.preview import Manual, Preview
 from dialer.pacing.ratio import Power, Progressive
 from dialer.pacing.vicidial import VicidialAdaptive
 from dialer.pacing.webitel import Webitel
@@ -31,6 +32,8 @@ POLICIES: dict[str, Callable[..., PacingPolicy]] = {
     "webitel": Webitel,
     "blended": Blended,
     "threshold": Threshold,
+    "preview": Preview,
+    "manual": Manual,
 }
 
 
@@ -48,9 +51,11 @@ def make_policy(name: str, **params: Any) -> PacingPolicy:
 __all__ = [
     "POLICIES",
     "Issabel",
+    "Manual",
     "PacingPolicy",
     "Power",
     "Predictive",
+    "Preview",
     "Progressive",
     "VicidialAdaptive",
     "Webitel",
