@@ -19,6 +19,11 @@ so adding inbound callers changes no outbound draw); each caller waits for the e
 hangs up when their patience runs out, talks, and leaves the agent to wrap up. ``[groups]`` logs agents in to
 their groups. Callers still waiting when the shift ends are answered (or hang up) before the floor goes home.
 
+With the ``preview`` policy each lead the engine shows an agent gets a process that waits the agent's look at
+it (``preview_seconds``, a stream of its own, so no other draw changes) and presses dial, unless the engine has
+dialed it itself by then (the policy's ``timeout``) or withdrawn it (the shift ended). The agents' time looking
+at leads and waiting on their own dials is reported as the ``previewing`` and ``reserved`` agent states.
+
 ``[[periods]]`` get a process per day that applies each period at its hour: outcome thresholds, a talk scale,
 the inbound rate (arrivals are then thinned from the highest rate of the day, so they stay Poisson per period),
 and staffing (agents beyond a group's number leave after their current call and come back when a later period
@@ -42,6 +47,7 @@ from dialer.engine.actions import (
     DialLead,
     HangUp,
     PlayAbandonMessage,
+    PreviewLead,
     RecordCall,
     RecordInbound,
 )
@@ -103,6 +109,8 @@ class SimulatedCampaign:
         self.message_time = scenario.message_time.sampler(gens[7])
         self.pause_time = scenario.pause_time.sampler(gens[8])
         self._pause_u = _Uniforms(np.random.default_rng(np.random.SeedSequence([scenario.seed, replication, 1])))
+        preview_rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, replication, 4]))
+        self.preview_seconds = scenario.preview_seconds.sampler(preview_rng)
         p = scenario
         self._cum = (
             p.live_answer_probability,
@@ -187,6 +195,8 @@ class SimulatedCampaign:
             if record.live_answer and record.answered_at is not None:
                 self._answers.append((record.answered_at, record.abandoned))
             self._check_drained()
+        elif isinstance(action, PreviewLead):
+            self.env.process(self.previewer(action.call_id, action.agent_id))
         elif isinstance(action, ConnectInbound):
             self._inbound_agent[action.inbound_id] = action.agent_id
             self._inbound_decisions.pop(action.inbound_id).succeed(True)
@@ -262,6 +272,14 @@ class SimulatedCampaign:
             self.feed(ev.MessagePlayed(env.now, call_id, started_at=env.now))  # simulated: heard when ordered
             yield env.timeout(self.message_time())
             self.feed(ev.CallEnded(env.now, call_id))
+
+    def previewer(self, call_id: int, agent_id: str) -> Generator[simpy.Event, Any, None]:
+        """An agent looks at the lead shown to them, then presses dial (if the engine has not dialed it itself
+        at its timeout, or taken it back, meanwhile)."""
+        yield self.env.timeout(self.preview_seconds())
+        offer = self.engine.offers.get(call_id)
+        if offer is not None and offer.agent_id == agent_id:
+            self.feed(ev.PreviewDial(self.env.now, agent_id, call_id))
 
     def caller(self, inbound_id: str) -> Generator[simpy.Event, Any, None]:
         """One inbound caller: rings in, waits for an agent (or hangs up when their patience runs out), talks."""

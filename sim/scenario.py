@@ -128,7 +128,7 @@ KEYS: tuple[Key, ...] = (
         "policy",
         "predictive",
         "progressive | power | vicidial-adaptive (vicidial-hard-limit, -tapered, -average) | issabel | webitel "
-        "| predictive",
+        "| predictive | preview",
     ),
     Key("campaign", "target_abandon_rate", 0.03, "predictive's target; VICIdial's drop limit; the cap reports use"),
     Key("campaign", "ratio", 1.5, "lines per non-paused agent, for power"),
@@ -162,6 +162,12 @@ KEYS: tuple[Key, ...] = (
     Key("calls", "ring_timeout", None, "optional (15-600): the dialer hangs up ringing calls after this", example=30),
     Key("agents", "pause_probability", 0.02, "chance an agent takes a break after a call"),
     Key("agents", "pause_time", {"dist": "exponential", "mean": 300}, "length of a break"),
+    Key(
+        "agents",
+        "preview_seconds",
+        {"dist": "fixed", "value": 10},
+        "preview policy: an agent's look at a lead before pressing dial",
+    ),
 )
 _DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
 
@@ -200,6 +206,7 @@ class Scenario:
     ring_timeout: float | None = _DEFAULTS["ring_timeout"]
     pause_probability: float = _DEFAULTS["pause_probability"]
     pause_time: Distribution = field(default_factory=lambda: _default_dist("pause_time"))
+    preview_seconds: Distribution = field(default_factory=lambda: _default_dist("preview_seconds"))
     drift: Drift | None = None
     inbound: Inbound | None = None
     groups: Groups | None = None
