@@ -155,6 +155,20 @@ def start_status_page(args: argparse.Namespace, runtime: Any, campaign: str, dis
     return server
 
 
+def _inbound_line(records: list[Any], blocked: int, within: float) -> str:
+    """The run's inbound figures: callers answered and abandoned, refused busy, the service level (answered
+    within ``within`` s over answered plus abandoned, as ``engine.stats.inbound`` counts it) and the average
+    speed of answer (the answered callers' mean wait)."""
+    answered = [r for r in records if r.outcome.value == "answered"]
+    abandoned = len(records) - len(answered)
+    level = "n/a" if not records else f"{sum(r.answered_within(within) for r in records) / len(records):.0%}"
+    asa = "n/a" if not answered else f"{sum(r.wait for r in answered) / len(answered):.1f} s"
+    return (
+        f"inbound: {len(records)} callers: answered {len(answered)}, abandoned {abandoned}, refused busy {blocked}; "
+        f"service level {level} within {within:g} s; ASA {asa}"
+    )
+
+
 def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -190,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(records)} calls: {summary}")
     held = ", ".join(f"{k} {v}" for k, v in sorted(result.held.items())) or "none"
     print(f"abandoned {abandoned} of {live} live answers; {len(result.opted_out)} opt-outs; held at dial time: {held}")
+    if config.inbound:
+        print(_inbound_line(result.inbound, result.inbound_blocked, config.service_level_seconds))
     reach = campaign.leads.reach()
     if reach:  # what each rule cost in reach this run, most costly first (each hold is in the evidence log too)
         print("reach lost per rule: " + ", ".join(f"{rule} {n}" for rule, n in reach))

@@ -40,8 +40,9 @@ GENESIS = "0" * 64
 
 #: What kinds of entries the log holds. ``call``: one finished call with what was measured; ``hold``: a lead held
 #: or blocked at dial time, with the rule, its source and that source's version; ``import``: one lead import's
-#: counts and where its rejects were kept; ``purge``: what a retention run removed (never the chain itself).
-KINDS = ("call", "hold", "import", "purge", "note")
+#: counts and where its rejects were kept; ``purge``: what a retention run removed (never the chain itself);
+#: ``inbound``: one finished inbound caller (arrival, wait, agent and group, outcome, the SIP Call-ID).
+KINDS = ("call", "hold", "import", "purge", "note", "inbound")
 
 
 def _canonical(data: Mapping[str, Any]) -> str:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from dialer.compliance import CallingWindows, DoNotCall, NationalRegistry, RegionRules
     from dialer.compliance.evidence import EvidenceLog
     from dialer.engine.core import Engine, EngineConfig
-    from dialer.engine.records import CallRecord
+    from dialer.engine.records import CallRecord, InboundRecord
     from dialer.leads import Lead
     from dialer.live.runtime import AsyncRuntime
     from dialer.live.sip_runtime import SipRuntime
@@ -53,7 +53,22 @@ log = logging.getLogger("dialer.live.campaign")
 MACHINE_ACTIONS = ("hangup", "message")  # dialer.live.sip_runtime's, repeated so loading a file stays light
 DAYS = ("weekday", "saturday", "sunday")
 
-SECTIONS = ("campaign", "leads", "dnc", "hours", "retry", "policy", "trunk", "pool", "amd", "agents")
+SECTIONS = (
+    "campaign",
+    "leads",
+    "dnc",
+    "hours",
+    "retry",
+    "policy",
+    "trunk",
+    "pool",
+    "amd",
+    "agents",
+    "agent_groups",
+    "inbound",
+)
+#: The groups an agent may be in (``[agent_groups]``): which calls they take.
+AGENT_GROUPS = ("outbound", "inbound", "blended")
 
 #: Keys of the first file format (a CSV ledger, a DNC text file, one window in this machine's time), with where
 #: their job went. An old file gets one line saying what to write instead.
@@ -328,12 +343,24 @@ class CampaignConfig:
     # campaign.store = "postgresql://...": the shared store's URL (no password: see dialer.store.postgres). ``store``
     # is then not a database but the local path the files beside the campaign are named after (the evidence log).
     store_url: str | None = None
+    # [agent_groups]: agent id -> outbound (the default for an agent not named), inbound or blended
+    agent_groups: Mapping[str, str] = field(default_factory=dict)
+    service_level_seconds: float = 20.0  # inbound.service_level_seconds: the T of "answered within T s"
+
+    @property
+    def inbound(self) -> bool:
+        """Whether the campaign answers inbound callers (an ``[inbound]`` section)."""
+        return self.pool.inbound is not None
 
     def engine_config(self) -> EngineConfig:
         from dialer.engine.core import EngineConfig
 
         try:
-            return EngineConfig(connect_limit=self.connect_limit, ring_timeout=self.ring_timeout)
+            return EngineConfig(
+                connect_limit=self.connect_limit,
+                ring_timeout=self.ring_timeout,
+                service_level_seconds=self.service_level_seconds,
+            )
         except ConfigError as exc:
             raise ConfigError(f"campaign.{exc.key}", exc.message) from None
 
@@ -374,7 +401,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     """Read and check a campaign file. Raises :class:`ConfigError` naming the key; opens and dials nothing."""
     from dialer.compliance.ledger import LEGAL_WAIT
     from dialer.pacing import make_policy
-    from dialer.sip.config import AmdConfig, PoolConfig, TrunkConfig
+    from dialer.sip.config import AmdConfig, InboundConfig, PoolConfig, TrunkConfig
     from dialer.sip.message_audio import prepare_message
 
     path = Path(path)
@@ -549,13 +576,30 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     pool_args = _dataclass_args(
         top.table("pool"),
         PoolConfig,
-        skip=("trunk", "amd", "abandon_wav", "voicemail_wav", "connect_clock", "callin_agents", "connect_deadline"),
+        skip=(
+            "trunk",
+            "amd",
+            "abandon_wav",
+            "voicemail_wav",
+            "connect_clock",
+            "callin_agents",
+            "connect_deadline",
+            "inbound",
+        ),
     )
+    inbound_args, service_level_seconds = _inbound(top)
     pool_args["connect_clock"] = connect_clock
     set_workers: int | None = pool_args.pop("workers", None)
     # Workers play converted copies made once, now: a file pjsua2 cannot play, or one changed later, stops here.
     abandon_wav = str(prepare_message(message, key="campaign.abandon_message").path)
-    pool = PoolConfig(trunk=trunk, amd=amd, abandon_wav=abandon_wav, voicemail_wav=voicemail_wav, **pool_args)
+    inbound: InboundConfig | None = None
+    if inbound_args is not None:
+        queue_audio = inbound_args.pop("queue_audio")
+        inbound = InboundConfig(queue_wav=str(prepare_message(queue_audio, key="inbound.queue_audio").path),
+                                **inbound_args)  # fmt: skip
+    pool = PoolConfig(
+        trunk=trunk, amd=amd, abandon_wav=abandon_wav, voicemail_wav=voicemail_wav, inbound=inbound, **pool_args
+    )
 
     agents_table = top.table("agents")
     agents: dict[str, str] = {}
@@ -566,6 +610,7 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         agents[name] = uri
     if not agents:
         raise ConfigError("agents", "at least one agent (name = SIP URI) is required")
+    groups = _agent_groups(top.table("agent_groups"), agents, inbound is not None)
     top.finish()
     plan = _plan_pool(pool, len(agents), policy, params, set_workers)
     pool = dataclasses.replace(pool, workers=plan.workers)
@@ -599,6 +644,8 @@ def load_campaign(path: str | Path) -> CampaignConfig:
         machine=machine,
         pool_plan=plan,
         store_url=store_url,
+        agent_groups=groups,
+        service_level_seconds=service_level_seconds,
     )
     config.engine_config()  # ring_timeout under 15 s and the like, named now
     try:
@@ -606,6 +653,51 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     except OSError as exc:
         raise ConfigError("hours", f"cannot read a holiday calendar: {exc}") from None
     return config
+
+
+def _inbound(top: _Table) -> tuple[dict[str, Any] | None, float]:
+    """``[inbound]``: the keyword arguments of :class:`~dialer.sip.config.InboundConfig` (``queue_audio`` still
+    the user's path, converted by the caller) and the service level's T; ``None`` without the section."""
+    if not top.has("inbound"):
+        return None, 20.0
+    table = top.table("inbound")
+    keys = {"port", "workers", "queue_audio", "max_waiting", "service_level_seconds"}
+    table.used.update(keys & set(table.data))
+    table.finish(keys)  # a misspelt key is named as such, not as the required key it was meant to be
+    port = table.integer("port")
+    if not 0 < port < 65536:
+        raise ConfigError("inbound.port", f"must be a port number (1-65535), not {port}")
+    workers = table.integer("workers", 1, minimum=1)
+    if port + workers > 65536:
+        raise ConfigError("inbound.workers", f"leaves no room for one port per inbound worker from {port}")
+    queue_audio = table.path("queue_audio")
+    if queue_audio is None:
+        raise ConfigError("inbound.queue_audio", "is required (the WAV callers hear while they wait, looped)")
+    if not queue_audio.is_file():
+        raise ConfigError("inbound.queue_audio", f"{queue_audio} does not exist")
+    max_waiting = table.integer("max_waiting", minimum=1) if table.has("max_waiting") else None
+    seconds = table.number("service_level_seconds", 20.0, minimum=0.0)
+    if seconds <= 0:
+        raise ConfigError("inbound.service_level_seconds", "must be > 0")
+    args = {"port": port, "workers": workers, "queue_audio": queue_audio, "max_waiting": max_waiting}
+    return args, seconds
+
+
+def _agent_groups(table: _Table, agents: Mapping[str, str], inbound: bool) -> dict[str, str]:
+    """``[agent_groups]``: each named agent's group; an agent not named takes outbound calls, as before."""
+    groups: dict[str, str] = {}
+    for name in list(table.data):
+        group = table.string(name)
+        if name not in agents:
+            raise ConfigError(f"agent_groups.{name}", "is not an agent of [agents]")
+        if group not in AGENT_GROUPS:
+            raise ConfigError(f"agent_groups.{name}", f"must be one of {', '.join(AGENT_GROUPS)}, not {group!r}")
+        if group != "outbound" and not inbound:
+            raise ConfigError(f"agent_groups.{name}", f"is {group}, but there is no [inbound] section to take calls")
+        groups[name] = group
+    if inbound and not any(g in ("inbound", "blended") for g in groups.values()):
+        raise ConfigError("agent_groups", "no agent takes inbound calls: give one the group inbound or blended")
+    return groups
 
 
 def _plan_pool(pool: PoolConfig, agents: int, policy: str, params: Mapping[str, Any], workers: int | None) -> PoolPlan:
@@ -709,6 +801,7 @@ class LiveCampaign:
         self.imported = imported
         self.registry = registry
         self.opted_out: list[str] = []
+        self.inbound_records: list[InboundRecord] = []  # every inbound caller this campaign answered
         self._pending_dnc: set[str] = set()
         self._evidence: EvidenceLog | None = None
 
@@ -953,6 +1046,33 @@ class LiveCampaign:
             "registry_basis": record.lead.fields.get("registry_basis"),
         })  # fmt: skip
 
+    def inbound_record(self, record: InboundRecord, wire: Mapping[str, Any]) -> None:
+        """Keep one finished inbound call: in :attr:`inbound_records` and the chained evidence log (``inbound``).
+
+        Raises :class:`~dialer.compliance.evidence.EvidenceError` when it cannot, as :meth:`evidence` does.
+        """
+        from dialer.compliance.evidence import EvidenceLog
+
+        self.inbound_records.append(record)
+        if self._evidence is None:
+            self._evidence = EvidenceLog(self.evidence_path)
+        self._evidence.append("inbound", {
+            "campaign_id": self.config.campaign_id,
+            "inbound_id": record.inbound_id,
+            "sip_call_id": wire.get("sip_call_id", record.inbound_id),
+            "caller": wire.get("caller", ""),
+            "outcome": record.outcome.value,
+            "arrived_at": record.arrived_at,
+            "wait": record.wait,
+            "answered_at": record.answered_at,
+            "agent_id": record.agent_id,
+            "group": record.group,
+            "bridge_failures": record.bridge_failures,
+            "agent_lost": record.agent_lost,
+            "ended_at": record.ended_at,
+            "ended_by": wire.get("ended_by"),
+        })  # fmt: skip
+
     def close(self) -> None:
         if self._evidence is not None:
             self._evidence.close()
@@ -1025,6 +1145,8 @@ class RunResult:
     alert: str | None = None  # why dialing stopped on its own (a silent trunk, a failed part): the run failed
     placed_any: bool = True  # False when stopped before the first dial (Ctrl-C during start-up)
     unwritten: int = 0  # records, opt-outs and dispositions the shared store never took (it stayed away)
+    inbound: list[InboundRecord] = field(default_factory=list)  # every inbound caller answered ([inbound])
+    inbound_blocked: int = 0  # inbound callers refused busy (no free slot, queue at max_waiting, stopping)
 
 
 class LiveRun:
@@ -1056,6 +1178,8 @@ class LiveRun:
             on_record=campaign.record,
             on_evidence=campaign.evidence,
             machine=cfg.machine,
+            groups=cfg.agent_groups,
+            on_inbound_record=campaign.inbound_record,
         )
         #: True once start-up is over and dialing was let go (a Ctrl-C before that places no call).
         self.dialing_started = False
@@ -1086,11 +1210,13 @@ class LiveRun:
         """
         from dialer.engine.state import AgentState
 
-        if self.engine.in_flight or self.sip.driver.active:
+        if self.engine.in_flight or self.sip.driver.active or self.sip.driver.inbound_active:
             return None
         alert = self.alert()
         if alert is not None:
             return f"dialing stopped: {alert}"
+        if self.campaign.config.inbound:
+            return None  # callers may ring at any time: an inbound campaign runs until it is stopped
         if self.campaign.all_final():
             return "every lead is final"
         if keep_going:
@@ -1196,6 +1322,8 @@ class LiveRun:
             alert=alert,
             placed_any=self.dialing_started,
             unwritten=self.campaign.unwritten(),
+            inbound=list(self.sip.inbound_records),
+            inbound_blocked=self.sip.inbound_blocked,
         )
 
 

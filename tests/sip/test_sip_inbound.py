@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from audio_check import tone_wav
 from sip_helpers import agent_audio, pool, run
 from sipp_peers import free_port
@@ -242,3 +243,126 @@ def test_on_a_blended_floor_an_inbound_caller_takes_the_kept_back_agent_and_outb
     ]
     assert during, "no outbound call was connected while the inbound caller talked"
     assert runs(heard(capture, c1.media_port))[-1:] == ["agent"]
+
+
+INBOUND = """
+[inbound]
+port = {port}
+queue_audio = "queue.wav"
+{extra}
+[agent_groups]
+alice = "inbound"
+"""
+
+
+def _inbound_campaign(tmp_path: Path, port: int, agent_port: int = 5062, extra: str = "") -> Path:
+    from test_sip_run_cli import BASE, write_campaign
+
+    tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    body = BASE.replace("127.0.0.1:5062", f"127.0.0.1:{agent_port}") + INBOUND.format(port=port, extra=extra)
+    return write_campaign(tmp_path, body)
+
+
+Q = 'queue_audio = "queue.wav"'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("port = 5070", 'port = "x"', "inbound.port: must be an integer"),
+        ("port = 5070", "port = 70000", "inbound.port: must be a port number"),
+        ("port = 5070\n", "", "inbound.port: is required"),
+        (Q, "", "inbound.queue_audio: is required"),
+        (Q, 'queue_audio = "nope.wav"', "inbound.queue_audio: "),
+        (Q, 'queue_audio = "leads.csv"', "inbound.queue_audio: "),  # not a WAV
+        (Q, Q + "\nmax_waiting = 0", "inbound.max_waiting: must be >= 1"),
+        (Q, Q + "\nmax_waiting = 1.5", "inbound.max_waiting: must be an integer"),
+        (Q, Q + "\nworkers = 0", "inbound.workers: must be >= 1"),
+        (Q, Q + "\nservice_level_seconds = 0", "inbound.service_level_seconds: must be > 0"),
+        (Q, 'queue_sound = "queue.wav"', "inbound.queue_sound: unknown key"),
+        ('alice = "inbound"', 'alice = "both"', "agent_groups.alice: must be one of"),
+        ('alice = "inbound"', 'bob = "inbound"', "agent_groups.bob: is not an agent"),
+        ('alice = "inbound"', 'alice = "outbound"', "agent_groups: no agent takes inbound"),
+        ("[pool]", "[pool]\nsip_port = 5070", "inbound.port: overlaps the pool's SIP ports"),
+    ],
+)
+def test_bad_inbound_keys_name_the_key_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, message: str
+) -> None:
+    from dialer.cli import main
+
+    path = _inbound_campaign(tmp_path, 5070)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    assert main(["run", str(path), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "calls" not in captured.out  # nothing started
+
+
+def test_groups_without_inbound_are_refused_and_files_without_either_are_unchanged(tmp_path: Path) -> None:
+    from test_sip_run_cli import BASE, write_campaign
+
+    from dialer.errors import ConfigError
+    from dialer.live.campaign import load_campaign
+
+    plain = load_campaign(write_campaign(tmp_path, BASE))
+    assert plain.pool.inbound is None and not plain.inbound and dict(plain.agent_groups) == {}
+    with pytest.raises(ConfigError) as info:
+        load_campaign(write_campaign(tmp_path, BASE + '\n[agent_groups]\nalice = "blended"\n'))
+    assert info.value.key == "agent_groups.alice"
+    config = load_campaign(_inbound_campaign(tmp_path, 5070, extra="max_waiting = 3\nservice_level_seconds = 30\n"))
+    assert config.pool.inbound is not None and config.pool.inbound.max_waiting == 3
+    assert config.pool.inbound.queue_wav != str(tmp_path / "queue.wav")  # a converted copy, made at load
+    assert config.engine_config().service_level_seconds == 30 and config.agent_groups == {"alice": "inbound"}
+
+
+def test_dialer_run_answers_a_caller_keeps_the_evidence_and_counts_it_in_the_summary(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """``dialer run`` with ``[inbound]``: a caller rings, talks to the inbound agent and hangs up; Ctrl-C ends
+    the run (an inbound campaign runs until stopped). The summary counts the caller, the evidence log holds an
+    ``inbound`` entry with the caller's Call-ID, and its chain verifies."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dialer.compliance.evidence import entries, verify
+
+    agent_audio(tmp_path)
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    path = _inbound_campaign(tmp_path, port, agent.port)
+    (tmp_path / "leads.csv").write_text("lead_id,phone\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dialer.cli", "run", str(path), "--status-every", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 40
+        while "agents ready 1" not in seen and time.monotonic() < deadline:
+            char = proc.stderr.read(1)
+            if not char:
+                break
+            seen += char
+        assert "agents ready 1" in seen, seen
+        c1 = caller(sipp_factory, port, 1500)
+        assert c1.proc.wait(30) == 0, c1.log.read_text(errors="replace")[-1500:]
+        time.sleep(1.0)  # the BYE's news reaches the engine in milliseconds
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "inbound: 1 callers: answered 1, abandoned 0, refused busy 0; service level 100% within 20 s" in out, out
+    log = tmp_path / "campaign.evidence.jsonl"
+    inbound = [e for e in entries(log) if e["kind"] == "inbound"]
+    assert len(inbound) == 1 and verify(log).ok
+    data = inbound[0]["data"]
+    assert data["outcome"] == "answered" and data["agent_id"] == "alice" and data["group"] == "inbound"
+    assert data["ended_by"] == "remote" and data["sip_call_id"] == data["inbound_id"] and data["sip_call_id"]
