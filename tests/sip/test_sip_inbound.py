@@ -138,6 +138,17 @@ def test_a_caller_hears_queue_audio_then_is_bridged_to_a_free_inbound_agent(sipp
     assert runs(heard(capture, first.media_port))[-1:] == ["agent"]
     assert runs(heard(capture, second.media_port)) == ["queue", "agent"]
     assert [r.inbound_id for r, _ in kept] == [a.inbound_id, b.inbound_id]
+    # Measured, printed, not bounded (a loaded machine only makes them longer): the 200 OK to the first packet of
+    # sound the waiting caller got (the queue), and the gap between the last queue packet and the first agent one.
+    answer = capture.answer_time(b.inbound_id)
+    packets = capture.rtp_packets(dst_port=second.media_port)
+    labels = heard(capture, second.media_port)
+    first_sound = next(p.time for p in packets if p.audible())
+    last_queue = max(p.time for p, label in zip(packets, labels, strict=True) if label == "queue")
+    first_agent = min(p.time for p, label in zip(packets, labels, strict=True) if label == "agent")
+    assert answer is not None and first_sound >= answer and first_agent > last_queue
+    print(f"\n200 OK -> queue audio {1000 * (first_sound - answer):.0f} ms; queue -> agent gap "
+          f"{1000 * (first_agent - last_queue):.0f} ms")  # fmt: skip
     assert all(w["sip_call_id"] == r.inbound_id and w["ended_by"] == "remote" for r, w in kept)
     assert sip.inbound_blocked == 0
 
@@ -366,3 +377,42 @@ def test_dialer_run_answers_a_caller_keeps_the_evidence_and_counts_it_in_the_sum
     data = inbound[0]["data"]
     assert data["outcome"] == "answered" and data["agent_id"] == "alice" and data["group"] == "inbound"
     assert data["ended_by"] == "remote" and data["sip_call_id"] == data["inbound_id"] and data["sip_call_id"]
+
+
+def test_an_agent_phone_that_refuses_sends_the_caller_back_to_the_queue(sipp_factory: type, tmp_path: Path) -> None:
+    """Without agent sessions the caller's worker rings the agent's phone at the connect; a phone answering 486
+    is an ``InboundBridgeFailed``: the agent is paused, the caller stays on the line hearing the queue audio (no
+    message, no hang-up), and, left with no agent, hangs up: abandoned after one failed bridge."""
+    queue_wav = tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    agent = sipp_factory("agent_refuses.xml")
+    port = free_port()
+    inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
+
+    async def scenario() -> tuple[SipRuntime, Any]:
+        engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
+        config = pool(9, agent_legs=True, agent_sessions=False, inbound=inbound)
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={"bob": f"sip:busy@127.0.0.1:{agent.port}"},
+                         groups={"bob": "inbound"})  # fmt: skip
+        await sip.start()
+        try:
+            c1 = caller(sipp_factory, port, 3000)
+            await until(sip, lambda: bool(sip.inbound_bridge_failed), 15)
+            assert sip.engine.agent_state("bob") is AgentState.PAUSED
+            await finished(c1)
+            await until(sip, lambda: len(sip.inbound_records) == 1, 15)
+            assert await sip.drain(10)
+        finally:
+            await sip.close()
+        return sip, c1
+
+    capture = WireCapture(ports=None).start()
+    try:
+        sip, c1 = run(scenario(), 60)
+    finally:
+        capture.stop()
+    (record,) = sip.inbound_records
+    assert record.outcome is InboundOutcome.ABANDONED and record.bridge_failures == 1
+    assert list(sip.inbound_bridge_failed.values()) == [486]
+    assert runs(heard(capture, c1.media_port)) == ["queue"]  # queue audio before and after the failed bridge
+    labels = heard(capture, c1.media_port)
+    assert labels[-20:].count("queue") >= 15  # still the queue at the end, when the caller hung up
