@@ -668,3 +668,39 @@ def test_docs_list_every_preview_move_in_table_order() -> None:
 
     assert _doc_rows("| agent state (preview, manual) | on | goes to |") == rows(AGENT_PREVIEW_TRANSITIONS)
     assert _doc_rows("| offered lead | on | goes to (call state) |") == rows(OFFER_TRANSITIONS)
+
+
+class FailingLeads(ListLeads):
+    """Hands out one lead, then its store is gone."""
+
+    def next_lead(self, now: float) -> Lead | None:
+        if self.records or len(self) < 40:
+            raise RuntimeError("store gone")
+        return super().next_lead(now)
+
+
+def test_a_fault_while_offering_takes_every_lead_back() -> None:
+    engine = Engine(make_policy("preview"), FailingLeads(lead_list()._queue), EngineConfig(ring_timeout=20.0))
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    engine.handle(ev.AgentLoggedIn(0.0, "b"))
+    engine.handle(ev.AgentReady(0.0, "a"))  # offered the one lead
+    assert len(engine.offers) == 1
+    actions = engine.handle(ev.AgentReady(1.0, "b"))  # the store fails: fault, and a's lead goes back
+    assert kinds(actions) == ["Alert", "PreviewWithdrawn:dialing_stopped", "RecordCall:network:unplaced"]
+    assert engine.offers == {} and not engine.dialing and engine.stats.totals.dials == 0
+    assert engine.agent_state("a") is AgentState.READY
+
+
+def test_a_press_after_a_fault_found_between_events_is_withdrawn_not_dialed() -> None:
+    engine, _ = preview_engine(None)
+    engine.handle(ev.AgentLoggedIn(0.0, "a"))
+    cid = offer_of(engine.handle(ev.AgentReady(0.0, "a"))).call_id
+
+    def broken(now: float) -> float:
+        raise RuntimeError("policy broke")
+
+    engine.policy.next_wakeup = broken  # type: ignore[method-assign]
+    assert engine.next_timer() is None and not engine.dialing  # the fault, found by a query
+    actions = engine.handle(ev.PreviewDial(2.0, "a", cid))
+    assert kinds(actions) == ["Alert", "PreviewWithdrawn:dialing_stopped", "RecordCall:network:unplaced"]
+    assert engine.stats.totals.dials == 0 and engine.in_flight == 0

@@ -1138,6 +1138,9 @@ class Engine:
             n = min(n, cap - len(self.calls) - len(self.offers))
         if isinstance(self.policy, Preview):
             self._offer_leads(n, requested, self.policy.timeout, out)
+            if not self.dialing:  # the lead source or the policy failed while offering: take every lead back
+                for offer in list(self.offers.values()):
+                    self._withdraw(self.agents[offer.agent_id], "dialing_stopped", out)
             return
         self._starved_until = None
         placed = 0
@@ -1271,6 +1274,9 @@ class Engine:
             self._match(out)
 
     def _preview_dial(self, e: ev.PreviewDial, out: list[Action]) -> None:
+        if not self.dialing:  # stopped since the offer (a fault found between events): fail closed
+            self._withdraw(self.agents[e.agent_id], "dialing_stopped", out)
+            return
         self._dial_offer(self.offers[e.call_id], ev.PreviewDial, out)
 
     def _preview_skip(self, e: ev.PreviewSkip, out: list[Action]) -> None:
