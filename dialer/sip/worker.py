@@ -853,8 +853,9 @@ class Worker:
         whole = str(prm.rdata.wholeMsg)
         sip_call_id = _header(whole, ("call-id", "i"))
         caller = _header(whole, ("from", "f"))
-        waiting = sum(c.inbound for c in self.customers.values())
-        if self.stopping or INBOUND_SLOTS * (waiting + 1) > self.cfg.max_calls:
+        callers = sum(c.inbound for c in self.customers.values())
+        needed = INBOUND_SLOTS * (callers + 1) + 2 * len(self.sessions)  # an agent who called in here keeps two
+        if self.stopping or needed > self.cfg.max_calls:
             call = pj.Call(self.acc, prm.callId)
             op = pj.CallOpParam()
             op.statusCode = 486
