@@ -26,7 +26,7 @@ from dialer.engine.records import InboundOutcome
 from dialer.engine.state import AgentState
 from dialer.live.runtime import AsyncRuntime
 from dialer.live.sip_runtime import SipRuntime
-from dialer.sip.config import InboundConfig
+from dialer.sip.config import InboundConfig, PoolConfig
 
 QUEUE_HZ = 1000.0
 AGENT_HZ = 440.0
@@ -74,6 +74,14 @@ def runs(labels: list[str]) -> list[str]:
     return out
 
 
+def capture_for(config: PoolConfig) -> WireCapture:
+    """A capture of what crosses ``lo`` to and from the inbound worker: its SIP port and its RTP range (other
+    people's SIP traffic on this machine stays out of it)."""
+    assert config.inbound is not None
+    first = config.rtp_port + config.workers * config.rtp_ports_per_worker
+    return WireCapture(ports={config.inbound.port, *range(first, first + config.rtp_ports_per_worker)}).start()
+
+
 async def until(sip: SipRuntime, done: Callable[[], object], timeout: float) -> None:
     async def wait() -> None:
         while not done():
@@ -107,9 +115,10 @@ def test_a_caller_hears_queue_audio_then_is_bridged_to_a_free_inbound_agent(sipp
     inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
     kept: list[tuple[Any, dict[str, Any]]] = []
 
+    config = pool(9, agent_legs=True, workers=1, inbound=inbound)
+
     async def scenario() -> tuple[SipRuntime, list[Any]]:
         engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
-        config = pool(9, agent_legs=True, workers=1, inbound=inbound)
         sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:alice@127.0.0.1:{agent.port}"},
                          groups={"alice": "inbound"},
                          on_inbound_record=lambda r, w: kept.append((r, dict(w))))  # fmt: skip
@@ -126,7 +135,7 @@ def test_a_caller_hears_queue_audio_then_is_bridged_to_a_free_inbound_agent(sipp
             await sip.close()
         return sip, [first, second]
 
-    capture = WireCapture(ports=None).start()
+    capture = capture_for(config)
     try:
         sip, (first, second) = run(scenario(), 90)
     finally:
@@ -166,9 +175,10 @@ def test_a_caller_who_hangs_up_while_queued_is_abandoned_and_a_full_worker_answe
     port = free_port()
     inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
 
+    config = pool(9, agent_legs=True, workers=1, inbound=inbound)
+
     async def scenario() -> tuple[SipRuntime, list[Any]]:
         engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
-        config = pool(9, agent_legs=True, workers=1, inbound=inbound)
         sip = SipRuntime(AsyncRuntime(engine), config, agents={"alice": f"sip:alice@127.0.0.1:{agent.port}"},
                          groups={"alice": "blended"})  # fmt: skip
         await sip.start()
@@ -190,7 +200,7 @@ def test_a_caller_who_hangs_up_while_queued_is_abandoned_and_a_full_worker_answe
             await sip.close()
         return sip, [c1, c2, c3, c4]
 
-    capture = WireCapture(ports=None).start()
+    capture = capture_for(config)
     try:
         sip, callers = run(scenario(), 90)
     finally:
@@ -220,9 +230,10 @@ def test_on_a_blended_floor_an_inbound_caller_takes_the_kept_back_agent_and_outb
     inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
     leads = ListLeads([Lead(f"c{i}", f"201000{i}") for i in range(6)])  # answer, hang up 1.5 s later
 
+    config = pool(customers.port, agent_legs=True, workers=2, inbound=inbound)
+
     async def scenario() -> tuple[SipRuntime, Any]:
         engine = Engine(make_policy("threshold", k=1), leads, EngineConfig(connect_limit=2.0))
-        config = pool(customers.port, agent_legs=True, workers=2, inbound=inbound)
         agents = {name: f"sip:{name}@127.0.0.1:{agent.port}" for name in ("alice", "bob")}
         sip = SipRuntime(AsyncRuntime(engine), config, agents=agents,
                          groups={"alice": "outbound", "bob": "blended"})  # fmt: skip
@@ -237,7 +248,7 @@ def test_on_a_blended_floor_an_inbound_caller_takes_the_kept_back_agent_and_outb
             await sip.close()
         return sip, c1
 
-    capture = WireCapture(ports=None).start()
+    capture = capture_for(config)
     try:
         sip, c1 = run(scenario(), 120)
     finally:
@@ -388,9 +399,10 @@ def test_an_agent_phone_that_refuses_sends_the_caller_back_to_the_queue(sipp_fac
     port = free_port()
     inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
 
+    config = pool(9, agent_legs=True, agent_sessions=False, inbound=inbound)
+
     async def scenario() -> tuple[SipRuntime, Any]:
         engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
-        config = pool(9, agent_legs=True, agent_sessions=False, inbound=inbound)
         sip = SipRuntime(AsyncRuntime(engine), config, agents={"bob": f"sip:busy@127.0.0.1:{agent.port}"},
                          groups={"bob": "inbound"})  # fmt: skip
         await sip.start()
@@ -405,7 +417,7 @@ def test_an_agent_phone_that_refuses_sends_the_caller_back_to_the_queue(sipp_fac
             await sip.close()
         return sip, c1
 
-    capture = WireCapture(ports=None).start()
+    capture = capture_for(config)
     try:
         sip, c1 = run(scenario(), 60)
     finally:
