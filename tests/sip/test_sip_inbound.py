@@ -10,6 +10,7 @@ whether a caller heard the queue or an agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -86,7 +87,7 @@ async def until(sip: SipRuntime, done: Callable[[], object], timeout: float) -> 
     async def wait() -> None:
         while not done():
             sip._idle.clear()
-            with __import__("contextlib").suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sip._idle.wait(), 0.2)
 
     await asyncio.wait_for(wait(), timeout)
@@ -428,3 +429,42 @@ def test_an_agent_phone_that_refuses_sends_the_caller_back_to_the_queue(sipp_fac
     assert runs(heard(capture, c1.media_port)) == ["queue"]  # queue audio before and after the failed bridge
     labels = heard(capture, c1.media_port)
     assert labels[-20:].count("queue") >= 15  # still the queue at the end, when the caller hung up
+
+
+def test_a_lost_agent_cuts_the_caller_off_and_a_drain_hangs_up_those_still_waiting(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """Dave's phone hangs up its standing leg 2.5 s after login, while he talks to caller 1: the caller gets our
+    BYE (``HangUpInbound``, agent lost) and the record says so. Caller 2, who rang after Dave was gone, waits
+    with nobody to take them; draining the run hangs them up, recorded abandoned, and refuses new callers."""
+    agent_audio(tmp_path)
+    queue_wav = tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    inbound = InboundConfig(port=port, queue_wav=str(queue_wav))
+    config = pool(9, agent_legs=True, workers=1, inbound=inbound)
+
+    async def scenario() -> SipRuntime:
+        engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={"dave": f"sip:drop@127.0.0.1:{agent.port}"},
+                         groups={"dave": "inbound"})  # fmt: skip
+        await sip.start()
+        try:
+            c1 = sipp_factory("inbound_caller_waits.xml", "-m", "1", f"127.0.0.1:{port}")
+            await until(sip, lambda: len(sip.inbound_records) == 1, 15)  # cut off when Dave's leg dropped
+            assert sip.engine.agent_state("dave") is AgentState.LOGGED_OUT
+            c2 = sipp_factory("inbound_caller_waits.xml", "-m", "1", f"127.0.0.1:{port}")
+            await until(sip, lambda: len(sip.engine.inbound) == 1, 15)
+            assert await sip.drain(10)
+            await finished(c1, c2)
+            late = caller(sipp_factory, port, 500)  # after the drain: refused
+            await finished(late)
+            assert sip.inbound_blocked == 1
+        finally:
+            await sip.close()
+        return sip
+
+    sip = run(scenario(), 60)
+    lost, left = sip.inbound_records
+    assert lost.outcome is InboundOutcome.ANSWERED and lost.agent_lost and lost.agent_id == "dave"
+    assert left.outcome is InboundOutcome.ABANDONED and left.agent_id is None
