@@ -468,3 +468,39 @@ def test_a_lost_agent_cuts_the_caller_off_and_a_drain_hangs_up_those_still_waiti
     lost, left = sip.inbound_records
     assert lost.outcome is InboundOutcome.ANSWERED and lost.agent_lost and lost.agent_id == "dave"
     assert left.outcome is InboundOutcome.ABANDONED and left.agent_id is None
+
+
+def test_max_waiting_refuses_the_caller_beyond_it_with_busy(
+    sipp_factory: type, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``max_waiting = 1`` with room for two callers in the worker: while one caller waits (no agent takes
+    inbound calls), the next is refused 486 by the driver's queue limit, not for want of a slot."""
+    queue_wav = tone_wav(tmp_path / "queue.wav", QUEUE_HZ, 2.0)
+    port = free_port()
+    inbound = InboundConfig(port=port, queue_wav=str(queue_wav), max_waiting=1)
+    config = pool(9, agent_legs=True, workers=1, inbound=inbound)
+
+    async def scenario() -> SipRuntime:
+        engine = Engine(make_policy("progressive"), ListLeads([]), EngineConfig(connect_limit=2.0))
+        sip = SipRuntime(AsyncRuntime(engine), config, agents={})
+        await sip.start()
+        try:
+            c1 = caller(sipp_factory, port, 2500)
+            await until(sip, lambda: len(sip.engine.inbound) == 1, 15)
+            c2 = caller(sipp_factory, port, 500)
+            await finished(c2, c1)
+            await until(sip, lambda: len(sip.inbound_records) == 1, 15)
+        finally:
+            await sip.close()
+        return sip
+
+    capture = capture_for(config)
+    try:
+        sip = run(scenario(), 60)
+    finally:
+        capture.stop()
+    (record,) = sip.inbound_records
+    assert record.outcome is InboundOutcome.ABANDONED
+    assert sip.inbound_blocked == 1 and sip.driver.stats["inbound_offered"] == 2
+    assert "inbound.max_waiting" in caplog.text
+    assert sorted(capture.final_status(cid) for cid in capture.call_ids()) == [200, 486]
