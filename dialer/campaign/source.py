@@ -181,14 +181,7 @@ class CampaignLeads:
                             if wait > epoch:
                                 parked.append((lead.lead_id, wait))
                             continue
-                        self._open[lead.lead_id] = attempt
-                        self.dialed += 1
-                        fields = dict(lead.fields)
-                        if basis is not None:  # recorded before the dial: the attempt row, then the call's evidence
-                            fields["registry_basis"] = basis.describe()
-                            self.consents.set_attempt_basis(self.campaign_id, lead.lead_id, attempt, basis.describe())
-                            self.exempted[basis.rule] = self.exempted.get(basis.rule, 0) + 1
-                        return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, fields)
+                        return self._hand_out(lead, attempt, basis)
                     if wait > epoch:
                         parked.append((lead.lead_id, wait))
             return None
@@ -197,6 +190,64 @@ class CampaignLeads:
                 with self.store.transaction():
                     for lead_id, until in parked:
                         self.store.update_lead(self.campaign_id, lead_id, next_at=until)
+
+    def _hand_out(self, lead: StoredLead, attempt: int, basis: Basis | None) -> Lead:
+        """A claimed lead, as the engine gets it (the registry basis recorded on the attempt first)."""
+        self._open[lead.lead_id] = attempt
+        self.dialed += 1
+        fields = dict(lead.fields)
+        if basis is not None:  # recorded before the dial: the attempt row, then the call's evidence
+            fields["registry_basis"] = basis.describe()
+            self.consents.set_attempt_basis(self.campaign_id, lead.lead_id, attempt, basis.describe())
+            self.exempted[basis.rule] = self.exempted.get(basis.rule, 0) + 1
+        return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, fields)
+
+    def manual_lead(self, lead: Lead, now: float) -> Lead | None:
+        """An agent's manual dial (the engine's ``ManualDial``), through every gate a paced dial passes.
+
+        Only a lead of this campaign may be dialed by hand: named by its ``lead_id`` or, when the id is not one of
+        the campaign's, by its number in any spelling (an agent's typed number). A number the campaign does not
+        hold has no consent, no attempt history and no calling window on record, so it is refused (``None``), as
+        is a lead that is not ready and due, has no attempts left, is on a do-not-call list, is outside its
+        calling hours, or whose number another campaign protected. A lead that passes is claimed (its attempt
+        committed) before it is handed back to be dialed.
+        """
+        if not self.catch_up():
+            return None
+        epoch = now + self.epoch_offset
+        try:
+            stored = self.store.find_lead(self.campaign_id, lead_id=lead.lead_id) if lead.lead_id else None
+            if stored is None:  # a typed number: the campaign's lead with that number, in any spelling
+                from dialer.compliance.dnc import list_key
+                from dialer.compliance.numbers import NumberError
+
+                try:
+                    phone = list_key(lead.phone, self.dnc.default_region)
+                except NumberError:
+                    return None
+                stored = self.store.find_lead(self.campaign_id, phone=phone)
+            if stored is None or stored.status != "ready" or max(stored.next_at, stored.lockout_until) > epoch:
+                return None
+            if self._gate(stored, epoch) is not None:
+                return None
+            basis = self._bases.pop(stored.lead_id, None)
+            try:
+                attempt = self.store.claim(
+                    self.campaign_id, stored.lead_id, epoch, attempts=stored.attempts, owner=self.owner
+                )
+            except ClaimLost:
+                self.lost_claims += 1
+                return None
+            except NumberBlocked as blocked:
+                self._blocked(stored, blocked)
+                return None
+            except StoreUnavailable:
+                self._uncertain.append((stored.lead_id, epoch))
+                raise
+            return self._hand_out(stored, attempt, basis)
+        except StoreUnavailable as exc:
+            self.went_away(exc)
+            return None
 
     def report(self, record: CallRecord) -> None:
         attempt = self._open.pop(record.lead.lead_id, None)
