@@ -441,6 +441,14 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     if not message.is_file():
         raise ConfigError("campaign.abandon_message", f"{message} does not exist")
     policy = camp.string("policy", "progressive")
+    if policy.strip().lower() in ("preview", "manual"):
+        # The engine and the simulator preview and dial by hand; live, no agent's phone can yet see the lead or
+        # press dial or skip, so the offered leads would wait forever with their agents. Refused until wired.
+        raise ConfigError(
+            "campaign.policy",
+            f"{policy!r} runs in the engine and the simulator (dialer simulate) but not yet live: no agent phone or "
+            "desktop can be shown the lead here; use progressive for lists where nobody may be abandoned",
+        )
     connect_limit = camp.number("connect_limit", 2.0, minimum=0.0)
     if connect_limit > LEGAL_WAIT:
         # Refused outright: the US (FTC/FCC), UK (Ofcom) and Canada (CRTC) all count a person left more than 2 s

@@ -199,8 +199,8 @@ def _store_files(tmp_path: Path) -> dict[str, str]:
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in tmp_path.iterdir()
-        if p.name.startswith("campaign.sqlite") or p.name.endswith(".rejects.csv")
-    }
+        if p.is_file() and (p.name.startswith("campaign.sqlite") or p.name.endswith(".rejects.csv"))
+    }  # campaign.sqlite.owners/ holds a running dispatcher's lock file, removed when it closes
 
 
 MACHINE = """machine = "message"

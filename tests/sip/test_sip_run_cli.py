@@ -121,6 +121,9 @@ def _sub(old: str, new: str) -> Mutation:
         (_sub("[campaign]", "[campaign]\nopt_out_digit = '99'"), "campaign.opt_out_digit"),
         (_sub('abandon_message = "abandon.wav"', 'abandon_message = "nope.wav"'), "campaign.abandon_message"),
         (_sub('policy = "progressive"', 'policy = "psychic"'), "campaign.policy: unknown policy"),
+        # preview and manual run in the engine and the simulator only: live, the offered leads would wait forever
+        (_sub('policy = "progressive"', 'policy = "preview"'), "campaign.policy: 'preview' runs in the engine"),
+        (_sub('policy = "progressive"', 'policy = "manual"'), "campaign.policy: 'manual' runs in the engine"),
         (lambda t: t.replace('"progressive"', '"power"') + "\n[policy]\nratio = 20\n", "policy.ratio: must be"),
         (lambda t: t + "\n[policy]\nratoi = 2\n", "policy: bad parameters"),
         # the first file format's keys say where their job went
