@@ -26,6 +26,8 @@ INBOUND_KEYS: tuple[str, ...] = (
     "service_level_target",
     "inbound_first",
     "busyness_shape",
+    "balk_at",
+    "balk_probability",
 )
 GROUP_KEYS: tuple[str, ...] = ("outbound", "inbound", "blended")
 
@@ -43,7 +45,9 @@ class Inbound:
     by blended pacing; ``inbound_first`` lets a freed blended agent take an inbound caller before an outbound
     person (the engine's ``EngineConfig.inbound_first``); ``busyness_shape`` > 0 multiplies each day's arrival
     rates by a random busyness factor, gamma-distributed with mean 1 and this shape (variance 1/shape: a busy or
-    a quiet day, as forecasters model it; 0, the default, leaves every day alike)."""
+    a quiet day, as forecasters model it; 0, the default, leaves every day alike). Balking: a caller who finds
+    ``balk_at`` or more callers already waiting hangs up at once, with probability ``balk_probability`` (0, the
+    default, and nobody balks); a balk is an abandoned call with no wait, as a contact center's switch counts it."""
 
     rate_per_hour: float = 60.0
     handle_time: Distribution = field(
@@ -57,6 +61,8 @@ class Inbound:
     service_level_target: float = 0.8
     inbound_first: bool = False
     busyness_shape: float = 0.0
+    balk_at: float = 0.0
+    balk_probability: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("rate_per_hour", "service_level_seconds", "service_level_target", "busyness_shape"):
@@ -65,6 +71,14 @@ class Inbound:
                 raise ConfigError(f"inbound.{key}", f"must be a number >= 0, got {v!r}")
         if self.rate_per_hour > 1e6:
             raise ConfigError("inbound.rate_per_hour", "must be at most 1,000,000")
+        for key in ("balk_at", "balk_probability"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"inbound.{key}", f"must be a number >= 0, got {v!r}")
+        if self.balk_at != int(self.balk_at) or self.balk_at > 100_000:
+            raise ConfigError("inbound.balk_at", f"must be a whole number of waiting callers, got {self.balk_at!r}")
+        if self.balk_probability > 1:
+            raise ConfigError("inbound.balk_probability", "must be a share from 0 to 1")
         if self.service_level_target > 1:
             raise ConfigError("inbound.service_level_target", "must be a share from 0 to 1")
         if self.service_level_seconds > 3600:
@@ -88,10 +102,15 @@ class Inbound:
         out["inbound_first"] = self.inbound_first
         if self.busyness_shape:
             out["busyness_shape"] = self.busyness_shape
+        if self.balk_at:
+            out["balk_at"] = int(self.balk_at)
+            out["balk_probability"] = self.balk_probability
         return out
 
     def describe(self) -> str:
         patience = "never hang up" if self.patience is None else f"patience ~{self.patience.mean:g} s"
+        if self.balk_at:
+            patience += f", {100 * self.balk_probability:g}% balk at {int(self.balk_at)} waiting"
         return (
             f"{self.rate_per_hour:g} callers/h, handle ~{self.handle_time.mean:g} s, {patience}, "
             f"target {100 * self.service_level_target:g}% in {self.service_level_seconds:g} s"

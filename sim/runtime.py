@@ -142,6 +142,8 @@ class SimulatedCampaign:
             self.inbound_wrap = inbound.wrap_time.sampler(gin[2])
             self.patience = None if inbound.patience is None else inbound.patience.sampler(gin[3])
             self._busy_rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, replication, 3]))
+            # Balking draws from a stream of its own, so a scenario without it draws exactly as before.
+            self._balk_u = _Uniforms(np.random.default_rng(np.random.SeedSequence([scenario.seed, replication, 4])))
         self._inbound_rate = 0.0 if inbound is None else inbound.rate_per_hour / 3600.0
         self._day_factor = 1.0
         self._leaving: set[str] = set()  # agents a period sent away: they log out after their current call
@@ -286,7 +288,18 @@ class SimulatedCampaign:
         env = self.env
         decision = self._inbound_decisions[inbound_id] = env.event()
         patience = None if self.patience is None else self.patience()
+        inbound = self.scenario.inbound
+        assert inbound is not None
+        balks = (
+            inbound.balk_at > 0
+            and self.engine.inbound_counts[InboundState.QUEUED] >= inbound.balk_at
+            and self._balk_u() < inbound.balk_probability
+        )  # decided on the queue as the caller finds it, before joining it
         self.feed(ev.InboundArrived(env.now, inbound_id))
+        if balks and not decision.triggered:  # hears the queue and hangs up at once: abandoned, no wait
+            del self._inbound_decisions[inbound_id]
+            self.feed(ev.InboundAbandoned(env.now, inbound_id))
+            return
         if not decision.triggered:
             if patience is None:
                 yield decision

@@ -664,6 +664,8 @@ def default_text() -> str:
     out.append('# handle_time = { dist = "exponential", mean = 180 }  # talk time of an inbound call')
     out.append("#                             # (and wrap_time: after-call work after one, fixed 15 s by default)")
     out.append('# patience = { dist = "exponential", mean = 120 }     # hang up after this wait (left out: never)')
+    out.append("# balk_at = 0                 # a caller finding this many already waiting hangs up at once (0: never)")
+    out.append("# balk_probability = 1.0      # ...with this probability")
     out.append("# service_level_seconds = 20  # the T of the service level (share answered within T s)")
     out.append("# service_level_target = 0.8  # what blended pacing holds")
     out.append(
