@@ -1,10 +1,11 @@
 """One campaign's lead source in a process of its own, for the store-wide protection tests.
 
 Usage: ``python store_wide_worker.py STORE CAMPAIGN PLAN.json`` (STORE: a SQLite path or a PostgreSQL URL).
-The campaign's leads are already in the store. The worker opens its :class:`CampaignLeads` (loading the store's opt-outs, as a real campaign does at start),
-prints ``READY`` and waits for a line on standard input, so that the test can start two workers and let both go
-only once each has loaded its lists. Then, for each step ``[outcome, pause]`` of the plan, it sleeps ``pause``
-seconds, asks for the next lead and, if it got one, ends the call with ``outcome``:
+The campaign's leads are already in the store. The worker opens its :class:`CampaignLeads` (loading the store's
+opt-outs, as a real campaign does at start), prints ``READY`` and waits for a line on standard input, so that
+the test can start two workers and let both go only once each has loaded its lists. Then, for each step
+``[outcome, pause]`` of the plan, it sleeps ``pause`` seconds, asks for the next lead and, if it got one, ends the
+call with ``outcome``:
 
 * ``busy``: the lead comes back at once (busy retries with no delay);
 * ``abandoned``: the call is recorded abandoned, which locks the number out for 72 h;
