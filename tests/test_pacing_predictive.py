@@ -102,6 +102,8 @@ def test_ledger_windows() -> None:
         ({"window": "week"}, "window"),
         ({"max_lines_per_agent": 0.5}, "max_lines_per_agent"),
         ({"prior_answer_rate": 0.0}, "prior_answer_rate"),
+        ({"small_allowance": -1.0}, "small_allowance"),
+        ({"small_calibration_prior": 0.0}, "small_calibration_prior"),
     ],
 )
 def test_bad_parameters_name_the_key(params: dict[str, object], key: str) -> None:
@@ -278,7 +280,8 @@ def test_window_counts_an_abandonment_when_it_happens_not_when_the_call_ends() -
 
 def test_caution_grows_on_small_windows_only() -> None:
     def caution(answers_in_15_min: int) -> float:
-        policy = Predictive(0.03, caution=1.0, caution_answers=3000.0)
+        # small_allowance=0: the growth itself (small strict days skip it, see test_pacing_small_floors)
+        policy = Predictive(0.03, caution=1.0, caution_answers=3000.0, small_allowance=0.0)
         engine = Engine(policy, SyntheticLeads())
         engine.handle(ev.AgentLoggedIn(0.0, "a0"))
         engine.handle(ev.TimeAdvanced(1.0))  # the policy starts its event-time feed on a decision

@@ -144,6 +144,10 @@ class Predictive(PacingPolicy):
     between two full decisions; an event in between launches only the progressive floor, and the full decision it
     deferred comes at the end of the interval through :meth:`next_wakeup` (a 1,000-agent floor has fifty events a
     second; a call launched up to a second later changes little against rings of 4-16 s).
+    ``small_allowance``: a calendar day (or campaign period) whose whole allowance is under this many abandonments
+    is a *small strict* window (5-10 agents at a 1-2% cap): its spending keeps only the base ``caution`` and its
+    calibration's prior is worth ``small_calibration_prior`` abandonments (see :meth:`small_window`; 0 switches
+    this off).
     """
 
     name = "predictive"
@@ -186,6 +190,8 @@ class Predictive(PacingPolicy):
         settle_seconds: float = 40.0,
         decide_every: float = 1.0,
         decide_every_agents: int = 100,
+        small_allowance: float = 50.0,
+        small_calibration_prior: float = 2.0,
     ) -> None:
         from dialer.pacing import estimators as est
 
@@ -203,6 +209,10 @@ class Predictive(PacingPolicy):
             raise ConfigError("caution", "must be >= 0")
         if caution_answers < 0:
             raise ConfigError("caution_answers", "must be >= 0")
+        if small_allowance < 0:
+            raise ConfigError("small_allowance", "must be >= 0")
+        if small_calibration_prior <= 0:
+            raise ConfigError("small_calibration_prior", "must be > 0")
         if not 0.0 < shift_hours <= 24.0:
             raise ConfigError("shift_hours", "must be in (0, 24]")
         if max_lines_per_agent < 1.0:
@@ -275,10 +285,13 @@ class Predictive(PacingPolicy):
         self.ring: RingModel = est.RingModel(self.outcomes, ring)
         self.agents: AgentModel = est.AgentModel(duration(prior_talk_time), prior_wrap=prior_wrap_time)
         # The marginal risk admitted per unit of average abandonment it produces (see _calibrate): a prior of
-        # one, worth ``calibration_prior`` abandonments, until the floor says otherwise.
+        # one, worth ``calibration_prior`` abandonments (``small_calibration_prior`` on a small strict window, see
+        # small_window), until the floor says otherwise.
         self.scale = 1.0
         self._cal_theta = 0.0  # sum over live answers of the threshold in force, with forgetting
         self._cal_abandoned = 0.0  # abandonments over the same answers
+        self.small_allowance = small_allowance
+        self.small_calibration_prior = small_calibration_prior
         self._answers_heard: float | None = None  # when observe_answer first reported a live answer
         self._theta_history: deque[tuple[float, float]] = deque()  # (since, threshold), changes only
         self._day_key: int | None = None
@@ -429,7 +442,7 @@ class Predictive(PacingPolicy):
         d = 0.5 ** (live / half_life)
         self._cal_theta = self._cal_theta * d + live * self._charged(now)
         self._cal_abandoned = self._cal_abandoned * d + abandoned
-        k = self.calibration_prior
+        k = self.small_calibration_prior if self.small_window(now) else self.calibration_prior
         self.scale = min(20.0, max(0.1, (self._cal_theta + k) / (self._cal_abandoned + k)))
 
     def _launch_rate(self) -> float:
@@ -462,15 +475,40 @@ class Predictive(PacingPolicy):
         relative noise, ``sqrt(caution_answers / expected answers in the window)``, never less than ``caution``.
         The expected count is the answer rate of the last 15 minutes over a window's length (a shift of
         ``shift_hours`` for a calendar day, 30 shifts for a campaign period)."""
+        if self.small_window(now):
+            return self.caution
+        return self._grown_caution(now)
+
+    def _grown_caution(self, now: float) -> float:
         rate = self._answer_rate(now) if self.caution_answers else None
         if rate is None:
             return self.caution
-        kind = self.ledger.kind
-        span = self.ledger.span if kind == "rolling" else self.shift_seconds * (30.0 if kind == "campaign" else 1.0)
-        if kind == "rolling":
-            span = min(span, self.shift_seconds)
-        expected = rate * span
+        expected = rate * self._window_span()
         return self.caution * min(4.0, max(1.0, math.sqrt(self.caution_answers / max(expected, 1.0))))
+
+    def _window_span(self) -> float:
+        """The seconds of answers a window holds: a shift for a calendar day, 30 shifts for a campaign period,
+        the rolling window's length (at most a shift)."""
+        kind = self.ledger.kind
+        if kind == "rolling":
+            return min(self.ledger.span, self.shift_seconds)
+        return self.shift_seconds * (30.0 if kind == "campaign" else 1.0)
+
+    def small_window(self, now: float) -> bool:
+        """Whether the window is a *small strict* one: a calendar day or campaign period whose whole allowance,
+        the target times the answers it is expected to hold, is under ``small_allowance`` abandonments (a day of
+        5-10 agents at a 1-2% cap allows 9-40). There the forecast's marginal risk is far above the risk the
+        calls really run (measured on 5 agents at 1%: the thresholds charged per answer add up to about eight
+        times the abandonments), so the calibration must learn from the first few abandonments -- its prior of
+        one is worth ``small_calibration_prior`` abandonments instead of ``calibration_prior`` -- and the caution
+        of the spending is not grown: with the calibration slow to learn, the grown reserve kept 60-100% of the
+        allowance unspent. The guard against the cap on the next 30 answers keeps the grown reserve. Rolling
+        windows (judged every quarter hour on an hour or so of answers) keep the full reserve, and so does every
+        window until its answer rate is known."""
+        if self.small_allowance <= 0 or self.ledger.kind == "rolling":
+            return False
+        rate = self._answer_rate(now)
+        return rate is not None and self.target * rate * self._window_span() < self.small_allowance
 
     def _charged(self, now: float) -> float:
         """The threshold the calls answering now were launched under: the one in force a ring time ago (the
@@ -537,7 +575,10 @@ class Predictive(PacingPolicy):
         spend = self._allowance(goal, self.spread_over(now), led.live, led.abandoned, c)
         # The guard keeps half the safety share: riding exactly at the cap, a window would end a hair over it
         # about half the time on a big floor, where abandonments come in bursts of several at once.
-        guard = self._allowance(self.target * (1.0 - 0.5 * self.safety), 30.0, led.live, led.abandoned, c)
+        # The guard keeps the reserve grown for a small window even where the spending does not (small_window):
+        # near the cap, the last few abandonments of a small day are where bad luck ends it over.
+        g = self._grown_caution(now)
+        guard = self._allowance(self.target * (1.0 - 0.5 * self.safety), 30.0, led.live, led.abandoned, g)
         # The guard is a hard limit in abandonments: when the forecast is, if anything, optimistic (scale at most
         # one), the marginal call's risk bounds the average, so a threshold under the guard keeps the window under
         # the cap whatever the model thinks. A forecast shown pessimistic by the evidence (scale above one) needs a
