@@ -26,7 +26,7 @@ def _with_answers(policy: Predictive, answers_in_15_min: int) -> Predictive:
 
 
 def test_a_small_strict_day_is_recognised_by_its_allowance() -> None:
-    # 25 answers per 15 minutes: 800 in an 8-h day, so 8 abandonments at 1% and 24 at 3% (under 50).
+    # 25 answers per 15 minutes: 800 in an 8-h day, so 8 abandonments at 1% and 24 at 3% (under 30).
     assert _with_answers(Predictive(0.01), 25).small_window(900.0)
     assert _with_answers(Predictive(0.03), 25).small_window(900.0)
     # 100 per 15 minutes at 2%: 64 abandonments a day, not small; 20 agents at 3% neither.

@@ -145,7 +145,7 @@ class Predictive(PacingPolicy):
     deferred comes at the end of the interval through :meth:`next_wakeup` (a 1,000-agent floor has fifty events a
     second; a call launched up to a second later changes little against rings of 4-16 s).
     ``small_allowance``: a calendar day (or campaign period) whose whole allowance is under this many abandonments
-    is a *small strict* window (5-10 agents at a 1-2% cap): its spending keeps only the base ``caution`` and its
+    is a *small strict* window (5 agents at a 1-3% cap, 10 at 1%): its spending keeps only the base ``caution`` and its
     calibration's prior is worth ``small_calibration_prior`` abandonments (see :meth:`small_window`; 0 switches
     this off).
     """
@@ -190,7 +190,7 @@ class Predictive(PacingPolicy):
         settle_seconds: float = 40.0,
         decide_every: float = 1.0,
         decide_every_agents: int = 100,
-        small_allowance: float = 50.0,
+        small_allowance: float = 30.0,
         small_calibration_prior: float = 2.0,
     ) -> None:
         from dialer.pacing import estimators as est
@@ -497,7 +497,8 @@ class Predictive(PacingPolicy):
     def small_window(self, now: float) -> bool:
         """Whether the window is a *small strict* one: a calendar day or campaign period whose whole allowance,
         the target times the answers it is expected to hold, is under ``small_allowance`` abandonments (a day of
-        5-10 agents at a 1-2% cap allows 9-40). There the forecast's marginal risk is far above the risk the
+        5 agents at 1-2% allows 9-18, 10 agents at 1% about 19; 10 at 2%, about 38, is not small: paced so, 1 day in 200
+        ended a hair over its cap). There the forecast's marginal risk is far above the risk the
         calls really run (measured on 5 agents at 1%: the thresholds charged per answer add up to about eight
         times the abandonments), so the calibration must learn from the first few abandonments -- its prior of
         one is worth ``small_calibration_prior`` abandonments instead of ``calibration_prior`` -- and the caution
