@@ -11,31 +11,19 @@ from __future__ import annotations
 import math
 
 import pytest
+from test_inbound_erlang import _floor as erlang_floor
 
 from dialer.errors import ConfigError
 from sim.metrics import mean_interval
 from sim.runtime import run_replication
 from sim.scenario import loads
 
-AGENTS = 5
+AGENTS = 5  # as test_inbound_erlang's floor
 
 
 def _floor(balk: str, rate: int = 100) -> str:
-    return f"""
-[campaign]
-policy = "progressive"
-hours = 16
-replications = 10
-[agents]
-pause_probability = 0
-[inbound]
-rate_per_hour = {rate}
-handle_time = {{ dist = "exponential", mean = 180 }}
-wrap_time = 0
-{balk}
-[groups]
-inbound = {AGENTS}
-"""
+    """test_inbound_erlang's 5-agent inbound-only floor, its patience line given to balking instead."""
+    return erlang_floor(balk, rate)
 
 
 def mmck_blocking(offered: float, c: int, k: int) -> float:

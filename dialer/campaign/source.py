@@ -165,23 +165,12 @@ class CampaignLeads:
                     after = _key(lead)
                     wait = self._gate(lead, epoch)
                     if wait is None:
-                        basis = self._bases.pop(lead.lead_id, None)
-                        try:
-                            attempt = self.store.claim(
-                                self.campaign_id, lead.lead_id, epoch, attempts=lead.attempts, owner=self.owner
-                            )
-                        except ClaimLost:  # another dispatcher on the store got there first: the next lead
-                            self.lost_claims += 1
+                        claimed = self._claim(lead, epoch)
+                        if isinstance(claimed, Lead):
+                            return claimed
+                        if claimed is None:  # another dispatcher on the store got there first: the next lead
                             continue
-                        except StoreUnavailable:
-                            self._uncertain.append((lead.lead_id, epoch))  # committed or not: checked when back
-                            raise
-                        except NumberBlocked as blocked:
-                            wait = self._blocked(lead, blocked)
-                            if wait > epoch:
-                                parked.append((lead.lead_id, wait))
-                            continue
-                        return self._hand_out(lead, attempt, basis)
+                        wait = claimed
                     if wait > epoch:
                         parked.append((lead.lead_id, wait))
             return None
@@ -190,6 +179,23 @@ class CampaignLeads:
                 with self.store.transaction():
                     for lead_id, until in parked:
                         self.store.update_lead(self.campaign_id, lead_id, next_at=until)
+
+    def _claim(self, lead: StoredLead, epoch: float) -> Lead | float | None:
+        """Claim a lead its gates let through: the lead as the engine gets it; or, when the store refused it for
+        its number's sake, the epoch to look at it again; or ``None`` when another dispatcher claimed it first.
+        A store that went away mid-claim leaves it uncertain (settled when the store is back) and raises."""
+        basis = self._bases.pop(lead.lead_id, None)
+        try:
+            attempt = self.store.claim(self.campaign_id, lead.lead_id, epoch, attempts=lead.attempts, owner=self.owner)
+        except ClaimLost:
+            self.lost_claims += 1
+            return None
+        except NumberBlocked as blocked:
+            return self._blocked(lead, blocked)
+        except StoreUnavailable:
+            self._uncertain.append((lead.lead_id, epoch))  # committed or not: checked when back
+            raise
+        return self._hand_out(lead, attempt, basis)
 
     def _hand_out(self, lead: StoredLead, attempt: int, basis: Basis | None) -> Lead:
         """A claimed lead, as the engine gets it (the registry basis recorded on the attempt first)."""
@@ -230,21 +236,8 @@ class CampaignLeads:
                 return None
             if self._gate(stored, epoch) is not None:
                 return None
-            basis = self._bases.pop(stored.lead_id, None)
-            try:
-                attempt = self.store.claim(
-                    self.campaign_id, stored.lead_id, epoch, attempts=stored.attempts, owner=self.owner
-                )
-            except ClaimLost:
-                self.lost_claims += 1
-                return None
-            except NumberBlocked as blocked:
-                self._blocked(stored, blocked)
-                return None
-            except StoreUnavailable:
-                self._uncertain.append((stored.lead_id, epoch))
-                raise
-            return self._hand_out(stored, attempt, basis)
+            claimed = self._claim(stored, epoch)
+            return claimed if isinstance(claimed, Lead) else None
         except StoreUnavailable as exc:
             self.went_away(exc)
             return None
