@@ -562,7 +562,7 @@ def unwritten_line(count: int, campaign: LiveCampaign) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from dialer.commands.run import _EarlySignals
-    from dialer.live.campaign import LiveCampaign, load_campaign
+    from dialer.live.campaign import LiveCampaign, load_campaign, refuse_hand_dialing
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -571,6 +571,7 @@ def run(args: argparse.Namespace) -> int:
     with _EarlySignals() as early:
         check_options(args)
         config = load_campaign(args.campaign)
+        refuse_hand_dialing(config, "dialer dispatch")
         bus_cfg = bus_config(args, config)
         if config.wrap_up > 0:
             print("note: campaign.wrap_up is not used: backends end wrap-up with agent.disposition", file=sys.stderr)

@@ -174,10 +174,11 @@ def _when(epoch: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dialer.live.campaign import LiveCampaign, load_campaign
+    from dialer.live.campaign import LiveCampaign, load_campaign, refuse_hand_dialing
 
     with _EarlySignals() as early:
         config = load_campaign(args.campaign)
+        refuse_hand_dialing(config, "dialer run")
         campaign = LiveCampaign.open(config)
         try:
             rejected = len(campaign.imported.rejected)

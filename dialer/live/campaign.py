@@ -441,14 +441,6 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     if not message.is_file():
         raise ConfigError("campaign.abandon_message", f"{message} does not exist")
     policy = camp.string("policy", "progressive")
-    if policy.strip().lower() in ("preview", "manual"):
-        # The engine and the simulator preview and dial by hand; live, no agent's phone can yet see the lead or
-        # press dial or skip, so the offered leads would wait forever with their agents. Refused until wired.
-        raise ConfigError(
-            "campaign.policy",
-            f"{policy!r} runs in the engine and the simulator (dialer simulate) but not yet live: no agent phone or "
-            "desktop can be shown the lead here; use progressive for lists where nobody may be abandoned",
-        )
     connect_limit = camp.number("connect_limit", 2.0, minimum=0.0)
     if connect_limit > LEGAL_WAIT:
         # Refused outright: the US (FTC/FCC), UK (Ofcom) and Canada (CRTC) all count a person left more than 2 s
@@ -784,6 +776,24 @@ def _mapping(config: CampaignConfig) -> ColumnMapping:
         raise ConfigError("leads.file", f"cannot read {config.leads_file}: {exc.strerror}") from None
     present = {h.strip() for h in header}
     return ColumnMapping(phone="phone", **{c: c for c in DEFAULT_COLUMNS if c in present})
+
+
+HAND_DIALED: tuple[str, ...] = ("preview", "manual")
+
+
+def refuse_hand_dialing(config: CampaignConfig, command: str) -> None:
+    """Refuse the ``preview`` and ``manual`` policies for ``command``, which shows no agent a lead.
+
+    Why: these policies hold a lead (or an agent) until the agent presses dial or skip. A command with no agent
+    desktop on the bus would leave every offered lead waiting with its agent, so it is refused before anything is
+    opened or dialed (one line naming ``campaign.policy``).
+    """
+    if config.policy.strip().lower() in HAND_DIALED:
+        raise ConfigError(
+            "campaign.policy",
+            f"{config.policy!r} runs in the engine and the simulator (dialer simulate) but not in {command}: no agent "
+            "phone or desktop can be shown the lead here; use progressive for lists where nobody may be abandoned",
+        )
 
 
 class LiveCampaign:
@@ -1342,5 +1352,6 @@ __all__ = [
     "LiveRun",
     "RunResult",
     "load_campaign",
+    "refuse_hand_dialing",
     "region_rules",
 ]
