@@ -9,6 +9,11 @@ of the floor leaving) is a period of its own.
 
 Named periods (``name = "lunch"``) are labels for reports; times are hours, not clock times, because a simulated
 day starts at its shift.
+
+:func:`period_figures` measures each stretch of the shift apart (the values in force there and what the
+replications did under them, with 95% intervals), so a report can show that the lunch hour answered less, not
+only that the day averaged lower. ``dialer simulate --json`` and ``dialer sweep --json`` carry it under
+``periods``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dialer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sim.runtime import ReplicationResult
+    from sim.scenario import Scenario
 
 PERIOD_KEYS: tuple[str, ...] = (
     "start_hour",
@@ -130,3 +139,159 @@ def check_periods(
             raise ConfigError(f"{where}.live_answer_probability", "plus machine and busy probabilities exceeds 1")
         if p.inbound_rate_per_hour is not None and not has_inbound:
             raise ConfigError(f"{where}.inbound_rate_per_hour", "needs an [inbound] table")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of every day's shift with one set of values: from ``start_hour`` to the next one's start (the
+    last runs to the end of the shift, and takes the calls that drain after it). ``index`` is the position of its
+    period in ``Scenario.periods``, ``None`` for the stretch before the first period (the scenario's own values).
+    ``values`` are those in force: live-answer probability, inbound rate, talk scale and staffing per group."""
+
+    index: int | None
+    name: str
+    start_hour: float
+    end_hour: float
+    values: dict[str, Any]
+
+
+def segments(scenario: Scenario) -> list[Segment]:
+    """The shift cut at each period's start, each stretch with the values in force there (a value a period leaves
+    unset carries on from the stretch before it, as the simulator applies it). Empty without ``[[periods]]``."""
+    periods = scenario.periods
+    if not periods:
+        return []
+    roster = scenario.groups.to_dict() if scenario.groups is not None else {"outbound": scenario.agents}
+    values: dict[str, Any] = {
+        "live_answer_probability": scenario.live_answer_probability,
+        "talk_scale": 1.0,
+        "staffing": {g: n for g, n in roster.items() if n},
+    }
+    if scenario.inbound is not None:
+        values["inbound_rate_per_hour"] = scenario.inbound.rate_per_hour
+    starts = [p.start_hour for p in periods] + [scenario.hours]
+    out: list[Segment] = []
+    if periods[0].start_hour > 0:
+        out.append(Segment(None, "", 0.0, periods[0].start_hour, dict(values, staffing=dict(values["staffing"]))))
+    for i, p in enumerate(periods):
+        for key in ("live_answer_probability", "inbound_rate_per_hour", "talk_scale"):
+            if getattr(p, key) is not None:
+                values[key] = getattr(p, key)
+        values["staffing"] = {**values["staffing"], **p.staffing()}
+        out.append(Segment(i, p.name, p.start_hour, starts[i + 1], dict(values, staffing=dict(values["staffing"]))))
+    return out
+
+
+def _segment_of(hours_into_day: float, starts: Sequence[float]) -> int:
+    """Index of the stretch holding that hour of the day: the last one started by then (the drain after the shift
+    belongs to the last)."""
+    k = 0
+    for i, start in enumerate(starts):
+        if hours_into_day + 1e-9 >= start:
+            k = i
+    return k
+
+
+# Figures per stretch and the range each can take (for the clipped intervals).
+PERIOD_FIGURES: dict[str, tuple[float | None, float | None]] = {
+    "dials": (0.0, None),
+    "live_answers": (0.0, None),
+    "abandoned": (0.0, None),
+    "live_answer_rate": (0.0, 1.0),
+    "abandon_rate": (0.0, 1.0),
+    "occupancy": (0.0, 1.0),
+    "talk": (0.0, 1.0),
+    "inbound_callers": (0.0, None),
+    "inbound_service_level": (0.0, 1.0),
+    "inbound_abandon_rate": (0.0, 1.0),
+}
+
+
+def _replication_by_segment(
+    r: ReplicationResult, starts: Sequence[float], within: float | None
+) -> list[dict[str, float]]:
+    """One replication's figures per stretch, summed over its days. Live answers, abandonments and inbound callers
+    are placed by their own time (answered, arrived); dials, talk and occupancy by their 15-minute bin's middle,
+    so a period starting off the quarter hour blurs these by at most a bin."""
+    from sim.runtime import SERIES_BIN
+
+    n = len(starts)
+    dials = [0.0] * n
+    live = [0.0] * n
+    abandoned = [0.0] * n
+    busy: list[list[float]] = [[] for _ in range(n)]
+    talking: list[list[float]] = [[] for _ in range(n)]
+
+    def where(t: float) -> int:
+        return _segment_of((t % 86400.0) / 3600.0, starts)
+
+    for b, count in enumerate(r.series.get("dials", [])):
+        dials[where((b + 0.5) * SERIES_BIN)] += count
+    for key, sink in (("occupancy", busy), ("talk", talking)):
+        for b, share in enumerate(r.series.get(key, [])):
+            if not math.isnan(share):
+                sink[where((b + 0.5) * SERIES_BIN)].append(share)
+    for at, lost in r.answers:
+        k = where(at)
+        live[k] += 1
+        abandoned[k] += float(lost)
+    callers = [0.0] * n
+    quick = [0.0] * n
+    lost_in = [0.0] * n
+    for arrived, wait, answered in r.inbound:
+        k = where(arrived)
+        callers[k] += 1
+        if answered and within is not None and wait <= within:
+            quick[k] += 1
+        if not answered:
+            lost_in[k] += 1
+    out = []
+    for k in range(n):
+        f = {
+            "dials": dials[k],
+            "live_answers": live[k],
+            "abandoned": abandoned[k],
+            "live_answer_rate": live[k] / dials[k] if dials[k] else math.nan,
+            "abandon_rate": abandoned[k] / live[k] if live[k] else math.nan,
+            "occupancy": sum(busy[k]) / len(busy[k]) if busy[k] else math.nan,
+            "talk": sum(talking[k]) / len(talking[k]) if talking[k] else math.nan,
+        }
+        if within is not None:
+            f["inbound_callers"] = callers[k]
+            f["inbound_service_level"] = quick[k] / callers[k] if callers[k] else math.nan
+            f["inbound_abandon_rate"] = lost_in[k] / callers[k] if callers[k] else math.nan
+        out.append(f)
+    return out
+
+
+def period_figures(results: Sequence[ReplicationResult], scenario: Scenario) -> list[dict[str, Any]]:
+    """Each stretch of the shift (:func:`segments`) with the values in force there and what the replications did
+    in it: dials, live answers and abandonments (counts per replication, all days), the live-answer rate and
+    abandonment rate, the mean occupancy and talk share of the logged-in agents, and with ``[inbound]`` the
+    inbound callers, service level and abandonment. Each figure is pooled over the replications that have it (a
+    rate needs a denominator) as ``{"mean", "low", "high", "half_width", "n", "clipped", "too_few"}``, a
+    Student-t 95% interval as :func:`sim.metrics.mean_interval` gives everywhere else. Empty without periods."""
+    from sim.metrics import mean_interval  # sim.metrics imports the scenario, which imports this module
+
+    segs = segments(scenario)
+    if not segs:
+        return []
+    starts = [s.start_hour for s in segs]
+    within = scenario.inbound.service_level_seconds if scenario.inbound is not None else None
+    per_rep = [_replication_by_segment(r, starts, within) for r in results]
+    out = []
+    for k, seg in enumerate(segs):
+        entry: dict[str, Any] = {
+            "index": seg.index,
+            "name": seg.name,
+            "start_hour": seg.start_hour,
+            "end_hour": seg.end_hour,
+            "configured": seg.values,
+        }
+        for name, (lo, hi) in PERIOD_FIGURES.items():
+            if within is None and name.startswith("inbound_"):
+                continue
+            values = [rep[k][name] for rep in per_rep if not math.isnan(rep[k][name])]
+            entry[name] = mean_interval(values, lo, hi).to_dict()
+        out.append(entry)
+    return out

@@ -105,6 +105,29 @@ def _mean_series(results: list[ReplicationResult]) -> dict[str, list[float]]:
     return out
 
 
+def pooled_figures(
+    scenario: Scenario, finished: Sequence[ReplicationResult], cap: float | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-replication figures and their pooled means and intervals, as a report carries them: the outbound
+    figures of :func:`sim.metrics.pool`, plus ``inbound`` (service level, ASA, abandonment, occupancy per group)
+    with ``[inbound]`` and ``periods`` (each stretch of the shift apart, :func:`sim.inbound_periods.period_figures`)
+    with ``[[periods]]``. One function for ``dialer simulate`` and every point of ``dialer sweep``, so a sweep's
+    JSON says what a simulation's says. ``cap`` (default: the scenario's target) is what days and windows are
+    judged against: a sweep judges every point against its one cap, whatever target the point paces to."""
+    cap = scenario.target_abandon_rate if cap is None else cap
+    per_rep = [replication_figures(r, cap, scenario.rolling_window_hours) for r in finished]
+    pooled = pool(per_rep, cap)
+    if scenario.inbound is not None:  # a blended or inbound floor: service level, ASA, abandonment, per group
+        from sim.inbound_metrics import pool_inbound
+
+        pooled["inbound"] = pool_inbound(finished, scenario.inbound.service_level_seconds)
+    if scenario.periods:  # call flows by the hour: each period's values and figures
+        from sim.inbound_periods import period_figures
+
+        pooled["periods"] = period_figures(finished, scenario)
+    return per_rep, pooled
+
+
 def simulate(
     scenario: Scenario,
     *,
@@ -122,13 +145,7 @@ def simulate(
     jobs: list[Job[int]] = [(i, run_replication, (scenario, i)) for i in range(n)]
     results = run_jobs(jobs, executor=executor, workers=workers, progress=progress)
     finished = [results[i] for i in range(n)]
-    cap = scenario.target_abandon_rate
-    per_rep = [replication_figures(r, cap, scenario.rolling_window_hours) for r in finished]
-    pooled = pool(per_rep, cap)
-    if scenario.inbound is not None:  # a blended or inbound floor: service level, ASA, abandonment, per group
-        from sim.inbound_metrics import pool_inbound
-
-        pooled["inbound"] = pool_inbound(finished, scenario.inbound.service_level_seconds)
+    per_rep, pooled = pooled_figures(scenario, finished)
     return SimulationReport(
         scenario=scenario,
         replications=per_rep,
