@@ -47,7 +47,9 @@ class Inbound:
     rates by a random busyness factor, gamma-distributed with mean 1 and this shape (variance 1/shape: a busy or
     a quiet day, as forecasters model it; 0, the default, leaves every day alike). Balking: a caller who finds
     ``balk_at`` or more callers already waiting hangs up at once, with probability ``balk_probability`` (0, the
-    default, and nobody balks); a balk is an abandoned call with no wait, as a contact center's switch counts it."""
+    default, and nobody balks); a balk is an abandoned call with no wait in the simulator's figures, as a contact
+    center's switch counts it. The engine hears it as an ``InboundBlocked`` (reason ``balked``): counted blocked,
+    apart from the callers who queued, and the figures carry that count as ``blocked``."""
 
     rate_per_hour: float = 60.0
     handle_time: Distribution = field(

@@ -21,7 +21,9 @@ _BUSY = ("on_call", "wrap_up")
 def inbound_figures(r: ReplicationResult, within: float) -> dict[str, float]:
     """One replication: callers, answered within ``within`` s, service level (answered within T over callers whose
     fate is known, abandoned ones counted against it), ASA (mean wait of the answered), abandonment share, the
-    inbound handle time, ``outbound_talk_fraction`` (time talking to outbound people over logged-in time), and
+    inbound handle time, ``blocked`` (callers who balked: the engine's ``InboundBlocked`` count; they are among the
+    callers and the abandoned, with no wait, as the scenario documents a balk) and ``blocking_share`` (blocked over
+    callers), ``outbound_talk_fraction`` (time talking to outbound people over logged-in time), and
     ``occupancy_<group>`` (time on calls or in wrap-up over logged-in time) for each group on the floor."""
     calls = r.inbound
     answered = [float(wait) for _, wait, ok in calls if ok]
@@ -34,6 +36,8 @@ def inbound_figures(r: ReplicationResult, within: float) -> dict[str, float]:
         "asa": sum(answered) / len(answered) if answered else math.nan,
         "abandon_rate": (n - len(answered)) / n if n else math.nan,
         "handle_time": r.inbound_handle_time,
+        "blocked": float(r.inbound_blocked),
+        "blocking_share": r.inbound_blocked / n if n else math.nan,
     }
     logged = sum(r.agent_seconds.values())
     # sim.metrics' talk_fraction counts every call an agent was on; this is the outbound share of it.
@@ -49,6 +53,7 @@ def inbound_figures(r: ReplicationResult, within: float) -> dict[str, float]:
 _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "service_level": (0.0, 1.0),
     "abandon_rate": (0.0, 1.0),
+    "blocking_share": (0.0, 1.0),
     "asa": (0.0, None),
 }
 

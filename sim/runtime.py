@@ -86,6 +86,10 @@ class ReplicationResult:
     inbound_handle_time: float = float("nan")
     #: Seconds agents talked to inbound callers (``agent_seconds["on_call"]`` less this is outbound talk).
     inbound_talk_seconds: float = 0.0
+    #: Callers who balked, as the simulator decided them, and the engine's count of blocked callers (each balk is
+    #: an ``InboundBlocked``, so the two are equal; both are kept so a test can say so).
+    inbound_balked: int = 0
+    inbound_blocked: int = 0
 
 
 class SimulatedCampaign:
@@ -135,6 +139,7 @@ class SimulatedCampaign:
         self._inbound_agent: dict[str, str] = {}
         self._inbound: list[tuple[float, float, bool]] = []
         self._inbound_n = 0
+        self._balked = 0
         if inbound is not None:
             gin = [np.random.default_rng(x) for x in np.random.SeedSequence([scenario.seed, replication, 2]).spawn(4)]
             self._arrival_u = _Uniforms(gin[0])
@@ -295,11 +300,15 @@ class SimulatedCampaign:
             and self.engine.inbound_counts[InboundState.QUEUED] >= inbound.balk_at
             and self._balk_u() < inbound.balk_probability
         )  # decided on the queue as the caller finds it, before joining it
-        self.feed(ev.InboundArrived(env.now, inbound_id))
-        if balks and not decision.triggered:  # hears the queue and hangs up at once: abandoned, no wait
+        if balks:
+            # Hears the queue and hangs up at once, never joining it: the engine counts them blocked (not
+            # abandoned) and records them with no wait, so its blocked count is the simulator's balks. No agent
+            # could have been free: a queue of balk_at >= 1 callers means none is.
             del self._inbound_decisions[inbound_id]
-            self.feed(ev.InboundAbandoned(env.now, inbound_id))
+            self._balked += 1
+            self.feed(ev.InboundBlocked(env.now, ev.BlockedReason.BALKED, inbound_id))
             return
+        self.feed(ev.InboundArrived(env.now, inbound_id))
         if not decision.triggered:
             if patience is None:
                 yield decision
@@ -547,6 +556,8 @@ class SimulatedCampaign:
             },
             inbound_handle_time=stats.inbound.handle_time,
             inbound_talk_seconds=stats.inbound.talk_seconds,
+            inbound_balked=self._balked,
+            inbound_blocked=stats.inbound.blocked,
         )
 
 

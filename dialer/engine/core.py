@@ -26,6 +26,9 @@ blended policy keeps agents back from outbound dialing for the inbound forecast 
 inbound caller waits, so such collisions come only from calls already in flight. Agents busy on an inbound call
 are invisible to the pacing's snapshot (``ready``, ``on_call`` and the busy histograms count only agents who
 take outbound calls, on outbound calls or free), so an outbound policy's forecasts are not bent by inbound talk.
+A caller the runtime turned away before queueing (busy, queue full, stopping, balked) is
+:class:`~dialer.engine.events.InboundBlocked`: counted in ``stats.inbound.blocked`` and recorded (outcome
+``blocked``), and nothing else; so the inbound figures see every caller who rang.
 
 Preview and manual dialing (the ``preview`` and ``manual`` policies, :mod:`dialer.pacing.preview`). The engine
 never dials a lead without an agent reserved for it. In preview mode it shows each ready agent a lead
@@ -398,6 +401,7 @@ class Engine:
             ev.InboundAbandoned: self._inbound_abandoned,
             ev.InboundEnded: self._inbound_ended,
             ev.InboundBridgeFailed: self._inbound_bridge_failed,
+            ev.InboundBlocked: self._inbound_blocked,
             ev.PreviewDial: self._preview_dial,
             ev.PreviewSkip: self._preview_skip,
             ev.ManualDial: self._manual_dial,
@@ -969,6 +973,21 @@ class Engine:
         inbound.bridge_failures += 1
         self._inbound_to(inbound, ev.InboundBridgeFailed)
         self._match(out)
+
+    def _inbound_blocked(self, e: ev.InboundBlocked, out: list[Action]) -> None:
+        """A caller turned away before queueing: counted, and recorded like any caller; nothing else moves (no
+        queue, agent or timer), so it can never be illegal in any state and needs no transition table entry."""
+        self.stats.inbound.block(e.reason.value)
+        record = InboundRecord(
+            inbound_id=e.inbound_id or "",
+            outcome=InboundOutcome.BLOCKED,
+            arrived_at=self.now,
+            ended_at=self.now,
+            wait=0.0,
+            reason=e.reason.value,
+            caller=e.caller,
+        )
+        out.append(RecordInbound(record))
 
     def _finish_inbound(
         self, inbound: _Inbound, outcome: InboundOutcome, out: list[Action], *, agent_lost: bool = False

@@ -70,6 +70,24 @@ class AgentGroup(StrEnum):
 _GROUP_VALUES = frozenset(g.value for g in AgentGroup)
 
 
+class BlockedReason(StrEnum):
+    """Why an inbound caller was turned away before joining the queue (:class:`InboundBlocked`).
+
+    ``busy``: no room to take the call (no free slot on a worker, a Call-ID already in the queue, the dialer did
+    not answer its worker in time); ``queue_full``: the queue already held its maximum of waiting callers;
+    ``stopping``: the dialer was draining or closing; ``balked``: the caller heard how long the queue was and hung
+    up at once (the simulator's ``balk_at``).
+    """
+
+    BUSY = "busy"
+    QUEUE_FULL = "queue_full"
+    STOPPING = "stopping"
+    BALKED = "balked"
+
+
+_BLOCKED_VALUES = frozenset(r.value for r in BlockedReason)
+
+
 def _refuse(event: Event, field: str, value: object, message: str) -> NoReturn:
     raise InvalidEvent(type(event).__name__, field, value, message)
 
@@ -421,6 +439,39 @@ class InboundBridgeFailed(Event):
         _inbound(self, self.inbound_id)
         if not is_integer(self.status) or not 0 <= self.status < 1000:
             _refuse(self, "status", self.status, "must be an int from 0 to 999 (a SIP status, 0 for none)")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundBlocked(Event):
+    """A caller was turned away before joining the queue (``reason``: a :class:`BlockedReason` or its value).
+
+    Why an event for a call the engine never holds: the inbound figures must count every caller who rang, not only
+    those who got in, or a floor that refuses half its callers busy would show a perfect service level. So the
+    engine counts it (``stats.inbound.blocked``, and the blocking share of callers offered) and emits its
+    :class:`~dialer.engine.records.InboundRecord` (outcome ``blocked``), so the ledger that keeps the other callers
+    keeps this one too; nothing else changes: no agent, queue or timer is touched. The service level, the average
+    speed of answer and the abandonment share keep their definitions over the callers who queued.
+
+    ``inbound_id`` names the call if the runtime knows it (the INVITE's Call-ID; ``None`` if not). It is a label
+    for the record, not a call of the engine's: it may even repeat the id of a caller still queued (a duplicate
+    INVITE refused as such). ``caller`` is who rang, as the runtime saw it (``None`` if unknown).
+    """
+
+    reason: BlockedReason
+    inbound_id: str | None = None
+    caller: str | None = None
+
+    def _check(self) -> None:
+        reason = self.reason
+        if type(reason) is not BlockedReason:
+            if not isinstance(reason, str) or reason not in _BLOCKED_VALUES:
+                known = ", ".join(sorted(_BLOCKED_VALUES))
+                _refuse(self, "reason", reason, f"must be a BlockedReason ({known})")
+            object.__setattr__(self, "reason", BlockedReason(reason))
+        if self.inbound_id is not None:
+            _inbound(self, self.inbound_id)
+        if self.caller is not None and type(self.caller) is not str:
+            _refuse(self, "caller", self.caller, "must be a str or None")
 
 
 # --- preview and manual dialing ----------------------------------------------------------------------------

@@ -87,20 +87,26 @@ class CallRecord:
 
 
 class InboundOutcome(StrEnum):
-    """How an inbound call ended: talked to an agent, or hung up first."""
+    """How an inbound call ended: talked to an agent, hung up first, or was turned away before queueing."""
 
     ANSWERED = "answered"
     ABANDONED = "abandoned"
+    BLOCKED = "blocked"
 
 
 @dataclass(frozen=True, slots=True)
 class InboundRecord:
-    """One finished inbound call; the engine emits exactly one per :class:`~dialer.engine.events.InboundArrived`.
+    """One finished inbound call; the engine emits exactly one per :class:`~dialer.engine.events.InboundArrived`
+    and one per :class:`~dialer.engine.events.InboundBlocked`.
 
     ``wait`` is the time from arrival to the connect (answered) or to hanging up (abandoned); ``answered_at`` is
     the connect. ``group`` is the answering agent's group (``None`` when abandoned). ``agent_lost``: the agent
     vanished mid-call (the call was answered, then cut). ``bridge_failures``: agents' phones that failed to take
     the call before one did (each sent the caller back to the queue).
+
+    A blocked caller (outcome ``blocked``) never queued: ``arrived_at == ended_at``, ``wait`` is 0, ``reason`` says
+    why (a :class:`~dialer.engine.events.BlockedReason` value), ``caller`` is who rang if the runtime said, and
+    ``inbound_id`` is the runtime's label, ``""`` if it had none (it need not be unique: see the event).
     """
 
     inbound_id: str
@@ -113,6 +119,8 @@ class InboundRecord:
     group: str | None = None
     agent_lost: bool = False
     bridge_failures: int = 0
+    reason: str | None = None
+    caller: str | None = None
 
     @property
     def talk_seconds(self) -> float:

@@ -83,6 +83,13 @@ class InboundStats:
     against it, however soon they hung up: the stricter of the usual definitions, and the one Erlang-A's
     P(served within T) gives). The average speed of answer is the mean wait of answered callers. The handle
     time is talk plus the wrap-up after it, the time an inbound call takes an agent away.
+
+    Callers turned away before queueing (:class:`~dialer.engine.events.InboundBlocked`: busy, queue full,
+    stopping, balked) are counted apart, in ``blocked`` (and by reason in ``blocked_by``), and are in none of the
+    figures above: ``arrived`` counts callers who queued, so the service level, the ASA and the abandonment share
+    keep their meaning over them. ``offered`` is every caller who rang (``arrived + blocked``) and
+    ``blocking_share`` the share of them turned away, the figure that shows a floor refusing callers to protect its
+    service level.
     """
 
     __slots__ = (
@@ -92,6 +99,8 @@ class InboundStats:
         "answered",
         "answered_within",
         "arrived",
+        "blocked",
+        "blocked_by",
         "first_arrival",
         "handled",
         "service_level_seconds",
@@ -112,6 +121,8 @@ class InboundStats:
         self.answered_within = 0
         self.abandoned = 0
         self.abandoned_within = 0
+        self.blocked = 0
+        self.blocked_by: dict[str, int] = {}  # by BlockedReason value, for the operator: why callers were refused
         self.wait_seconds = 0.0  # sum of the answered callers' waits
         self.handled = 0  # answered calls that ended (talk known)
         self.talk_seconds = 0.0
@@ -136,6 +147,11 @@ class InboundStats:
         if wait <= self.service_level_seconds:
             self.abandoned_within += 1
 
+    def block(self, reason: str) -> None:
+        """A caller turned away before queueing, for ``reason`` (a BlockedReason value)."""
+        self.blocked += 1
+        self.blocked_by[reason] = self.blocked_by.get(reason, 0) + 1
+
     def ended(self, talk: float) -> None:
         self.handled += 1
         self.talk_seconds += talk
@@ -158,6 +174,17 @@ class InboundStats:
     def abandon_rate(self) -> float:
         n = self.answered + self.abandoned
         return self.abandoned / n if n else math.nan
+
+    @property
+    def offered(self) -> int:
+        """Every caller who rang: those who queued and those turned away before."""
+        return self.arrived + self.blocked
+
+    @property
+    def blocking_share(self) -> float:
+        """Blocked over offered (NaN before the first caller)."""
+        n = self.offered
+        return self.blocked / n if n else math.nan
 
     @property
     def handle_time(self) -> float:

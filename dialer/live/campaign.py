@@ -1070,8 +1070,10 @@ class LiveCampaign:
         Raises :class:`~dialer.compliance.evidence.EvidenceError` when it cannot, as :meth:`evidence` does.
         """
         from dialer.compliance.evidence import EvidenceLog
+        from dialer.engine.records import InboundOutcome
 
-        self.inbound_records.append(record)
+        if record.outcome is not InboundOutcome.BLOCKED:  # a caller refused busy was never this campaign's
+            self.inbound_records.append(record)
         if self._evidence is None:
             self._evidence = EvidenceLog(self.evidence_path)
         self._evidence.append("inbound", {
@@ -1089,6 +1091,7 @@ class LiveCampaign:
             "agent_lost": record.agent_lost,
             "ended_at": record.ended_at,
             "ended_by": wire.get("ended_by"),
+            "reason": record.reason,
         })  # fmt: skip
 
     def close(self) -> None:

@@ -44,8 +44,8 @@ from dialer.engine.actions import (
     RecordCall,
     RecordInbound,
 )
-from dialer.engine.events import AgentGroup
-from dialer.engine.records import CallRecord, InboundRecord
+from dialer.engine.events import AgentGroup, BlockedReason
+from dialer.engine.records import CallRecord, InboundOutcome, InboundRecord
 from dialer.engine.state import AgentState, CallState, InboundState
 from dialer.errors import ConfigError, InvalidTransition
 from dialer.leads import Lead
@@ -90,6 +90,21 @@ _UNANSWERED = (CallState.DIALING, CallState.RINGING)
 _ANSWERED = (CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONING)
 
 
+def blocked_reason(why: str) -> BlockedReason:
+    """The engine's reason for a caller the SIP side refused, from the words the driver or worker gave.
+
+    Why from words: the driver's and workers' messages carry them (``"the dialer is stopping"``, ``"3 caller(s)
+    already waiting (inbound.max_waiting)"``, ``"no free slot"``, ``"a Call-ID already in the queue"``, ``"no
+    answer from the dialer in time"``) and no code of their own; anything not stopping or the queue limit is
+    ``busy``, the 486 the caller heard.
+    """
+    if "stopping" in why:
+        return BlockedReason.STOPPING
+    if "max_waiting" in why:
+        return BlockedReason.QUEUE_FULL
+    return BlockedReason.BUSY
+
+
 def _callin_sources(agents: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The address each agent may call in from: the host of their URI, when it is an IP address (a name would
     need resolving, and an agent we cannot place is refused rather than trusted)."""
@@ -122,8 +137,10 @@ class SipRuntime:
     engine's ``ConnectInbound`` joins them to the agent as an outbound connect joins its customer; their hang-up
     is ``InboundAbandoned`` while waiting and ``InboundEnded`` after the bridge (either side); a failed join is
     ``InboundBridgeFailed`` (the caller keeps hearing the queue audio). Each ``RecordInbound`` goes to
-    ``inbound_records`` and ``on_inbound_record(record, wire)``; callers refused busy are counted in
-    ``inbound_blocked``.
+    ``inbound_records`` and ``on_inbound_record(record, wire)``. A caller refused busy (no free slot, the queue at
+    ``max_waiting``, stopping) is ``InboundBlocked``, so the engine's inbound figures count them
+    (``inbound_blocked`` reads the engine's count); its record (outcome ``blocked``) goes to
+    ``inbound_blocked_records`` and to ``on_inbound_record`` too, so a ledger keeps every caller who rang.
     """
 
     def __init__(
@@ -222,7 +239,9 @@ class SipRuntime:
         self.detections: list[tuple[int, str, float]] = []
         self._on_inbound_record = on_inbound_record
         self.inbound_records: list[InboundRecord] = []
-        self.inbound_blocked = 0  # callers refused busy (no free slot, queue at max_waiting, stopping)
+        self.inbound_blocked_records: list[InboundRecord] = []  # callers refused busy, as the engine recorded them
+        self._blocked_lost = 0  # refusals the engine never heard of (the runtime had closed)
+        self._blocked_wire: dict[str, Any] | None = None  # what the SIP side saw of the refusal being submitted
         self.inbound_bridged: set[str] = set()  # callers joined to their agent now
         self.inbound_bridge_failed: dict[str, int] = {}  # caller -> the last failed join's status
         self._inbound_wire: dict[str, dict[str, Any]] = {}  # what the SIP side saw of each caller
@@ -237,6 +256,13 @@ class SipRuntime:
         runtime.on(Alert, self._alert)
         runtime.on(HangUp, self._hangup)
         runtime.on(RecordCall, self._record)
+
+    @property
+    def inbound_blocked(self) -> int:
+        """Callers refused busy (no free slot, queue at max_waiting, stopping): the engine's count, read from
+        ``engine.stats.inbound.blocked``, so this and the engine's figures cannot disagree; plus any refusal that
+        came after the runtime closed, which the engine could no longer hear."""
+        return self.engine.stats.inbound.blocked + self._blocked_lost
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -474,9 +500,14 @@ class SipRuntime:
 
     def _record_inbound(self, action: RecordInbound) -> None:
         record = action.record
-        self.inbound_records.append(record)
-        self._inbound_agent.pop(record.inbound_id, None)
-        wire = self._inbound_wire.pop(record.inbound_id, {})
+        if record.outcome is InboundOutcome.BLOCKED:
+            # Never a caller of ours: its id may even repeat a queued caller's, whose wire must stay theirs.
+            self.inbound_blocked_records.append(record)
+            wire = self._blocked_wire or {"sip_call_id": record.inbound_id, "caller": record.caller or ""}
+        else:
+            self.inbound_records.append(record)
+            self._inbound_agent.pop(record.inbound_id, None)
+            wire = self._inbound_wire.pop(record.inbound_id, {})
         try:
             if self._on_inbound_record is not None:
                 self._on_inbound_record(record, wire)
@@ -491,7 +522,7 @@ class SipRuntime:
         iid = event.inbound_id
         state = self.engine.inbound_state(iid)
         if event.kind == "blocked":
-            self.inbound_blocked += 1
+            self._blocked(event)
         elif event.kind == "answered":
             self._inbound_wire[iid] = {"sip_call_id": iid, "caller": event.caller, "answered_wall": event.at}
             if state is not InboundState.ENDED:  # a Call-ID the engine still holds: not a new caller
@@ -522,6 +553,28 @@ class SipRuntime:
                 if agent_id is not None:
                     self._after_call(agent_id)
         self._idle.set()
+
+    def _blocked(self, event: InboundEvent) -> None:
+        """Tell the engine of a caller the driver or a worker refused, with the reason its words give."""
+        self._blocked_wire = {
+            "sip_call_id": event.inbound_id,
+            "caller": event.caller,
+            "sip_status": event.status,
+            "why": event.why,
+            "refused_wall": event.at,
+        }
+        try:
+            self.runtime.submit(
+                ev.InboundBlocked,
+                reason=blocked_reason(event.why),
+                inbound_id=event.inbound_id or None,
+                caller=event.caller or None,
+            )
+        except (InvalidTransition, RuntimeError):  # closed: counted here, since the engine cannot hear it
+            self._blocked_lost += 1
+            log.debug("runtime closed; refusal of inbound caller %s counted outside the engine", event.inbound_id)
+        finally:
+            self._blocked_wire = None
 
     def _heard_at(self, at: float | None) -> float:
         """A moment the worker measured, on our clock: never later than now (the clocks of two processes)."""
