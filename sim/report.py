@@ -100,6 +100,9 @@ def format_table(report: SimulationReport) -> str:
     lines.append(fmt.format("-" * w0, "-" * w1, "-" * 22))
     lines.extend(fmt.format(*r) for r in rows)
     lines.append("")
+    if p.get("periods"):
+        lines.extend(period_lines(p["periods"]))
+        lines.append("")
     if few:
         lines.append(
             f"* Only {n} replications: below {MIN_REPLICATIONS} the spread behind each interval is itself poorly "
@@ -109,6 +112,36 @@ def format_table(report: SimulationReport) -> str:
         lines.append(f"* One replication gives no interval; use --replications {MIN_REPLICATIONS} or more.")
     lines.append(f"Simulated in {report.wall_seconds:.1f} s.")
     return "\n".join(lines)
+
+
+def period_lines(periods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each stretch of the shift (``pooled["periods"]``, :func:`sim.inbound_periods.period_figures`) as one line
+    of a text table: its hours, the live-answer probability set against the rate measured, abandonment,
+    occupancy, and the inbound service level when there are inbound callers. Means over replications; the
+    intervals are in ``--json``."""
+    inbound = any("inbound_service_level" in seg for seg in periods)
+    header = ["Period", "Hours", "Answer rate (set)", "Abandonment", "Occupancy"] + (["Inbound SL"] if inbound else [])
+    rows = [header]
+    for seg in periods:
+        name = seg["name"] or ("(before the first period)" if seg["index"] is None else f"#{seg['index']}")
+        row = [
+            name,
+            f"{seg['start_hour']:g}-{seg['end_hour']:g}",
+            f"{_fmt(seg['live_answer_rate']['mean'], 'pct')} "
+            f"({_fmt(seg['configured']['live_answer_probability'], 'pct')})",
+            _fmt(seg["abandon_rate"]["mean"], "pct2"),
+            _fmt(seg["occupancy"]["mean"], "pct"),
+        ]
+        if inbound:
+            row.append(_fmt(seg["inbound_service_level"]["mean"], "pct"))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    out = ["Per period (means over replications):"]
+    for r in rows:
+        out.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        )
+    return out
 
 
 def _floats(values: Sequence[Any]) -> list[float]:

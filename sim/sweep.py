@@ -647,6 +647,13 @@ def markdown(result: SweepResult) -> str:
             f"| {_pct(p['share_windows_over_target'])} "
             f"| {p['connects_per_agent_hour']:.2f} |"
         )
+    periods = [(r, r.pooled["periods"]) for r in result.rows if r.pooled.get("periods")]
+    if periods:
+        from sim.report import period_lines
+
+        lines += ["", "Per period, for each point (means over replications; intervals in --json):"]
+        for r, segs in periods:
+            lines += ["", f"{r.point.title}:", "", "```", *period_lines(segs)[1:], "```"]
     lines.append("")
     for settings in result.settings():
         fixed = result.best_fixed_ratio(settings)

@@ -195,7 +195,9 @@ def test_halving_lunchs_answer_rate_halves_lunchs_answers_and_json_carries_it(
     # Before lunch the two points meet the same callers (same seeds, same values): the same figures.
     assert _segment(half, "")["live_answers"] == _segment(full, "")["live_answers"]
     assert _segment(half, "afternoon")["configured"]["live_answer_probability"] == 0.3
-    assert (tmp_path / "day-frontier.md").exists()
+    table = (tmp_path / "day-frontier.md").read_text()
+    assert "Per period" in table and "| progressive [periods.lunch.answer_rate=x0.5] |" in table
+    assert "(before the first period)" in table and "(15.0%)" in table  # lunch's answer rate as set
 
 
 def test_simulate_json_carries_the_same_per_period_figures(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -215,3 +217,6 @@ def test_simulate_json_carries_the_same_per_period_figures(capsys: pytest.Captur
         assert key in rush
     # Twice the arrival rate in the rush: more callers there than in the half hour before.
     assert rush["inbound_callers"]["mean"] > before["inbound_callers"]["mean"]
+    assert main(["simulate", str(spec), "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "Per period" in text and "Inbound SL" in text and "rush" in text
