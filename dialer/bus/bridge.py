@@ -16,6 +16,12 @@ publish to; a ``source`` in the body that says otherwise is refused as forged, a
 sender, never to a topic built from the body. The sender's role decides which commands it may give
 (:data:`~dialer.bus.schema.COMMAND_ROLES`): a monitor may only ask for a replay, a worker for nothing.
 
+Preview and manual dialing: the engine's ``PreviewLead``, ``PreviewWithdrawn`` and ``DialRefused`` go out as
+``preview.offer``, ``preview.withdrawn`` and ``dial.refused``, for the agents' desktops; ``preview.dial``,
+``preview.skip`` and ``manual.dial`` come back as the engine's ``PreviewDial``, ``PreviewSkip`` and ``ManualDial``.
+A press is checked against the offer here, before the engine sees it, because the engine ignores a press on an
+offer it already settled as late news: the desktop must hear that its press did nothing (``offer_closed``).
+
 Commands are idempotent by (sender, id): a repeat (MQTT redelivery, a backend's retry) is not applied again and
 gets the original reply; the same id reused for a different command is refused (``duplicate_id``), never answered
 with another command's result. A retained command is refused (``retained``): the broker would hand it to every
@@ -30,6 +36,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -37,10 +44,21 @@ from typing import Any, Protocol, runtime_checkable
 from dialer.bus.client import MqttBus
 from dialer.bus.schema import COMMAND_ROLES, COMMANDS, Message, SchemaError, decode, is_ident, make
 from dialer.engine import events as ev
-from dialer.engine.actions import Action, ConnectCall, DialLead, HangUp, PlayAbandonMessage, RecordCall
+from dialer.engine.actions import (
+    Action,
+    ConnectCall,
+    DialLead,
+    DialRefused,
+    HangUp,
+    PlayAbandonMessage,
+    PreviewLead,
+    PreviewWithdrawn,
+    RecordCall,
+)
 from dialer.engine.records import CallRecord
 from dialer.engine.state import AgentState
 from dialer.errors import DialerError, InvalidTransition
+from dialer.leads import Lead
 from dialer.live.runtime import AsyncRuntime
 
 log = logging.getLogger("dialer.bus")
@@ -101,7 +119,20 @@ def record_data(record: CallRecord) -> dict[str, Any]:
         "customer_hung_up": record.customer_hung_up,
         "agent_lost": record.agent_lost,
         "bridge_failed": record.bridge_failed,
+        "placed": record.placed,
+        "skipped": record.skipped,
+        "reserved_for": record.reserved_for,
     }
+
+
+#: What stands in for the half of a ``manual.dial`` the agent did not give: the engine's ``Lead`` needs both an
+#: id and a number, and the lead source looks a lead up by its id first, then by its number. ``-`` is no lead id a
+#: campaign import makes and no number the normaliser accepts, so it can only ever miss.
+MANUAL_UNKNOWN = "-"
+
+#: Offers remembered after they were settled, so a press that comes too late is told so (``offer_closed``) rather
+#: than that it was never offered (``no_offer``).
+OFFERS_REMEMBERED = 10_000
 
 
 class CampaignBus:
@@ -134,6 +165,10 @@ class CampaignBus:
         self._replies: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
         self._kept = replies  # the same answers on disk, for retries that come after a restart
         self._stats_task: asyncio.Task[None] | None = None
+        # Preview offers this bus published (call id -> agent), settled or not: tells a late press from a wrong one.
+        self._offered: OrderedDict[int, str] = OrderedDict()
+        # The manual.dial being applied (lead_id, phone as the agent gave them), for its dial.refused event.
+        self._manual: tuple[str | None, str | None] | None = None
         self.commands_ok = 0
         self.commands_failed = 0
         runtime.observe(self._observe)
@@ -192,10 +227,55 @@ class CampaignBus:
                 pub("call.record", **record_data(action.record))
                 if action.record.agent_id is not None:
                     agents.append(action.record.agent_id)
+                if action.record.reserved_for is not None:  # a reserved dial that reached nobody: agent ready
+                    agents.append(action.record.reserved_for)
+            elif isinstance(action, PreviewLead):
+                self._offer(action)
+                agents.append(action.agent_id)
+            elif isinstance(action, PreviewWithdrawn):
+                pub("preview.withdrawn", call_id=action.call_id, agent_id=action.agent_id, reason=action.reason)
+                agents.append(action.agent_id)
+            elif isinstance(action, DialRefused):
+                self._refused(action)
         for agent in agents:
             self._agent_changed(agent)
         if dials:
             self._pacing(dials)
+
+    def _offer(self, action: PreviewLead) -> None:
+        """Publish a lead shown to an agent. ``dial_at`` goes out in epoch seconds whatever the runtime's clock
+        (a desktop counts down on its own wall clock), and the lead's fields go with it, scalars only, so the
+        desktop can show the agent who they are about to call."""
+        lead = action.lead
+        self._offered[action.call_id] = action.agent_id
+        while len(self._offered) > OFFERS_REMEMBERED:
+            self._offered.popitem(last=False)
+        dial_at = None if action.dial_at is None else time.time() + (action.dial_at - self.runtime.now())
+        extra: dict[str, Any] = {}
+        if lead.name:
+            extra["name"] = lead.name
+        fields = {k: v for k, v in lead.fields.items() if isinstance(k, str) and len(k) <= 128
+                  and isinstance(v, str | int | float | bool)}  # fmt: skip
+        if fields:
+            extra["fields"] = fields
+        self.bus.publish(
+            "preview.offer",
+            agent_id=action.agent_id,
+            call_id=action.call_id,
+            lead_id=lead.lead_id,
+            phone=lead.phone,
+            dial_at=dial_at,
+            **extra,
+        )
+
+    def _refused(self, action: DialRefused) -> None:
+        """Publish a manual dial that was not made, naming the lead as the agent named it (not the stand-in for
+        the half they left out)."""
+        if self._manual is not None:
+            lead_id, phone = self._manual
+        else:  # a ManualDial fed by the embedding program itself, not by a command
+            lead_id, phone = action.lead.lead_id, action.lead.phone
+        self.bus.publish("dial.refused", agent_id=action.agent_id, lead_id=lead_id, phone=phone, reason=action.reason)
 
     def _agent_changed(self, agent_id: str) -> None:
         state = self.engine.agent_state(agent_id)
@@ -434,9 +514,61 @@ class CampaignBus:
             leads.opt_out(phone, d.get("lead_id"), d.get("reason"))
         elif m.type == "events.replay":
             return self._replay(sender, int(d["after"]), int(d.get("limit", 10_000)))
+        elif m.type in ("preview.dial", "preview.skip"):
+            agent_id, call_id = d["agent_id"], int(d["call_id"])
+            self._check_offer(agent_id, call_id)
+            if m.type == "preview.skip":
+                feed(ev.PreviewSkip(t, agent_id, call_id, d.get("reason") or ""))
+                return None
+            actions = feed(ev.PreviewDial(t, agent_id, call_id))
+            if not any(isinstance(a, DialLead) and a.call_id == call_id for a in actions):  # pragma: no cover
+                # The engine withdrew the offer instead (dialing stopped by a fault found between events).
+                raise CommandRejected("offer_closed", f"call {call_id} was withdrawn, not dialed: dialing stopped")
+            return {"call_id": call_id}
+        elif m.type == "manual.dial":
+            return self._manual_dial(d["agent_id"], d.get("lead_id") or None, d.get("phone") or None)
         else:  # pragma: no cover - COMMANDS and this switch are kept in step by the tests
             raise CommandRejected("unknown_type", f"no handler for {m.type!r}")
         return None
+
+    def _check_offer(self, agent_id: str, call_id: int) -> None:
+        """Refuse a press on an offer that is not this agent's to press, before the engine sees it.
+
+        Why here and not in the engine's answer: the engine ignores, as late news, a press on an offer it already
+        settled (dialed at the timeout, withdrawn), so feeding it would report success for a dial that this press
+        did not cause. ``no_offer``: that call id is not (and was not) offered to this agent, whether it is
+        another agent's offer or unknown; ``offer_closed``: it was, and is settled."""
+        offer = self.engine.offers.get(call_id)
+        if offer is not None and offer.agent_id == agent_id:
+            return
+        if offer is None and self._offered.get(call_id) == agent_id:
+            raise CommandRejected(
+                "offer_closed",
+                f"the lead offered to agent {agent_id!r} as call {call_id} was already dialed, skipped or withdrawn",
+            )
+        raise CommandRejected("no_offer", f"no lead is offered to agent {agent_id!r} as call {call_id}")
+
+    def _manual_dial(self, agent_id: str, lead_id: str | None, phone: str | None) -> dict[str, Any]:
+        """Feed an agent's own dial; the lead source's ``manual_lead`` gates decide (the engine refuses it when
+        there is none). A refusal is this command's error (``dial_refused``, the reason in ``error``), so the
+        desktop that asked learns it in the reply as well as from the ``dial.refused`` event."""
+        if lead_id is None and phone is None:
+            raise CommandRejected("invalid", "manual.dial needs a lead_id or a phone")
+        lead = Lead(lead_id or MANUAL_UNKNOWN, phone or MANUAL_UNKNOWN)
+        self._manual = (lead_id, phone)
+        try:
+            actions = self.runtime.feed(ev.ManualDial(self.runtime.now(), agent_id, lead))
+        finally:
+            self._manual = None
+        for action in actions:
+            if isinstance(action, DialRefused) and action.agent_id == agent_id:
+                raise CommandRejected("dial_refused", f"not dialed: {action.reason}")
+        agent = self.engine.agents.get(agent_id)
+        call_id = agent.call_id if agent is not None else None
+        for action in actions:
+            if isinstance(action, DialLead) and action.call_id == call_id:
+                return {"call_id": call_id, "lead_id": action.lead.lead_id}
+        raise CommandRejected("rejected", "the engine neither dialed nor refused the dial")  # pragma: no cover
 
     def _replay(self, sender: str, after: int, limit: int) -> dict[str, Any]:
         """Send ``sender`` the kept events after ``after`` on its replay topic; the reply says how many, the

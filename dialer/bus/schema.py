@@ -146,8 +146,16 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
             "agent_lost": F("bool"),
             # Optional so that producers written before it (and their fixtures) stay valid; the dialer always sends it.
             "bridge_failed": F("bool", required=False),
+            # Preview and manual dialing (optional, as bridge_failed is): ``placed`` false when nothing left the
+            # dialer (a skipped or withdrawn preview: the lead went back undialed, ``outcome`` is then ``network``
+            # as for any call that never left), ``skipped`` the agent's reason or ``withdrawn: <why>``,
+            # ``reserved_for`` the agent the call was dialed for.
+            "placed": F("bool", required=False),
+            "skipped": _opt("str"),
+            "reserved_for": _opt("str"),
         },
-        "A call is over: its complete record, emitted exactly once per dialed call.",
+        "A call is over: its complete record, emitted exactly once per dialed call (and once per previewed lead "
+        "that was never dialed, with ``placed`` false).",
     ),
     # -- out: agents, pacing, campaign -----------------------------------------------------------------
     "agent.state": (
@@ -229,6 +237,34 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
         "The answer to one command: ok, or an error code and message (the command then changed nothing). "
         "``result`` holds what a command returns (``events.replay``: how many follow, the oldest kept ``seq``).",
     ),
+    # -- out: preview and manual dialing (an agent's desktop shows the lead and answers for the agent) ----------
+    "preview.offer": (
+        "out",
+        {
+            **_AGENT,
+            **_CALL,
+            "lead_id": F("str"),
+            "phone": F("str"),
+            "name": F("str", required=False),
+            "fields": F("obj", required=False),
+            "dial_at": F("num", null=True),
+        },
+        "Preview mode: this lead is shown to ``agent_id``, who is reserved for it; nothing is dialed yet. Answer "
+        "with ``preview.dial`` or ``preview.skip`` naming ``call_id`` (the future call's id). ``dial_at`` (epoch "
+        "seconds) is when the dialer dials it by itself if neither came; null: it waits for the agent.",
+    ),
+    "preview.withdrawn": (
+        "out",
+        {**_CALL, **_AGENT, "reason": F("str")},
+        "The lead offered as ``call_id`` was taken back undialed (``reason``: ``dialing_stopped``, "
+        "``agent_paused``, ``agent_logged_out``): clear it from the agent's screen; a press for it is refused.",
+    ),
+    "dial.refused": (
+        "out",
+        {**_AGENT, "lead_id": _opt("str"), "phone": _opt("str"), "reason": F("str")},
+        "An agent's ``manual.dial`` was not dialed (``reason``: refused by the lead source's gates (do-not-call, "
+        "calling hours, attempts, not a lead of this campaign), dialing stopped, trunk full). The agent stays ready.",
+    ),
     # -- in: commands ---------------------------------------------------------------------------------------
     "agent.login": ("in", dict(_AGENT), "An agent joins the campaign (paused)."),
     "agent.ready": ("in", dict(_AGENT), "A paused agent takes calls."),
@@ -267,6 +303,27 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
         "Send me again every event and record with ``seq`` > ``after`` that the dispatcher's outbox still keeps, "
         "on ``to/<role>/<name>/replay``, oldest first (a consumer back from an outage resumes from the last "
         "``seq`` it saw). Read-only: monitors may ask too.",
+    ),
+    "preview.dial": (
+        "in",
+        {**_AGENT, **_CALL},
+        "The agent pressed dial on the lead offered to them as ``call_id`` (``preview.offer``): it is dialed with "
+        "the agent reserved, and whoever answers is bridged to them at once. Refused (``no_offer``) if that offer "
+        "is not this agent's, and (``offer_closed``) if the dialer already dialed it at ``dial_at`` or withdrew it.",
+    ),
+    "preview.skip": (
+        "in",
+        {**_AGENT, **_CALL, "reason": _opt("str")},
+        "The agent will not dial the lead offered as ``call_id``: it goes back to the list undialed (``reason`` is "
+        "kept in its record) and the agent is offered the next one. Refused as ``preview.dial`` is.",
+    ),
+    "manual.dial": (
+        "in",
+        {**_AGENT, "lead_id": _opt("str"), "phone": _opt("str")},
+        "A ready agent dials a lead of the campaign themselves, named by ``lead_id`` or by ``phone`` (any "
+        "spelling; at least one of the two). Every gate of a paced dial applies; a refusal is the reply "
+        "``dial_refused`` with the reason, and a ``dial.refused`` event. On success ``result`` has the "
+        "``call_id`` and the ``lead_id`` dialed.",
     ),
     # -- worker protocol (scale-out) ------------------------------------------------------------------------
     "work.dial": (

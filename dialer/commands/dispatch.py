@@ -8,6 +8,12 @@ ready on the bus (``agent.login``, ``agent.ready``, ...; see ``docs/embedding.md
 whose SIP URIs are only sent to the workers with each bridge request. A backend ends an agent's wrap-up with
 ``agent.disposition``; ``campaign.wrap_up`` is ``dialer run``'s and is not used here.
 
+Preview and manual dialing (``[campaign] policy = "preview"`` with ``[policy] timeout``, or ``"manual"``) run here,
+unlike in ``dialer run``, because here every agent has a desktop on the bus to show the lead: the backend gets
+``preview.offer`` and answers ``preview.dial`` or ``preview.skip``, and sends ``manual.dial`` for a lead the agent
+chose (:class:`~dialer.bus.bridge.CampaignBus`). The dial itself is an ordinary offer to a worker, and the answer
+is bridged to the reserved agent as any other call is.
+
 The identity on the bus is ``dispatcher/<--name>``: the MQTT user name (unless ``--insecure``) and client id. The
 outbox (events not yet acknowledged by the broker, and those kept ``--retention`` seconds for consumers that ask
 for a replay) is a SQLite file beside the store unless ``--outbox`` says otherwise, so nothing published is lost
@@ -37,6 +43,7 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -357,8 +364,9 @@ class _Keeper:
 def finished(engine: Engine, campaign: LiveCampaign, now: float, alerts: list[str], keep_going: bool) -> str | None:
     """Why the run is over, or ``None`` while calls are up or leads are due: ``dialer run``'s rules (see
     :meth:`~dialer.live.campaign.LiveRun.finished`) on the same campaign questions, but having no agent ready
-    ends nothing here, because agents log in over the bus whenever their backends say so."""
-    if engine.in_flight:
+    ends nothing here, because agents log in over the bus whenever their backends say so. A lead shown to an
+    agent (preview) is in flight too: it was claimed from the store, and its agent may yet press dial."""
+    if engine.in_flight or engine.offers:
         return None
     if alerts and not engine.dialing:
         return f"dialing stopped: {alerts[-1]}"
@@ -528,14 +536,20 @@ def _when(epoch: float) -> str:
 
 
 def summary(result: RunResult, campaign: LiveCampaign) -> list[str]:
-    """The end-of-run lines ``dialer run`` prints, for the same store and the same questions."""
-    records = result.records
+    """The end-of-run lines ``dialer run`` prints, for the same store and the same questions.
+
+    A previewed lead that was skipped or withdrawn has a record (its one record, ``placed`` false) but was never a
+    call: it is counted on a line of its own, not as a ``network`` call."""
+    previews = [r for r in result.records if r.skipped is not None]
+    records = [r for r in result.records if r.skipped is None]
     counts: dict[str, int] = {}
     for r in records:
         counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
     live = sum(r.live_answer for r in records)
     abandoned = sum(r.abandoned for r in records)
     lines = [f"{len(records)} calls: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no calls")]
+    if previews:
+        lines.append(f"{len(previews)} previewed leads not dialed (skipped or withdrawn; back in the list)")
     held = ", ".join(f"{k} {v}" for k, v in sorted(result.held.items())) or "none"
     lines.append(f"abandoned {abandoned} of {live} live answers; {len(result.opted_out)} opt-outs; held at dial time: "
                  f"{held}")  # fmt: skip
@@ -543,7 +557,10 @@ def summary(result: RunResult, campaign: LiveCampaign) -> list[str]:
     if reach:
         lines.append("reach lost per rule: " + ", ".join(f"{rule} {n}" for rule, n in reach))
     leads = ", ".join(f"{v} {k}" for k, v in sorted(result.leads.items()))
-    later = f"; next due {_when(result.next_due)}" if result.next_due is not None and result.leads.get("ready") else ""
+    later = ""
+    if result.next_due is not None and result.leads.get("ready"):
+        # A lead never tried (a preview skipped at the end of a run, a lead nobody was ready for) is due now.
+        later = "; due now" if result.next_due <= time.time() else f"; next due {_when(result.next_due)}"
     lines.append(f"leads: {leads}{later}")
     lines.append(f"stopped: {result.reason}{'' if result.drained else ' (calls left to the workers)'}")
     lines.append(f"ledger: dialer report compliance {campaign.config.store_url or campaign.config.store}")
@@ -562,7 +579,7 @@ def unwritten_line(count: int, campaign: LiveCampaign) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from dialer.commands.run import _EarlySignals
-    from dialer.live.campaign import LiveCampaign, load_campaign, refuse_hand_dialing
+    from dialer.live.campaign import LiveCampaign, load_campaign
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -571,7 +588,6 @@ def run(args: argparse.Namespace) -> int:
     with _EarlySignals() as early:
         check_options(args)
         config = load_campaign(args.campaign)
-        refuse_hand_dialing(config, "dialer dispatch")
         bus_cfg = bus_config(args, config)
         if config.wrap_up > 0:
             print("note: campaign.wrap_up is not used: backends end wrap-up with agent.disposition", file=sys.stderr)
