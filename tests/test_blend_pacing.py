@@ -14,6 +14,7 @@ import pytest
 from dialer import Engine, EngineConfig, Lead, ListLeads
 from dialer.engine import events as ev
 from dialer.engine.actions import DialLead
+from dialer.engine.state import AgentState
 from dialer.errors import ConfigError
 from dialer.pacing import PacingPolicy, make_policy
 from dialer.pacing.blended import Blended, Threshold, agents_needed
@@ -115,7 +116,7 @@ def test_campaign_knobs_reach_the_outbound_policy_and_bad_parameters_are_refused
         make_policy("threshold", k=-1)
 
 
-def _blended_floor(policy: str) -> list[ReplicationResult]:
+def _blended_floor(policy: str, pacing: str = "") -> list[ReplicationResult]:
     scenario = loads(f"""
 [campaign]
 policy = "{policy}"
@@ -129,6 +130,8 @@ patience = {{ dist = "exponential", mean = 120 }}
 service_level_target = 0.8
 [groups]
 blended = 20
+[pacing]
+{pacing}
 """)
     return [run_replication(scenario, i) for i in range(scenario.replications)]
 
@@ -151,3 +154,81 @@ def test_a_blended_floor_holds_the_inbound_service_level_that_plain_predictive_l
     talk, abandoned = _outbound(blended)
     assert talk > 0.1  # it still dials outbound with a good share of the floor's time
     assert abandoned <= 0.03  # and under the cap
+
+
+def test_the_forwarded_campaign_knobs_have_one_home() -> None:
+    import inspect
+
+    from dialer.pacing.blended import FORWARDED
+
+    for cls in (Blended, Threshold):
+        params = inspect.signature(cls).parameters
+        for name, _ in FORWARDED:
+            assert params[name].default is None and params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    with pytest.raises(ConfigError) as info:
+        make_policy("threshold", k=1, target_abandon=0.02)
+    assert info.value.key == "target_abandon"
+    # A scenario maps the campaign's knobs onto both by name, and refuses a [pacing] key that is none of them.
+    s = loads('[campaign]\npolicy = "threshold"\ntarget_abandon_rate = 0.02\n[pacing]\noutbound = "predictive"\n')
+    policy = s.build_policy()
+    assert isinstance(policy, Threshold) and isinstance(policy.outbound, Predictive)
+    assert policy.outbound.target == 0.02
+    with pytest.raises(ConfigError) as info:
+        loads('[campaign]\npolicy = "blended"\n[pacing]\nshift_hour = 4\n')
+    assert info.value.key == "pacing.shift_hour" and "shift_hours" in info.value.message
+
+
+def _busy_floor(credit: float) -> tuple[Blended, Engine]:
+    """20 blended agents, a fixed 12-Erlang inbound forecast: 10 outbound calls answered at 5 s (10 agents talk),
+    3 of them ended at 60 s (those agents wrap up)."""
+    policy = make_policy(
+        "blended",
+        outbound="progressive",
+        arrival_rate_per_hour=240,
+        handle_time=180,
+        freeing_credit=credit,
+    )
+    assert isinstance(policy, Blended)
+    engine, _ = _floor(policy, {"blended": 20})
+    calls = sorted(engine.calls)[:10]
+    for call_id in calls:
+        engine.handle(ev.CallAnsweredByPerson(5.0, call_id))
+    for call_id in calls[:3]:
+        engine.handle(ev.CallEnded(60.0, call_id))
+    return policy, engine
+
+
+def test_agents_about_to_free_from_outbound_stand_in_for_part_of_the_reserve() -> None:
+    plain, engine0 = _busy_floor(0.0)
+    counted, engine1 = _busy_floor(1.0)
+    snap0, snap1 = engine0.snapshot(), engine1.snapshot()
+    blended = snap1.group("blended")
+    talking, wrapping = blended[AgentState.ON_CALL], blended[AgentState.WRAP_UP]
+    assert (talking, wrapping) == (7, 3)
+    talk = (120.0 + 3 * 55.0) / 4  # the prior (120 s, worth one call) and the three 55-s calls observed
+    expected = 7 * (1 - math.exp(-(20 - 15) / talk)) + 3 * (1 - math.exp(-20 / 15))
+    assert counted.expected_freeing(snap1) == pytest.approx(expected)
+    r0, r1 = plain.reserve(snap0), counted.reserve(snap1)
+    assert plain.freeing == 0.0 and counted.freeing == pytest.approx(expected)
+    assert r0 == max(0, math.ceil(plain.needed - 12 - 1e-9))
+    assert r1 == max(0, math.ceil(counted.needed - 12 - expected - 1e-9))
+    assert r1 <= r0 - 2  # three agents in a 15-s wrap-up are nearly two more agents for a caller within 20 s
+    for bad in (-0.1, 1.5, "all"):
+        with pytest.raises(ConfigError):
+            make_policy("blended", freeing_credit=bad)
+
+
+def test_counting_freeing_agents_on_a_floor_moves_along_the_frontier_under_the_cap() -> None:
+    """With the credit, the same target keeps fewer agents back: more outbound talk, a service level a little
+    lower, still above the target, and outbound abandonment still under the cap (benchmarks/blend_frontier.py
+    --credits measures the frontier itself: no gain at equal service level, docs/blending.md)."""
+    plain = _blended_floor("blended")
+    counted = _blended_floor("blended", "freeing_credit = 1.0")
+    talk_plain, _ = _outbound(plain)
+    talk_counted, abandoned = _outbound(counted)
+    assert talk_counted > talk_plain
+    assert abandoned <= 0.03
+    sl = pool_inbound(counted, 20)["service_level"]
+    assert sl["low"] >= 0.8
+    assert sl["mean"] <= pool_inbound(plain, 20)["service_level"]["mean"] + 0.005

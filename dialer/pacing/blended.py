@@ -24,9 +24,10 @@ uniformisation (no special functions, so no SciPy at run time).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -165,23 +166,51 @@ def agents_needed(
 
 # --- the policies ------------------------------------------------------------------------------------------
 
-# Campaign knobs a scenario maps onto a policy by name: forwarded to the outbound policy when it takes them.
-_FORWARDED = ("target_abandon_rate", "window", "window_hours", "ratio", "drop_limit", "dialing_day_end", "shift_hours")
+#: The campaign's knobs a scenario maps onto a policy by name (``sim.scenario.Scenario.policy_params``), with
+#: their types. A reserving policy takes every one (``None``: not given) and hands the outbound policy those it
+#: takes. The one list both :class:`Blended` and :class:`Threshold` forward: :func:`_forwarding` writes them into
+#: each class's signature, which is what the scenario loader reads to know what a policy accepts.
+FORWARDED: tuple[tuple[str, str], ...] = (
+    ("target_abandon_rate", "float | None"),
+    ("window", "str | None"),
+    ("window_hours", "float | None"),
+    ("ratio", "float | None"),
+    ("drop_limit", "float | None"),
+    ("dialing_day_end", "float | None"),
+    ("shift_hours", "float | None"),
+)
+_FORWARDED_NAMES = frozenset(name for name, _ in FORWARDED)
+
+_P = TypeVar("_P", bound=type)
+
+
+def _forwarding(cls: _P) -> _P:
+    """Give ``cls`` (whose ``__init__`` ends in ``**campaign``) a signature that lists :data:`FORWARDED` as
+    keyword parameters defaulting to ``None``, in place of ``**campaign``: ``inspect.signature(cls)`` then shows
+    the knobs by name, so the scenario maps them and refuses a ``[pacing]`` key that is none of them, as it does
+    for a policy that spells its parameters out."""
+    own = inspect.signature(cls.__init__)  # type: ignore[misc]
+    params = [p for name, p in own.parameters.items() if name != "self" and p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+               for name, annotation in FORWARDED]  # fmt: skip
+    cls.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    return cls
 
 
 class _Reserving(PacingPolicy):
     """Keeps ``reserve(snap)`` agents back from an outbound policy and forwards every other call to it."""
 
-    def __init__(self, outbound: str, forwarded: dict[str, Any], extra: dict[str, Any] | None) -> None:
+    def __init__(self, outbound: str, campaign: dict[str, Any], extra: dict[str, Any] | None) -> None:
         from dialer.pacing import POLICIES, make_policy  # the registry imports this module
 
         if outbound in ("blended", "threshold") or outbound not in POLICIES:
             raise ConfigError("outbound", f"must name an outbound policy, got {outbound!r}")
-        import inspect
-
+        unknown = sorted(set(campaign) - _FORWARDED_NAMES)
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown parameter for {type(self).name!r}")
         factory = POLICIES[outbound]
         accepted = inspect.signature(getattr(factory, "func", factory)).parameters
-        params = {k: v for k, v in forwarded.items() if v is not None and k in accepted}
+        params = {k: v for k, v in campaign.items() if v is not None and k in accepted}
         params.update(extra or {})
         self.outbound: PacingPolicy = make_policy(outbound, **params)
         self.held = 0  # agents kept back at the last decision (for reports and tests)
@@ -224,6 +253,7 @@ def _number(name: str, value: Any, lo: float, hi: float = math.inf, *, allow_non
         raise ConfigError(name, f"must be a number from {lo:g} to {hi:g}, got {value!r}")
 
 
+@_forwarding
 class Blended(_Reserving):
     """Outbound pacing (``outbound``, predictive by default) with the agents the inbound forecast does not need.
 
@@ -254,14 +284,11 @@ class Blended(_Reserving):
         prior_handle_time: float = 180.0,
         refresh: float = 60.0,
         reserve_rule: str = "spare",
+        freeing_credit: float = 0.0,
+        prior_talk_time: float = 120.0,
+        prior_wrap_time: float = 15.0,
         outbound_params: dict[str, Any] | None = None,
-        target_abandon_rate: float | None = None,
-        window: str | None = None,
-        window_hours: float | None = None,
-        ratio: float | None = None,
-        drop_limit: float | None = None,
-        dialing_day_end: float | None = None,
-        shift_hours: float | None = None,
+        **campaign: Any,
     ) -> None:
         _number("service_level_target", service_level_target, 0.0, 0.9999)
         _number("service_level_seconds", service_level_seconds, 0.0, 3600.0)
@@ -270,9 +297,10 @@ class Blended(_Reserving):
         _number("patience", patience, 0.0, 86400.0)
         _number("prior_handle_time", prior_handle_time, 1.0, 86400.0)
         _number("refresh", refresh, 1.0, 86400.0)
-        knobs = dict(zip(_FORWARDED, (target_abandon_rate, window, window_hours, ratio, drop_limit,
-                                      dialing_day_end, shift_hours), strict=True))  # fmt: skip
-        super().__init__(outbound, knobs, outbound_params)
+        _number("freeing_credit", freeing_credit, 0.0, 1.0)
+        _number("prior_talk_time", prior_talk_time, 1.0, 86400.0)
+        _number("prior_wrap_time", prior_wrap_time, 0.0, 86400.0)
+        super().__init__(outbound, campaign, outbound_params)
         self.target = float(service_level_target)
         self.within = float(service_level_seconds)
         self.rate = arrival_rate_per_hour / 3600.0
@@ -283,9 +311,15 @@ class Blended(_Reserving):
         if reserve_rule not in ("spare", "dedicated"):
             raise ConfigError("reserve_rule", f"must be 'spare' or 'dedicated', got {reserve_rule!r}")
         self.rule = reserve_rule
+        self.credit = float(freeing_credit)
+        # Outbound talk and wrap-up as observed (count, sum), started from the priors as one call's worth of
+        # evidence each: what the freeing estimate reads.
+        self._talk = [1.0, float(prior_talk_time)]
+        self._wrap = [1.0, float(prior_wrap_time)]
         self._load: float | None = None
         self._at = -math.inf
         self.needed = 0  # agents the inbound forecast needs (N), at the last recomputation
+        self.freeing = 0.0  # blended agents expected free from outbound work within T, at the last decision
 
     def forecast(self, snap: Snapshot) -> tuple[float, float]:
         """(arrival rate per second, handle time in seconds) the staffing is computed for."""
@@ -299,6 +333,39 @@ class Blended(_Reserving):
             handle = self.prior_handle
         return (0.0 if math.isnan(rate) else rate), handle
 
+    def observe(self, record: CallRecord) -> None:
+        if record.connected_at is not None:  # an outbound conversation: its length, for the freeing estimate
+            self._talk[0] += 1.0
+            self._talk[1] += max(0.0, record.ended_at - record.connected_at)
+        super().observe(record)
+
+    def observe_wrap_up(self, now: float, seconds: float, paused: bool) -> None:
+        self._wrap[0] += 1.0  # the engine reports outbound wrap-ups only (inbound ones are the handle time's)
+        self._wrap[1] += max(0.0, seconds)
+        super().observe_wrap_up(now, seconds, paused)
+
+    def expected_freeing(self, snap: Snapshot) -> float:
+        """Blended agents busy with outbound work now that are expected to be free within T seconds: outside the
+        Erlang team (which counts only inbound work), yet an inbound caller arriving now is answered within T by
+        one of them as surely as by an idle agent, unless an outbound person takes it first.
+
+        An agent talking to an outbound person frees when the rest of the call and its wrap-up are over: with the
+        observed mean talk h and wrap-up w, taken as memoryless for the rest of the talk and as w for the wrap-up,
+        that is within T with probability 1 - exp(-(T - w) / h) (0 when w >= T). An agent in outbound wrap-up
+        frees within T with probability 1 - exp(-T / w). Blended agents in wrap-up are not told apart by the
+        call they follow: the outbound share of them is taken as that of the blended agents' calls now."""
+        blended = snap.group(AgentGroup.BLENDED)
+        inbound_only = snap.group(AgentGroup.INBOUND)
+        on_inbound = max(0, snap.inbound_connected - inbound_only[AgentState.ON_CALL])
+        talking = max(0, blended[AgentState.ON_CALL] - on_inbound)
+        share = talking / (talking + on_inbound) if talking + on_inbound else 1.0
+        wrapping = blended[AgentState.WRAP_UP] * share
+        talk = self._talk[1] / self._talk[0]
+        wrap = self._wrap[1] / self._wrap[0]
+        p_talk = 1.0 - math.exp(-(self.within - wrap) / talk) if self.within > wrap and talk > 0 else 0.0
+        p_wrap = 1.0 - math.exp(-self.within / wrap) if wrap > 0 else 1.0
+        return talking * p_talk + wrapping * p_wrap
+
     def reserve(self, snap: Snapshot) -> int:
         rate, handle = self.forecast(snap)
         load = rate * handle
@@ -309,19 +376,28 @@ class Blended(_Reserving):
             self._at = snap.now
         inbound_only = snap.group(AgentGroup.INBOUND)
         serving = sum(inbound_only.values()) - inbound_only[AgentState.PAUSED] - inbound_only[AgentState.LOGGED_OUT]
+        # Agents about to come free from outbound work stand in for part of the reserve (freeing_credit: how much
+        # of each; 0 keeps the reserve as the Erlang team alone says).
+        self.freeing = self.expected_freeing(snap) if self.credit > 0 else 0.0
         if self.rule == "spare":
             # N - a: the agents an Erlang staffing of N has free on average beyond the load a, kept idle. The load
             # falls first on inbound-only agents; only what they cannot carry is the blended agents' to spare.
-            spare = math.ceil(self.needed - max(load, serving) - 1e-9)
+            spare = math.ceil(self.needed - max(load, serving) - self.credit * self.freeing - 1e-9)
         else:  # dedicated: N agents serving inbound at every moment, busy on an inbound call or kept idle
             blended_on_inbound = snap.inbound_connected - inbound_only[AgentState.ON_CALL]
-            spare = self.needed - serving - blended_on_inbound
+            spare = math.ceil(self.needed - serving - blended_on_inbound - self.credit * self.freeing - 1e-9)
         return max(0, spare) + snap.inbound_queued
 
     def describe(self) -> dict[str, Any]:
-        return {"needed": self.needed, "held": self.held, "outbound": type(self.outbound).__name__}
+        return {
+            "needed": self.needed,
+            "held": self.held,
+            "freeing": self.freeing,
+            "outbound": type(self.outbound).__name__,
+        }
 
 
+@_forwarding
 class Threshold(_Reserving):
     """The published threshold baseline: dial outbound (with ``outbound``, progressive by default) only with the
     ready agents beyond ``k``, plus one more kept back for each inbound caller already waiting."""
@@ -333,19 +409,11 @@ class Threshold(_Reserving):
         k: int = 1,
         outbound: str = "progressive",
         outbound_params: dict[str, Any] | None = None,
-        target_abandon_rate: float | None = None,
-        window: str | None = None,
-        window_hours: float | None = None,
-        ratio: float | None = None,
-        drop_limit: float | None = None,
-        dialing_day_end: float | None = None,
-        shift_hours: float | None = None,
+        **campaign: Any,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 100_000:
             raise ConfigError("k", f"must be an integer >= 0, got {k!r}")
-        knobs = dict(zip(_FORWARDED, (target_abandon_rate, window, window_hours, ratio, drop_limit,
-                                      dialing_day_end, shift_hours), strict=True))  # fmt: skip
-        super().__init__(outbound, knobs, outbound_params)
+        super().__init__(outbound, campaign, outbound_params)
         self.k = k
 
     def reserve(self, snap: Snapshot) -> int:
