@@ -50,11 +50,11 @@ from dialer.compliance.numbers import time_zones_of
 from dialer.compliance.windows import CallingWindows
 from dialer.errors import DialerError
 from dialer.leads import Lead
-from dialer.store import AnyStore, ClaimLost, NumberBlocked, StoredLead, StoreError, StoreUnavailable
+from dialer.store import AnyStore, ClaimLost, InboundRow, NumberBlocked, StoredLead, StoreError, StoreUnavailable
 from dialer.store.consents import ConsentStore
 
 if TYPE_CHECKING:
-    from dialer.engine.records import CallRecord
+    from dialer.engine.records import CallRecord, InboundRecord
     from dialer.store.sqlite import AttemptRow
 
 PAGE = 200
@@ -302,6 +302,34 @@ class CampaignLeads:
             done = [a for a in self.store.attempts(self.campaign_id, lead_id=lead_id) if a.attempt_no == attempt]
             if not (done and done[0].state == "done" and done[0].call_id == record.call_id):
                 raise
+
+    def report_inbound(self, record: InboundRecord, *, caller: str = "", service_level_seconds: float) -> None:
+        """Write one finished inbound call to the store's ``inbound_calls`` (see :class:`~dialer.store.InboundRow`),
+        through the same outage-tolerant path as the records of dials: kept in order and written when a shared
+        store that went away answers again. The write is idempotent, so a retry of one that had committed is
+        harmless. ``caller`` is who rang as the evidence log keeps it; ``service_level_seconds`` the campaign's T,
+        kept with the row with its flag (answered within T)."""
+        off = self.epoch_offset
+        row = InboundRow(
+            campaign_id=self.campaign_id,
+            call_id=record.inbound_id,
+            arrived_at=record.arrived_at + off,
+            outcome=record.outcome.value,
+            wait=record.wait,
+            ended_at=record.ended_at + off,
+            service_level_seconds=service_level_seconds,
+            within_service_level=record.answered_within(service_level_seconds),
+            caller=caller,
+            reason=record.reason,
+            answered_at=None if record.answered_at is None else record.answered_at + off,
+            agent_id=record.agent_id,
+            agent_group=record.group,
+            owner=self.owner,
+        )
+        self._write(f"the record of inbound call {record.inbound_id or '(unnamed)'}", lambda again: self._inbound(row))
+
+    def _inbound(self, row: InboundRow) -> None:
+        self.store.add_inbound(row)
 
     # -- a shared store that went away ------------------------------------------------------------------
 

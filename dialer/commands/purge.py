@@ -1,4 +1,5 @@
-"""``dialer purge STORE``: delete the attempt records the law no longer requires, and record that in the chain.
+"""``dialer purge STORE``: delete the attempt records (and inbound call records) the law no longer requires, and
+record that in the chain.
 
 Why a command of its own and not a flag of ``dialer report``: a report only reads, and an operator (or a cron
 job) running a report must never delete anything by a typo. ``dialer purge`` is the one command that removes
@@ -21,7 +22,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "purge",
         help="delete attempt records older than the law requires",
-        description="Delete the store's finished attempts older than the retention period (default "
+        description="Delete the store's finished attempts (and inbound calls, by arrival) older than the retention "
+        "period (default "
         f"{DEFAULT_KEEP_MONTHS} months: Canada's 3 years, longer than the US TSR's 24) and append a 'purge' entry "
         "to the evidence log recording what was removed and when. The log's own lines are never touched, and "
         "leads, opt-outs and lockouts are kept. Refuses a --keep-months under "
@@ -66,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
             f"  {campaign}: {c['attempts']} attempt(s), dialed {audit.iso_utc(c['first_dialed_at'])} .. "
             f"{audit.iso_utc(c['last_dialed_at'])}"
         )
+    if done.inbound_removed:  # said only when there were any: an outbound-only store prints what it always did
+        print(f"{verb} {done.inbound_removed} inbound call(s) that arrived before {audit.iso_utc(done.before)}")
+        for campaign, c in sorted(done.inbound_campaigns.items()):
+            print(
+                f"  {campaign}: {c['calls']} inbound call(s), arrived {audit.iso_utc(c['first_arrived_at'])} .. "
+                f"{audit.iso_utc(c['last_arrived_at'])}"
+            )
     if done.entry is not None:
         print(f"recorded in the evidence log at seq {done.entry['seq']}, hash {done.entry['hash']}")
     return audit.EXIT_OK

@@ -1,5 +1,6 @@
-"""``dialer report compliance``: the abandonment ledger of a campaign, as CSV and as a readable summary, and
-with ``--audit DIR`` the audit export a compliance officer signs (:mod:`dialer.compliance.audit`).
+"""``dialer report compliance``: the abandonment ledger of a campaign, as CSV and as a readable summary (or
+``--json``), with the campaign's inbound figures when it had inbound calls, and with ``--audit DIR`` the audit
+export a compliance officer signs (:mod:`dialer.compliance.audit`).
 
 Exit statuses: 0 in order; 1 a window over its cap in the worst case; 2 a usage or configuration error; 3 (with
 ``--audit``) the evidence chain is broken, or missing while the store holds calls.
@@ -8,6 +9,7 @@ Exit statuses: 0 in order; 1 a window over its cap in the worst case; 2 a usage 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ from dialer.errors import ConfigError
 
 if TYPE_CHECKING:
     from dialer.amd import FalseMachineEstimate
+    from dialer.compliance import ledger
 
 REGIMES = ("us", "uk", "ca")
 
@@ -43,6 +46,13 @@ def register(sub: Any) -> None:
     c.add_argument("--csv", metavar="FILE", help="write the windows as CSV to FILE ('-' for standard output)")
     c.add_argument("--calls", metavar="FILE", help="also write every call of the ledger as CSV to FILE")
     c.add_argument(
+        "--json",
+        action="store_true",
+        help="print the ledger as JSON instead of the summary: every window per regime, whether any is over its "
+        'cap, and, when the campaign had inbound calls, their figures under "inbound" (callers, answered, '
+        "abandoned, blocked, service level within T s, ASA)",
+    )
+    c.add_argument(
         "--amd-false-positive-rate",
         type=float,
         metavar="R",
@@ -54,8 +64,9 @@ def register(sub: Any) -> None:
         "--audit",
         metavar="DIR",
         help="write the audit export into DIR: calls.csv (every call in the evidence log, with the attempt's "
-        "disposition), holds.csv, imports.csv, windows.csv and summary.md (one page to sign: the ledger, ring time, "
-        "the 2-s rule, caller ID, the evidence chain and its head); without --campaign, every campaign in the store. "
+        "disposition), holds.csv, imports.csv, windows.csv, inbound.csv (when the campaign had inbound calls) "
+        "and summary.md (one page to sign: the ledger, ring time, the 2-s rule, caller ID, the evidence chain and "
+        "its head); without --campaign, every campaign in the store. "
         "Exits 3 when the evidence chain is broken, or missing while the store holds calls",
     )
     c.add_argument(
@@ -90,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     shared = str(args.store).split("://", 1)[0].lower() in ("postgresql", "postgres")
     if not shared and not Path(args.store).is_file():
         raise ConfigError("STORE", f"{args.store}: no such file")
+    if args.json and args.csv == "-":
+        raise ConfigError("--json", "and --csv - would share standard output: write the CSV to a file")
     if args.audit:
         return _audit(args)
     with open_store(args.store) as store:
@@ -102,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
         elif campaign not in campaigns:
             raise ConfigError("--campaign", f"no campaign {campaign!r} in {store.path} (has {campaigns})")
         attempts = store.attempts(campaign)
+        inbound = ledger.inbound_figures(store.inbound_calls(campaign))
     amd = _amd_estimate(args.amd_false_positive_rate)
     regimes = REGIMES if args.regime == "all" else (args.regime,)
     by_regime = {r: ledger.windows(attempts, r, amd) for r in regimes}
+    over = any(w.over_cap for rows in by_regime.values() for w in rows)  # worst case: a crash hides nothing
     if args.csv:
         rows = [w for r in regimes for w in by_regime[r]]
         if args.csv == "-":
@@ -115,10 +130,34 @@ def run(args: argparse.Namespace) -> int:
     if args.calls:
         with open(args.calls, "w", newline="", encoding="utf-8") as fh:
             ledger.write_calls_csv(attempts, fh)
-    if args.csv != "-":
+    if args.json:
+        print(json.dumps(_json(campaign, by_regime, over, inbound), indent=2, allow_nan=False))
+    elif args.csv != "-":
         print(ledger.summary(campaign, by_regime, amd))
-    over = any(w.over_cap for rows in by_regime.values() for w in rows)  # worst case: a crash hides nothing
+        if inbound is not None:
+            print("")
+            print(inbound.line())
     return 1 if over else 0
+
+
+def _json(
+    campaign: str, by_regime: dict[str, list[Any]], over: bool, inbound: ledger.InboundFigures | None
+) -> dict[str, Any]:
+    """``--json``: the windows (every field, its label, whether it is over its cap) per regime, and the inbound
+    figures under ``"inbound"`` only when the campaign had inbound calls (a campaign without keeps its document)."""
+    import dataclasses
+
+    doc: dict[str, Any] = {
+        "campaign": campaign,
+        "over_cap": over,
+        "regimes": {
+            regime: [{**dataclasses.asdict(w), "window": w.label, "over_cap": w.over_cap} for w in rows]
+            for regime, rows in by_regime.items()
+        },
+    }
+    if inbound is not None:
+        doc["inbound"] = inbound.to_dict()
+    return doc
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -10,13 +10,17 @@ rewritten, and no edit of the store can change what the chain says about a call.
 Two sources, and why both: the store's attempt rows are what the abandonment ledger counts (they hold the agent's
 disposition and the outcome of calls a crash cut, which never reached the log), and the log is what proves the
 calls. The export joins them call by call and says where they disagree: a call in the log with no attempt (removed
-by a recorded purge, or unexplained) and an attempt with no call in the log.
+by a recorded purge, or unexplained) and an attempt with no call in the log. Inbound callers likewise: the store's
+``inbound_calls`` rows (schema 7) are joined to the log's ``inbound`` entries, written to ``inbound.csv`` (only
+when the audited campaigns had inbound calls, so an outbound-only export is as it was) and counted in the summary
+with their figures (callers, answered, abandoned, blocked, service level, ASA).
 
-Retention (:func:`purge`): the store's attempt rows older than the law requires are deleted; the log's lines are
-never touched. A ``purge`` entry appended to the chain records what went (counts per campaign, the range of dial
-times, a SHA-256 of the removed rows) and when, in the same store transaction as the deletion, so rows are never
-gone without a record of it. The log file itself is not rotated: campaign processes hold it open and append to it,
-and a renamed file would keep receiving their entries (see docs/compliance.md, "Retention").
+Retention (:func:`purge`): the store's attempt rows older than the law requires are deleted, and its inbound call
+rows by the same rule (by arrival time; they hold callers' numbers as attempts hold the numbers dialed); the
+log's lines are never touched. A ``purge`` entry appended to the chain records what went (counts per campaign, the
+range of dial times, a SHA-256 of the removed rows) and when, in the same store transaction as the deletion, so
+rows are never gone without a record of it. The log file itself is not rotated: campaign processes hold it open
+and append to it, and a renamed file would keep receiving their entries (see docs/compliance.md, "Retention").
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES, FalseMachineEstimate
 from dialer.compliance import ledger
 from dialer.compliance.evidence import EvidenceLog, Verdict, verify
 from dialer.errors import ConfigError
-from dialer.store import AttemptRow, open_store
+from dialer.store import AttemptRow, InboundRow, open_store
 
 #: Exit statuses of ``dialer report compliance --audit`` (and of ``dialer purge``): 0 everything in order; 1 a
 #: ledger window over its cap in the worst case (as without ``--audit``); 2 a usage or configuration error (the CLI's
@@ -165,16 +169,29 @@ class Audit:
     attempts_without_call: list[AttemptRow]  # closed, not interrupted attempts with no call in the log
     amd: FalseMachineEstimate = PEOPLE_TAKEN_FOR_MACHINES
     entry_counts: Counter[str] = field(default_factory=Counter)
+    #: The store's inbound callers per audited campaign (schema 7), the log's ``inbound`` entries of those
+    #: campaigns, and the pairs: an entry's position -> its store row.
+    inbound: dict[str, list[InboundRow]] = field(default_factory=dict)
+    inbound_logged: list[Logged] = field(default_factory=list)
+    inbound_matched: dict[int, InboundRow] = field(default_factory=dict)
+    inbound_purged: int = 0  # inbound entries in the log whose store row a recorded purge removed
+    inbound_unexplained: list[Logged] = field(default_factory=list)  # ... with no row and no purge to explain it
 
     @property
     def placed(self) -> int:
         return sum(len(rows) for rows in self.attempts.values())
 
     @property
+    def inbound_calls(self) -> int:
+        """Inbound callers in the store, over the audited campaigns."""
+        return sum(len(rows) for rows in self.inbound.values())
+
+    @property
     def chain(self) -> str:
-        """``OK``, ``BROKEN``, ``MISSING`` (no log although the store holds calls) or ``EMPTY`` (neither has any)."""
+        """``OK``, ``BROKEN``, ``MISSING`` (no log although the store holds calls, placed or inbound) or ``EMPTY``
+        (neither has any)."""
         if self.verdict is None:
-            return "MISSING" if self.placed else "EMPTY"
+            return "MISSING" if self.placed or self.inbound_calls else "EMPTY"
         return "OK" if self.verdict.ok else "BROKEN"
 
     @property
@@ -271,14 +288,40 @@ def _match(calls: Iterable[Logged], attempts: Iterable[AttemptRow]) -> tuple[dic
     return matched, orphans
 
 
-def _purge_cutoffs(purges: Iterable[Logged]) -> dict[str, float]:
-    """Per campaign, the latest cutoff a recorded purge removed attempts before ("*" for a purge of every one)."""
+def _match_inbound(logged: Iterable[Logged], rows: Iterable[InboundRow]) -> tuple[dict[int, InboundRow], list[Logged]]:
+    """Pair each ``inbound`` entry of the log with its store row: same campaign and call id, and the row that
+    arrived closest in time (a refused duplicate INVITE repeats a queued caller's Call-ID; a refused caller with
+    no Call-ID has ``""``). Returns the pairs and the entries left without a row."""
+    pool: dict[tuple[str, str], list[InboundRow]] = {}
+    for r in rows:
+        pool.setdefault((r.campaign_id, r.call_id), []).append(r)
+    matched: dict[int, InboundRow] = {}
+    orphans: list[Logged] = []
+    for e in logged:
+        d = e.data
+        candidates = pool.get((str(d.get("campaign_id")), str(d.get("inbound_id") or "")), [])
+        arrived = _num(d.get("arrived_at"))
+        near = [r for r in candidates if arrived is not None and abs(r.arrived_at - arrived) < 1e-3]
+        if not near:
+            orphans.append(e)
+            continue
+        best = min(near, key=lambda r: abs(r.arrived_at - (arrived or 0.0)))
+        candidates.remove(best)
+        matched[e.position] = best
+    return matched, orphans
+
+
+def _purge_cutoffs(purges: Iterable[Logged], key: str = "campaigns") -> dict[str, float]:
+    """Per campaign, the latest cutoff a recorded purge removed attempts before ("*" for a purge of every one);
+    ``key="inbound_campaigns"``: the same for inbound call rows (a purge that removed none names no campaign)."""
     cut: dict[str, float] = {}
     for p in purges:
         before = _num(p.data.get("before"))
         if before is None:
             continue
-        removed = p.data.get("campaigns")
+        if key != "campaigns" and key not in p.data:
+            continue
+        removed = p.data.get(key)
         for campaign in removed if isinstance(removed, Mapping) else ("*",):
             cut[campaign] = max(cut.get(campaign, before), before)
     return cut
@@ -379,6 +422,7 @@ def collect(
             if name not in known:
                 raise ConfigError("--campaign", f"no campaign {name!r} in {label} (has {known})")
         attempts = {name: store.attempts(name) for name in chosen}
+        inbound = {name: rows for name in chosen if (rows := store.inbound_calls(name))}
     verdict = verify(log_path) if log_path.exists() else None
     logged, unreadable = read_log(log_path, verdict)
     kinds = Counter(str(e.entry.get("kind")) for e in logged)
@@ -401,6 +445,17 @@ def collect(
     presented = Counter(
         str(c.data.get("caller_id") or "") for c in calls if c.data.get("placed") is not False
     )  # "" counts calls whose caller ID was not recorded
+    inbound_logged = [e for e in mine if e.entry.get("kind") == "inbound"]
+    inbound_matched, inbound_orphans = _match_inbound(inbound_logged, (r for rows in inbound.values() for r in rows))
+    inbound_cut = _purge_cutoffs(purges, "inbound_campaigns")
+    inbound_purged, inbound_unexplained = 0, list[Logged]()
+    for orphan in inbound_orphans:
+        arrived = _num(orphan.data.get("arrived_at")) or _num(orphan.entry.get("t")) or 0.0
+        before = max(inbound_cut.get(str(orphan.data.get("campaign_id")), 0.0), inbound_cut.get("*", 0.0))
+        if arrived < before:
+            inbound_purged += 1
+        else:
+            inbound_unexplained.append(orphan)
     return Audit(
         store=label if _shared(store_path) else str(store_path),
         evidence=log_path,
@@ -424,6 +479,11 @@ def collect(
         attempts_without_call=without,
         amd=amd,
         entry_counts=kinds,
+        inbound=inbound,
+        inbound_logged=inbound_logged,
+        inbound_matched=inbound_matched,
+        inbound_purged=inbound_purged,
+        inbound_unexplained=inbound_unexplained,
     )
 
 
@@ -552,18 +612,67 @@ def write_windows(audit: Audit, out: io.TextIOBase | Any) -> None:
         w.writerow(["campaign_id", *ledger.WINDOW_COLUMNS])
 
 
+INBOUND_LOG_COLUMNS = ("logged_seq", "logged_utc", "logged_caller", "logged_outcome", "verified", "hash")
+
+
+def write_inbound(audit: Audit, out: io.TextIOBase | Any) -> int:
+    """``inbound.csv``: every inbound caller of the audited campaigns, the store's row (as ``dialer report
+    compliance`` counts it) beside the log entry it matches (its place in the chain, what it says); a log entry with
+    no store row (purged, or unexplained) follows with its own fields only. Returns the number of rows."""
+    by_row = {id(r): p for p, r in audit.inbound_matched.items()}
+    entries = {e.position: e for e in audit.inbound_logged}
+    buf = io.StringIO()
+    n = ledger.write_inbound_csv([r for rows in audit.inbound.values() for r in rows], buf)
+    buf.seek(0)
+    rows = list(csv.reader(buf))
+    w = csv.writer(out)
+    w.writerow([*rows[0], *INBOUND_LOG_COLUMNS])
+    order = sorted(
+        (r for rs in audit.inbound.values() for r in rs), key=lambda r: (r.arrived_at, r.campaign_id, r.call_id)
+    )
+    for r, cells in zip(order, rows[1:], strict=True):
+        e = entries.get(by_row.get(id(r), -1))
+        w.writerow([*cells, *_log_cells(e)])
+    for e in audit.inbound_logged:
+        if e.position in audit.inbound_matched:
+            continue
+        d = e.data
+        cells = [""] * len(ledger.INBOUND_COLUMNS)
+        cells[0], cells[1] = str(d.get("campaign_id", "")), str(d.get("inbound_id", ""))
+        w.writerow([*cells, *_log_cells(e)])
+        n += 1
+    return n
+
+
+def _log_cells(e: Logged | None) -> list[Any]:
+    if e is None:
+        return ["", "", "", "", "", ""]
+    return [
+        _cell(e.entry.get("seq")),
+        _iso(e.entry.get("t")),
+        _cell(e.data.get("caller")),
+        _cell(e.data.get("outcome")),
+        int(e.verified),
+        _cell(e.entry.get("hash")),
+    ]
+
+
 def write(audit: Audit, directory: str | Path) -> dict[str, Path]:
-    """Write the export into ``directory`` (created if missing): calls.csv, holds.csv, imports.csv, windows.csv
-    and summary.md. Returns the files by name."""
+    """Write the export into ``directory`` (created if missing): calls.csv, holds.csv, imports.csv, windows.csv,
+    inbound.csv (when the audited campaigns had inbound calls, in the store or the log) and summary.md. Returns the
+    files by name."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name, writer in (
+    writers: list[tuple[str, Any]] = [
         ("calls.csv", write_calls),
         ("holds.csv", write_holds),
         ("imports.csv", write_imports),
         ("windows.csv", write_windows),
-    ):
+    ]
+    if audit.inbound or audit.inbound_logged:
+        writers.append(("inbound.csv", write_inbound))
+    for name, writer in writers:
         path = out / name
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer(audit, fh)
@@ -605,7 +714,9 @@ def _chain_section(audit: Audit) -> list[str]:
         return [
             "## Evidence chain: MISSING — DO NOT SIGN",
             "",
-            f"> **No evidence log at `{audit.evidence}`, although the store holds {audit.placed} attempts.** Nothing "
+            f"> **No evidence log at `{audit.evidence}`, although the store holds {audit.placed} attempts"
+            + (f" and {audit.inbound_calls} inbound calls" if audit.inbound_calls else "")
+            + ".** Nothing "
             "shows these records were not edited. Find the log (`--evidence FILE`) before signing.",
         ]
     if v.ok:
@@ -758,12 +869,42 @@ def _records_section(audit: Audit) -> list[str]:
         lines.append(f"- Attempts cut by a crash or still open: {unknown} (counted abandoned in the worst case).")
     for p in audit.purges:
         d = p.data
+        inbound = f" and {d['inbound_removed']} inbound call(s)" if d.get("inbound_removed") else ""
         lines.append(
-            f"- Purge of {_when(_num(p.entry.get('t')) or 0.0)}: {d.get('removed', '?')} attempt(s) dialed before "
-            f"{_when(_num(d.get('before')) or 0.0)} (keep {d.get('keep_months', '?')} months), log seq "
+            f"- Purge of {_when(_num(p.entry.get('t')) or 0.0)}: {d.get('removed', '?')} attempt(s){inbound} dialed "
+            f"before {_when(_num(d.get('before')) or 0.0)} (keep {d.get('keep_months', '?')} months), log seq "
             f"{p.entry.get('seq')}."
         )
     return lines
+
+
+def _inbound_section(audit: Audit) -> list[str]:
+    """Inbound callers (only when the audited campaigns had any): each campaign's figures, and how the store's rows
+    and the log's entries agree. No abandonment cap applies to them: they are the campaign's service record."""
+    if not audit.inbound and not audit.inbound_logged:
+        return []
+    lines = ["## Inbound callers", ""]
+    for campaign, rows in audit.inbound.items():
+        figures = ledger.inbound_figures(rows)
+        if figures is not None:
+            lines.append(f"- {campaign}: {figures.line().removeprefix('inbound: ')}.")
+    lines.append(
+        f"- Inbound callers in the store: {audit.inbound_calls} (inbound.csv); in the log: "
+        f"{len(audit.inbound_logged)}, {len(audit.inbound_matched)} matched to a store row."
+    )
+    if audit.inbound_purged:
+        lines.append(f"- Inbound entries in the log whose store row a recorded purge removed: {audit.inbound_purged}.")
+    if audit.inbound_unexplained:
+        first = audit.inbound_unexplained[0].entry.get("seq")
+        lines.append(
+            f"- **{len(audit.inbound_unexplained)} inbound entr(y/ies) in the log have no store row and no purge "
+            f"explains it (first: seq {first}).**"
+        )
+    paired = {id(r) for r in audit.inbound_matched.values()}
+    alone = sum(1 for rows in audit.inbound.values() for r in rows if id(r) not in paired)
+    if alone:
+        lines.append(f"- **{alone} store inbound row(s) have no entry in the log.**")
+    return [*lines, ""]
 
 
 def summary(audit: Audit) -> str:
@@ -797,6 +938,7 @@ def summary(audit: Audit) -> str:
         "",
         *_records_section(audit),
         "",
+        *_inbound_section(audit),
         "## Sign-off",
         "",
         f"I have reviewed this audit. Evidence chain {status}; head {head}.",
@@ -843,13 +985,27 @@ class Purge:
     digest: str
     entry: Mapping[str, Any] | None  # the purge entry appended to the log (None: dry run or nothing removed)
     dry_run: bool = False
+    inbound_removed: int = 0  # inbound call rows removed (by arrival time), in the same transaction
+    inbound_campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _digest(rows: Sequence[AttemptRow]) -> str:
+def _digest(rows: Sequence[AttemptRow | InboundRow]) -> str:
+    """SHA-256 over the removed rows, attempts then inbound calls (with none of the latter, exactly what it was
+    before inbound calls were kept)."""
     h = hashlib.sha256()
     for a in rows:
         h.update(json.dumps(asdict(a), sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n")
     return h.hexdigest()
+
+
+def _describe_inbound(rows: Sequence[InboundRow]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        c = out.setdefault(r.campaign_id, {"calls": 0, "first_arrived_at": r.arrived_at, "last_arrived_at": 0.0})
+        c["calls"] += 1
+        c["first_arrived_at"] = min(c["first_arrived_at"], r.arrived_at)
+        c["last_arrived_at"] = max(c["last_arrived_at"], r.arrived_at)
+    return out
 
 
 def _describe(rows: Sequence[AttemptRow]) -> dict[str, dict[str, Any]]:
@@ -872,7 +1028,11 @@ def purge(
     dry_run: bool = False,
 ) -> Purge:
     """Delete the store's attempts dialed before ``before`` (default: the retention limit, ``keep_months`` before
-    ``now``) and append a ``purge`` entry to the evidence log recording what went.
+    ``now``), and its inbound calls that arrived before it, and append a ``purge`` entry to the evidence log
+    recording what went (``inbound_removed`` and ``inbound_campaigns`` join it when inbound rows went).
+
+    Why inbound rows go by the same rule: they hold the callers' numbers as attempts hold the numbers dialed, and
+    the law that requires keeping call records for a time does not ask to keep them longer.
 
     Refused with :class:`~dialer.errors.ConfigError`: a ``keep_months`` under :data:`MIN_KEEP_MONTHS` (the US TSR's
     24 months), a ``before`` later than the retention limit (it would delete records the law still requires), and
@@ -907,28 +1067,43 @@ def purge(
         try:
             with store.transaction():
                 rows = store.purge_attempts(before)
+                inbound = store.purge_inbound(before)
                 described = _describe(rows)
-                digest = _digest(rows)
+                inbound_described = _describe_inbound(inbound)
+                digest = _digest([*rows, *inbound])
                 if dry_run:  # the same selection, then the transaction rolls back
-                    raise _Rollback(Purge(before, keep_months, len(rows), described, digest, None, True))
-                if rows:
-                    with EvidenceLog(log_path) as log:
-                        entry = log.append(
-                            "purge",
-                            {
-                                "store": label,
-                                "before": before,
-                                "keep_months": keep_months,
-                                "removed": len(rows),
-                                "campaigns": described,
-                                "digest": digest,
-                                "what": "store attempt rows; the evidence log is never purged",
-                            },
-                            t=now,
+                    raise _Rollback(
+                        Purge(
+                            before,
+                            keep_months,
+                            len(rows),
+                            described,
+                            digest,
+                            None,
+                            True,
+                            len(inbound),
+                            inbound_described,
                         )
+                    )
+                if rows or inbound:
+                    body: dict[str, Any] = {
+                        "store": label,
+                        "before": before,
+                        "keep_months": keep_months,
+                        "removed": len(rows),
+                        "campaigns": described,
+                        "digest": digest,
+                        "what": "store attempt rows; the evidence log is never purged",
+                    }
+                    if inbound:
+                        body["inbound_removed"] = len(inbound)
+                        body["inbound_campaigns"] = inbound_described
+                        body["what"] = "store attempt and inbound call rows; the evidence log is never purged"
+                    with EvidenceLog(log_path) as log:
+                        entry = log.append("purge", body, t=now)
         except _Rollback as dry:
             return dry.result
-    return Purge(before, keep_months, len(rows), described, digest, entry)
+    return Purge(before, keep_months, len(rows), described, digest, entry, False, len(inbound), inbound_described)
 
 
 class ChainBroken(ConfigError):
@@ -971,4 +1146,5 @@ __all__ = [
     "summary",
     "wait_check",
     "write",
+    "write_inbound",
 ]

@@ -41,7 +41,11 @@ GENESIS = "0" * 64
 #: What kinds of entries the log holds. ``call``: one finished call with what was measured; ``hold``: a lead held
 #: or blocked at dial time, with the rule, its source and that source's version; ``import``: one lead import's
 #: counts and where its rejects were kept; ``purge``: what a retention run removed (never the chain itself);
-#: ``inbound``: one finished inbound caller (arrival, wait, agent and group, outcome, the SIP Call-ID).
+#: ``inbound``: one finished inbound caller (arrival, wait, agent and group, outcome, the SIP Call-ID, the caller as
+#: the INVITE's From gave it), callers refused before queueing included (outcome ``blocked``, with its ``reason``);
+#: the store's ``inbound_calls`` row of the same call is written after it. Numbers are kept as given, not scrubbed
+#: or hashed, as in ``call`` entries (a hashed number proves nothing to an auditor); the store's rows keep the same
+#: string, and a purge removes those rows, never the log's lines.
 KINDS = ("call", "hold", "import", "purge", "note", "inbound")
 
 

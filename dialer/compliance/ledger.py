@@ -25,6 +25,12 @@ regulator's clock starts) to ``connected_at`` is abandoned, whatever ``connect_l
 connected call with no measurement at all cannot prove it was in time, and is abandoned too. So no setting can
 turn a late connect into a handled call.
 
+Inbound callers (schema 7's ``inbound_calls``, one row per caller who rang) are no part of any abandonment rate:
+the regulators' rates are of calls the dialer placed. :func:`inbound_figures` gives their own figures, as the
+engine counts them (``engine.stats.inbound``): callers, answered, abandoned, blocked (turned away before
+queueing), the service level (answered within T over answered plus abandoned: blocked callers never queued) and
+the average speed of answer; ``dialer report compliance`` prints them when the campaign had inbound calls.
+
 Attempts whose outcome was lost in a crash (``interrupted``), and attempts still open (a crash not yet recovered,
 or a call in flight), cannot be classified. They are counted apart, and ``worst_rate`` counts each as an abandoned
 live answer (most were answered people who heard nothing). The over-cap flag, and so the alert and the exit status
@@ -42,7 +48,7 @@ from zoneinfo import ZoneInfo
 
 from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES, FalseMachineEstimate
 from dialer.errors import ConfigError
-from dialer.store import AttemptRow
+from dialer.store import AttemptRow, InboundRow
 
 DAY = 86400.0
 PERIOD = 30 * DAY
@@ -471,6 +477,146 @@ def summary(
                 lines.append("    " + _amd_line(r, amd))
         lines.append(f"  windows over the cap (worst case): {len(over)}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFigures:
+    """A campaign's inbound callers from the store, counted as the engine counts them (``engine.stats.inbound``).
+
+    ``callers`` is everyone who rang (``answered + abandoned + blocked``); ``service_level`` is answered within
+    T over answered plus abandoned (blocked callers never queued, so they are in ``blocking_share`` instead);
+    ``asa`` the answered callers' mean measured wait. T is the one the rows were written with
+    (``service_level_seconds``: the largest, should a campaign have run with several; ``mixed_t`` says so).
+    """
+
+    callers: int
+    answered: int
+    abandoned: int
+    blocked: int
+    answered_within: int
+    service_level_seconds: float
+    service_level: float | None
+    asa: float | None
+    blocking_share: float | None
+    first_arrival: float | None
+    last_arrival: float | None
+    blocked_by: dict[str, int]
+    mixed_t: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """For ``--json``: every field, times as epoch seconds and ISO 8601 UTC."""
+        return {
+            "callers": self.callers,
+            "answered": self.answered,
+            "abandoned": self.abandoned,
+            "blocked": self.blocked,
+            "blocked_by": dict(self.blocked_by),
+            "answered_within": self.answered_within,
+            "service_level_seconds": self.service_level_seconds,
+            "service_level": self.service_level,
+            "asa": self.asa,
+            "blocking_share": self.blocking_share,
+            "first_arrival": self.first_arrival,
+            "last_arrival": self.last_arrival,
+            "first_arrival_utc": _iso(self.first_arrival),
+            "last_arrival_utc": _iso(self.last_arrival),
+            "mixed_service_level_seconds": self.mixed_t,
+        }
+
+    def line(self) -> str:
+        """One line, the figures ``dialer run`` prints for the run, here for the whole campaign."""
+        level = "n/a" if self.service_level is None else f"{self.service_level:.0%}"
+        asa = "n/a" if self.asa is None else f"{self.asa:.1f} s"
+        mixed = " (the largest T the campaign ran with)" if self.mixed_t else ""
+        why = ", ".join(f"{k} {n}" for k, n in sorted(self.blocked_by.items()))
+        return (
+            f"inbound: {self.callers} callers: answered {self.answered}, abandoned {self.abandoned}, blocked "
+            f"{self.blocked}{f' ({why})' if why else ''}; service level {level} within "
+            f"{self.service_level_seconds:g} s{mixed}; ASA {asa}"
+        )
+
+
+def inbound_figures(rows: Iterable[InboundRow]) -> InboundFigures | None:
+    """The figures of a campaign's inbound rows (``None`` when it had no inbound caller). The service level uses
+    each row's own flag, set as the call ended against the T the campaign then ran with."""
+    rows = list(rows)
+    if not rows:
+        return None
+    answered = [r for r in rows if r.outcome == "answered"]
+    abandoned = sum(1 for r in rows if r.outcome == "abandoned")
+    blocked = [r for r in rows if r.outcome == "blocked"]
+    within = sum(1 for r in answered if r.within_service_level)
+    queued = len(answered) + abandoned
+    by: dict[str, int] = {}
+    for r in blocked:
+        key = r.reason or "unknown"
+        by[key] = by.get(key, 0) + 1
+    ts = {r.service_level_seconds for r in rows}
+    arrivals = [r.arrived_at for r in rows]
+    return InboundFigures(
+        callers=len(rows),
+        answered=len(answered),
+        abandoned=abandoned,
+        blocked=len(blocked),
+        answered_within=within,
+        service_level_seconds=max(ts),
+        service_level=_ratio(within, queued),
+        asa=_ratio(sum(r.wait for r in answered), len(answered)),
+        blocking_share=_ratio(len(blocked), len(rows)),
+        first_arrival=min(arrivals),
+        last_arrival=max(arrivals),
+        blocked_by=by,
+        mixed_t=len(ts) > 1,
+    )
+
+
+INBOUND_COLUMNS = (
+    "campaign_id",
+    "call_id",
+    "caller",
+    "outcome",
+    "reason",
+    "arrived_utc",
+    "answered_utc",
+    "ended_utc",
+    "wait_s",
+    "agent_id",
+    "agent_group",
+    "within_service_level",
+    "service_level_seconds",
+    "owner",
+    "arrived_at",
+)
+
+
+def write_inbound_csv(rows: Iterable[InboundRow], out: TextIO) -> int:
+    """Every inbound caller, by arrival (``arrived_at`` keeps the epoch seconds the row is keyed by). Returns the
+    number of rows."""
+    w = csv.writer(out)
+    w.writerow(INBOUND_COLUMNS)
+    n = 0
+    for r in sorted(rows, key=lambda r: (r.arrived_at, r.campaign_id, r.call_id)):
+        w.writerow(
+            [
+                r.campaign_id,
+                r.call_id,
+                r.caller,
+                r.outcome,
+                r.reason or "",
+                _iso(r.arrived_at),
+                _iso(r.answered_at),
+                _iso(r.ended_at),
+                f"{r.wait:.3f}",
+                r.agent_id or "",
+                r.agent_group or "",
+                int(r.within_service_level),
+                f"{r.service_level_seconds:g}",
+                r.owner or "",
+                repr(r.arrived_at),
+            ]
+        )
+        n += 1
+    return n
 
 
 def _amd_line(r: Window, amd: FalseMachineEstimate) -> str:

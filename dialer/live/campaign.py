@@ -1065,9 +1065,14 @@ class LiveCampaign:
         })  # fmt: skip
 
     def inbound_record(self, record: InboundRecord, wire: Mapping[str, Any]) -> None:
-        """Keep one finished inbound call: in :attr:`inbound_records` and the chained evidence log (``inbound``).
+        """Keep one finished inbound call: in :attr:`inbound_records` (callers who queued), the chained evidence log
+        (``inbound``) and the store's ``inbound_calls`` (every caller, refused ones too), with the caller as the
+        evidence keeps it.
 
-        Raises :class:`~dialer.compliance.evidence.EvidenceError` when it cannot, as :meth:`evidence` does.
+        Raises :class:`~dialer.compliance.evidence.EvidenceError` when the evidence cannot be written, as
+        :meth:`evidence` does; the evidence goes first, so a row in the store always has its entry in the chain.
+        The store write rides out a shared store's outage as the dials' records do
+        (:meth:`CampaignLeads.report_inbound <dialer.campaign.source.CampaignLeads.report_inbound>`).
         """
         from dialer.compliance.evidence import EvidenceLog
         from dialer.engine.records import InboundOutcome
@@ -1076,11 +1081,12 @@ class LiveCampaign:
             self.inbound_records.append(record)
         if self._evidence is None:
             self._evidence = EvidenceLog(self.evidence_path)
+        caller = str(wire.get("caller") or record.caller or "")
         self._evidence.append("inbound", {
             "campaign_id": self.config.campaign_id,
             "inbound_id": record.inbound_id,
             "sip_call_id": wire.get("sip_call_id", record.inbound_id),
-            "caller": wire.get("caller", ""),
+            "caller": caller,
             "outcome": record.outcome.value,
             "arrived_at": record.arrived_at,
             "wait": record.wait,
@@ -1093,6 +1099,7 @@ class LiveCampaign:
             "ended_by": wire.get("ended_by"),
             "reason": record.reason,
         })  # fmt: skip
+        self.leads.report_inbound(record, caller=caller, service_level_seconds=self.config.service_level_seconds)
 
     def close(self) -> None:
         if self._evidence is not None:

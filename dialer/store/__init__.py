@@ -1,4 +1,4 @@
-"""Durable storage of campaigns, leads, attempts (the abandonment ledger) and opt-outs.
+"""Durable storage of campaigns, leads, attempts (the abandonment ledger), inbound calls and opt-outs.
 
 The default is an embedded SQLite database in WAL mode (:class:`Store`); a floor whose dispatchers run on several
 machines shares one PostgreSQL database instead (:class:`~dialer.store.postgres.PgStore`, same methods and
@@ -11,16 +11,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dialer.store.schema import SCHEMA_VERSION
-from dialer.store.sqlite import AttemptRow, ClaimLost, NumberBlocked, Store, StoredLead, StoreError, StoreUnavailable
+from dialer.store.sqlite import (
+    INBOUND_OUTCOMES,
+    AttemptRow,
+    ClaimLost,
+    InboundRow,
+    NumberBlocked,
+    Store,
+    StoredLead,
+    StoreError,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from dialer.store.postgres import PgStore
 
 __all__ = [
+    "INBOUND_OUTCOMES",
     "SCHEMA_VERSION",
     "AnyStore",
     "AttemptRow",
     "ClaimLost",
+    "InboundRow",
     "NumberBlocked",
     "Store",
     "StoreError",

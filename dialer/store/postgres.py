@@ -38,15 +38,19 @@ from dialer.store.schema import PG_MIGRATIONS, SCHEMA_VERSION
 from dialer.store.sqlite import (
     _ATTEMPT_COLUMNS,
     _ATTEMPT_RESULT,
+    _INBOUND_COLUMNS,
     _LEAD_COLUMNS,
     _UPDATABLE,
     AttemptRow,
     ClaimLost,
+    InboundRow,
     NumberBlocked,
     StoredLead,
     StoreError,
     StoreUnavailable,
     _encode,
+    _inbound,
+    _inbound_values,
     _lost,
 )
 
@@ -617,6 +621,43 @@ class PgStore:
             (campaign_id, lead_id),
         )
         return None if row is None else _attempt(row)
+
+    # -- inbound calls -----------------------------------------------------------------------------------
+
+    def add_inbound(self, row: InboundRow) -> bool:
+        """Keep one finished inbound call (committed before returning); ``False`` if it was already there (a
+        write retried after an outage that had committed the first time)."""
+        values = _inbound_values(row)
+        placeholders = ", ".join(["%s"] * len(values))
+        with self.transaction():
+            n = self._run(
+                f"INSERT INTO inbound_calls ({_INBOUND_COLUMNS}) VALUES ({placeholders}) "
+                "ON CONFLICT (campaign_id, call_id, arrived_at) DO NOTHING",
+                values,
+            )
+        return n == 1
+
+    def inbound_calls(self, campaign_id: str) -> list[InboundRow]:
+        """The campaign's inbound callers, by arrival."""
+        rows = self._all(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound_calls WHERE campaign_id = %s ORDER BY arrived_at, call_id",
+            (campaign_id,),
+        )
+        return [_inbound(r) for r in rows]
+
+    def purge_inbound(self, before: float, *, campaign_id: str | None = None) -> list[InboundRow]:
+        """Delete the inbound calls that arrived before ``before`` (epoch) and return them, for a retention run."""
+        where = "arrived_at < %s"
+        args: list[Any] = [before]
+        if campaign_id is not None:
+            where += " AND campaign_id = %s"
+            args.append(campaign_id)
+        with self.transaction():
+            rows = [
+                _inbound(r)
+                for r in self._all(f"DELETE FROM inbound_calls WHERE {where} RETURNING {_INBOUND_COLUMNS}", args)
+            ]
+        return sorted(rows, key=lambda r: (r.campaign_id, r.arrived_at, r.call_id))
 
     # -- opt-outs ----------------------------------------------------------------------------------------
 

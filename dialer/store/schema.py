@@ -154,6 +154,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE attempts ADD COLUMN owner TEXT
     """,
+    # 7: inbound calls, one row per caller who rang a campaign (answered, abandoned, or blocked: turned away before
+    # queueing, ``reason`` saying why), written when the call ends, so the compliance report and the audit export
+    # know the inbound callers as they know the attempts. call_id is the runtime's name for the call (the SIP
+    # Call-ID; '' when a refused caller had none), caller is who rang as the evidence log keeps it, wait is the
+    # wait as measured (arrival to the connect, or to hanging up), within_service_level whether the caller was
+    # answered within service_level_seconds (the T the campaign ran with, kept per row since it may change), owner
+    # the dispatcher that took the call (as attempts.owner). Keyed by arrival too: a refused duplicate INVITE
+    # repeats the Call-ID of a caller still queued.
+    """
+    CREATE TABLE inbound_calls (
+        campaign_id TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        arrived_at REAL NOT NULL,
+        caller TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL CHECK (outcome IN ('answered', 'abandoned', 'blocked')),
+        reason TEXT,
+        wait REAL NOT NULL,
+        answered_at REAL,
+        ended_at REAL NOT NULL,
+        agent_id TEXT,
+        agent_group TEXT,
+        within_service_level INTEGER NOT NULL DEFAULT 0,
+        service_level_seconds REAL NOT NULL,
+        owner TEXT,
+        PRIMARY KEY (campaign_id, call_id, arrived_at)
+    );
+    CREATE INDEX inbound_calls_time ON inbound_calls (arrived_at)
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -286,6 +314,26 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """,
     """
     ALTER TABLE attempts ADD COLUMN owner TEXT
+    """,
+    """
+    CREATE TABLE inbound_calls (
+        campaign_id TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        arrived_at DOUBLE PRECISION NOT NULL,
+        caller TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL CHECK (outcome IN ('answered', 'abandoned', 'blocked')),
+        reason TEXT,
+        wait DOUBLE PRECISION NOT NULL,
+        answered_at DOUBLE PRECISION,
+        ended_at DOUBLE PRECISION NOT NULL,
+        agent_id TEXT,
+        agent_group TEXT,
+        within_service_level INTEGER NOT NULL DEFAULT 0,
+        service_level_seconds DOUBLE PRECISION NOT NULL,
+        owner TEXT,
+        PRIMARY KEY (campaign_id, call_id, arrived_at)
+    );
+    CREATE INDEX inbound_calls_time ON inbound_calls (arrived_at)
     """,
 )
 

@@ -135,6 +135,37 @@ class AttemptRow:
     owner: str | None = None  # the dispatcher that claimed it (see Store.hold_owner); None before schema 6
 
 
+#: How an inbound call ended, as the store keeps it (the engine's InboundOutcome values).
+INBOUND_OUTCOMES = ("answered", "abandoned", "blocked")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRow:
+    """One inbound caller of a campaign, as the store keeps it once the call ended (schema 7).
+
+    ``call_id`` is the runtime's name for the call (the SIP Call-ID; ``""`` for a refused caller it had none for);
+    ``caller`` who rang, as the evidence log keeps it; ``outcome`` ``answered``, ``abandoned`` or ``blocked``
+    (turned away before queueing, ``reason`` saying why); ``wait`` the measured wait (arrival to the connect, or to
+    hanging up; 0 when blocked); ``within_service_level`` answered within ``service_level_seconds``; ``owner`` the
+    dispatcher that took the call. Times are epoch seconds.
+    """
+
+    campaign_id: str
+    call_id: str
+    arrived_at: float
+    outcome: str
+    wait: float
+    ended_at: float
+    service_level_seconds: float
+    within_service_level: bool = False
+    caller: str = ""
+    reason: str | None = None
+    answered_at: float | None = None
+    agent_id: str | None = None
+    agent_group: str | None = None
+    owner: str | None = None
+
+
 _LEAD_COLUMNS = (
     "campaign_id, lead_id, phone, name, time_zone, fields, priority, seq, status, disposition, attempts, "
     "pass_attempts, list_pass, outcome_counts, next_at, lockout_until, callback_at, source_line"
@@ -143,6 +174,10 @@ _ATTEMPT_COLUMNS = (
     "campaign_id, lead_id, attempt_no, phone, state, dialed_at, call_id, outcome, disposition, ended_at, "
     "answered_at, connected_at, message_at, wait, agent_id, abandoned, customer_hung_up, placed_at, ringing_at, "
     "message_played, bridge_failed, amd_verdict, amd_seconds, picked_up_at, owner"
+)
+_INBOUND_COLUMNS = (
+    "campaign_id, call_id, arrived_at, outcome, wait, ended_at, service_level_seconds, within_service_level, "
+    "caller, reason, answered_at, agent_id, agent_group, owner"
 )
 _UPDATABLE = frozenset(
     {
@@ -199,6 +234,35 @@ def _attempt(row: sqlite3.Row) -> AttemptRow:
     if d["message_played"] is not None:
         d["message_played"] = bool(d["message_played"])
     return AttemptRow(**d)
+
+
+def _inbound(row: Any) -> InboundRow:
+    d = dict(row)
+    d["within_service_level"] = bool(d["within_service_level"])
+    return InboundRow(**d)
+
+
+def _inbound_values(row: InboundRow) -> tuple[Any, ...]:
+    """The row's values in ``_INBOUND_COLUMNS`` order, checked: a ledger row the report could not read is refused
+    here, where the writer can still be told, rather than stored."""
+    if row.outcome not in INBOUND_OUTCOMES:
+        raise StoreError(f"an inbound call's outcome is one of {', '.join(INBOUND_OUTCOMES)}, not {row.outcome!r}")
+    return (
+        row.campaign_id,
+        row.call_id,
+        row.arrived_at,
+        row.outcome,
+        row.wait,
+        row.ended_at,
+        row.service_level_seconds,
+        int(row.within_service_level),
+        row.caller,
+        row.reason,
+        row.answered_at,
+        row.agent_id,
+        row.agent_group,
+        row.owner,
+    )
 
 
 def _encode(column: str, value: Any) -> Any:
@@ -620,6 +684,50 @@ class Store:
             (campaign_id, lead_id),
         ).fetchone()
         return None if row is None else _attempt(row)
+
+    # -- inbound calls -----------------------------------------------------------------------------------
+
+    def add_inbound(self, row: InboundRow) -> bool:
+        """Keep one finished inbound call (committed before returning); ``False`` if it was already there.
+
+        Why idempotent: a write retried after an outage may have committed the first time, and the retry must
+        neither fail nor write the caller twice. The key is the campaign, the call id and the arrival time.
+        """
+        values = _inbound_values(row)
+        with self.transaction():
+            cur = self._db.execute(
+                f"INSERT OR IGNORE INTO inbound_calls ({_INBOUND_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+                values,
+            )
+        return cur.rowcount == 1
+
+    def inbound_calls(self, campaign_id: str) -> list[InboundRow]:
+        """The campaign's inbound callers, by arrival."""
+        rows = self._db.execute(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound_calls WHERE campaign_id = ? ORDER BY arrived_at, call_id",
+            (campaign_id,),
+        )
+        return [_inbound(r) for r in rows]
+
+    def purge_inbound(self, before: float, *, campaign_id: str | None = None) -> list[InboundRow]:
+        """Delete the inbound calls that arrived before ``before`` (epoch) and return them, for a retention run
+        (as :meth:`purge_attempts`; run it in the same :meth:`transaction` as the record of the purge)."""
+        where = "arrived_at < ?"
+        args: list[Any] = [before]
+        if campaign_id is not None:
+            where += " AND campaign_id = ?"
+            args.append(campaign_id)
+        with self.transaction():
+            rows = [
+                _inbound(r)
+                for r in self._db.execute(
+                    f"SELECT {_INBOUND_COLUMNS} FROM inbound_calls WHERE {where} ORDER BY campaign_id, arrived_at, "
+                    "call_id",
+                    args,
+                )
+            ]
+            self._db.execute(f"DELETE FROM inbound_calls WHERE {where}", args)
+        return rows
 
     # -- opt-outs ----------------------------------------------------------------------------------------
 

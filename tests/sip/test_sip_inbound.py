@@ -504,3 +504,74 @@ def test_max_waiting_refuses_the_caller_beyond_it_with_busy(
     assert sip.inbound_blocked == 1 and sip.driver.stats["inbound_offered"] == 2
     assert "inbound.max_waiting" in caplog.text
     assert sorted(capture.final_status(cid) for cid in capture.call_ids()) == [200, 486]
+
+
+def test_dialer_run_writes_every_inbound_caller_to_the_store_as_the_evidence_has_them(
+    sipp_factory: type, tmp_path: Path
+) -> None:
+    """``dialer run`` with ``max_waiting = 1``: caller 1 talks to Alice, caller 2 waits and hangs up (abandoned),
+    caller 3 rings while caller 2 waits and is refused 486 (blocked: by the inbound worker, full with two callers,
+    or by the queue limit). The store's ``inbound_calls``
+    (the ledger ``dialer report compliance`` reads) holds the same three callers as the evidence log, field for
+    field, and the report prints their figures."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dialer.cli import main
+    from dialer.compliance.evidence import entries, verify
+    from dialer.store import open_store
+
+    agent_audio(tmp_path)
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    path = _inbound_campaign(tmp_path, port, agent.port, extra="max_waiting = 1\n")
+    (tmp_path / "leads.csv").write_text("lead_id,phone\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dialer.cli", "run", str(path), "--status-every", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 40
+        while "agents ready 1" not in seen and time.monotonic() < deadline:
+            char = proc.stderr.read(1)
+            if not char:
+                break
+            seen += char
+        assert "agents ready 1" in seen, seen
+        c1 = caller(sipp_factory, port, 6000)
+        time.sleep(1.0)  # caller 1 is bridged to Alice
+        c2 = caller(sipp_factory, port, 2500)
+        time.sleep(1.0)  # caller 2 waits in the queue
+        c3 = caller(sipp_factory, port, 500)
+        for c in (c3, c2, c1):
+            assert c.proc.wait(30) == 0, c.log.read_text(errors="replace")[-1500:]
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "inbound: 2 callers: answered 1, abandoned 1, refused busy 1;" in out, out
+    log = tmp_path / "campaign.evidence.jsonl"
+    assert verify(log).ok
+    logged = sorted((e["data"] for e in entries(log) if e["kind"] == "inbound"), key=lambda d: d["arrived_at"])
+    store = open_store(tmp_path / "campaign.sqlite")
+    try:
+        rows = store.inbound_calls("autumn")
+    finally:
+        store.close()
+    assert [d["outcome"] for d in logged] == ["answered", "abandoned", "blocked"]
+    assert logged[2]["reason"] in ("busy", "queue_full") and logged[2]["sip_call_id"]  # whichever limit came first
+    assert [
+        (r.call_id, r.arrived_at, r.outcome, r.reason, r.wait, r.agent_id, r.caller, r.ended_at) for r in rows
+    ] == [
+        (d["inbound_id"], d["arrived_at"], d["outcome"], d["reason"], d["wait"], d["agent_id"], d["caller"],
+         d["ended_at"])
+        for d in logged
+    ]  # fmt: skip
+    assert rows[0].within_service_level and rows[0].agent_group == "inbound" and rows[0].owner
+    assert main(["report", "compliance", str(tmp_path / "campaign.sqlite"), "--json"]) == 0
