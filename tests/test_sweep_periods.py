@@ -220,3 +220,16 @@ def test_simulate_json_carries_the_same_per_period_figures(capsys: pytest.Captur
     assert main(["simulate", str(spec), "--workers", "1"]) == 0
     text = capsys.readouterr().out
     assert "Per period" in text and "Inbound SL" in text and "rush" in text
+
+
+def test_a_sweep_point_reports_what_simulate_reports_for_its_scenario() -> None:
+    from sim.runner import simulate
+
+    base = scenario.loads(DAY).replace(replications=2)
+    axis = sweep.parse_axis("periods.afternoon.outbound=4")
+    result = sweep.run(base, sweep.points(["progressive"]), axes=[axis], workers=1, refine=0)
+    (row,) = result.rows
+    report = simulate(sweep.apply_setting(base, axis.settings[0]), workers=1)
+    assert row.pooled["periods"] == report.pooled["periods"]
+    assert row.pooled["ci95"] == report.pooled["ci95"]
+    assert [seg["configured"]["staffing"]["outbound"] for seg in row.pooled["periods"]] == [8, 8, 4]

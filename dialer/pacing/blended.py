@@ -191,8 +191,8 @@ def _forwarding(cls: _P) -> _P:
     for a policy that spells its parameters out."""
     own = inspect.signature(cls.__init__)  # type: ignore[misc]
     params = [p for name, p in own.parameters.items() if name != "self" and p.kind is not p.VAR_KEYWORD]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-               for name, annotation in FORWARDED]  # fmt: skip
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params += [inspect.Parameter(name, keyword, default=None, annotation=kind) for name, kind in FORWARDED]
     cls.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
     return cls
 
