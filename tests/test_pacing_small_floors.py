@@ -29,6 +29,8 @@ def test_a_small_strict_day_is_recognised_by_its_allowance() -> None:
     # 25 answers per 15 minutes: 800 in an 8-h day, so 8 abandonments at 1% and 24 at 3% (under 30).
     assert _with_answers(Predictive(0.01), 25).small_window(900.0)
     assert _with_answers(Predictive(0.03), 25).small_window(900.0)
+    # 60 per 15 minutes at 2% (10 agents): 38 abandonments a day, small since the prior grew with the allowance.
+    assert _with_answers(Predictive(0.02), 60).small_window(900.0)
     # 100 per 15 minutes at 2%: 64 abandonments a day, not small; 20 agents at 3% neither.
     assert not _with_answers(Predictive(0.02), 100).small_window(900.0)
     assert not _with_answers(Predictive(0.03), 100).small_window(900.0)
@@ -75,6 +77,22 @@ def test_a_small_strict_day_learns_its_calibration_from_a_few_abandonments() -> 
     assert scales[50.0] == pytest.approx((8.0 + 2.0) / (1.0 + 2.0), rel=0.05)
 
 
+def test_the_small_days_prior_grows_with_its_allowance() -> None:
+    """The calibration's prior is worth a tenth of the day's allowance, never under 2 nor over 10 abandonments: a
+    day allowing 38 (10 agents at 2%) follows its first abandonments less closely than one allowing 8."""
+    for per_15_min, target, prior in ((25, 0.01, 2.0), (60, 0.02, 0.1 * 0.02 * 60 * 32)):
+        p = _with_answers(Predictive(target), per_15_min)
+        assert p.window_allowance(900.0) == pytest.approx(target * per_15_min * 32, rel=0.01)
+        p._remember(0.0, target)
+        p._calibrate(900.0, 1000, 2)
+        charged = target * 1000
+        assert p.scale == pytest.approx((charged + prior) / (2.0 + prior), rel=0.02)
+    big = _with_answers(Predictive(0.02, small_prior_share=1.0), 60)
+    big._remember(0.0, 0.02)
+    big._calibrate(900.0, 1000, 2)
+    assert big.scale == pytest.approx((20.0 + 10.0) / (2.0 + 10.0), rel=0.02)  # capped at calibration_prior
+
+
 def test_five_agents_at_one_percent_spend_the_day_without_crossing_it() -> None:
     """The Markov floor of 5 agents (p = 0.3) at a 1% cap: before this change a day ended at 0.11% (a tenth of the
     allowance); now it spends most of it, and no day ends over the cap."""
@@ -111,3 +129,11 @@ def test_a_window_allowing_many_abandonments_is_paced_as_before() -> None:
     off = run_replication(scen.replace(pacing=(("shift_hours", 8.0), ("small_allowance", 0.0))), 0).totals
     assert on["abandoned"] > 0
     assert on == off
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_small_prior_share_out_of_range_is_refused(bad: float) -> None:
+    from dialer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="small_prior_share"):
+        Predictive(0.02, small_prior_share=bad)

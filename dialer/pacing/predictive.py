@@ -145,9 +145,9 @@ class Predictive(PacingPolicy):
     deferred comes at the end of the interval through :meth:`next_wakeup` (a 1,000-agent floor has fifty events a
     second; a call launched up to a second later changes little against rings of 4-16 s).
     ``small_allowance``: a calendar day (or campaign period) whose whole allowance is under this many abandonments
-    is a *small strict* window (5 agents at a 1-3% cap, 10 at 1%): its spending keeps only the base ``caution`` and its
-    calibration's prior is worth ``small_calibration_prior`` abandonments (see :meth:`small_window`; 0 switches
-    this off).
+    is a *small strict* window (5 agents at a 1-3% cap, 10 at 1-2%): its spending keeps only the base ``caution``
+    and its calibration's prior is worth ``small_prior_share`` of the allowance in abandonments, at least
+    ``small_calibration_prior`` and at most ``calibration_prior`` (see :meth:`small_window`; 0 switches this off).
     """
 
     name = "predictive"
@@ -190,8 +190,9 @@ class Predictive(PacingPolicy):
         settle_seconds: float = 40.0,
         decide_every: float = 1.0,
         decide_every_agents: int = 100,
-        small_allowance: float = 30.0,
+        small_allowance: float = 50.0,
         small_calibration_prior: float = 2.0,
+        small_prior_share: float = 0.1,
     ) -> None:
         from dialer.pacing import estimators as est
 
@@ -213,6 +214,8 @@ class Predictive(PacingPolicy):
             raise ConfigError("small_allowance", "must be >= 0")
         if small_calibration_prior <= 0:
             raise ConfigError("small_calibration_prior", "must be > 0")
+        if not 0.0 <= small_prior_share <= 1.0:
+            raise ConfigError("small_prior_share", "must be between 0 and 1")
         if not 0.0 < shift_hours <= 24.0:
             raise ConfigError("shift_hours", "must be in (0, 24]")
         if max_lines_per_agent < 1.0:
@@ -292,6 +295,7 @@ class Predictive(PacingPolicy):
         self._cal_abandoned = 0.0  # abandonments over the same answers
         self.small_allowance = small_allowance
         self.small_calibration_prior = small_calibration_prior
+        self.small_prior_share = small_prior_share
         self._answers_heard: float | None = None  # when observe_answer first reported a live answer
         self._theta_history: deque[tuple[float, float]] = deque()  # (since, threshold), changes only
         self._day_key: int | None = None
@@ -442,7 +446,10 @@ class Predictive(PacingPolicy):
         d = 0.5 ** (live / half_life)
         self._cal_theta = self._cal_theta * d + live * self._charged(now)
         self._cal_abandoned = self._cal_abandoned * d + abandoned
-        k = self.small_calibration_prior if self.small_window(now) else self.calibration_prior
+        k = self.calibration_prior
+        allowance = self.window_allowance(now)
+        if allowance is not None and self.small_window(now):
+            k = min(k, max(self.small_calibration_prior, self.small_prior_share * allowance))
         self.scale = min(20.0, max(0.1, (self._cal_theta + k) / (self._cal_abandoned + k)))
 
     def _launch_rate(self) -> float:
@@ -497,19 +504,27 @@ class Predictive(PacingPolicy):
     def small_window(self, now: float) -> bool:
         """Whether the window is a *small strict* one: a calendar day or campaign period whose whole allowance,
         the target times the answers it is expected to hold, is under ``small_allowance`` abandonments (a day of
-        5 agents at 1-2% allows 9-18, 10 agents at 1% about 19; 10 at 2%, about 38, is not small: paced so, 1 day in 200
-        ended a hair over its cap). There the forecast's marginal risk is far above the risk the
-        calls really run (measured on 5 agents at 1%: the thresholds charged per answer add up to about eight
-        times the abandonments), so the calibration must learn from the first few abandonments -- its prior of
-        one is worth ``small_calibration_prior`` abandonments instead of ``calibration_prior`` -- and the caution
+        5 agents at 1-2% allows 9-18, 10 agents at 1-2% about 19-38). There the forecast's marginal risk is far
+        above the risk the calls really run (measured on 5 agents at 1%: the thresholds charged per answer add up
+        to about eight times the abandonments), so the calibration must learn from the first few abandonments --
+        its prior of one is worth a tenth of the day's allowance (``small_prior_share``; at least
+        ``small_calibration_prior``, 2) instead of ``calibration_prior``, 10: a prior of 2 on a day allowing 38
+        let 1 day in 200 end a hair over its cap, as the calibration then follows a few early abandonments too
+        closely -- and the caution
         of the spending is not grown: with the calibration slow to learn, the grown reserve kept 60-100% of the
         allowance unspent. The guard against the cap on the next 30 answers keeps the grown reserve. Rolling
         windows (judged every quarter hour on an hour or so of answers) keep the full reserve, and so does every
         window until its answer rate is known."""
         if self.small_allowance <= 0 or self.ledger.kind == "rolling":
             return False
+        allowance = self.window_allowance(now)
+        return allowance is not None and allowance < self.small_allowance
+
+    def window_allowance(self, now: float) -> float | None:
+        """The abandonments the whole window allows: the target times the answers it is expected to hold (at the
+        last 15 minutes' answer rate), or ``None`` before that rate is known."""
         rate = self._answer_rate(now)
-        return rate is not None and self.target * rate * self._window_span() < self.small_allowance
+        return None if rate is None else self.target * rate * self._window_span()
 
     def _charged(self, now: float) -> float:
         """The threshold the calls answering now were launched under: the one in force a ring time ago (the
