@@ -1034,6 +1034,14 @@ class LiveCampaign:
         if self._evidence is None:  # a campaign built by hand rather than by open()
             self._evidence = EvidenceLog(self.evidence_path)
         ring_end = record.picked_up_at or record.answered_at or record.ended_at
+        # Preview and manual dials say whom the call was dialed for and, for a lead shown but never dialed, why
+        # (the agent's skip reason or "withdrawn: ..."): an auditor must tell a skipped lead from a failed call.
+        # Paced calls carry neither key, so their entries read as before.
+        hand: dict[str, Any] = {}
+        if record.reserved_for is not None:
+            hand["reserved_for"] = record.reserved_for
+        if record.skipped is not None:
+            hand["skipped"] = record.skipped
         self._evidence.append("call", {
             "campaign_id": self.config.campaign_id,
             "call_id": record.call_id,
@@ -1062,6 +1070,7 @@ class LiveCampaign:
             "customer_hung_up": record.customer_hung_up,
             "ended_at": record.ended_at,
             "registry_basis": record.lead.fields.get("registry_basis"),
+            **hand,
         })  # fmt: skip
 
     def inbound_record(self, record: InboundRecord, wire: Mapping[str, Any]) -> None:
