@@ -260,9 +260,34 @@ def bin_intervals(values: np.ndarray, low: float | None = None, high: float | No
 
 def configured_live_answer(scenario: Scenario, bins: int, step: float = 60.0) -> list[float]:
     """The live-answer probability the scenario sets in each bin: its ``[drift]`` averaged over the bin at the
-    drift process's once-a-minute steps, or the constant ``live_answer_probability`` without drift."""
+    drift process's once-a-minute steps, its ``[[periods]]`` averaged exactly over the bin, or the constant
+    ``live_answer_probability`` with neither.
+
+    Periods are read from the day's stretches (:func:`sim.inbound_periods.segments`, the values the simulator
+    applies at each period's hour): without them an analyst comparing the realised answer rate with the one set
+    would see a lunch-hour dip reported as drift."""
     live0 = scenario.live_answer_probability
     drift = scenario.drift
+    if scenario.periods:
+        from sim.inbound_periods import segments
+        from sim.runtime import DAY
+
+        # Piecewise constant over the day: each stretch's value from its start to the next one's (the last holds
+        # to midnight, through the drain; the next day starts again from the first), averaged exactly over a bin.
+        segs = segments(scenario)
+        starts = [seg.start_hour * 3600.0 for seg in segs] + [DAY]
+        values = [float(seg.values["live_answer_probability"]) for seg in segs]  # segs[0] starts at hour 0
+
+        def mean_over(lo: float, hi: float) -> float:
+            day = math.floor(lo / DAY) * DAY
+            total = 0.0
+            for k, value in enumerate(values):
+                a, b = max(lo, day + starts[k]), min(hi, day + starts[k + 1])
+                if b > a:
+                    total += (b - a) * value
+            return total / (hi - lo)
+
+        return [mean_over(b * SERIES_BIN, (b + 1) * SERIES_BIN) for b in range(bins)]
     if drift is None:
         return [live0] * bins
     per_bin = int(SERIES_BIN // step)

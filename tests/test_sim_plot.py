@@ -188,3 +188,21 @@ def test_cli_plot_writes_the_png(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(args) == 0
     assert f"Plot written to {out}" in capsys.readouterr().out
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_configured_answer_rate_follows_the_periods() -> None:
+    """A lunch hour with fewer answers is part of the scenario, not drift: ``live_answer_configured`` steps down at
+    the period's hour and back at the next, each day (a period starting mid-bin averages the bin)."""
+    s = scenarios.loads(
+        "[campaign]\nhours = 4\ndays = 2\n[calls]\nlive_answer_probability = 0.3\n"
+        "[[periods]]\nstart_hour = 2\nname = 'lunch'\nlive_answer_probability = 0.1\n"
+        "[[periods]]\nstart_hour = 3.125\nname = 'afternoon'\nlive_answer_probability = 0.25\n"
+    )
+    per_day = 86400 // 900
+    configured = configured_live_answer(s, per_day + 16)
+    assert configured[:8] == pytest.approx([0.3] * 8)  # 0-2 h
+    assert configured[8:12] == pytest.approx([0.1] * 4)  # 2-3 h
+    assert configured[12] == pytest.approx((0.1 + 0.25) / 2)  # 3:00-3:15, the afternoon from 3:07:30
+    assert configured[13:16] == pytest.approx([0.25] * 3)
+    assert configured[per_day : per_day + 8] == pytest.approx([0.3] * 8)  # the next day starts afresh
+    assert configured[per_day + 8] == pytest.approx(0.1)
