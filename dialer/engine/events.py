@@ -92,6 +92,16 @@ def _refuse(event: Event, field: str, value: object, message: str) -> NoReturn:
     raise InvalidEvent(type(event).__name__, field, value, message)
 
 
+def _member(
+    event: Event, field: str, value: Any, kind: type[StrEnum], values: frozenset[str], article: str = "a"
+) -> None:
+    """A :class:`StrEnum` field given as a member or as its string value (then stored as the member)."""
+    if type(value) is not kind:
+        if not isinstance(value, str) or value not in values:
+            _refuse(event, field, value, f"must be {article} {kind.__name__} ({', '.join(sorted(values))})")
+        object.__setattr__(event, field, kind(value))
+
+
 def is_number(value: object) -> bool:
     """A real number, not a bool (``True`` is an int to Python, never a time or a count to a runtime)."""
     cls = type(value)
@@ -185,11 +195,7 @@ class AgentLoggedIn(Event):
 
     def _check(self) -> None:
         _agent(self, self.agent_id)
-        group = self.group
-        if type(group) is not AgentGroup:
-            if not isinstance(group, str) or group not in _GROUP_VALUES:
-                _refuse(self, "group", group, "must be an AgentGroup (blended, inbound, outbound)")
-            object.__setattr__(self, "group", AgentGroup(group))
+        _member(self, "group", self.group, AgentGroup, _GROUP_VALUES, article="an")
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,12 +351,7 @@ class CallFailed(Event):
 
     def _check(self) -> None:
         _call(self, self.call_id)
-        reason = self.reason
-        if type(reason) is not FailureReason:
-            if not isinstance(reason, str) or reason not in _FAILURE_VALUES:
-                known = ", ".join(sorted(_FAILURE_VALUES))
-                _refuse(self, "reason", reason, f"must be a FailureReason ({known})")
-            object.__setattr__(self, "reason", FailureReason(reason))
+        _member(self, "reason", self.reason, FailureReason, _FAILURE_VALUES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,12 +463,7 @@ class InboundBlocked(Event):
     caller: str | None = None
 
     def _check(self) -> None:
-        reason = self.reason
-        if type(reason) is not BlockedReason:
-            if not isinstance(reason, str) or reason not in _BLOCKED_VALUES:
-                known = ", ".join(sorted(_BLOCKED_VALUES))
-                _refuse(self, "reason", reason, f"must be a BlockedReason ({known})")
-            object.__setattr__(self, "reason", BlockedReason(reason))
+        _member(self, "reason", self.reason, BlockedReason, _BLOCKED_VALUES)
         if self.inbound_id is not None:
             _inbound(self, self.inbound_id)
         if self.caller is not None and type(self.caller) is not str:
