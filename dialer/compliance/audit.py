@@ -327,6 +327,21 @@ def _purge_cutoffs(purges: Iterable[Logged], key: str = "campaigns") -> dict[str
     return cut
 
 
+def _explained_by_purges(orphans: Iterable[Logged], cut: Mapping[str, float], at: str) -> tuple[int, list[Logged]]:
+    """Of the log entries left without a store row, how many a recorded purge explains (their time, ``data[at]``
+    or else the entry's ``t``, is before their campaign's cutoff in ``cut`` or the all-campaign one, ``"*"``),
+    and the others, which nothing explains."""
+    purged, unexplained = 0, list[Logged]()
+    for orphan in orphans:
+        t = _num(orphan.data.get(at)) or _num(orphan.entry.get("t")) or 0.0
+        before = max(cut.get(str(orphan.data.get("campaign_id")), 0.0), cut.get("*", 0.0))
+        if t < before:
+            purged += 1
+        else:
+            unexplained.append(orphan)
+    return purged, unexplained
+
+
 def ring_check(calls: Iterable[Logged]) -> RingCheck:
     """The shortest ring before the dialer's CANCEL, from the log: ``ring_seconds``, else ``ended_at`` minus
     ``ringing_at`` (a no-answer call ends at the CANCEL)."""
@@ -431,15 +446,7 @@ def collect(
     purges = [e for e in logged if e.entry.get("kind") == "purge"]
     every = [a for rows in attempts.values() for a in rows]
     matched, orphans = _match(calls, every)
-    cut = _purge_cutoffs(purges)
-    purged, unexplained = 0, list[Logged]()
-    for orphan in orphans:
-        placed = _num(orphan.data.get("placed_at")) or _num(orphan.entry.get("t")) or 0.0
-        before = max(cut.get(str(orphan.data.get("campaign_id")), 0.0), cut.get("*", 0.0))
-        if placed < before:
-            purged += 1
-        else:
-            unexplained.append(orphan)
+    purged, unexplained = _explained_by_purges(orphans, _purge_cutoffs(purges), "placed_at")
     paired = {id(a) for a in matched.values()}
     without = [a for a in every if a.state == "done" and id(a) not in paired]
     presented = Counter(
@@ -447,15 +454,9 @@ def collect(
     )  # "" counts calls whose caller ID was not recorded
     inbound_logged = [e for e in mine if e.entry.get("kind") == "inbound"]
     inbound_matched, inbound_orphans = _match_inbound(inbound_logged, (r for rows in inbound.values() for r in rows))
-    inbound_cut = _purge_cutoffs(purges, "inbound_campaigns")
-    inbound_purged, inbound_unexplained = 0, list[Logged]()
-    for orphan in inbound_orphans:
-        arrived = _num(orphan.data.get("arrived_at")) or _num(orphan.entry.get("t")) or 0.0
-        before = max(inbound_cut.get(str(orphan.data.get("campaign_id")), 0.0), inbound_cut.get("*", 0.0))
-        if arrived < before:
-            inbound_purged += 1
-        else:
-            inbound_unexplained.append(orphan)
+    inbound_purged, inbound_unexplained = _explained_by_purges(
+        inbound_orphans, _purge_cutoffs(purges, "inbound_campaigns"), "arrived_at"
+    )
     return Audit(
         store=label if _shared(store_path) else str(store_path),
         evidence=log_path,
