@@ -30,7 +30,7 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,8 @@ from dialer.store.sqlite import (
     _inbound,
     _inbound_values,
     _lost,
+    _older_than,
+    _Row,
 )
 
 if TYPE_CHECKING:
@@ -588,16 +590,16 @@ class PgStore:
 
     def purge_attempts(self, before: float, *, campaign_id: str | None = None) -> list[AttemptRow]:
         """Delete the closed attempts dialed before ``before`` (epoch) and return them, for a retention run."""
-        where = "state != 'dialing' AND dialed_at < %s"
-        args: list[Any] = [before]
-        if campaign_id is not None:
-            where += " AND campaign_id = %s"
-            args.append(campaign_id)
-        with self.transaction():  # one statement: exactly the rows deleted are returned, whatever commits meanwhile
-            rows = [
-                _attempt(r) for r in self._all(f"DELETE FROM attempts WHERE {where} RETURNING {_ATTEMPT_COLUMNS}", args)
-            ]
+        where, args = _older_than("state != 'dialing' AND dialed_at < %s", before, campaign_id, "%s")
+        rows = self._purge("attempts", _ATTEMPT_COLUMNS, where, args, _attempt)
         return sorted(rows, key=lambda a: (a.campaign_id, a.dialed_at, a.lead_id, a.attempt_no))
+
+    def _purge(
+        self, table: str, columns: str, where: str, args: list[Any], read: Callable[[dict[str, Any]], _Row]
+    ) -> list[_Row]:
+        """Delete ``table``'s rows that match ``where`` and return them, read by ``read``, in no order."""
+        with self.transaction():  # one statement: exactly the rows deleted are returned, whatever commits meanwhile
+            return [read(r) for r in self._all(f"DELETE FROM {table} WHERE {where} RETURNING {columns}", args)]
 
     def open_attempts(self, campaign_id: str) -> list[AttemptRow]:
         rows = self._all(
@@ -647,16 +649,8 @@ class PgStore:
 
     def purge_inbound(self, before: float, *, campaign_id: str | None = None) -> list[InboundRow]:
         """Delete the inbound calls that arrived before ``before`` (epoch) and return them, for a retention run."""
-        where = "arrived_at < %s"
-        args: list[Any] = [before]
-        if campaign_id is not None:
-            where += " AND campaign_id = %s"
-            args.append(campaign_id)
-        with self.transaction():
-            rows = [
-                _inbound(r)
-                for r in self._all(f"DELETE FROM inbound_calls WHERE {where} RETURNING {_INBOUND_COLUMNS}", args)
-            ]
+        where, args = _older_than("arrived_at < %s", before, campaign_id, "%s")
+        rows = self._purge("inbound_calls", _INBOUND_COLUMNS, where, args, _inbound)
         return sorted(rows, key=lambda r: (r.campaign_id, r.arrived_at, r.call_id))
 
     # -- opt-outs ----------------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dialer.errors import DialerError
 from dialer.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -240,6 +240,19 @@ def _inbound(row: Any) -> InboundRow:
     d = dict(row)
     d["within_service_level"] = bool(d["within_service_level"])
     return InboundRow(**d)
+
+
+_Row = TypeVar("_Row")
+
+
+def _older_than(where: str, before: float, campaign_id: str | None, mark: str) -> tuple[str, list[Any]]:
+    """A purge's condition and arguments: ``where`` (whose one placeholder, ``mark``, takes ``before``), narrowed
+    to ``campaign_id`` when one is given (both backends: ``mark`` is ``?`` or ``%s``)."""
+    args: list[Any] = [before]
+    if campaign_id is not None:
+        where += f" AND campaign_id = {mark}"
+        args.append(campaign_id)
+    return where, args
 
 
 def _inbound_values(row: InboundRow) -> tuple[Any, ...]:
@@ -645,21 +658,21 @@ class Store:
         opt-outs are what keep the next dial lawful, so they stay. Run it inside :meth:`transaction` together
         with the record of the purge, so the rows are never gone without it.
         """
-        where = "state != 'dialing' AND dialed_at < ?"
-        args: list[Any] = [before]
-        if campaign_id is not None:
-            where += " AND campaign_id = ?"
-            args.append(campaign_id)
+        where, args = _older_than("state != 'dialing' AND dialed_at < ?", before, campaign_id, "?")
+        return self._purge(
+            "attempts", _ATTEMPT_COLUMNS, where, args, "campaign_id, dialed_at, lead_id, attempt_no", _attempt
+        )
+
+    def _purge(
+        self, table: str, columns: str, where: str, args: list[Any], order: str, read: Callable[[Any], _Row]
+    ) -> list[_Row]:
+        """Delete ``table``'s rows that match ``where`` and return them, read by ``read``, in ``order`` (one
+        transaction: the rows returned are the rows deleted)."""
         with self.transaction():
             rows = [
-                _attempt(r)
-                for r in self._db.execute(
-                    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE {where} ORDER BY campaign_id, dialed_at, lead_id, "
-                    "attempt_no",
-                    args,
-                )
+                read(r) for r in self._db.execute(f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", args)
             ]
-            self._db.execute(f"DELETE FROM attempts WHERE {where}", args)
+            self._db.execute(f"DELETE FROM {table} WHERE {where}", args)
         return rows
 
     def open_attempts(self, campaign_id: str) -> list[AttemptRow]:
@@ -712,22 +725,8 @@ class Store:
     def purge_inbound(self, before: float, *, campaign_id: str | None = None) -> list[InboundRow]:
         """Delete the inbound calls that arrived before ``before`` (epoch) and return them, for a retention run
         (as :meth:`purge_attempts`; run it in the same :meth:`transaction` as the record of the purge)."""
-        where = "arrived_at < ?"
-        args: list[Any] = [before]
-        if campaign_id is not None:
-            where += " AND campaign_id = ?"
-            args.append(campaign_id)
-        with self.transaction():
-            rows = [
-                _inbound(r)
-                for r in self._db.execute(
-                    f"SELECT {_INBOUND_COLUMNS} FROM inbound_calls WHERE {where} ORDER BY campaign_id, arrived_at, "
-                    "call_id",
-                    args,
-                )
-            ]
-            self._db.execute(f"DELETE FROM inbound_calls WHERE {where}", args)
-        return rows
+        where, args = _older_than("arrived_at < ?", before, campaign_id, "?")
+        return self._purge("inbound_calls", _INBOUND_COLUMNS, where, args, "campaign_id, arrived_at, call_id", _inbound)
 
     # -- opt-outs ----------------------------------------------------------------------------------------
 
