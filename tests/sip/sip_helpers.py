@@ -1,10 +1,13 @@
-"""Shared helpers of the SIP tests: a driver against a SIPp customer UAS, and waiting for events."""
+"""Shared helpers of the SIP tests: a driver against a SIPp customer UAS, waiting for events, and ``dialer run``
+as a subprocess (started, its stderr read up to a status, ended)."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,3 +77,36 @@ def agent_audio(workdir: Path) -> None:
     cmd = [sox, "-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", str(workdir / "agent.ulaw"),
            "synth", "3", "sine", "440", "vol", "0.5"]  # fmt: skip
     subprocess.run(cmd, check=True)
+
+
+def start_run(path: Path, *args: str) -> subprocess.Popen[str]:
+    """``dialer run path *args`` as a subprocess, its stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dialer.cli", "run", str(path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """stderr up to and including ``marker`` (the status line ends with a carriage return, not a newline)."""
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        char = proc.stderr.read(1)
+        if not char:
+            break
+        seen += char
+    return seen
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """The rest of stdout and stderr once the process ends within ``timeout``; killed if it is still running."""
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

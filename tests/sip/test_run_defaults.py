@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from sip_helpers import finish, read_until, start_run
 from sipp_peers import free_rtp_base
 from test_sip_live_campaign import STEMS, customers_scenario, pick_zones
 from test_sip_runtime import make_message
@@ -181,37 +180,6 @@ class SilentTrunk:
         self._stop = True
         self._thread.join(2)
         self.sock.close()
-
-
-def start_run(path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dialer.cli", "run", str(path), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """stderr up to and including ``marker`` (the status line ends with a carriage return, not a newline)."""
-    assert proc.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while marker not in seen and time.monotonic() < deadline:
-        char = proc.stderr.read(1)
-        if not char:
-            break
-        seen += char
-    return seen
-
-
-def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 # -- live -----------------------------------------------------------------------------------------------------

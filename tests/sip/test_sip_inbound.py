@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from audio_check import tone_wav
-from sip_helpers import agent_audio, pool, run
+from sip_helpers import agent_audio, finish, pool, read_until, run, start_run
 from sipp_peers import free_port
 from wire import RtpPacket, WireCapture, ulaw_to_linear
 
@@ -349,8 +349,6 @@ def test_dialer_run_answers_a_caller_keeps_the_evidence_and_counts_it_in_the_sum
     the run (an inbound campaign runs until stopped). The summary counts the caller, the evidence log holds an
     ``inbound`` entry with the caller's Call-ID, and its chain verifies."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from dialer.compliance.evidence import entries, verify
@@ -360,23 +358,15 @@ def test_dialer_run_answers_a_caller_keeps_the_evidence_and_counts_it_in_the_sum
     port = free_port()
     path = _inbound_campaign(tmp_path, port, agent.port)
     (tmp_path / "leads.csv").write_text("lead_id,phone\n")
-    proc = subprocess.Popen([sys.executable, "-m", "dialer.cli", "run", str(path), "--status-every", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = start_run(path, "--status-every", "0.2")
     try:
-        assert proc.stderr is not None
-        seen = ""
-        deadline = time.monotonic() + 40
-        while "agents ready 1" not in seen and time.monotonic() < deadline:
-            char = proc.stderr.read(1)
-            if not char:
-                break
-            seen += char
+        seen = read_until(proc, "agents ready 1", 40)
         assert "agents ready 1" in seen, seen
         c1 = caller(sipp_factory, port, 1500)
         assert c1.proc.wait(30) == 0, c1.log.read_text(errors="replace")[-1500:]
         time.sleep(1.0)  # the BYE's news reaches the engine in milliseconds
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = finish(proc, 30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -515,8 +505,6 @@ def test_dialer_run_writes_every_inbound_caller_to_the_store_as_the_evidence_has
     (the ledger ``dialer report compliance`` reads) holds the same three callers as the evidence log, field for
     field, and the report prints their figures."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from dialer.cli import main
@@ -528,17 +516,9 @@ def test_dialer_run_writes_every_inbound_caller_to_the_store_as_the_evidence_has
     port = free_port()
     path = _inbound_campaign(tmp_path, port, agent.port, extra="max_waiting = 1\n")
     (tmp_path / "leads.csv").write_text("lead_id,phone\n")
-    proc = subprocess.Popen([sys.executable, "-m", "dialer.cli", "run", str(path), "--status-every", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = start_run(path, "--status-every", "0.2")
     try:
-        assert proc.stderr is not None
-        seen = ""
-        deadline = time.monotonic() + 40
-        while "agents ready 1" not in seen and time.monotonic() < deadline:
-            char = proc.stderr.read(1)
-            if not char:
-                break
-            seen += char
+        seen = read_until(proc, "agents ready 1", 40)
         assert "agents ready 1" in seen, seen
         c1 = caller(sipp_factory, port, 6000)
         time.sleep(1.0)  # caller 1 is bridged to Alice
@@ -549,7 +529,7 @@ def test_dialer_run_writes_every_inbound_caller_to_the_store_as_the_evidence_has
             assert c.proc.wait(30) == 0, c.log.read_text(errors="replace")[-1500:]
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = finish(proc, 30)
     finally:
         if proc.poll() is None:
             proc.kill()

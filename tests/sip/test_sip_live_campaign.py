@@ -16,13 +16,12 @@ import csv
 import io
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sip_helpers import finish, read_until, start_run
 from sipp_peers import SCENARIOS, free_rtp_base
 from test_sip_runtime import make_message
 
@@ -244,27 +243,15 @@ def test_ctrl_c_drains_then_hangs_up(sipp_factory: type, tmp_path: Path) -> None
     (tmp_path / "leads.csv").write_text(f"lead_id,phone\nring,{o}1801\nnext,{o}4861\n", encoding="utf-8")
     text = path.read_text().replace('policy = "power"', 'policy = "progressive"').replace("ratio = 2.0", "")
     path.write_text(text)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dialer.cli", "run", str(path), "--status-every", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run(path, "--status-every", "0.2")
     try:
-        assert proc.stderr is not None
-        seen = ""
-        deadline = time.monotonic() + 30
-        while "ringing 1" not in seen and time.monotonic() < deadline:
-            char = proc.stderr.read(1)
-            if not char:
-                break
-            seen += char
+        seen = read_until(proc, "ringing 1", 30)
         assert "ringing 1" in seen, seen
         proc.send_signal(signal.SIGINT)
         time.sleep(1.0)
         assert proc.poll() is None  # draining: the call rings on (ring timeout 20 s)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = finish(proc, 20)
     finally:
         if proc.poll() is None:
             proc.kill()
