@@ -2,16 +2,20 @@
 
 SIPp (Debian ``sip-tester``) must be installed; CI installs it, so a missing binary fails the test. The scenario
 files are copies kept here (customers.xml, agent.xml) so the bus tests do not move when the SIP tests change
-theirs. Each worker process is started in its own session so its pjsua2 children can be stopped with it.
+theirs. Each worker process is started in its own session so its pjsua2 children can be stopped with it. Also
+the abandon message the bus tests' campaign files name (``abandon_wav``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
+import struct
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import sipp_runner
@@ -22,6 +26,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 free_udp_port = free_port
+
+
+def abandon_wav(workdir: Path) -> Path:
+    """``abandon.wav`` in ``workdir``: one second of 440 Hz, 16-bit mono at 8 kHz (a message one can hear)."""
+    path = workdir / "abandon.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                               for i in range(8000)))  # fmt: skip
+    return path
 
 
 class Sipp(sipp_runner.Sipp):

@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import math
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
 import uuid
-import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +26,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from bus_sip import ROOT, Sipp, SipWorkers
+from bus_sip import ROOT, Sipp, SipWorkers, abandon_wav
 from mqtt_broker import Broker
 
 from dialer.bus.schema import COMMAND_ROLES, COMMANDS, MESSAGES
@@ -52,12 +49,7 @@ TIMEOUT = 5.0  # [policy] timeout: the engine dials an offer nobody answered aft
 def campaign_file(tmp_path: Path, policy: str, leads: dict[str, str], agent_port: int, extra: str = "") -> Path:
     rows = "".join(f"{lead},{phone}\n" for lead, phone in leads.items())
     (tmp_path / "leads.csv").write_text("lead_id,phone\n" + rows, encoding="utf-8")
-    with wave.open(str(tmp_path / "abandon.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
-                               for i in range(8000)))  # fmt: skip
+    abandon_wav(tmp_path)
     path = tmp_path / "campaign.toml"
     path.write_text(
         f"""

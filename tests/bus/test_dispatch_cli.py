@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import signal
-import struct
 import subprocess
 import sys
 import uuid
-import wave
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from bus_sip import abandon_wav
 from mqtt_broker import Broker
 
 from dialer.cli import main
@@ -73,12 +71,7 @@ a1 = "sip:a1@127.0.0.1:5062"
 def write_campaign(tmp_path: Path) -> Path:
     rows = "".join(f"{lead},+8131234{2000 + i},{outcome},0.3\n" for i, (lead, outcome) in enumerate(OUTCOMES.items()))
     (tmp_path / "leads.csv").write_text("lead_id,phone,outcome,talk\n" + rows, encoding="utf-8")
-    with wave.open(str(tmp_path / "abandon.wav"), "wb") as w:  # one second of 440 Hz: a message one can hear
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
-                               for i in range(8000)))  # fmt: skip
+    abandon_wav(tmp_path)  # one second of 440 Hz: a message one can hear
     path = tmp_path / "campaign.toml"
     path.write_text(CAMPAIGN_FILE, encoding="utf-8")
     return path
