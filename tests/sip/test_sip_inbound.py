@@ -286,6 +286,34 @@ def _inbound_campaign(tmp_path: Path, port: int, agent_port: int = 5062, extra: 
     return write_campaign(tmp_path, body)
 
 
+def _dialer_run_inbound(sipp_factory: type, tmp_path: Path, ring: Callable[[int], None], extra: str = "") -> str:
+    """``dialer run`` on an inbound campaign (no leads; Alice on a SIPp softphone): once Alice is ready,
+    ``ring(port)`` sends the callers to the inbound port and waits for them; then Ctrl-C, which must end the run
+    (status 130). Its stdout."""
+    import signal
+    import time
+
+    agent_audio(tmp_path)
+    agent = sipp_factory("agent_session.xml")
+    port = free_port()
+    path = _inbound_campaign(tmp_path, port, agent.port, extra=extra)
+    (tmp_path / "leads.csv").write_text("lead_id,phone\n")
+    proc = start_run(path, "--status-every", "0.2")
+    try:
+        seen = read_until(proc, "agents ready 1", 40)
+        assert "agents ready 1" in seen, seen
+        ring(port)
+        time.sleep(1.0)  # the BYE's news reaches the engine in milliseconds
+        proc.send_signal(signal.SIGINT)
+        out, err = finish(proc, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    return out
+
+
 Q = 'queue_audio = "queue.wav"'
 
 
@@ -348,30 +376,13 @@ def test_dialer_run_answers_a_caller_keeps_the_evidence_and_counts_it_in_the_sum
     """``dialer run`` with ``[inbound]``: a caller rings, talks to the inbound agent and hangs up; Ctrl-C ends
     the run (an inbound campaign runs until stopped). The summary counts the caller, the evidence log holds an
     ``inbound`` entry with the caller's Call-ID, and its chain verifies."""
-    import signal
-    import time
-
     from dialer.compliance.evidence import entries, verify
 
-    agent_audio(tmp_path)
-    agent = sipp_factory("agent_session.xml")
-    port = free_port()
-    path = _inbound_campaign(tmp_path, port, agent.port)
-    (tmp_path / "leads.csv").write_text("lead_id,phone\n")
-    proc = start_run(path, "--status-every", "0.2")
-    try:
-        seen = read_until(proc, "agents ready 1", 40)
-        assert "agents ready 1" in seen, seen
+    def ring(port: int) -> None:
         c1 = caller(sipp_factory, port, 1500)
         assert c1.proc.wait(30) == 0, c1.log.read_text(errors="replace")[-1500:]
-        time.sleep(1.0)  # the BYE's news reaches the engine in milliseconds
-        proc.send_signal(signal.SIGINT)
-        out, err = finish(proc, 30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+
+    out = _dialer_run_inbound(sipp_factory, tmp_path, ring)
     assert "inbound: 1 callers: answered 1, abandoned 0, refused busy 0; service level 100% within 20 s" in out, out
     log = tmp_path / "campaign.evidence.jsonl"
     inbound = [e for e in entries(log) if e["kind"] == "inbound"]
@@ -504,22 +515,13 @@ def test_dialer_run_writes_every_inbound_caller_to_the_store_as_the_evidence_has
     or by the queue limit). The store's ``inbound_calls``
     (the ledger ``dialer report compliance`` reads) holds the same three callers as the evidence log, field for
     field, and the report prints their figures."""
-    import signal
     import time
 
     from dialer.cli import main
     from dialer.compliance.evidence import entries, verify
     from dialer.store import open_store
 
-    agent_audio(tmp_path)
-    agent = sipp_factory("agent_session.xml")
-    port = free_port()
-    path = _inbound_campaign(tmp_path, port, agent.port, extra="max_waiting = 1\n")
-    (tmp_path / "leads.csv").write_text("lead_id,phone\n")
-    proc = start_run(path, "--status-every", "0.2")
-    try:
-        seen = read_until(proc, "agents ready 1", 40)
-        assert "agents ready 1" in seen, seen
+    def ring(port: int) -> None:
         c1 = caller(sipp_factory, port, 6000)
         time.sleep(1.0)  # caller 1 is bridged to Alice
         c2 = caller(sipp_factory, port, 2500)
@@ -527,14 +529,8 @@ def test_dialer_run_writes_every_inbound_caller_to_the_store_as_the_evidence_has
         c3 = caller(sipp_factory, port, 500)
         for c in (c3, c2, c1):
             assert c.proc.wait(30) == 0, c.log.read_text(errors="replace")[-1500:]
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = finish(proc, 30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+
+    out = _dialer_run_inbound(sipp_factory, tmp_path, ring, extra="max_waiting = 1\n")
     assert "inbound: 2 callers: answered 1, abandoned 1, refused busy 1;" in out, out
     log = tmp_path / "campaign.evidence.jsonl"
     assert verify(log).ok
