@@ -999,24 +999,24 @@ def _digest(rows: Sequence[AttemptRow | InboundRow]) -> str:
     return h.hexdigest()
 
 
-def _describe_inbound(rows: Sequence[InboundRow]) -> dict[str, dict[str, Any]]:
+def _per_campaign(rows: Iterable[tuple[str, float]], count: str, at: str) -> dict[str, dict[str, Any]]:
+    """Per campaign of ``(campaign_id, time)`` pairs: ``{count: rows, "first_<at>": earliest, "last_<at>": latest}``."""
+    first, last = f"first_{at}", f"last_{at}"
     out: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        c = out.setdefault(r.campaign_id, {"calls": 0, "first_arrived_at": r.arrived_at, "last_arrived_at": 0.0})
-        c["calls"] += 1
-        c["first_arrived_at"] = min(c["first_arrived_at"], r.arrived_at)
-        c["last_arrived_at"] = max(c["last_arrived_at"], r.arrived_at)
+    for campaign_id, t in rows:
+        c = out.setdefault(campaign_id, {count: 0, first: t, last: 0.0})
+        c[count] += 1
+        c[first] = min(c[first], t)
+        c[last] = max(c[last], t)
     return out
+
+
+def _describe_inbound(rows: Sequence[InboundRow]) -> dict[str, dict[str, Any]]:
+    return _per_campaign(((r.campaign_id, r.arrived_at) for r in rows), "calls", "arrived_at")
 
 
 def _describe(rows: Sequence[AttemptRow]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for a in rows:
-        c = out.setdefault(a.campaign_id, {"attempts": 0, "first_dialed_at": a.dialed_at, "last_dialed_at": 0.0})
-        c["attempts"] += 1
-        c["first_dialed_at"] = min(c["first_dialed_at"], a.dialed_at)
-        c["last_dialed_at"] = max(c["last_dialed_at"], a.dialed_at)
-    return out
+    return _per_campaign(((a.campaign_id, a.dialed_at) for a in rows), "attempts", "dialed_at")
 
 
 def purge(
