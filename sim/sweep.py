@@ -145,9 +145,14 @@ def parse_axis(text: str) -> Axis:
         raise ConfigError(
             "--vary", f"expected KEY=V1,V2,... (e.g. periods.lunch.live_answer_probability=x0.5,x1), got {text!r}"
         )
-    out = []
-    for raw in values.split(","):
+    out: list[Setting] = []
+    raws = values.split(",")
+    if len(raws) > 1 and not raws[-1].strip():
+        raws.pop()  # a trailing comma (x0.5,x1,) adds no value
+    for raw in raws:
         v = raw.strip()
+        if not v:
+            raise ConfigError(key, f"an empty value in {values.strip()!r} (two commas together?)")
         scale = v[:1] in ("x", "*")
         number = v[1:] if scale else v
         try:
@@ -156,7 +161,10 @@ def parse_axis(text: str) -> Axis:
             raise ConfigError(key, f"value {v!r} is not a number (or xF, a factor)") from None
         if not math.isfinite(value):
             raise ConfigError(key, f"value {v!r} is not a finite number")
-        out.append(Setting(key, value, scale))
+        setting = Setting(key, value, scale)
+        if setting in out:  # the same combination twice: twice the work, and two rows no one can tell apart
+            raise ConfigError(key, f"value {setting.label.partition('=')[2]} is given twice")
+        out.append(setting)
     return Axis(key, tuple(out))
 
 
@@ -193,7 +201,7 @@ def _new_value(setting: Setting, current: float, field_name: str) -> float | int
     if field_name in _INTEGER_VALUES:
         if not setting.scale and value != int(value):
             raise ConfigError(setting.key, f"{setting.label}: staffing must be a whole number of agents")
-        return round(value)
+        return _whole(value)
     return float(value)
 
 
@@ -240,8 +248,13 @@ def _apply_period(s: Scenario, setting: Setting, selector: str, field_name: str)
     return out.replace(periods=tuple(periods[h] for h in sorted(periods)))
 
 
+def _whole(value: float) -> int:
+    """Agents, rounded half up: x0.5 of 5 agents is 3, as x0.7 is 4 (Python's round() gives 2 and 4)."""
+    return math.floor(value + 0.5)
+
+
 def _typed(value: float, integer: bool) -> float | int:
-    return round(value) if integer else float(value)
+    return _whole(value) if integer else float(value)
 
 
 def _apply_flat(s: Scenario, setting: Setting, section: str, field_name: str) -> Scenario:

@@ -160,7 +160,7 @@ class CampaignBus:
         self.stats_interval = stats_interval
         self.state = "running" if self.engine.dialing else "paused"
         self._clock = clock or runtime.now
-        self._agent_states: dict[str, AgentState] = {}
+        self._agent_states: dict[str, tuple[AgentState, int | None]] = {}  # published: state, call id
         # (sender, command id) -> (digest of the command, reply fields): what a repeat is answered with.
         self._replies: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
         self._kept = replies  # the same answers on disk, for retries that come after a restart
@@ -278,15 +278,17 @@ class CampaignBus:
         self.bus.publish("dial.refused", agent_id=action.agent_id, lead_id=lead_id, phone=phone, reason=action.reason)
 
     def _agent_changed(self, agent_id: str) -> None:
+        """Publish the agent's state when it or its call changed: a preview agent who skips a lead goes from one
+        offer to the next without leaving ``on_call``, and the desktop must learn the new offer's ``call_id``."""
         state = self.engine.agent_state(agent_id)
-        if self._agent_states.get(agent_id, AgentState.LOGGED_OUT) is state:
+        agent = self.engine.agents.get(agent_id)
+        call_id = agent.call_id if agent is not None and state is AgentState.ON_CALL else None
+        if self._agent_states.get(agent_id, (AgentState.LOGGED_OUT, None)) == (state, call_id):
             return
         if state is AgentState.LOGGED_OUT:
             self._agent_states.pop(agent_id, None)
         else:
-            self._agent_states[agent_id] = state
-        agent = self.engine.agents.get(agent_id)
-        call_id = agent.call_id if agent is not None and state is AgentState.ON_CALL else None
+            self._agent_states[agent_id] = (state, call_id)
         self.bus.publish("agent.state", agent_id=agent_id, state=state.value, call_id=call_id)
 
     def _pacing(self, launched: int) -> None:
@@ -526,7 +528,9 @@ class CampaignBus:
                 raise CommandRejected("offer_closed", f"call {call_id} was withdrawn, not dialed: dialing stopped")
             return {"call_id": call_id}
         elif m.type == "manual.dial":
-            return self._manual_dial(d["agent_id"], d.get("lead_id") or None, d.get("phone") or None)
+            # As typed: a number pasted with a space before it, or an id with one after, is the same lead.
+            typed_id, typed_phone = (str(d.get(k) or "").strip() or None for k in ("lead_id", "phone"))
+            return self._manual_dial(d["agent_id"], typed_id, typed_phone)
         else:  # pragma: no cover - COMMANDS and this switch are kept in step by the tests
             raise CommandRejected("unknown_type", f"no handler for {m.type!r}")
         return None

@@ -361,6 +361,75 @@ class _Keeper:
                 self.runtime.submit(ev.DialingStopped)
 
 
+class _OnScreen:
+    """The leads shown to agents (preview offers) and not yet dialed, skipped or withdrawn, kept in the state file.
+
+    Why: a lead on an agent's screen was claimed from the store (an open attempt), but no INVITE was sent. A
+    dispatcher killed then (SIGKILL, a crash) left that attempt open, and the next one used to close it as
+    interrupted: a call that never happened counted as placed and, in the worst case, abandoned (``dialer report
+    compliance`` over its cap), and the lead spent an attempt and was locked out. The next dispatcher reads these
+    rows first and undoes such a claim (:func:`release_shown`) unless the call was handed to a worker (then the
+    dispatcher's state has it, and it is adopted as any call in flight). A row is written when the offer goes out
+    and removed when the offer is dialed (after the dispatcher's state has the call) or recorded as not placed."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS on_screen (call_id INTEGER PRIMARY KEY, lead_id TEXT NOT NULL, "
+            "owner TEXT NOT NULL)"
+        )
+
+    def rows(self) -> list[tuple[int, str, str]]:
+        return [(int(c), str(lead), str(o)) for c, lead, o in self._db.execute("SELECT * FROM on_screen")]
+
+    def shown(self, call_id: int, lead_id: str, owner: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO on_screen VALUES (?, ?, ?)", (call_id, lead_id, owner))
+
+    def settled(self, call_id: int) -> None:
+        self._db.execute("DELETE FROM on_screen WHERE call_id = ?", (call_id,))
+
+    def clear(self) -> None:
+        self._db.execute("DELETE FROM on_screen")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def release_shown(config: CampaignConfig, screen: _OnScreen, adopted: list[str]) -> list[str]:
+    """Undo the claims of the leads a dead predecessor had on agents' screens and never dialed (see
+    :class:`_OnScreen`); the leads released. Only an attempt still open, claimed by that predecessor (its owner on
+    the store, no longer alive) and not adopted as a call in flight is undone: anything else is left to the lead
+    source's own recovery."""
+    from dialer.store import open_store
+
+    rows = screen.rows()
+    if not rows:
+        return []
+    released: list[str] = []
+    try:
+        store = open_store(config.store_url or config.store)
+    except Exception as exc:  # the campaign's own open reports the store's problem in one line
+        log.warning("could not release the leads left on agents' screens: %s", exc)
+        return []
+    try:
+        opened = store.open_attempts(config.campaign_id)
+        for _call_id, lead_id, owner in rows:
+            if lead_id in adopted:
+                continue
+            for attempt in opened:
+                if attempt.lead_id == lead_id and attempt.owner == owner and not store.owner_alive(owner):
+                    store.unclaim(config.campaign_id, lead_id, attempt.attempt_no)
+                    released.append(lead_id)
+        screen.clear()
+    finally:
+        store.close()
+    return released
+
+
 def finished(engine: Engine, campaign: LiveCampaign, now: float, alerts: list[str], keep_going: bool) -> str | None:
     """Why the run is over, or ``None`` while calls are up or leads are due: ``dialer run``'s rules (see
     :meth:`~dialer.live.campaign.LiveRun.finished`) on the same campaign questions, but having no agent ready
@@ -420,12 +489,12 @@ async def _ready_or_stopped(bus: Any, stop: asyncio.Event) -> None:
 
 
 async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: LiveCampaign, bus_cfg: BusConfig,
-                early: Any, state: Any = None) -> RunResult:  # fmt: skip
+                early: Any, state: Any = None, screen: _OnScreen | None = None) -> RunResult:  # fmt: skip
     from dialer.bus.bridge import CampaignBus
     from dialer.bus.client import MqttBus
     from dialer.distributed.dispatcher import Dispatcher, fresh_call_ids
     from dialer.engine import events as ev
-    from dialer.engine.actions import Alert, RecordCall
+    from dialer.engine.actions import Alert, DialLead, PreviewLead, RecordCall
     from dialer.engine.core import Engine
     from dialer.live.campaign import RunResult
     from dialer.live.runtime import AsyncRuntime
@@ -448,6 +517,11 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
     )
     keeper = _Keeper(campaign, runtime, dispatcher)
     dispatcher.on_orphan = keeper.adopted
+    if screen is not None:  # after the dispatcher's own DialLead handler: the call is in its state by then
+        owner = campaign.leads.owner
+        runtime.on(PreviewLead, lambda a: screen.shown(a.call_id, a.lead.lead_id, owner))
+        runtime.on(DialLead, lambda a: screen.settled(a.call_id))
+        runtime.on(RecordCall, lambda a: screen.settled(a.record.call_id))
     from dialer.commands.run import start_status_page
 
     page = start_status_page(args, runtime, config.campaign_id, dispatcher)
@@ -606,6 +680,11 @@ def run(args: argparse.Namespace) -> int:
         adopted = [call.lead_id for call in state.open_calls()]
         if adopted:
             print(f"resuming: {len(adopted)} calls of the previous dispatcher are adopted", file=sys.stderr)
+        screen = _OnScreen(where)
+        released = release_shown(config, screen, adopted)
+        if released:
+            print(f"resuming: {len(released)} leads on agents' screens were never dialed: back in the list "
+                  f"({', '.join(released)})", file=sys.stderr)  # fmt: skip
         campaign = LiveCampaign.open(config, adopt=adopted)
         try:
             rejected = len(campaign.imported.rejected)
@@ -614,10 +693,11 @@ def run(args: argparse.Namespace) -> int:
             if config.dnc_registry is None:
                 print("note: no national do-not-call registry (dnc.registry_required = false)", file=sys.stderr)
             asyncio.run(probe(args, bus_cfg))  # last: the only check that waits on the network
-            result = asyncio.run(serve(args, config, campaign, bus_cfg, early, state))
+            result = asyncio.run(serve(args, config, campaign, bus_cfg, early, state, screen))
         finally:
             campaign.close()
             state.close()
+            screen.close()
             if lock is not None:
                 lock.close()
     print()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialer.errors import ConfigError
@@ -93,14 +94,12 @@ def _amd_estimate(rate: float | None) -> FalseMachineEstimate:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from dialer.compliance import ledger
     from dialer.store import open_store
 
     shared = str(args.store).split("://", 1)[0].lower() in ("postgresql", "postgres")
-    if not shared and not Path(args.store).is_file():
-        raise ConfigError("STORE", f"{args.store}: no such file")
+    if not shared:
+        _check_store_file(Path(args.store))
     if args.json and args.csv == "-":
         raise ConfigError("--json", "and --csv - would share standard output: write the CSV to a file")
     if args.audit:
@@ -138,6 +137,30 @@ def run(args: argparse.Namespace) -> int:
             print("")
             print(inbound.line())
     return 1 if over else 0
+
+
+def _check_store_file(path: Path) -> None:
+    """A report reads a store; it must not make one. Opening a file as a store creates the dialer's tables in it,
+    so an empty file (``touch``), another program's SQLite database or a mistyped path to one would silently gain
+    them and be reported as "0 campaigns". Checked read-only first, each one line (exit 2)."""
+    import sqlite3
+
+    if path.is_dir():
+        raise ConfigError("STORE", f"{path} is a directory, not a campaign store (the .sqlite file in it)")
+    if not path.is_file():
+        raise ConfigError("STORE", f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ConfigError("STORE", f"{path} is empty: not a campaign store")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ConfigError("STORE", f"{path} is not a campaign store: {exc}") from None
+    if found is None:
+        raise ConfigError("STORE", f"{path} is not a campaign store: an SQLite database without the dialer's tables")
 
 
 def _json(
