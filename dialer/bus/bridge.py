@@ -130,6 +130,14 @@ def record_data(record: CallRecord) -> dict[str, Any]:
 #: campaign import makes and no number the normaliser accepts, so it can only ever miss.
 MANUAL_UNKNOWN = "-"
 
+#: Why an agent cannot dial by hand now, by state (a ``manual.dial`` refused ``invalid_transition``).
+MANUAL_NOT_READY: dict[AgentState, str] = {
+    AgentState.LOGGED_OUT: "is not logged in",
+    AgentState.PAUSED: "is paused (send agent.ready first)",
+    AgentState.ON_CALL: "is on a call or has a lead on screen",
+    AgentState.WRAP_UP: "is in wrap-up (send agent.disposition first)",
+}
+
 #: Offers remembered after they were settled, so a press that comes too late is told so (``offer_closed``) rather
 #: than that it was never offered (``no_offer``).
 OFFERS_REMEMBERED = 10_000
@@ -562,6 +570,15 @@ class CampaignBus:
         self._manual = (lead_id, phone)
         try:
             actions = self.runtime.feed(ev.ManualDial(self.runtime.now(), agent_id, lead))
+        except InvalidTransition:
+            # The engine's words name its event ("can't handle ManualDial ... in state paused"); the desktop's
+            # user needs what to do instead.
+            state = self.engine.agent_state(agent_id)
+            why = MANUAL_NOT_READY.get(state, f"is {state.value}")
+            raise CommandRejected(
+                "invalid_transition",
+                f"agent {agent_id!r} {why}: a manual dial needs the agent ready, with no lead on screen",
+            ) from None
         finally:
             self._manual = None
         for action in actions:

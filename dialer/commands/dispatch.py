@@ -404,7 +404,7 @@ def release_shown(config: CampaignConfig, screen: _OnScreen, adopted: list[str])
     :class:`_OnScreen`); the leads released. Only an attempt still open, claimed by that predecessor (its owner on
     the store, no longer alive) and not adopted as a call in flight is undone: anything else is left to the lead
     source's own recovery."""
-    from dialer.store import open_store
+    from dialer.store import StoreError, open_store
 
     rows = screen.rows()
     if not rows:
@@ -422,7 +422,11 @@ def release_shown(config: CampaignConfig, screen: _OnScreen, adopted: list[str])
                 continue
             for attempt in opened:
                 if attempt.lead_id == lead_id and attempt.owner == owner and not store.owner_alive(owner):
-                    store.unclaim(config.campaign_id, lead_id, attempt.attempt_no)
+                    try:
+                        store.unclaim(config.campaign_id, lead_id, attempt.attempt_no)
+                    except StoreError as exc:  # closed meanwhile: the lead source's recovery has the last word
+                        log.warning("lead %s left on an agent's screen was not released: %s", lead_id, exc)
+                        continue
                     released.append(lead_id)
         screen.clear()
     finally:

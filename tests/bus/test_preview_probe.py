@@ -57,12 +57,14 @@ def restart_dispatch(f: Floor, campaign: Path, tag: str) -> None:
     )  # fmt: skip
 
 
-def compliance(store: Path) -> subprocess.CompletedProcess[str]:
+def compliance(store: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``dialer report compliance STORE`` (``--json`` unless ``extra`` says otherwise), from this checkout."""
     return subprocess.run(
-        [sys.executable, "-m", "dialer.cli", "report", "compliance", str(store), "--json"],
+        [sys.executable, "-m", "dialer.cli", "report", "compliance", str(store), *(extra or ("--json",))],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "PYTHONPATH": ENV["PYTHONPATH"]},
     )
 
 
@@ -115,6 +117,8 @@ def test_a_dispatcher_killed_with_a_lead_on_screen_gives_it_back_undialed(sip_fl
     report = compliance(store_path)
     assert report.returncode == 0, report.stdout + report.stderr
     assert '"over_cap": false' in report.stdout
+    audit = compliance(store_path, "--audit", str(floor.tmp_path / "audit"))
+    assert audit.returncode == 0, audit.stdout + audit.stderr  # the evidence chain and the store agree
     assert invites(floor.trunk, floor.tmp_path / "trunk.msg") == [pressed["phone"]]  # once, and only it
     err = (floor.tmp_path / "dispatch-2.err").read_text()
     assert f"1 leads on agents' screens were never dialed: back in the list ({o1['lead_id']})" in err, err
@@ -161,13 +165,17 @@ def test_a_number_typed_with_a_space_before_it_dials_the_lead(sip_floor: Floor) 
     """Before: ``manual.dial`` with the phone pasted as ``" +81-3-1234-2101"`` (a space before it, as a copy from
     a CRM field gives) was refused ("refused by the lead source") while the same number with a space after it was
     dialed; a phone of spaces only was refused as a dial rather than as no number at all. Now both ends are
-    trimmed, the lead is dialed, and a blank phone is ``invalid``. A number with a letter in it dials nothing."""
+    trimmed, the lead is dialed, and a blank phone is ``invalid``. A number with a letter in it dials nothing. A
+    manual dial while paused or on a call said "can't handle ManualDial for agent 'a1' in state paused"; it now
+    says what the agent is doing and what a manual dial needs."""
     leads = {"M1": "+81312342101", "M2": "+81312342104"}
     path = campaign_file(floor.tmp_path, "manual", leads, floor.phone.port)
     floor.start_dispatch(path)
 
     async def scenario(b: Backend, monitor: aiomqtt.Client) -> dict[str, Any]:
         await b.ok("agent.login", agent_id="a1")
+        reply = await b.refused("invalid_transition", "manual.dial", agent_id="a1", lead_id="M1")
+        assert "'a1' is paused (send agent.ready first)" in reply["error"], reply
         await b.ok("agent.ready", agent_id="a1")
         deadline = asyncio.get_running_loop().time() + 30
         while True:  # until the worker is live, the trunk is full
@@ -181,6 +189,9 @@ def test_a_number_typed_with_a_space_before_it_dials_the_lead(sip_floor: Floor) 
         await b.refused("invalid", "manual.dial", agent_id="a1", lead_id=" ", phone="")
         reply = await b.ok("manual.dial", agent_id="a1", phone=" +81-3-1234-2101")
         assert reply["result"]["lead_id"] == "M1", reply
+        await b.event("call.connected", call_id=reply["result"]["call_id"], agent_id="a1")
+        busy = await b.refused("invalid_transition", "manual.dial", agent_id="a1", lead_id="M2")
+        assert "a manual dial needs the agent ready" in busy["error"], busy  # talking, or in wrap-up by now
         record = await b.event("call.record", call_id=reply["result"]["call_id"])
         return record.data
 
