@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -302,6 +302,20 @@ _INBOUND_EVENTS = (ev.InboundAbandoned, ev.InboundEnded, ev.InboundBridgeFailed)
 _OFFER_EVENTS = (ev.PreviewDial, ev.PreviewSkip)
 
 
+def _state_problem(
+    name: str, noun: str, key: object, registry: Mapping[Any, Any], next_state: Callable[[Any, Any], Any], kind: type
+) -> str | None:
+    """Why an event naming ``key`` cannot be applied now: nothing of that name in ``registry`` (agents, calls,
+    inbound callers), or its state's transition table has no move for ``kind``; ``None`` when it can. One rule for
+    each thing an event can name, so they are refused in the same words."""
+    item = registry.get(key)
+    if item is None:
+        return f"unknown {noun} {key!r} ({name})"
+    if next_state(item.state, kind) is None:
+        return f"can't handle {name} for {noun} {key!r} in state {item.state.value}"
+    return None
+
+
 class Engine:
     """One campaign's dialing core.
 
@@ -531,47 +545,29 @@ class Engine:
             if event.agent_id in self.agents:
                 return f"agent {event.agent_id!r} is already logged in"
             return None
-        if isinstance(event, _AGENT_EVENTS):
-            agent = self.agents.get(event.agent_id)
-            if agent is None:
-                return f"unknown agent {event.agent_id!r} ({name})"
-            if agent_next(agent.state, type(event)) is None:
-                return f"can't handle {name} for agent {event.agent_id!r} in state {agent.state.value}"
-            return None
-        if isinstance(event, _CALL_EVENTS):
-            call = self.calls.get(event.call_id)
-            if call is None:
-                return f"unknown call {event.call_id} ({name})"
-            if call_next(call.state, type(event)) is None:
-                return f"can't handle {name} for call {event.call_id} in state {call.state.value}"
-            answered_at = event.answered_at if isinstance(event, ev.CallAnsweredByPerson) else None
-            if answered_at is not None and not call.dialed_at <= answered_at <= event.t:
-                return f"answered_at={answered_at} of call {event.call_id} is not between dial and now"
-            return None
         if isinstance(event, ev.InboundArrived):
             if event.inbound_id in self.inbound:
                 return f"inbound call {event.inbound_id!r} is already in the engine"
             return None
-        if isinstance(event, _INBOUND_EVENTS):
-            inbound = self.inbound.get(event.inbound_id)
-            if inbound is None:
-                return f"unknown inbound call {event.inbound_id!r} ({name})"
-            if inbound_next(inbound.state, type(event)) is None:
-                return f"can't handle {name} for inbound call {event.inbound_id!r} in state {inbound.state.value}"
-            return None
-        if isinstance(event, (*_OFFER_EVENTS, ev.ManualDial)):
-            agent = self.agents.get(event.agent_id)
-            if agent is None:
-                return f"unknown agent {event.agent_id!r} ({name})"
-            if agent_next(agent.state, type(event)) is None:
-                return f"can't handle {name} for agent {event.agent_id!r} in state {agent.state.value}"
-            if isinstance(event, _OFFER_EVENTS):
+        if isinstance(event, (*_AGENT_EVENTS, *_OFFER_EVENTS, ev.ManualDial)):
+            problem = _state_problem(name, "agent", event.agent_id, self.agents, agent_next, type(event))
+            if problem is None and isinstance(event, _OFFER_EVENTS):
                 offer = self.offers.get(event.call_id)
                 if offer is None or offer.agent_id != event.agent_id:
                     return f"no lead is offered to agent {event.agent_id!r} as call {event.call_id} ({name})"
                 if offer_next(type(event)) is None:  # pragma: no cover - both events are in the table
                     return f"can't handle {name} for offer {event.call_id}"
-            return None
+            return problem
+        if isinstance(event, _CALL_EVENTS):
+            problem = _state_problem(name, "call", event.call_id, self.calls, call_next, type(event))
+            answered_at = event.answered_at if isinstance(event, ev.CallAnsweredByPerson) else None
+            if problem is None and answered_at is not None:
+                call = self.calls[event.call_id]
+                if not call.dialed_at <= answered_at <= event.t:
+                    return f"answered_at={answered_at} of call {event.call_id} is not between dial and now"
+            return problem
+        if isinstance(event, _INBOUND_EVENTS):
+            return _state_problem(name, "inbound call", event.inbound_id, self.inbound, inbound_next, type(event))
         return None
 
     def _late_report(self, event: ev.Event) -> bool:
