@@ -536,7 +536,8 @@ class CampaignBus:
                 raise CommandRejected("offer_closed", f"call {call_id} was withdrawn, not dialed: dialing stopped")
             return {"call_id": call_id}
         elif m.type == "manual.dial":
-            # As typed: a number pasted with a space before it, or an id with one after, is the same lead.
+            # As pasted: an id with spaces around it is the same lead (the store matches ids exactly), and a
+            # blank field is no field.
             typed_id, typed_phone = (str(d.get(k) or "").strip() or None for k in ("lead_id", "phone"))
             return self._manual_dial(d["agent_id"], typed_id, typed_phone)
         else:  # pragma: no cover - COMMANDS and this switch are kept in step by the tests

@@ -69,13 +69,13 @@ def compliance(store: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_dispatcher_killed_with_a_lead_on_screen_gives_it_back_undialed(sip_floor: Floor) -> None:
-    floor = sip_floor
     """Before: a lead on an agent's screen is claimed in the store; the dispatcher SIGKILLed then left the attempt
     open, and the restarted one closed it as interrupted: a call never placed counted as placed and, in the worst
     case, abandoned (report compliance over its cap, exit 1), and the lead lost an attempt and was locked out
     for days. Now the restart gives the lead back as it was: offered again, no attempt, nothing over the cap, and
     nothing of it reached the trunk. A lead whose dial was pressed before the kill is adopted, not given back:
     one INVITE, one attempt."""
+    floor = sip_floor
     path = campaign_file(floor.tmp_path, "preview", PREVIEW_LEADS, floor.phone.port)
     floor.start_dispatch(path)
 
@@ -160,14 +160,14 @@ def test_a_skip_tells_the_desktop_the_next_offers_call_id(broker: Broker) -> Non
     asyncio.run(main())
 
 
-def test_a_number_typed_with_a_space_before_it_dials_the_lead(sip_floor: Floor) -> None:
+def test_a_lead_id_pasted_with_spaces_dials_and_blank_values_are_invalid(sip_floor: Floor) -> None:
+    """Before: ``manual.dial`` with the lead id pasted as ``" M1 "`` (spaces around it, as a copy from a CRM
+    field gives) was refused ("refused by the lead source"), and a phone of spaces only was refused as a dial
+    rather than as no number at all. Now both fields are trimmed: the lead is dialed, and blank values are
+    ``invalid``. (A phone with spaces around it was already dialed: the normaliser ignores them. A number with a
+    letter in it dials nothing.) A manual dial while paused or on a call said "can't handle ManualDial for agent
+    'a1' in state paused"; it now says what the agent is doing and what a manual dial needs."""
     floor = sip_floor
-    """Before: ``manual.dial`` with the phone pasted as ``" +81-3-1234-2101"`` (a space before it, as a copy from
-    a CRM field gives) was refused ("refused by the lead source") while the same number with a space after it was
-    dialed; a phone of spaces only was refused as a dial rather than as no number at all. Now both ends are
-    trimmed, the lead is dialed, and a blank phone is ``invalid``. A number with a letter in it dials nothing. A
-    manual dial while paused or on a call said "can't handle ManualDial for agent 'a1' in state paused"; it now
-    says what the agent is doing and what a manual dial needs."""
     leads = {"M1": "+81312342101", "M2": "+81312342104"}
     path = campaign_file(floor.tmp_path, "manual", leads, floor.phone.port)
     floor.start_dispatch(path)
@@ -187,7 +187,7 @@ def test_a_number_typed_with_a_space_before_it_dials_the_lead(sip_floor: Floor) 
             await asyncio.sleep(0.2)
         await b.refused("invalid", "manual.dial", agent_id="a1", phone="   ")
         await b.refused("invalid", "manual.dial", agent_id="a1", lead_id=" ", phone="")
-        reply = await b.ok("manual.dial", agent_id="a1", phone=" +81-3-1234-2101")
+        reply = await b.ok("manual.dial", agent_id="a1", lead_id=" M1 ")
         assert reply["result"]["lead_id"] == "M1", reply
         await b.event("call.connected", call_id=reply["result"]["call_id"], agent_id="a1")
         busy = await b.refused("invalid_transition", "manual.dial", agent_id="a1", lead_id="M2")
