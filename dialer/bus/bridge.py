@@ -530,6 +530,12 @@ class CampaignBus:
             if m.type == "preview.skip":
                 feed(ev.PreviewSkip(t, agent_id, call_id, d.get("reason") or ""))
                 return None
+            cap = self.engine.config.max_in_flight
+            if cap is not None and len(self.engine.calls) + len(self.engine.offers) > cap:
+                # The workers that held this offer's slot are gone (capacity lowered since it was shown): the dial
+                # would wait for a worker, and the engine close it at its ring timeout as unanswered, a call never
+                # placed counted as placed. Refused instead; the lead stays on screen, to press again later.
+                raise CommandRejected("dial_refused", "not dialed: trunk full (no worker can take it now)")
             actions = feed(ev.PreviewDial(t, agent_id, call_id))
             if not any(isinstance(a, DialLead) and a.call_id == call_id for a in actions):  # pragma: no cover
                 # The engine withdrew the offer instead (dialing stopped by a fault found between events).

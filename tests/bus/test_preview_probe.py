@@ -202,3 +202,35 @@ def test_a_lead_id_pasted_with_spaces_dials_and_blank_values_are_invalid(sip_flo
         floor.workers.stop()
     assert record["lead_id"] == "M1" and record["outcome"] == "connected" and record["agent_id"] == "a1", record
     assert invites(floor.trunk, floor.tmp_path / "trunk.msg") == [leads["M1"]]
+
+
+def test_a_press_after_the_last_worker_died_is_refused_not_recorded_as_unanswered(sip_floor: Floor) -> None:
+    """Before: a lead on screen when the only worker died could still be pressed: the reply said ok, the dial
+    waited for a worker that never came, and the engine closed it at its ring timeout as ``no_answer``: an attempt
+    in the store (and a call placed in the compliance ledger's denominator) for a call no INVITE ever left. Now
+    the press is refused (``dial_refused``, trunk full), nothing is dialed, and the lead stays on screen; the
+    dispatcher's stop withdraws it and the store has no attempt."""
+    floor = sip_floor
+    path = campaign_file(floor.tmp_path, "preview", PREVIEW_LEADS, floor.phone.port)
+    floor.start_dispatch(path)
+
+    async def scenario(b: Backend, monitor: aiomqtt.Client) -> dict[str, Any]:
+        await b.ok("agent.login", agent_id="a1")
+        await b.ok("agent.ready", agent_id="a1")
+        offer = (await b.event("preview.offer", agent_id="a1")).data
+        floor.workers.kill("p1")  # its last will tells the dispatcher at once; the offer's slot is gone with it
+        await asyncio.sleep(1.0)
+        reply = await b.send("preview.dial", agent_id="a1", call_id=offer["call_id"])
+        assert not reply["ok"] and reply["code"] == "dial_refused", ("dialed into the void", reply)
+        assert "trunk full" in reply["error"], reply
+        assert not b.seen("call.dialed")
+        withdrawn = b.seen("preview.withdrawn")
+        assert not withdrawn, withdrawn  # still on screen: a press once a worker is back dials it
+        return offer
+
+    offer = asyncio.run(run_backend(floor.broker.port, scenario, 60))
+    assert floor.stop_dispatch() == 0, floor.log()
+    with Store(floor.tmp_path / "campaign.sqlite") as store:
+        attempts = store.attempts(CAMPAIGN)
+        lead = store.lead(CAMPAIGN, offer["lead_id"])
+    assert attempts == [] and (lead.status, lead.attempts) == ("ready", 0), (attempts, lead)
