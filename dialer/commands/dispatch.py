@@ -12,7 +12,10 @@ Preview and manual dialing (``[campaign] policy = "preview"`` with ``[policy] ti
 unlike in ``dialer run``, because here every agent has a desktop on the bus to show the lead: the backend gets
 ``preview.offer`` and answers ``preview.dial`` or ``preview.skip``, and sends ``manual.dial`` for a lead the agent
 chose (:class:`~dialer.bus.bridge.CampaignBus`). The dial itself is an ordinary offer to a worker, and the answer
-is bridged to the reserved agent as any other call is.
+is bridged to the reserved agent as any other call is. The leads on agents' screens are kept in the state file,
+so a dispatcher killed with leads on screen does not leave them to be closed as interrupted calls (see
+:class:`_OnScreen`); a dial no worker took within :data:`STRANDED` seconds is given back as not placed (see
+:func:`settle_stranded`).
 
 The identity on the bus is ``dispatcher/<--name>``: the MQTT user name (unless ``--insecure``) and client id. The
 outbox (events not yet acknowledged by the broker, and those kept ``--retention`` seconds for consumers that ask
@@ -44,6 +47,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -434,6 +438,35 @@ def release_shown(config: CampaignConfig, screen: _OnScreen, adopted: list[str])
     return released
 
 
+#: Seconds a dial may wait for a worker to take it before it is given back as not placed (well under the
+#: regulators' 15-s minimum ring time, which the engine's own give-up waits for).
+STRANDED = 5.0
+
+
+def settle_stranded(dispatcher: Dispatcher, runtime: AsyncRuntime, limit: float = STRANDED) -> list[int]:
+    """Give back, as not placed, the dials no worker has held for ``limit`` seconds; their call ids.
+
+    Why: a dial waits in the dispatcher until a worker has room. With the workers gone (a preview lead on screen
+    when they died, dialed by the agent's press or at its ``dial_at``), it waited until the engine's ring timeout
+    closed it as ``no_answer``: an attempt in the store and a placed call in the compliance ledger for a call no
+    INVITE left. A dial no worker holds (no offer out, none accepted) sent nothing, so ``CallNotPlaced`` is the
+    truth: the lead goes back to the list untouched, and a reserved agent is ready again."""
+    from dialer.engine import events as ev
+    from dialer.errors import InvalidTransition
+    from dialer.live.runtime import RuntimeClosed
+
+    now = runtime.now()
+    given_back: list[int] = []
+    for call_id, call in list(dispatcher.calls.items()):
+        if call.closed or call.worker is not None or call.offered_to is not None or now - call.dialed_at < limit:
+            continue
+        with contextlib.suppress(InvalidTransition, RuntimeClosed, KeyError):
+            runtime.submit(ev.CallNotPlaced, call_id=call_id, why="no worker took the dial")
+            given_back.append(call_id)
+            log.warning("call %d: no worker took it for %.0f s; given back to the list, not placed", call_id, limit)
+    return given_back
+
+
 def finished(engine: Engine, campaign: LiveCampaign, now: float, alerts: list[str], keep_going: bool) -> str | None:
     """Why the run is over, or ``None`` while calls are up or leads are due: ``dialer run``'s rules (see
     :meth:`~dialer.live.campaign.LiveRun.finished`) on the same campaign questions, but having no agent ready
@@ -465,11 +498,16 @@ def _status_line(engine: Engine, dispatcher: Dispatcher, records: list[CallRecor
     )
 
 
-async def _drain(engine: Engine, timeout: float, again: asyncio.Event) -> bool:
-    """Wait until no call is in flight; ``False`` if ``timeout`` ran out or ``again`` was set first."""
+async def _drain(
+    engine: Engine, timeout: float, again: asyncio.Event, tick: Callable[[], object] | None = None
+) -> bool:
+    """Wait until no call is in flight; ``False`` if ``timeout`` ran out or ``again`` was set first. ``tick`` is
+    called at each look (the stranded dials are given back while draining too)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while engine.in_flight:
+        if tick is not None:
+            tick()
         if again.is_set() or loop.time() >= deadline:
             return False
         with contextlib.suppress(TimeoutError):
@@ -572,6 +610,7 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
                 reason = why
                 alert = keeper.alerts[-1] if keeper.alerts and not engine.dialing else None
                 break
+            settle_stranded(dispatcher, runtime)
             if not args.quiet and loop.time() >= next_status:
                 next_status = loop.time() + args.status_every
                 print(_status_line(engine, dispatcher, keeper.records), file=sys.stderr, flush=True)
@@ -581,7 +620,7 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
             if engine.dialing:
                 runtime.submit(ev.DialingStopped)  # no new calls; those in flight end on the workers
             stop.clear()
-            drained = await _drain(engine, args.drain_timeout, stop)
+            drained = await _drain(engine, args.drain_timeout, stop, lambda: settle_stranded(dispatcher, runtime))
             if not drained:
                 log.warning("%d calls still up: left to the workers (they end them when our lease lapses)",
                             engine.in_flight)  # fmt: skip

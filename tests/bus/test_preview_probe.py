@@ -8,6 +8,7 @@ is a failure found by trying the feature: it failed before its fix.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -234,3 +235,35 @@ def test_a_press_after_the_last_worker_died_is_refused_not_recorded_as_unanswere
         attempts = store.attempts(CAMPAIGN)
         lead = store.lead(CAMPAIGN, offer["lead_id"])
     assert attempts == [] and (lead.status, lead.attempts) == ("ready", 0), (attempts, lead)
+
+
+def test_an_offer_dialed_at_its_timeout_with_no_worker_left_is_given_back_not_placed(sip_floor: Floor) -> None:
+    """Before: with ``[policy] timeout``, a lead on screen when the only worker died was dialed by the dialer at
+    its ``dial_at``; the dial waited for a worker that never came and the engine closed it at the 20-s ring
+    timeout as ``no_answer`` (placed, with a placed_at): an attempt in the store and a call in the compliance
+    ledger for a call no INVITE left. Now a dial no worker has held for 5 s is given back as not placed: the
+    record says ``placed: false``, the store has no attempt, and the agent is ready again."""
+    floor = sip_floor
+    path = campaign_file(floor.tmp_path, "preview", PREVIEW_LEADS, floor.phone.port, "\n[policy]\ntimeout = 1\n")
+    floor.start_dispatch(path)
+
+    async def scenario(b: Backend, monitor: aiomqtt.Client) -> dict[str, Any]:
+        await b.ok("agent.login", agent_id="a1")
+        await b.ok("agent.ready", agent_id="a1")
+        offer = (await b.event("preview.offer", agent_id="a1")).data
+        floor.workers.kill("p1")
+        await b.event("call.dialed", call_id=offer["call_id"], timeout=5)  # the dialer's own dial, at dial_at
+        record = await b.event("call.record", call_id=offer["call_id"], timeout=12)  # not the 20-s ring timeout
+        assert record.data["placed"] is False and record.data["outcome"] != "no_answer", record.data
+        await b.event("agent.state", agent_id="a1", state="ready", timeout=5)
+        return offer
+
+    offer = asyncio.run(run_backend(floor.broker.port, scenario, 60))
+    assert floor.stop_dispatch() == 0, floor.log()
+    with Store(floor.tmp_path / "campaign.sqlite") as store:
+        attempts = store.attempts(CAMPAIGN)
+        lead = store.lead(CAMPAIGN, offer["lead_id"])
+    assert attempts == [] and (lead.status, lead.attempts) == ("ready", 0), (attempts, lead)
+    report = compliance(floor.tmp_path / "campaign.sqlite")
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert json.loads(report.stdout)["regimes"] == {"us": [], "uk": [], "ca": []}  # no call placed, no window
