@@ -262,8 +262,9 @@ MESSAGES: Final[dict[str, tuple[str, dict[str, F], str]]] = {
     "dial.refused": (
         "out",
         {**_AGENT, "lead_id": _opt("str"), "phone": _opt("str"), "reason": F("str")},
-        "An agent's ``manual.dial`` was not dialed (``reason``: refused by the lead source's gates (do-not-call, "
-        "calling hours, attempts, not a lead of this campaign), dialing stopped, trunk full). The agent stays ready.",
+        "An agent's ``manual.dial`` was not dialed (``reason``: the lead source's gate that refused it, e.g. "
+        "``do-not-call``, ``not a lead of this campaign``, ``lead L7 is not due until ...``; or ``dialing stopped``, "
+        "``trunk full``). The agent stays ready.",
     ),
     # -- in: commands ---------------------------------------------------------------------------------------
     "agent.login": ("in", dict(_AGENT), "An agent joins the campaign (paused)."),

@@ -113,6 +113,8 @@ class CampaignLeads:
         self.epoch_offset = epoch_offset
         self.scan_limit = scan_limit
         self.held: dict[str, int] = {}
+        self._hold_seq = 0  # holds made so far, and the last one's reason (see manual_lead)
+        self._last_hold = ""
         self.held_by_rule: dict[str, int] = {}
         self._on_hold = on_hold
         self.dialed = 0
@@ -208,39 +210,56 @@ class CampaignLeads:
             self.exempted[basis.rule] = self.exempted.get(basis.rule, 0) + 1
         return Lead(lead.lead_id, lead.phone, lead.name, lead.time_zone, fields)
 
-    def manual_lead(self, lead: Lead, now: float) -> Lead | None:
+    def manual_lead(self, lead: Lead, now: float) -> Lead | str:
         """An agent's manual dial (the engine's ``ManualDial``), through every gate a paced dial passes.
 
         Only a lead of this campaign may be dialed by hand: named by its ``lead_id`` or, when the id is not one of
         the campaign's, by its number in any spelling (an agent's typed number). A number the campaign does not
-        hold has no consent, no attempt history and no calling window on record, so it is refused (``None``), as
-        is a lead that is not ready and due, has no attempts left, is on a do-not-call list, is outside its
-        calling hours, or whose number another campaign protected. A lead that passes is claimed (its attempt
-        committed) before it is handed back to be dialed.
+        hold has no consent, no attempt history and no calling window on record, so it is refused, as is a lead
+        that is not ready and due, has no attempts left, is on a do-not-call list, is outside its calling hours,
+        or whose number another campaign protected; and a lead named by its id together with a number that is not
+        that lead's (the agent meant one of them, and dialing either could be the wrong person). A lead that passes
+        is claimed (its attempt committed) before it is handed back to be dialed; a refusal is a short reason the
+        agent's desktop can show, the rule's name as the evidence log records its hold.
         """
         if not self.catch_up():
-            return None
+            return "the store is unavailable"
         epoch = now + self.epoch_offset
+        from dialer.compliance.dnc import list_key
+        from dialer.compliance.numbers import NumberError
+
+        typed: str | None = None
+        if any(ch.isdigit() for ch in lead.phone):  # a number was given (a stand-in without digits was not)
+            try:
+                typed = list_key(lead.phone, self.dnc.default_region)
+            except NumberError:
+                return "not a phone number"
         try:
             stored = self.store.find_lead(self.campaign_id, lead_id=lead.lead_id) if lead.lead_id else None
-            if stored is None:  # a typed number: the campaign's lead with that number, in any spelling
-                from dialer.compliance.dnc import list_key
-                from dialer.compliance.numbers import NumberError
-
-                try:
-                    phone = list_key(lead.phone, self.dnc.default_region)
-                except NumberError:
-                    return None
-                stored = self.store.find_lead(self.campaign_id, phone=phone)
-            if stored is None or stored.status != "ready" or max(stored.next_at, stored.lockout_until) > epoch:
-                return None
+            if stored is not None and typed is not None and typed != stored.phone:
+                return f"the number given is not lead {stored.lead_id}'s"
+            if stored is None and typed is not None:  # a typed number: the campaign's lead with that number
+                stored = self.store.find_lead(self.campaign_id, phone=typed)
+            if stored is None:
+                return "not a lead of this campaign"
+            if stored.status != "ready":
+                return f"lead {stored.lead_id} is {stored.status}"
+            due = max(stored.next_at, stored.lockout_until)
+            if due > epoch:
+                when = dt.datetime.fromtimestamp(due, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                return f"lead {stored.lead_id} is not due until {when}"
+            seq = self._hold_seq
             if self._gate(stored, epoch) is not None:
-                return None
+                return self._last_hold if self._hold_seq != seq else "held by the campaign's rules"
             claimed = self._claim(stored, epoch)
-            return claimed if isinstance(claimed, Lead) else None
+            if isinstance(claimed, Lead):
+                return claimed
+            if claimed is None:
+                return "claimed by another dispatcher"
+            return self._last_hold if self._hold_seq != seq else "held by the campaign's rules"
         except StoreUnavailable as exc:
             self.went_away(exc)
-            return None
+            return "the store is unavailable"
 
     def report(self, record: CallRecord) -> None:
         attempt = self._open.pop(record.lead.lead_id, None)
@@ -421,6 +440,8 @@ class CampaignLeads:
         note: str = "",
     ) -> None:
         self.held[reason] = self.held.get(reason, 0) + 1
+        self._hold_seq += 1  # a manual dial's refusal names the hold its gates just made
+        self._last_hold = reason
         key = rule or reason
         self.held_by_rule[key] = self.held_by_rule.get(key, 0) + 1
         if self._on_hold is not None and lead is not None:

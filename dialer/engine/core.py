@@ -1323,8 +1323,10 @@ class Engine:
             else:
                 if lead is None:
                     reason = "refused by the lead source"
+                elif isinstance(lead, str):  # refused, with the source's reason for the agent
+                    lead, reason = None, lead or "refused by the lead source"
                 elif not isinstance(lead, Lead):
-                    self._fault(f"lead source answered manual_lead with {lead!r}, not a Lead or None", out)
+                    self._fault(f"lead source answered manual_lead with {lead!r}, not a Lead, a reason or None", out)
                     lead, reason = None, "lead source failed"
         if lead is None:
             out.append(DialRefused(agent.agent_id, e.lead, reason))

@@ -524,8 +524,9 @@ class ManualDial(Event):
 
     The engine dials only what the lead source's ``manual_lead(lead, now)`` hook returns (the same gates as
     ``next_lead``: do-not-call, calling hours, attempts; the attempt claimed), with the agent reserved for the
-    call. A source without the hook, or one that answers ``None``, refuses the dial: the engine answers
-    :class:`~dialer.engine.actions.DialRefused` and nothing else changes (fail closed).
+    call. A source without the hook, or one that answers ``None`` or a ``str`` (its reason, passed on to the
+    agent), refuses the dial: the engine answers :class:`~dialer.engine.actions.DialRefused` and nothing else
+    changes (fail closed).
     """
 
     agent_id: str

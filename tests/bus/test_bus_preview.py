@@ -396,13 +396,13 @@ def test_manual_dial_over_the_bus_is_gated_like_a_paced_dial(floor: Floor) -> No
                 break
             assert asyncio.get_running_loop().time() < deadline, "the worker never came"
             await asyncio.sleep(0.2)
-        assert "refused by the lead source" in reply["error"], reply
+        assert "not a lead of this campaign" in reply["error"], reply
         await b.event("dial.refused", agent_id="a1", lead_id="nope", phone=None)
 
         spelt = "+81 3-1234-2102"  # the DNC lead's number as an agent types it
         reply = await b.refused("dial_refused", "manual.dial", agent_id="a1", phone=spelt)
         refused = await b.event("dial.refused", agent_id="a1", phone=spelt)
-        assert refused.data["lead_id"] is None and refused.data["reason"] == "refused by the lead source"
+        assert refused.data["lead_id"] is None and refused.data["reason"] == "do-not-call"
         await b.refused("dial_refused", "manual.dial", agent_id="a1", lead_id="MD")  # named by its id
         await b.event("dial.refused", agent_id="a1", lead_id="MD")
         await b.refused("dial_refused", "manual.dial", agent_id="a1", phone=UNKNOWN_NUMBER)

@@ -78,3 +78,29 @@ def test_manual_dials_that_a_paced_dial_could_not_make_are_refused(reopen: Calla
     engine.handle(ev.AgentReady(engine.now, "bob"))
     refused = engine.handle(ev.ManualDial(engine.now, "bob", Lead("ok", "-")))
     assert [type(a) for a in refused] == [DialRefused] and len(store.open_attempts("c")) == 1
+
+
+def test_a_refused_manual_dial_says_why_and_an_id_with_another_leads_number_is_refused(
+    reopen: Callable[..., Any],
+) -> None:
+    """The agent's desktop shows why a dial was refused (the rule, as the evidence names its hold); and a lead id
+    given with a number that is not that lead's is refused rather than dialing either: the agent meant one of
+    them, and the other may be the wrong person."""
+    engine, _, store = _floor(reopen)
+
+    def reason(lead: Lead) -> str:
+        [refused] = _dial(engine, lead)
+        assert isinstance(refused, DialRefused), refused
+        return refused.reason
+
+    assert reason(Lead("ok", NUMBERS["taken"])) == "the number given is not lead ok's"
+    assert reason(Lead("typed", "+12127369999")) == "not a lead of this campaign"
+    assert reason(Lead("listed", "-")) == "do-not-call"
+    assert reason(Lead("typed", "+1 999")) == "not a phone number"
+    assert store.open_attempts("c") == []
+    actions = _dial(engine, Lead("ok", "(212) 736-2300"))  # its own number, spelt as typed: dialed
+    assert [a.lead.lead_id for a in actions if isinstance(a, DialLead)] == ["ok"]
+    engine.handle(ev.AgentLoggedIn(engine.now, "bob"))
+    engine.handle(ev.AgentReady(engine.now, "bob"))
+    [refused] = engine.handle(ev.ManualDial(engine.now, "bob", Lead("ok", "-")))
+    assert isinstance(refused, DialRefused) and refused.reason == "lead ok is dialing"
