@@ -140,27 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_store_file(path: Path) -> None:
-    """A report reads a store; it must not make one. Opening a file as a store creates the dialer's tables in it,
-    so an empty file (``touch``), another program's SQLite database or a mistyped path to one would silently gain
-    them and be reported as "0 campaigns". Checked read-only first, each one line (exit 2)."""
-    import sqlite3
+    """A report reads a store; it must not make one (see :func:`dialer.store.not_a_store`): one line, exit 2."""
+    from dialer.store import not_a_store
 
-    if path.is_dir():
-        raise ConfigError("STORE", f"{path} is a directory, not a campaign store (the .sqlite file in it)")
-    if not path.is_file():
-        raise ConfigError("STORE", f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ConfigError("STORE", f"{path} is empty: not a campaign store")
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise ConfigError("STORE", f"{path} is not a campaign store: {exc}") from None
-    if found is None:
-        raise ConfigError("STORE", f"{path} is not a campaign store: an SQLite database without the dialer's tables")
+    problem = not_a_store(path)
+    if problem is not None:
+        raise ConfigError("STORE", problem)
 
 
 def _json(

@@ -41,7 +41,7 @@ from dialer.amd import PEOPLE_TAKEN_FOR_MACHINES, FalseMachineEstimate
 from dialer.compliance import ledger
 from dialer.compliance.evidence import EvidenceLog, Verdict, verify
 from dialer.errors import ConfigError
-from dialer.store import AttemptRow, InboundRow, open_store
+from dialer.store import AttemptRow, InboundRow, not_a_store, open_store
 
 #: Exit statuses of ``dialer report compliance --audit`` (and of ``dialer purge``): 0 everything in order; 1 a
 #: ledger window over its cap in the worst case (as without ``--audit``); 2 a usage or configuration error (the CLI's
@@ -506,8 +506,9 @@ def _locate(location: str | Path, evidence: str | Path | None) -> tuple[Path, st
             )
         return Path(evidence), redact(str(location))
     path = Path(location)
-    if not path.is_file():
-        raise ConfigError("STORE", f"{path}: no such file")
+    problem = not_a_store(path)  # read-only: an audit or a purge must not make a store out of any file
+    if problem is not None:
+        raise ConfigError("STORE", problem)
     return (Path(evidence) if evidence is not None else evidence_path(path)), path.name
 
 

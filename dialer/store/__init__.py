@@ -38,6 +38,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredLead",
+    "not_a_store",
     "open_store",
 ]
 
@@ -69,3 +70,31 @@ def open_store(location: str | Path, **options: Any) -> AnyStore:
     if scheme:
         raise StoreError(f"unknown store URL scheme {scheme!r}: use a path, sqlite:///path or postgresql://...")
     return Store(location, **options)
+
+
+def not_a_store(path: Path) -> str | None:
+    """Why ``path`` is not an existing SQLite campaign store (``None`` when it is), found read-only.
+
+    Why: opening a file as a store creates the dialer's tables in it. A command that only reads or prunes a
+    store (a report, an audit, a purge) must not make one, or an empty file (``touch``), another program's SQLite
+    database or a mistyped path would silently gain the tables and be reported as holding nothing.
+    """
+    import sqlite3
+
+    if path.is_dir():
+        return f"{path} is a directory, not a campaign store (the .sqlite file in it)"
+    if not path.is_file():
+        return f"{path}: no such file"
+    if path.stat().st_size == 0:
+        return f"{path} is empty: not a campaign store"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"{path} is not a campaign store: {exc}"
+    if found is None:
+        return f"{path} is not a campaign store: an SQLite database without the dialer's tables"
+    return None
