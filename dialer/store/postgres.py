@@ -27,6 +27,7 @@ campaign layer does not know which one it holds. What PostgreSQL changes, and ho
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -67,21 +68,22 @@ _OWNER_LOCKS = 0x6F776E
 
 
 def redact(url: str) -> str:
-    """``url`` with any password (in the netloc or a ``password=`` query parameter) replaced by ``***``."""
+    """``url`` with any password (in the netloc or a ``password=`` query parameter) replaced by ``***``; a URL
+    without one comes back exactly as given (``postgresql:///db?host=/run/postgresql`` stays readable)."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return "<unparsable store URL>"
-    netloc = parts.netloc
+    netloc, query, changed = parts.netloc, parts.query, False
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(k == "password" for k, _ in query):
-        query = [(k, "***" if k == "password" else v) for k, v in query]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query), ""))
+            netloc, changed = f"{userinfo.split(':', 1)[0]}:***@{host}", True
+    if re.search(r"(?:^|&)password=", query):
+        query, changed = re.sub(r"((?:^|&)password=)[^&]*", r"\1***", query), True
+    if not changed:
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _first_line(exc: BaseException) -> str:

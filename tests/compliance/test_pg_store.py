@@ -52,6 +52,11 @@ def test_schema_is_versioned_and_a_newer_one_refused(pg_url: str) -> None:
 def test_the_password_never_shows(postgres: PgServer, caplog: pytest.LogCaptureFixture) -> None:
     assert redact("postgresql://u:s3cret@h:5/db?sslmode=require") == "postgresql://u:***@h:5/db?sslmode=require"
     assert "s3cret" not in redact("postgresql://u@h/db?password=s3cret")
+    assert (
+        redact("postgresql://h/db?sslmode=require&password=s3cret") == "postgresql://h/db?sslmode=require&password=***"
+    )
+    # Without a password the URL is shown as given (a socket directory was printed as postgresql:/x?host=%2F...).
+    assert redact("postgresql:///x?host=/run/postgresql") == "postgresql:///x?host=/run/postgresql"
     url = f"postgresql://nobody:s3cret@127.0.0.1:{postgres.port}/no_such_db"
     caplog.set_level(logging.DEBUG)
     with pytest.raises(StoreError) as refused:
