@@ -35,7 +35,9 @@ class Preview(PacingPolicy):
 
     def __init__(self, timeout: float | None = None) -> None:
         if timeout is not None and (not is_number(timeout) or not 0 <= timeout < math.inf):
-            raise ConfigError("timeout", f"must be a finite number of seconds >= 0 or None, got {timeout!r}")
+            raise ConfigError(
+                "timeout", f"must be a finite number of seconds >= 0 (leave it out: never dial alone), got {timeout!r}"
+            )
         self.timeout: float | None = None if timeout is None else float(timeout)
 
     def decide(self, snap: Snapshot) -> int:
