@@ -530,7 +530,8 @@ class InboundFigures:
         mixed = " (the largest T the campaign ran with)" if self.mixed_t else ""
         why = ", ".join(f"{k} {n}" for k, n in sorted(self.blocked_by.items()))
         return (
-            f"inbound: {self.callers} callers: answered {self.answered}, abandoned {self.abandoned}, blocked "
+            f"inbound: {self.callers} caller{'' if self.callers == 1 else 's'}: answered {self.answered}, "
+            f"abandoned {self.abandoned}, blocked "
             f"{self.blocked}{f' ({why})' if why else ''}; service level {level} within "
             f"{self.service_level_seconds:g} s{mixed}; ASA {asa}"
         )
