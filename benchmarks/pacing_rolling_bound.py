@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import describe
-from sim.markov import MarkovModel, solve
+from sim.markov import MarkovModel, occupation_lp, solve
 
 
 def solve_cooling(
@@ -47,9 +47,6 @@ def solve_cooling(
 
     ``allowed`` = 1: each abandonment starts an Erlang(``phases``) cooldown. ``allowed`` > 1: each abandonment
     starts its own exponential timer (``phases`` is ignored), and the state counts the timers running."""
-    from scipy import sparse
-    from scipy.optimize import linprog
-
     n, cap = model.agents, model.ringing_cap
     counting = allowed > 1
     nc = allowed + 1 if counting else phases + 1
@@ -60,10 +57,7 @@ def solve_cooling(
     def at(c: int, b: int, r: int) -> int:
         return (c * nb + b) * nr + r
 
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    q = np.zeros(ny)
+    flows: list[tuple[int, int, float]] = []
     busy = np.zeros(ny)
     answer = np.zeros(ny)
     abandon = np.zeros(ny)
@@ -74,57 +68,24 @@ def solve_cooling(
                 y = at(c, b, r)
                 busy[y] = b / n
                 answer[y] = r * gamma * p
-                events: list[tuple[int, float]] = []
                 if b:
-                    events.append((at(c, b - 1, r), b * mu))
+                    flows.append((y, at(c, b - 1, r), b * mu))
                 if r:
                     if b < n:
-                        events.append((at(c, b + 1, r - 1), r * gamma * p))
+                        flows.append((y, at(c, b + 1, r - 1), r * gamma * p))
                     else:
                         abandon[y] = r * gamma * p
                         full = c == allowed if counting else c > 0
                         if full:  # an answer here would be one abandonment too many within the cooldown
                             forbidden.append(y)
                         after = min(c + 1, allowed) if counting else phases
-                        events.append((at(after, b, r - 1), r * gamma * p))
+                        flows.append((y, at(after, b, r - 1), r * gamma * p))
                     if p < 1.0:
-                        events.append((at(c, b, r - 1), r * gamma * (1.0 - p)))
+                        flows.append((y, at(c, b, r - 1), r * gamma * (1.0 - p)))
                 if c:  # a timer runs out: counting, any of c; else the next phase of the one cooldown
-                    events.append((at(c - 1, b, r), c / cooldown if counting else phases / cooldown))
-                for s, rate in events:
-                    q[y] += rate
-                    rows.append(ny + s)
-                    cols.append(y)
-                    vals.append(-rate)
-    idx = np.arange(ny)
-    rows += idx.tolist() + idx.tolist()
-    cols += idx.tolist() + (ny + idx).tolist()
-    vals += q.tolist() + [-1.0] * ny
-    rows += (ny + idx).tolist() + (ny + idx).tolist()
-    cols += (ny + idx).tolist() + (2 * ny + idx).tolist()
-    vals += [1.0] * (2 * ny)
-    r_of = idx % nr
-    has_prev = idx[r_of > 0]
-    rows += (ny + has_prev).tolist()
-    cols += (2 * ny + has_prev - 1).tolist()
-    vals += [-1.0] * has_prev.size
-    rows += [2 * ny] * ny
-    cols += idx.tolist()
-    vals += [1.0] * ny
-    a_eq = sparse.csr_matrix((vals, (rows, cols)), shape=(2 * ny + 1, 3 * ny))
-    b_eq = np.zeros(2 * ny + 1)
-    b_eq[-1] = 1.0
-    zeros = np.zeros(2 * ny)
-    a_ub = sparse.csr_matrix(np.concatenate([abandon - alpha * answer, zeros])[None, :])
-    c_obj = np.concatenate([-busy, zeros])
-    bounds = np.zeros((3 * ny, 2))
-    bounds[:, 1] = np.inf
-    empty = at(0, 0, 0)  # an empty, idle, free floor would stay so forever
-    bounds[empty, 1] = 0.0
-    bounds[ny + empty, 1] = 0.0
-    bounds[2 * ny + idx[r_of == cap], 1] = 0.0  # nobody launches beyond the cap
-    bounds[np.array(forbidden, dtype=int), 1] = 0.0
-    res = linprog(c_obj, A_ub=a_ub, b_ub=[0.0], A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+                    flows.append((y, at(c - 1, b, r), c / cooldown if counting else phases / cooldown))
+    # An empty, idle, free floor would stay so forever; cooling, time passes there (the cooldown runs out).
+    res = occupation_lp(ny, nr, flows, busy, answer, abandon, alpha, closed=[at(0, 0, 0)], forbidden=forbidden)
     if res.status != 0 or res.x is None:
         raise SystemExit(f"LP not solved: {res.message}")
     x = np.maximum(res.x[:ny], 0.0)

@@ -150,36 +150,39 @@ def _figures(model: MarkovModel) -> tuple[FloatArray, FloatArray, FloatArray]:
     return (b / n).ravel().astype(float), answer, abandon
 
 
-def solve(model: MarkovModel, alpha: float) -> Solution:
-    """The policy maximising occupancy with abandoned <= ``alpha`` x answered, by HiGHS.
+def occupation_lp(
+    ny: int,
+    nr: int,
+    flows: list[tuple[int, int, float]],
+    busy: FloatArray,
+    answer: FloatArray,
+    abandon: FloatArray,
+    alpha: float,
+    *,
+    closed: list[int],
+    forbidden: list[int] | None = None,
+) -> Any:
+    """The occupation-measure LP of a launch-by-steps Markov floor, solved by HiGHS (the ``linprog`` result).
 
-    Launching is modelled as a chain of one-call steps taken at once: at a pre-decision state the controller
-    either stops (time starts passing there) or launches one call and decides again at ``(b, r + 1)``. That is
-    the same policy class as choosing ``r'`` directly (the intermediate states are real states), with
-    ``3 x states`` variables instead of ``states x cap``, which is what makes 20 agents take seconds.
-    Post-decision state ``(0, 0)`` is excluded: an empty, idle floor would stay empty forever.
+    States are numbered so that ``y + 1`` is ``y`` with one more call ringing, ``y % nr`` the calls ringing (of at
+    most ``nr - 1``). ``flows`` are the events out of each post-decision state: (from, to, rate). ``busy``,
+    ``answer`` and ``abandon`` are per post-decision state; abandonment is held to ``alpha`` x answers. ``closed``:
+    states where time may not pass (an empty, idle floor would stay so forever); ``forbidden``: states the policy
+    may never be in. Variables: x(y) [0, ny), stop(s) [ny, 2ny), launch(s) [2ny, 3ny); :func:`solve` and
+    ``benchmarks.pacing_rolling_bound`` (the same floor with a cooldown after each abandonment) share it.
     """
     from scipy import sparse
     from scipy.optimize import linprog
 
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError("alpha", f"must be in [0, 1], got {alpha}")
-    n, cap = model.agents, model.ringing_cap
-    nb, nr = n + 1, cap + 1
-    ny = nb * nr
-    # Variables: x(y) [0, ny), stop(s) [ny, 2ny), launch(s) [2ny, 3ny).
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
     q = np.zeros(ny)
-    for b in range(nb):
-        for r in range(nr):
-            y = b * nr + r
-            for b2, r2, rate, _ in _events(model, b, r):
-                q[y] += rate
-                rows.append(ny + b2 * nr + r2)  # event flow into pre-decision state (b2, r2)
-                cols.append(y)
-                vals.append(-rate)
+    for y, s, rate in flows:
+        q[y] += rate
+        rows.append(ny + s)  # event flow into pre-decision state s
+        cols.append(y)
+        vals.append(-rate)
     idx = np.arange(ny)
     # Rows [0, ny): q(y) x(y) - stop(y) = 0.
     rows += idx.tolist() + idx.tolist()
@@ -201,18 +204,42 @@ def solve(model: MarkovModel, alpha: float) -> Solution:
     a_eq = sparse.csr_matrix((vals, (rows, cols)), shape=(2 * ny + 1, 3 * ny))
     b_eq = np.zeros(2 * ny + 1)
     b_eq[-1] = 1.0
-    busy, answer, abandon = _figures(model)
     zeros = np.zeros(2 * ny)
     a_ub = sparse.csr_matrix(np.concatenate([abandon - alpha * answer, zeros])[None, :])
     c = np.concatenate([-busy, zeros])
     bounds = np.zeros((3 * ny, 2))
     bounds[:, 1] = np.inf
-    bounds[0, 1] = 0.0  # x(0, 0)
-    bounds[ny, 1] = 0.0  # stop at (0, 0)
-    bounds[2 * ny + r_of.size - 1, 1] = 0.0  # nobody launches beyond the cap
-    bounds[2 * ny + idx[r_of == cap], 1] = 0.0
+    for y in closed:
+        bounds[y, 1] = 0.0
+        bounds[ny + y, 1] = 0.0
+    bounds[2 * ny + idx[r_of == nr - 1], 1] = 0.0  # nobody launches beyond the cap
+    if forbidden:
+        bounds[np.array(forbidden, dtype=int), 1] = 0.0
+    return linprog(c, A_ub=a_ub, b_ub=[0.0], A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+
+
+def solve(model: MarkovModel, alpha: float) -> Solution:
+    """The policy maximising occupancy with abandoned <= ``alpha`` x answered, by HiGHS.
+
+    Launching is modelled as a chain of one-call steps taken at once: at a pre-decision state the controller
+    either stops (time starts passing there) or launches one call and decides again at ``(b, r + 1)``. That is
+    the same policy class as choosing ``r'`` directly (the intermediate states are real states), with
+    ``3 x states`` variables instead of ``states x cap``, which is what makes 20 agents take seconds.
+    Post-decision state ``(0, 0)`` is excluded: an empty, idle floor would stay empty forever.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError("alpha", f"must be in [0, 1], got {alpha}")
+    n, cap = model.agents, model.ringing_cap
+    nb, nr = n + 1, cap + 1
+    ny = nb * nr
+    flows: list[tuple[int, int, float]] = []
+    for b in range(nb):
+        for r in range(nr):
+            y = b * nr + r
+            flows += [(y, b2 * nr + r2, rate) for b2, r2, rate, _ in _events(model, b, r)]
+    busy, answer, abandon = _figures(model)
     start = time.perf_counter()
-    res = linprog(c, A_ub=a_ub, b_ub=[0.0], A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    res = occupation_lp(ny, nr, flows, busy, answer, abandon, alpha, closed=[0])
     elapsed = time.perf_counter() - start
     if res.status != 0 or res.x is None:
         raise OptimumError(f"LP not solved for {model}: {res.message}")
