@@ -652,11 +652,19 @@ def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def summary(result: RunResult, campaign: LiveCampaign) -> list[str]:
-    """The end-of-run lines ``dialer run`` prints, for the same store and the same questions.
+def summary(
+    result: RunResult,
+    campaign: LiveCampaign,
+    *,
+    undrained: str = "calls left to the workers",
+    inbound: str | None = None,
+) -> list[str]:
+    """The end-of-run lines of ``dialer run`` and ``dialer dispatch``, for the same store and the same questions.
 
-    A previewed lead that was skipped or withdrawn has a record (its one record, ``placed`` false) but was never a
-    call: it is counted on a line of its own, not as a ``network`` call."""
+    ``undrained`` says what became of the calls when the run stopped before they ended (``dialer run`` hangs them
+    up, ``dialer dispatch`` leaves them to the workers); ``inbound`` is the inbound callers' line, after the
+    outbound figures. A previewed lead that was skipped or withdrawn has a record (its one record, ``placed``
+    false) but was never a call: it is counted on a line of its own, not as a ``network`` call."""
     previews = [r for r in result.records if r.skipped is not None]
     records = [r for r in result.records if r.skipped is None]
     counts: dict[str, int] = {}
@@ -670,6 +678,8 @@ def summary(result: RunResult, campaign: LiveCampaign) -> list[str]:
     held = ", ".join(f"{k} {v}" for k, v in sorted(result.held.items())) or "none"
     lines.append(f"abandoned {abandoned} of {live} live answers; {len(result.opted_out)} opt-outs; held at dial time: "
                  f"{held}")  # fmt: skip
+    if inbound is not None:
+        lines.append(inbound)
     reach = campaign.leads.reach()
     if reach:
         lines.append("reach lost per rule: " + ", ".join(f"{rule} {n}" for rule, n in reach))
@@ -679,7 +689,7 @@ def summary(result: RunResult, campaign: LiveCampaign) -> list[str]:
         # A lead never tried (a preview skipped at the end of a run, a lead nobody was ready for) is due now.
         later = "; due now" if result.next_due <= time.time() else f"; next due {_when(result.next_due)}"
     lines.append(f"leads: {leads}{later}")
-    lines.append(f"stopped: {result.reason}{'' if result.drained else ' (calls left to the workers)'}")
+    lines.append(f"stopped: {result.reason}{'' if result.drained else f' ({undrained})'}")
     lines.append(f"ledger: dialer report compliance {campaign.config.store_url or campaign.config.store}")
     if result.unwritten:
         lines.append(unwritten_line(result.unwritten, campaign))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import signal
 import sys
 from pathlib import Path
@@ -169,10 +168,6 @@ def _inbound_line(records: list[Any], blocked: int, within: float) -> str:
     )
 
 
-def _when(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def run(args: argparse.Namespace) -> int:
     from dialer.live.campaign import LiveCampaign, load_campaign, refuse_hand_dialing
 
@@ -195,30 +190,15 @@ def run(args: argparse.Namespace) -> int:
             result = asyncio.run(_run(campaign, args, early))
         finally:
             campaign.close()
-    records = result.records
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-    live = sum(r.live_answer for r in records)
-    abandoned = sum(r.abandoned for r in records)
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no calls"
-    print(f"\n{len(records)} calls: {summary}")
-    held = ", ".join(f"{k} {v}" for k, v in sorted(result.held.items())) or "none"
-    print(f"abandoned {abandoned} of {live} live answers; {len(result.opted_out)} opt-outs; held at dial time: {held}")
-    if config.inbound:
-        print(_inbound_line(result.inbound, result.inbound_blocked, config.service_level_seconds))
-    reach = campaign.leads.reach()
-    if reach:  # what each rule cost in reach this run, most costly first (each hold is in the evidence log too)
-        print("reach lost per rule: " + ", ".join(f"{rule} {n}" for rule, n in reach))
-    leads = ", ".join(f"{v} {k}" for k, v in sorted(result.leads.items()))
-    later = f"; next due {_when(result.next_due)}" if result.next_due is not None and result.leads.get("ready") else ""
-    print(f"leads: {leads}{later}")
-    print(f"stopped: {result.reason}{'' if result.drained else ' (calls hung up before they ended)'}")
-    print(f"ledger: dialer report compliance {config.store_url or config.store}")
-    if result.unwritten:  # the shared store stayed away to the end: the ledger misses calls (the evidence has them)
-        from dialer.commands.dispatch import unwritten_line
+    from dialer.commands.dispatch import summary
 
-        print(unwritten_line(result.unwritten, campaign))
+    inbound = None
+    if config.inbound:
+        inbound = _inbound_line(result.inbound, result.inbound_blocked, config.service_level_seconds)
+    print()
+    for line in summary(result, campaign, undrained="calls hung up before they ended", inbound=inbound):
+        print(line)
+    if result.unwritten:  # the shared store stayed away to the end: the ledger misses calls (the evidence has them)
         return 1
     if result.interrupted:
         return 130
