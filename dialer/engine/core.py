@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -1157,21 +1157,31 @@ class Engine:
                 for offer in list(self.offers.values()):
                     self._withdraw(self.agents[offer.agent_id], "dialing_stopped", out)
             return
-        self._starved_until = None
         placed = 0
+        for lead in self._take_leads(n, out):
+            call_id = self._next_call_id
+            self._next_call_id += 1
+            self._launch(call_id, lead, out)
+            placed += 1
+        self._launched(requested, placed, out)
+
+    def _take_leads(self, n: int, out: list[Action]) -> Iterator[Lead]:
+        """Up to ``n`` leads from the source, one at a time as the caller uses them: stops at a fault of the source
+        (dialing stops) or when it has none (no asking again for ``lead_retry`` seconds)."""
+        self._starved_until = None
         for _ in range(n):
             try:
                 lead = self.leads.next_lead(self.now)
             except Exception as exc:
                 self._fault(f"lead source failed: {exc!r}", out)
-                break
+                return
             if lead is None:
                 self._starved_until = self.now + self.config.lead_retry
-                break
-            call_id = self._next_call_id
-            self._next_call_id += 1
-            self._launch(call_id, lead, out)
-            placed += 1
+                return
+            yield lead
+
+    def _launched(self, requested: int, placed: int, out: list[Action]) -> None:
+        """Tell the policy how many of the calls it asked for were placed (or offered), if it asked for any."""
         if requested > 0:
             try:
                 self.policy.launched(self.now, requested, placed)
@@ -1209,17 +1219,8 @@ class Engine:
         """Preview mode: show a lead to each of up to ``n`` ready agents (never more than are ready)."""
         ready = self._ready_by
         n = min(n, len(ready[AgentGroup.OUTBOUND]) + len(ready[AgentGroup.BLENDED]))
-        self._starved_until = None
         placed = 0
-        for _ in range(n):
-            try:
-                lead = self.leads.next_lead(self.now)
-            except Exception as exc:
-                self._fault(f"lead source failed: {exc!r}", out)
-                break
-            if lead is None:
-                self._starved_until = self.now + self.config.lead_retry
-                break
+        for lead in self._take_leads(n, out):
             agent = self._free_agent(AgentGroup.OUTBOUND)
             assert agent is not None
             self._preview_keys()
@@ -1233,11 +1234,7 @@ class Engine:
                 self._push_timer(deadline, PreviewTrigger.PREVIEW_TIMEOUT, call_id)
             out.append(PreviewLead(call_id, agent.agent_id, lead, deadline))
             placed += 1
-        if requested > 0:
-            try:
-                self.policy.launched(self.now, requested, placed)
-            except Exception as exc:
-                self._fault(f"pacing policy failed on launch feedback: {exc!r}", out)
+        self._launched(requested, placed, out)
 
     def _close_offer(self, call_id: int) -> None:
         """Remember an offer the engine settled itself: an agent's press about it is late news from now on."""
