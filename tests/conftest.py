@@ -30,6 +30,31 @@ REPO = Path(__file__).resolve().parent.parent
 sys.modules.setdefault("dialer_testkit", sys.modules[__name__])
 
 
+def doc_table(header: str) -> list[tuple[str, str, str]]:
+    """The rows of one transition table in docs/engine.md, as (state, key, target); italic keys are triggers."""
+    lines = (REPO / "docs" / "engine.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(header) + 2  # past the header and the |---| line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        state, key, target = (cell.strip() for cell in line.strip("|").split("|"))
+        rows.append((state, key, target))
+    return rows
+
+
+def table_rows(table: Any) -> list[tuple[str, str, str]]:
+    """A transition table of dialer.engine.state as docs/engine.md prints it: triggers in italics, events by
+    their class name, in the table's order (what :func:`doc_table` reads back)."""
+    from dialer.engine.state import PreviewTrigger, Trigger
+
+    return [
+        (s.value, f"*{k.value}*" if isinstance(k, (Trigger, PreviewTrigger)) else k.__name__, target.value)
+        for s, row in table.items()
+        for k, target in row.items()
+    ]
+
+
 class Scripted(PacingPolicy):
     """Launches exactly the number of calls the test asked for, once: the engine dials only when told to."""
 

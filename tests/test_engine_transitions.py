@@ -314,27 +314,9 @@ def test_scripted_policy_dials_only_when_told() -> None:
 # --- the documented tables ------------------------------------------------------------------------------------
 
 
-def _doc_rows(header: str) -> list[tuple[str, str, str]]:
-    """The rows of one transition table in docs/engine.md, as (state, key, target); italic keys are triggers."""
-    from dialer_testkit import REPO
-
-    lines = (REPO / "docs" / "engine.md").read_text(encoding="utf-8").splitlines()
-    start = lines.index(header) + 2  # past the header and the |---| line
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        state, key, target = (cell.strip() for cell in line.strip("|").split("|"))
-        rows.append((state, key, target))
-    return rows
-
-
-def _table_rows(table: dict[AgentState, dict[Key, AgentState]] | dict[CallState, dict[Key, CallState]]) -> list:
-    return [(s.value, f"*{k.value}*" if isinstance(k, Trigger) else name(k), t.value) for s, row in table.items()
-            for k, t in row.items()]  # fmt: skip
-
-
 def test_docs_list_every_legal_transition_in_table_order() -> None:
     """docs/engine.md says its tables are generated from state.py: hold it to that."""
-    assert _doc_rows("| agent state | on | goes to |") == _table_rows(AGENT_TRANSITIONS)
-    assert _doc_rows("| call state | on | goes to |") == _table_rows(CALL_TRANSITIONS)
+    from dialer_testkit import doc_table, table_rows
+
+    assert doc_table("| agent state | on | goes to |") == table_rows(AGENT_TRANSITIONS)
+    assert doc_table("| call state | on | goes to |") == table_rows(CALL_TRANSITIONS)

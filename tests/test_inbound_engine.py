@@ -344,27 +344,8 @@ def test_every_inbound_call_gets_exactly_one_record_and_the_counts_add_up(
     assert s.answered + s.abandoned == s.arrived
 
 
-def _doc_rows(header: str) -> list[tuple[str, str, str]]:
-    from dialer_testkit import REPO
-
-    lines = (REPO / "docs" / "engine.md").read_text(encoding="utf-8").splitlines()
-    start = lines.index(header) + 2
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        state, key, target = (cell.strip() for cell in line.strip("|").split("|"))
-        rows.append((state, key, target))
-    return rows
-
-
 def test_docs_list_every_inbound_transition_in_table_order() -> None:
-    def table(t: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
-        return [
-            (s.value, f"*{k.value}*" if isinstance(k, Trigger) else k.__name__, v.value)
-            for s, row in t.items()
-            for k, v in row.items()
-        ]
+    from dialer_testkit import doc_table, table_rows
 
-    assert _doc_rows("| agent state (inbound call) | on | goes to |") == table(AGENT_INBOUND_TRANSITIONS)
-    assert _doc_rows("| inbound call state | on | goes to |") == table(INBOUND_TRANSITIONS)
+    assert doc_table("| agent state (inbound call) | on | goes to |") == table_rows(AGENT_INBOUND_TRANSITIONS)
+    assert doc_table("| inbound call state | on | goes to |") == table_rows(INBOUND_TRANSITIONS)

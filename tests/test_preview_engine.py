@@ -642,32 +642,12 @@ def test_stream_keeps_one_record_per_call_and_abandons_nobody_whose_agent_stayed
     label(f"connects: {min(totals.connects, 2)}+, late answers: {bool(totals.abandoned)}, orphans: {bool(orphans)}")
 
 
-def _doc_rows(header: str) -> list[tuple[str, str, str]]:
-    from dialer_testkit import REPO
-
-    lines = (REPO / "docs" / "engine.md").read_text(encoding="utf-8").splitlines()
-    start = lines.index(header) + 2
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        state, key, target = (cell.strip() for cell in line.strip("|").split("|"))
-        rows.append((state, key, target))
-    return rows
-
-
 def test_docs_list_every_preview_move_in_table_order() -> None:
     """docs/engine.md says its preview tables are generated from state.py: hold it to that."""
+    from dialer_testkit import doc_table, table_rows
 
-    def rows(table: dict[Any, dict[Key, Any]]) -> list[tuple[str, str, str]]:
-        return [
-            (s.value, f"*{k.value}*" if isinstance(k, (Trigger, PreviewTrigger)) else k.__name__, target.value)
-            for s, row in table.items()
-            for k, target in row.items()
-        ]
-
-    assert _doc_rows("| agent state (preview, manual) | on | goes to |") == rows(AGENT_PREVIEW_TRANSITIONS)
-    assert _doc_rows("| offered lead | on | goes to (call state) |") == rows(OFFER_TRANSITIONS)
+    assert doc_table("| agent state (preview, manual) | on | goes to |") == table_rows(AGENT_PREVIEW_TRANSITIONS)
+    assert doc_table("| offered lead | on | goes to (call state) |") == table_rows(OFFER_TRANSITIONS)
 
 
 class FailingLeads(ListLeads):
