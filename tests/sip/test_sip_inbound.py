@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from audio_check import tone_wav
@@ -83,6 +83,19 @@ def capture_for(config: PoolConfig) -> WireCapture:
     return WireCapture(ports={config.inbound.port, *range(first, first + config.rtp_ports_per_worker)}).start()
 
 
+T = TypeVar("T")
+
+
+def run_captured(config: PoolConfig, coro: Coroutine[Any, Any, T], timeout: float) -> tuple[T, WireCapture]:
+    """Run a scenario with the inbound worker's traffic captured (:func:`capture_for`), the capture stopped
+    whatever happens; its packets are read afterwards."""
+    capture = capture_for(config)
+    try:
+        return run(coro, timeout), capture
+    finally:
+        capture.stop()
+
+
 async def until(sip: SipRuntime, done: Callable[[], object], timeout: float) -> None:
     async def wait() -> None:
         while not done():
@@ -136,11 +149,7 @@ def test_a_caller_hears_queue_audio_then_is_bridged_to_a_free_inbound_agent(sipp
             await sip.close()
         return sip, [first, second]
 
-    capture = capture_for(config)
-    try:
-        sip, (first, second) = run(scenario(), 90)
-    finally:
-        capture.stop()
+    (sip, (first, second)), capture = run_captured(config, scenario(), 90)
     a, b = sip.inbound_records
     assert [r.outcome for r in (a, b)] == [InboundOutcome.ANSWERED] * 2
     assert [r.agent_id for r in (a, b)] == ["alice", "alice"] and b.group == "inbound"
@@ -201,11 +210,7 @@ def test_a_caller_who_hangs_up_while_queued_is_abandoned_and_a_full_worker_answe
             await sip.close()
         return sip, [c1, c2, c3, c4]
 
-    capture = capture_for(config)
-    try:
-        sip, callers = run(scenario(), 90)
-    finally:
-        capture.stop()
+    (sip, callers), capture = run_captured(config, scenario(), 90)
     one, two, four = sorted(sip.inbound_records, key=lambda r: r.arrived_at)
     assert two.outcome is InboundOutcome.ABANDONED and two.agent_id is None and two.wait > 0
     assert [one.outcome, four.outcome] == [InboundOutcome.ANSWERED] * 2
@@ -249,11 +254,7 @@ def test_on_a_blended_floor_an_inbound_caller_takes_the_kept_back_agent_and_outb
             await sip.close()
         return sip, c1
 
-    capture = capture_for(config)
-    try:
-        sip, c1 = run(scenario(), 120)
-    finally:
-        capture.stop()
+    (sip, c1), capture = run_captured(config, scenario(), 120)
     (call,) = sip.inbound_records
     assert call.outcome is InboundOutcome.ANSWERED and call.agent_id == "bob" and call.group == "blended"
     # Bob was kept free for it: the caller did not wait for an outbound conversation to end.
@@ -419,11 +420,7 @@ def test_an_agent_phone_that_refuses_sends_the_caller_back_to_the_queue(sipp_fac
             await sip.close()
         return sip, c1
 
-    capture = capture_for(config)
-    try:
-        sip, c1 = run(scenario(), 60)
-    finally:
-        capture.stop()
+    (sip, c1), capture = run_captured(config, scenario(), 60)
     (record,) = sip.inbound_records
     assert record.outcome is InboundOutcome.ABANDONED and record.bridge_failures == 1
     assert list(sip.inbound_bridge_failed.values()) == [486]
@@ -495,11 +492,7 @@ def test_max_waiting_refuses_the_caller_beyond_it_with_busy(
             await sip.close()
         return sip
 
-    capture = capture_for(config)
-    try:
-        sip = run(scenario(), 60)
-    finally:
-        capture.stop()
+    sip, capture = run_captured(config, scenario(), 60)
     (record,) = sip.inbound_records
     assert record.outcome is InboundOutcome.ABANDONED
     assert sip.inbound_blocked == 1 and sip.driver.stats["inbound_offered"] == 2
