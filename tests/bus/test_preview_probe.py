@@ -205,6 +205,16 @@ def test_a_lead_id_pasted_with_spaces_dials_and_blank_values_are_invalid(sip_flo
     assert invites(floor.trunk, floor.tmp_path / "trunk.msg") == [leads["M1"]]
 
 
+def assert_given_back(floor: Floor, lead_id: str) -> None:
+    """The dispatcher stops cleanly, and the lead is back in the list as if never offered: no attempt in the
+    store, ready, with none spent."""
+    assert floor.stop_dispatch() == 0, floor.log()
+    with Store(floor.tmp_path / "campaign.sqlite") as store:
+        attempts = store.attempts(CAMPAIGN)
+        lead = store.lead(CAMPAIGN, lead_id)
+    assert attempts == [] and (lead.status, lead.attempts) == ("ready", 0), (attempts, lead)
+
+
 def test_a_press_after_the_last_worker_died_is_refused_not_recorded_as_unanswered(sip_floor: Floor) -> None:
     """Before: a lead on screen when the only worker died could still be pressed: the reply said ok, the dial
     waited for a worker that never came, and the engine closed it at its ring timeout as ``no_answer``: an attempt
@@ -230,11 +240,7 @@ def test_a_press_after_the_last_worker_died_is_refused_not_recorded_as_unanswere
         return offer
 
     offer = asyncio.run(run_backend(floor.broker.port, scenario, 60))
-    assert floor.stop_dispatch() == 0, floor.log()
-    with Store(floor.tmp_path / "campaign.sqlite") as store:
-        attempts = store.attempts(CAMPAIGN)
-        lead = store.lead(CAMPAIGN, offer["lead_id"])
-    assert attempts == [] and (lead.status, lead.attempts) == ("ready", 0), (attempts, lead)
+    assert_given_back(floor, offer["lead_id"])
 
 
 def test_an_offer_dialed_at_its_timeout_with_no_worker_left_is_given_back_not_placed(sip_floor: Floor) -> None:
@@ -259,11 +265,7 @@ def test_an_offer_dialed_at_its_timeout_with_no_worker_left_is_given_back_not_pl
         return offer
 
     offer = asyncio.run(run_backend(floor.broker.port, scenario, 60))
-    assert floor.stop_dispatch() == 0, floor.log()
-    with Store(floor.tmp_path / "campaign.sqlite") as store:
-        attempts = store.attempts(CAMPAIGN)
-        lead = store.lead(CAMPAIGN, offer["lead_id"])
-    assert attempts == [] and (lead.status, lead.attempts) == ("ready", 0), (attempts, lead)
+    assert_given_back(floor, offer["lead_id"])
     report = compliance(floor.tmp_path / "campaign.sqlite")
     assert report.returncode == 0, report.stdout + report.stderr
     assert json.loads(report.stdout)["regimes"] == {"us": [], "uk": [], "ca": []}  # no call placed, no window
