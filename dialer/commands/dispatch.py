@@ -14,7 +14,7 @@ unlike in ``dialer run``, because here every agent has a desktop on the bus to s
 chose (:class:`~dialer.bus.bridge.CampaignBus`). The dial itself is an ordinary offer to a worker, and the answer
 is bridged to the reserved agent as any other call is. The leads on agents' screens are kept in the state file,
 so a dispatcher killed with leads on screen does not leave them to be closed as interrupted calls (see
-:class:`_OnScreen`); a dial no worker took within :data:`STRANDED` seconds is given back as not placed (see
+:func:`release_shown`); a dial no worker took within :data:`STRANDED` seconds is given back as not placed (see
 :func:`settle_stranded`).
 
 The identity on the bus is ``dispatcher/<--name>``: the MQTT user name (unless ``--insecure``) and client id. The
@@ -57,6 +57,7 @@ from dialer.errors import ConfigError
 if TYPE_CHECKING:
     from dialer.bus.client import BusConfig
     from dialer.distributed.dispatcher import Dispatcher
+    from dialer.distributed.state import DispatcherState
     from dialer.engine.actions import Alert, RecordCall
     from dialer.engine.core import Engine
     from dialer.engine.records import CallRecord
@@ -365,52 +366,19 @@ class _Keeper:
                 self.runtime.submit(ev.DialingStopped)
 
 
-class _OnScreen:
-    """The leads shown to agents (preview offers) and not yet dialed, skipped or withdrawn, kept in the state file.
+def release_shown(config: CampaignConfig, state: DispatcherState, adopted: list[str]) -> list[str]:
+    """Undo the claims of the leads a dead predecessor had on agents' screens and never dialed (the state's
+    ``on_screen`` rows, see :mod:`dialer.distributed.state`); the leads released. Only an attempt still open,
+    claimed by that predecessor (its owner on the store, no longer alive) and not adopted as a call in flight is
+    undone: anything else is left to the lead source's own recovery.
 
     Why: a lead on an agent's screen was claimed from the store (an open attempt), but no INVITE was sent. A
-    dispatcher killed then (SIGKILL, a crash) left that attempt open, and the next one used to close it as
-    interrupted: a call that never happened counted as placed and, in the worst case, abandoned (``dialer report
-    compliance`` over its cap), and the lead spent an attempt and was locked out. The next dispatcher reads these
-    rows first and undoes such a claim (:func:`release_shown`) unless the call was handed to a worker (then the
-    dispatcher's state has it, and it is adopted as any call in flight). A row is written when the offer goes out
-    and removed when the offer is dialed (after the dispatcher's state has the call) or recorded as not placed."""
-
-    def __init__(self, path: str) -> None:
-        import sqlite3
-
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS on_screen (call_id INTEGER PRIMARY KEY, lead_id TEXT NOT NULL, "
-            "owner TEXT NOT NULL)"
-        )
-
-    def rows(self) -> list[tuple[int, str, str]]:
-        return [(int(c), str(lead), str(o)) for c, lead, o in self._db.execute("SELECT * FROM on_screen")]
-
-    def shown(self, call_id: int, lead_id: str, owner: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO on_screen VALUES (?, ?, ?)", (call_id, lead_id, owner))
-
-    def settled(self, call_id: int) -> None:
-        self._db.execute("DELETE FROM on_screen WHERE call_id = ?", (call_id,))
-
-    def clear(self) -> None:
-        self._db.execute("DELETE FROM on_screen")
-
-    def close(self) -> None:
-        self._db.close()
-
-
-def release_shown(config: CampaignConfig, screen: _OnScreen, adopted: list[str]) -> list[str]:
-    """Undo the claims of the leads a dead predecessor had on agents' screens and never dialed (see
-    :class:`_OnScreen`); the leads released. Only an attempt still open, claimed by that predecessor (its owner on
-    the store, no longer alive) and not adopted as a call in flight is undone: anything else is left to the lead
-    source's own recovery."""
+    dispatcher killed then left that attempt open, and the next one used to close it as interrupted: a call that
+    never happened counted as placed and, in the worst case, abandoned (``dialer report compliance`` over its
+    cap), and the lead spent an attempt and was locked out."""
     from dialer.store import StoreError, open_store
 
-    rows = screen.rows()
+    rows = state.on_screen()
     if not rows:
         return []
     released: list[str] = []
@@ -432,7 +400,7 @@ def release_shown(config: CampaignConfig, screen: _OnScreen, adopted: list[str])
                         log.warning("lead %s left on an agent's screen was not released: %s", lead_id, exc)
                         continue
                     released.append(lead_id)
-        screen.clear()
+        state.clear_on_screen()
     finally:
         store.close()
     return released
@@ -531,7 +499,7 @@ async def _ready_or_stopped(bus: Any, stop: asyncio.Event) -> None:
 
 
 async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: LiveCampaign, bus_cfg: BusConfig,
-                early: Any, state: Any = None, screen: _OnScreen | None = None) -> RunResult:  # fmt: skip
+                early: Any, state: DispatcherState | None = None) -> RunResult:  # fmt: skip
     from dialer.bus.bridge import CampaignBus
     from dialer.bus.client import MqttBus
     from dialer.distributed.dispatcher import Dispatcher, fresh_call_ids
@@ -559,11 +527,12 @@ async def serve(args: argparse.Namespace, config: CampaignConfig, campaign: Live
     )
     keeper = _Keeper(campaign, runtime, dispatcher)
     dispatcher.on_orphan = keeper.adopted
-    if screen is not None:  # after the dispatcher's own DialLead handler: the call is in its state by then
+    if state is not None:  # after the dispatcher's own DialLead handler: the call is in its state by then
+        kept = state
         owner = campaign.leads.owner
-        runtime.on(PreviewLead, lambda a: screen.shown(a.call_id, a.lead.lead_id, owner))
-        runtime.on(DialLead, lambda a: screen.settled(a.call_id))
-        runtime.on(RecordCall, lambda a: screen.settled(a.record.call_id))
+        runtime.on(PreviewLead, lambda a: kept.shown(a.call_id, a.lead.lead_id, owner))
+        runtime.on(DialLead, lambda a: kept.unshown(a.call_id))
+        runtime.on(RecordCall, lambda a: kept.unshown(a.record.call_id))
     from dialer.commands.run import start_status_page
 
     page = start_status_page(args, runtime, config.campaign_id, dispatcher)
@@ -733,8 +702,7 @@ def run(args: argparse.Namespace) -> int:
         adopted = [call.lead_id for call in state.open_calls()]
         if adopted:
             print(f"resuming: {len(adopted)} calls of the previous dispatcher are adopted", file=sys.stderr)
-        screen = _OnScreen(where)
-        released = release_shown(config, screen, adopted)
+        released = release_shown(config, state, adopted)
         if released:
             print(f"resuming: {len(released)} leads on agents' screens were never dialed: back in the list "
                   f"({', '.join(released)})", file=sys.stderr)  # fmt: skip
@@ -746,11 +714,10 @@ def run(args: argparse.Namespace) -> int:
             if config.dnc_registry is None:
                 print("note: no national do-not-call registry (dnc.registry_required = false)", file=sys.stderr)
             asyncio.run(probe(args, bus_cfg))  # last: the only check that waits on the network
-            result = asyncio.run(serve(args, config, campaign, bus_cfg, early, state, screen))
+            result = asyncio.run(serve(args, config, campaign, bus_cfg, early, state))
         finally:
             campaign.close()
             state.close()
-            screen.close()
             if lock is not None:
                 lock.close()
     print()

@@ -11,6 +11,10 @@ dialed twice, and no abandoned call goes uncounted.
 
 The command answers (``replies``) make commands idempotent across restarts too: a backend that retries a command
 after the dispatcher restarted gets the original answer, not a second application.
+
+The leads on agents' screens (``on_screen``: preview offers not yet dialed, skipped or withdrawn) were claimed from
+the store but sent no INVITE: a dispatcher killed with some on screen leaves their attempts open, and the next one
+gives them back undialed (``dialer dispatch``'s ``release_shown``) instead of closing them as interrupted calls.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (sender, id)
 );
 CREATE INDEX IF NOT EXISTS replies_at ON replies (at);
+CREATE TABLE IF NOT EXISTS on_screen (call_id INTEGER PRIMARY KEY, lead_id TEXT NOT NULL, owner TEXT NOT NULL);
 """
 
 _FACTS = frozenset(
@@ -146,6 +151,23 @@ class DispatcherState:
             facts["bridge_failed"] = bool(facts["bridge_failed"])
             out.append(OpenCall(**facts))
         return out
+
+    # -- leads on agents' screens -------------------------------------------------------------------------
+
+    def shown(self, call_id: int, lead_id: str, owner: str) -> None:
+        """A lead offered to an agent as ``call_id``, claimed by the lead source ``owner``."""
+        self._write("INSERT OR REPLACE INTO on_screen VALUES (?, ?, ?)", (call_id, lead_id, owner))
+
+    def unshown(self, call_id: int) -> None:
+        """The offer was dialed (the call is in ``calls`` by then) or recorded as not placed."""
+        self._write("DELETE FROM on_screen WHERE call_id = ?", (call_id,))
+
+    def on_screen(self) -> list[tuple[int, str, str]]:
+        """(call_id, lead_id, owner) of every lead left on a screen."""
+        return [(int(c), str(lead), str(o)) for c, lead, o in self._db.execute("SELECT * FROM on_screen")]
+
+    def clear_on_screen(self) -> None:
+        self._write("DELETE FROM on_screen", ())
 
     # -- command answers ---------------------------------------------------------------------------------
 
