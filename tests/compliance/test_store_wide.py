@@ -249,6 +249,7 @@ def _campaign_file(
     tmp_path: Path, name: str, rows: list[tuple[str, str]], body: str, store: str = "shared.sqlite"
 ) -> Path:
     from sipp_peers import free_rtp_base
+    from test_sip_live_campaign import JP_HOURS  # the hours pick_zones judges Tokyo's numbers open by
 
     (tmp_path / f"{name}.csv").write_text("lead_id,phone\n" + "".join(f"{i},{p}\n" for i, p in rows), encoding="utf-8")
     path = tmp_path / f"{name}.toml"
@@ -267,6 +268,9 @@ file = "{name}.csv"
 
 [dnc]
 registry_required = false
+
+[hours.JP]
+{JP_HOURS}
 
 [pool]
 workers = 1

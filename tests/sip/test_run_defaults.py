@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sip_helpers import finish, read_until, start_run
 from sipp_peers import free_rtp_base
-from test_sip_live_campaign import STEMS, customers_scenario, pick_zones
+from test_sip_live_campaign import JP_HOURS, STEMS, customers_scenario, pick_zones
 from test_sip_runtime import make_message
 
 from dialer.live.campaign import load_campaign
@@ -118,6 +118,9 @@ file = "leads.csv"
 
 [dnc]
 registry_required = false
+
+[hours.JP]
+{JP_HOURS}
 
 [trunk]
 port = {trunk_port}
